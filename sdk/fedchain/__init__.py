@@ -1,0 +1,3 @@
+"""fedchain: secure federated learning for hospitals on Hyperledger Fabric."""
+
+__version__ = "0.1.0"
