@@ -1,0 +1,119 @@
+"""Consortium material, MSP validation, signatures and wallets."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from fedchain.identity import (
+    Consortium,
+    IdentityError,
+    SignatureError,
+    Wallet,
+    generate_consortium,
+    load_signing_identity,
+)
+from fedchain.identity.certs import create_ca, issue_certificate, role_of
+from fedchain.identity.crypto import P256_ORDER, generate_private_key, is_low_s, sign, verify
+from fedchain.identity.identity import Identity
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory) -> Consortium:
+    return generate_consortium(tmp_path_factory.mktemp("crypto"), ("Org1", "Org2"))
+
+
+def test_signatures_are_low_s_and_high_s_rejected():
+    key = generate_private_key()
+    for i in range(20):
+        data = f"message {i}".encode()
+        sig = sign(key, data)
+        assert is_low_s(sig)
+        assert verify(key.public_key(), sig, data)
+        r, s = decode_dss_signature(sig)
+        high = encode_dss_signature(r, P256_ORDER - s)
+        assert not verify(key.public_key(), high, data)  # malleated twin is refused
+    assert not verify(key.public_key(), sign(key, b"a"), b"b")
+    assert not verify(key.public_key(), b"garbage", b"a")
+
+
+def test_layout_is_fabric_msp(consortium):
+    org = consortium.org("Org1MSP")
+    for rel in ["msp/cacerts", "msp/tlscacerts", "msp/config.yaml", "peers/peer0.org1.fedchain.local/msp/signcerts",
+                "peers/peer0.org1.fedchain.local/msp/keystore/priv_sk", "peers/peer0.org1.fedchain.local/tls/server.crt",
+                "users/Admin@org1.fedchain.local/msp/signcerts"]:
+        assert (org.path / rel).exists(), rel
+    key_mode = stat.S_IMODE(os.stat(org.path / "ca" / "priv_sk").st_mode)
+    assert key_mode == 0o600
+    assert org.msp_config.node_ous
+    assert consortium.orderer.msp_id == "OrdererMSP"
+    reloaded = Consortium.load(consortium.crypto_dir)
+    assert [o.msp_id for o in reloaded.orgs] == ["Org1MSP", "Org2MSP"]
+    with pytest.raises(IdentityError, match="already holds"):
+        generate_consortium(consortium.crypto_dir)
+
+
+def test_enroll_carries_role_and_validates(consortium):
+    hospital = consortium.enroll("Org1MSP", "hospital1", "hospital")
+    assert hospital.identity.role == "hospital"
+    assert consortium.enroll("Org1MSP", "hospital1", "hospital").cert_pem == hospital.cert_pem  # idempotent
+    with pytest.raises(IdentityError, match="exists with role"):
+        consortium.enroll("Org1MSP", "hospital1", "auditor")
+    mgr = consortium.msp_manager()
+    ident = mgr.validate(hospital.serialize())
+    assert ident.msp_id == "Org1MSP"
+    assert mgr.node_ou(ident) == "client"
+    assert mgr.node_ou(mgr.validate(consortium.org("Org2MSP").peer_identity.serialize())) == "peer"
+    sig = hospital.sign(b"payload")
+    assert mgr.verify(hospital.serialize(), sig, b"payload").fabric_id.startswith("x509::CN=hospital1@")
+    with pytest.raises(SignatureError):
+        mgr.verify(hospital.serialize(), sig, b"other payload")
+    assert consortium.org("Org1MSP").admin_identity.identity.role == "operator"
+
+
+def test_foreign_or_mislabeled_identities_rejected(consortium):
+    mgr = consortium.msp_manager()
+    hospital = consortium.enroll("Org1MSP", "hospital2", "hospital")
+    # claims Org2 but was issued by Org1's CA
+    forged = Identity("Org2MSP", hospital.cert_pem).serialize()
+    with pytest.raises(IdentityError, match="not issued by a CA of MSP 'Org2MSP'"):
+        mgr.validate(forged)
+    with pytest.raises(IdentityError, match="unknown MSP 'EvilMSP'"):
+        mgr.validate(Identity("EvilMSP", hospital.cert_pem).serialize())
+    # a self-made CA with the same subject names is not trusted
+    ca_key, ca_cert = create_ca("ca.org1.fedchain.local", "org1.fedchain.local")
+    _, rogue = issue_certificate(ca_key, ca_cert, "mallory@org1.fedchain.local", ou="client", role="operator")
+    from fedchain.identity.certs import cert_to_pem
+
+    assert role_of(rogue) == "operator"
+    with pytest.raises(IdentityError, match="not issued"):
+        mgr.validate(Identity("Org1MSP", cert_to_pem(rogue)).serialize())
+    with pytest.raises(IdentityError, match="malformed"):
+        mgr.validate(b"\xff\xff not a proto")
+
+
+def test_wallet_roundtrip_and_permissions(consortium, tmp_path):
+    ident = consortium.enroll("Org2MSP", "auditor1", "auditor")
+    wallet = Wallet(tmp_path / "wallet")
+    wallet.put("auditor1", ident)
+    assert stat.S_IMODE(os.stat(tmp_path / "wallet" / "auditor1" / "key.pem").st_mode) == 0o600
+    loaded = wallet.get("auditor1")
+    assert loaded.msp_id == "Org2MSP" and loaded.identity.role == "auditor"
+    assert loaded.identity.verify(loaded.sign(b"x"), b"x")
+    assert wallet.list() == ["auditor1"]
+    os.chmod(tmp_path / "wallet" / "auditor1" / "key.pem", 0o644)
+    with pytest.raises(IdentityError, match="readable by others"):
+        wallet.get("auditor1")
+    with pytest.raises(IdentityError, match="no identity 'nobody'"):
+        wallet.get("nobody")
+
+
+def test_msp_loader_reads_local_msp(consortium):
+    org = consortium.org("Org1MSP")
+    ident = load_signing_identity(org.node_dir / "msp", org.msp_id)
+    assert ident.identity.common_name == "peer0.org1.fedchain.local"
+    with pytest.raises(IdentityError, match="signcerts"):
+        load_signing_identity(org.msp_dir, org.msp_id)
