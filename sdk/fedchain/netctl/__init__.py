@@ -1,0 +1,1 @@
+"""Start, watch and stop the background processes of a one-machine network."""
