@@ -1,0 +1,1 @@
+"""`fedchain demo`: the whole system on one machine, with poisoned hospitals caught."""

@@ -1,0 +1,145 @@
+"""The demo's per-round record: live table, JSON (issue 5 schema), Markdown and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PHASES = ("train", "share", "mpc", "ledger", "total")
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    accuracy: float
+    loss: float
+    accepted: list[str]
+    rejected: dict[str, str]
+    malicious: list[str]
+    model_hash: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["timings_s"] = {k: round(float(self.timings_s.get(k, 0.0)), 3) for k in PHASES}
+        return d
+
+
+def detection(records: list[RoundRecord]) -> dict[str, int]:
+    """Confusion counts over every (round, hospital) decision: positive = rejected."""
+    tp = fp = fn = tn = 0
+    for r in records:
+        bad = set(r.malicious)
+        for h in r.rejected:
+            tp, fp = (tp + 1, fp) if h in bad else (tp, fp + 1)
+        for h in r.accepted:
+            fn, tn = (fn + 1, tn) if h in bad else (fn, tn + 1)
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def build_report(config: dict[str, Any], records: list[RoundRecord], baseline_accuracy: float | None = None
+                 ) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "config": config,
+        "rounds": [r.as_dict() for r in records],
+        "final_accuracy": records[-1].accuracy if records else None,
+        "detection": detection(records),
+    }
+    if baseline_accuracy is not None:
+        report["initial_accuracy"] = baseline_accuracy
+    return report
+
+
+TABLE_HEADER = (
+    f"{'round':>5} {'acc':>6} {'loss':>6} {'ok':>3} {'rej':>3}  {'rejected (reason)':<34} {'malicious':<16}"
+    f" {'train':>6} {'share':>6} {'mpc':>6} {'ledger':>6} {'total':>6}"
+)
+
+
+def table_row(r: RoundRecord) -> str:
+    rejected = ", ".join(f"{h}({why})" for h, why in sorted(r.rejected.items())) or "-"
+    mal = ", ".join(sorted(r.malicious)) or "-"
+    t = r.timings_s
+    return (
+        f"{r.round:>5} {r.accuracy * 100:5.1f}% {r.loss:6.3f} {len(r.accepted):>3} {len(r.rejected):>3}  "
+        f"{rejected[:34]:<34} {mal[:16]:<16}"
+        + "".join(f" {t.get(k, 0.0):6.1f}" for k in PHASES)
+    )
+
+
+def write_report_folder(folder: Path, report: dict[str, Any], hospitals: list[str]) -> list[Path]:
+    """report.json, report.md, accuracy.png and decisions.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rounds = report["rounds"]
+    written = [folder / "report.json"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = [r["round"] for r in rounds]
+    ys = [r["accuracy"] * 100 for r in rounds]
+    if "initial_accuracy" in report:
+        xs, ys = [0, *xs], [report["initial_accuracy"] * 100, *ys]
+    ax.plot(xs, ys, marker="o")
+    cfg = report["config"]
+    ax.set(xlabel="round", ylabel="test accuracy (%)", ylim=(0, 100),
+           title=f"defense={cfg.get('defense')} attack={cfg.get('attack')} malicious={cfg.get('malicious')}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "accuracy.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    written.append(folder / "accuracy.png")
+
+    # hospital x round grid: 0 = accepted honest, 1 = rejected honest (false alarm),
+    # 2 = accepted malicious (missed), 3 = rejected malicious (caught), nan = no update
+    import numpy as np
+
+    grid = np.full((len(hospitals), len(rounds)), np.nan)
+    for j, r in enumerate(rounds):
+        bad = set(r["malicious"])
+        for i, h in enumerate(hospitals):
+            if h in r["rejected"]:
+                grid[i, j] = 3 if h in bad else 1
+            elif h in r["accepted"]:
+                grid[i, j] = 2 if h in bad else 0
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rounds) + 2.5), 0.35 * len(hospitals) + 1.5))
+    cmap = ListedColormap(["#4caf50", "#ff9800", "#e53935", "#1e88e5"])
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
+    ax.set_yticks(range(len(hospitals)), [h + (" *" if any(h in r["malicious"] for r in rounds) else "")
+                                          for h in hospitals])
+    ax.set_xticks(range(len(rounds)), [str(r["round"]) for r in rounds])
+    ax.set_xlabel("round (* = malicious hospital)")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=lbl) for c, lbl in zip(
+        cmap.colors, ["honest, accepted", "honest, rejected", "malicious, accepted", "malicious, rejected"],
+        strict=True)], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title("accept / reject per hospital and round")
+    fig.tight_layout()
+    fig.savefig(folder / "decisions.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    written.append(folder / "decisions.png")
+
+    det = report["detection"]
+    lines = [
+        "# fedchain demo report", "",
+        "| setting | value |", "|---|---|",
+        *[f"| {k} | {v} |" for k, v in report["config"].items()],
+        "", f"Final accuracy: **{(report['final_accuracy'] or 0) * 100:.1f}%**  ",
+        f"Detection over all (round, hospital) decisions: tp={det['tp']} fp={det['fp']} fn={det['fn']} tn={det['tn']}",
+        "", "![accuracy](accuracy.png)", "", "![decisions](decisions.png)", "",
+        "| round | accuracy | accepted | rejected | model hash |", "|---|---|---|---|---|",
+        *[f"| {r['round']} | {r['accuracy'] * 100:.1f}% | {len(r['accepted'])} | "
+          f"{', '.join(f'{h} ({w})' for h, w in sorted(r['rejected'].items())) or '-'} | `{r['model_hash'][:16]}…` |"
+          for r in rounds],
+    ]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    written.append(folder / "report.md")
+    return written
