@@ -1,0 +1,66 @@
+"""The federated-learning contract: the consortium's source of truth (DESIGN.md sections 2.2-2.3).
+
+Entry point: `fedchain_cc.fl.contract:FLContract`. Every argument is a JSON string (or a bare
+round id / participant id); every result is canonical JSON.
+
+Roles and bindings
+- A caller is a participant when its (MSP id, Fabric client id "x509::<subject>::<issuer>") is
+  registered on the ledger AND its certificate's `fedchain.role` attribute equals the registered
+  role. Both must agree: the CA vouches for the role, the consortium decides who takes part.
+- InitConsortium(config) is called once by an identity whose certificate role is `operator`; it
+  registers that caller as operator `config.operator_id` (default "operator") and every MPC node of
+  `config.mpc_nodes` (role mpc_node, node_index = position: share_hashes[j] belongs to node j).
+  config = {"mpc_nodes": [{"id", "msp_id", "identity"}...], "threshold": t (1 <= t, 2t < m),
+  "quorum": q (t+1 <= q <= m), "default_policy": {...}, "max_model_bytes": N (<= 6 MiB),
+  "name"?, "operator_id"?}.
+- RegisterParticipant({"id", "role", "msp_id", "identity", "sample_cap" (hospitals only)}) by an
+  operator; roles hospital, auditor, operator. MPC nodes are fixed at InitConsortium.
+- Queries need a registered caller of any role. Participant ids match [A-Za-z0-9_.-]{1,64}.
+
+Rounds: OPEN -> CLOSED -> FINALIZED | DISPUTED (round 0 = genesis, FINALIZED at birth)
+- PublishGenesisModel(spec, model_b64) (operator, once): spec is a JSON object with param_count.
+- CreateRound({"round_id", "base_model_hash", "model_spec" {param_count,...}, "hyperparameters"?,
+  "policy"? (default: consortium default_policy), "deadline" (unix s), "min_updates"}) by an
+  operator: ids strictly increase, one round at a time (the previous one FINALIZED or DISPUTED),
+  base = the last finalized model, whose bytes must be published, param_count unchanged.
+- SubmitUpdate({"round_id", "share_hashes" [m hex], "n_samples" (<= sample_cap), "dim"}) by a
+  registered hospital, once per round, while OPEN and while tx time < deadline.
+- CloseRound(round_id): operator any time, any registered participant once tx time >= deadline.
+  Records the submitted hospital ids.
+- AttestResult({"round_id", "model_hash", "accepted" [ids], "rejected" {id: reason code},
+  "report_hash"}) by an MPC node, once per node per round, when CLOSED (or FINALIZED: a late
+  node's attestation is recorded; if it differs it is listed in round.dissent). accepted and
+  rejected must partition exactly the submitted hospitals. If fewer than min_updates are accepted
+  the model must stay the base model (averaging too few updates would expose them). When q nodes
+  attest the same (model_hash, accepted set) the round is FINALIZED; any two differing
+  attestations before that make it DISPUTED (deterministic honest nodes never differ).
+  An unchanged model (= base) is "published" at finalization by pointing at the stored bytes.
+- PublishModel(round_id, model_b64) by an MPC node after finalization: kept only if its SHA-256
+  equals the finalized hash and its size is within max_model_bytes; stored in 1 MiB chunks.
+
+Queries: GetConsortium (config + head pointer), GetParticipant(id), ListParticipants([role]),
+GetRound(id), ListRounds, GetUpdates(round_id), GetModel(round_id) -> {sha256, size, model_spec,
+model_b64}, GetHistory(kind, id) with kind in round | participant | update ("round/hospital") |
+model | consortium | attestation ("round/node id") -> [{tx_id, timestamp, is_delete, value}].
+Every stored record carries last_tx_creator {msp_id, participant} and last_tx_function, so the
+history shows who did what.
+
+Events (one per transaction): RoundCreated, UpdateSubmitted, RoundClosed, RoundFinalized,
+RoundDisputed; payload JSON with round_id.
+
+MVCC: hospitals write only update~round~hospital (plus reads), so concurrent submissions never
+conflict; round records and the head pointer are written only by operators and MPC nodes.
+Every AttestResult writes the round record, so concurrent attestations conflict on MVCC and a
+retried one sees the others: MPC nodes retry on MVCC_READ_CONFLICT / PHANTOM_READ_CONFLICT.
+Key layout: see fedchain_cc.fl.keys.
+
+Determinism: time is the transaction timestamp; JSON is written canonically (sorted keys);
+lists are sorted; no randomness, wall clock or dict-order dependence.
+
+Errors: "<Function>: <what is wrong>" with status 400 (bad input), 403 (not allowed),
+404 (missing), 409 (wrong state); nothing is written unless the whole call succeeds.
+"""
+
+from fedchain_cc.fl.contract import EVENTS, FLContract
+
+__all__ = ["EVENTS", "FLContract"]
