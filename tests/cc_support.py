@@ -97,7 +97,20 @@ class World:
                 "rejected": rejected or {}, "report_hash": h(f"report{round_id}")}
 
 
-def make_world(n_hospitals: int = 3, *, genesis: bool = True) -> World:
+def init_config(mpc: list[ClientIdentity]) -> dict:
+    return {
+        "mpc_nodes": [{"id": f"mpc{j}", "msp_id": c.msp_id, "identity": c.id} for j, c in enumerate(mpc)],
+        "threshold": 1, "quorum": 2, "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
+        "max_model_bytes": 64 * 1024,
+    }
+
+
+def make_world(n_hospitals: int = 3, *, init: bool = True, genesis: bool = True) -> World:
+    """Identities always; the consortium initialized when `init`; round 0's model when `genesis`.
+
+    extra["unregistered"]: a hospital certificate nobody registered; extra["mismatch"]: registered as
+    hospital "liar" but its certificate says auditor.
+    """
     ledger = MockLedger(FLContract(), start_time=T0)
     operator = make_identity("operator", "operator", "Org1MSP")
     mpc = [make_identity(f"mpc{j}", "mpc_node", f"Org{j + 1}MSP") for j in range(3)]
@@ -105,16 +118,47 @@ def make_world(n_hospitals: int = 3, *, genesis: bool = True) -> World:
                  for i in range(1, n_hospitals + 1)}
     auditor = make_identity("auditor", "auditor", "Org3MSP")
     w = World(ledger, operator, mpc, hospitals, auditor)
-    w.ok(operator, "InitConsortium", {
-        "mpc_nodes": [{"id": f"mpc{j}", "msp_id": c.msp_id, "identity": c.id} for j, c in enumerate(mpc)],
-        "threshold": 1, "quorum": 2, "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
-        "max_model_bytes": 64 * 1024,
-    })
+    w.extra["unregistered"] = make_identity("stranger", "hospital", "Org2MSP")
+    w.extra["mismatch"] = make_identity("liar", "auditor", "Org2MSP")
+    if not init:
+        return w
+    w.ok(operator, "InitConsortium", init_config(mpc))
     for name, ident in hospitals.items():
         w.ok(operator, "RegisterParticipant", {"id": name, "role": "hospital", "msp_id": ident.msp_id,
                                                "identity": ident.id, "sample_cap": 1000})
     w.ok(operator, "RegisterParticipant", {"id": "auditor", "role": "auditor", "msp_id": auditor.msp_id,
                                            "identity": auditor.id})
+    liar = w.extra["mismatch"]
+    w.ok(operator, "RegisterParticipant", {"id": "liar", "role": "hospital", "msp_id": liar.msp_id,
+                                           "identity": liar.id, "sample_cap": 1000})
     if genesis:
         w.ok(operator, "PublishGenesisModel", SPEC, b64(GENESIS))
+    return w
+
+
+NEW_MODEL = b"model-after-round-1" * 7
+
+
+def open_world(n_hospitals: int = 3) -> World:
+    """Round 1 OPEN (deadline in an hour), nobody submitted yet."""
+    w = make_world(n_hospitals)
+    w.create_round(1)
+    return w
+
+
+def closed_world(n_hospitals: int = 3) -> World:
+    """Round 1 CLOSED with an update from every hospital."""
+    w = open_world(n_hospitals)
+    for name, ident in w.hospitals.items():
+        w.ok(ident, "SubmitUpdate", w.update(1, name))
+    w.ok(w.operator, "CloseRound", "1")
+    return w
+
+
+def finalized_world(n_hospitals: int = 3) -> World:
+    """Round 1 FINALIZED by mpc0+mpc1 (all accepted, NEW_MODEL), model not yet published."""
+    w = closed_world(n_hospitals)
+    att = w.attestation(1, NEW_MODEL, sorted(w.hospitals))
+    w.ok(w.mpc[0], "AttestResult", att)
+    w.ok(w.mpc[1], "AttestResult", att)
     return w

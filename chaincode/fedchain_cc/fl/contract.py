@@ -177,9 +177,8 @@ class FLContract(Chaincode):
         bound = tx.get_bytes(keys.ident(msp_id, identity))
         if bound:
             raise ContractError(f"that identity of {msp_id} is already registered as {bound.decode()!r}", 409)
-        tx.put_json(keys.participant(pid), record)
         tx.put_bytes(keys.ident(msp_id, identity), pid.encode())
-        return record
+        return tx.put_json(keys.participant(pid), record)
 
     @transaction
     def tx_GetParticipant(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -326,11 +325,10 @@ class FLContract(Chaincode):
                     "quorum": cons["quorum"]},
             "closed_at": None, "submitted": None, "attestations": {}, "finalized": None, "dissent": [],
         }
-        tx.put_json(keys.round_(round_id), record)
         tx.put_json(keys.HEAD, {**head, "last_round_id": round_id})
         tx.event("RoundCreated", {"round_id": round_id, "base_model_hash": base_hash, "deadline": deadline,
                                   "min_updates": min_updates})
-        return record
+        return tx.put_json(keys.round_(round_id), record)
 
     @transaction
     def tx_GetRound(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -378,9 +376,8 @@ class FLContract(Chaincode):
             raise ContractError(f"{me['id']} already submitted an update to round {round_id}", 409)
         record = {"round_id": round_id, "hospital": me["id"], "msp_id": me["msp_id"], "share_hashes": hashes,
                   "n_samples": n_samples, "dim": dim, "submitted_at": tx.timestamp, "tx_id": tx.tx_id}
-        tx.put_json(keys.update(round_id, me["id"]), record)
         tx.event("UpdateSubmitted", {"round_id": round_id, "hospital": me["id"], "tx_id": tx.tx_id})
-        return record
+        return tx.put_json(keys.update(round_id, me["id"]), record)
 
     @transaction
     def tx_GetUpdates(self, tx: Tx, params: list[str]) -> list[dict[str, Any]]:
@@ -404,9 +401,8 @@ class FLContract(Chaincode):
                                 f"close it any time", 403)
         submitted = sorted(rec["hospital"] for _, rec in tx.range_json("update", [keys.rnd(round_id)]))
         record = {**rnd, "state": CLOSED, "closed_at": tx.timestamp, "submitted": submitted}
-        tx.put_json(keys.round_(round_id), record)
         tx.event("RoundClosed", {"round_id": round_id, "n_updates": len(submitted), "hospitals": submitted})
-        return record
+        return tx.put_json(keys.round_(round_id), record)
 
     # ---------------------------------------------------------------- attestations
     @transaction
@@ -460,8 +456,7 @@ class FLContract(Chaincode):
         if rnd["state"] == FINALIZED:
             if claim != {k: rnd["finalized"][k] for k in claim}:
                 record["dissent"] = sorted({*rnd["dissent"], me["id"]})
-            tx.put_json(keys.round_(round_id), record)
-            return record
+            return tx.put_json(keys.round_(round_id), record)
         claims = [{k: a[k] for k in claim} for a in record["attestations"].values()]
         if any(c != claim for c in claims):
             record["state"] = DISPUTED
@@ -474,8 +469,7 @@ class FLContract(Chaincode):
             self._finalize(tx, rnd, model_hash)
             tx.event("RoundFinalized", {"round_id": round_id, "model_hash": model_hash, "accepted": accepted,
                                         "rejected": rejected})
-        tx.put_json(keys.round_(round_id), record)
-        return record
+        return tx.put_json(keys.round_(round_id), record)
 
     def _finalize(self, tx: Tx, rnd: dict[str, Any], model_hash: str) -> None:
         head = self._head(tx)

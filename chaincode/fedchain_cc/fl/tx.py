@@ -52,12 +52,13 @@ class Tx:
         return out
 
     # --- writes (buffered) --------------------------------------------------------
-    def put_json(self, key: str, record: dict[str, Any]) -> None:
-        """Stamp who did it (history shows creator per change), then buffer."""
+    def put_json(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Stamp who did it (history shows creator per change), buffer, return the record as stored."""
         stamped = dict(record)
         stamped["last_tx_creator"] = self.creator_stamp()
         stamped["last_tx_function"] = self.function
         self._writes[key] = dumps(stamped)
+        return stamped
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._writes[key] = data

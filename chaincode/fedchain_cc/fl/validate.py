@@ -103,10 +103,7 @@ class Fields:
         if value is None:
             return default  # type: ignore[return-value]
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer() and abs(value) < MAX_INT:
-                value = int(value)
-            else:
-                raise ContractError(f"{self.what}: field '{name}' must be an integer, got {type_name(value)}")
+            raise ContractError(f"{self.what}: field '{name}' must be an integer, got {type_name(value)}")
         if not lo <= value <= hi:
             raise ContractError(f"{self.what}: field '{name}' must be in [{lo}, {hi}], got {value}")
         return value
