@@ -230,19 +230,27 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         _verify(req.identity, request.signature, request.request, context)
         with self.lock:
             self.rec.event_requests.append(req)
+        # Fabric's gateway (internal/pkg/gateway/api.go): with after_transaction_id, start at the
+        # block holding that transaction and deliver only events after it.
         start = req.start_position.specified.number if req.start_position.HasField("specified") else None
+        with self.lock:
+            holding = [n for n, evs in self.event_blocks if any(e.tx_id == req.after_transaction_id for e in evs)]
+        if req.after_transaction_id and holding:
+            start = holding[0]
         if start is None:
             start = self.event_blocks[-1][0] + 1 if self.event_blocks else 0
         sent = start
+        passed = not req.after_transaction_id
         while context.is_active():
             with self.lock:
                 blocks = [(n, evs) for n, evs in self.event_blocks if n >= sent]
             for number, events in blocks:
-                selected = [e for e in events if e.chaincode_id == req.chaincode_id]
-                if number == start and req.after_transaction_id:
-                    ids = [e.tx_id for e in selected]
-                    if req.after_transaction_id in ids:
-                        selected = selected[ids.index(req.after_transaction_id) + 1:]
+                selected = []
+                for e in events:
+                    if not passed:
+                        passed = e.tx_id == req.after_transaction_id
+                    elif e.chaincode_id == req.chaincode_id:
+                        selected.append(e)
                 sent = number + 1
                 if selected:
                     yield gateway_pb2.ChaincodeEventsResponse(block_number=number, events=selected)

@@ -76,6 +76,8 @@ def from_rpc_error(cls: type[GatewayError], error: grpc.RpcError, *, tx_id: str 
     what = f"{step} of transaction {tx_id}" if tx_id else step
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = f"{what} timed out" + (f" after {timeout:g} s" if timeout is not None else "") + " (DEADLINE_EXCEEDED)"
+        if cls is CommitStatusError:
+            message += "; the transaction may still commit: ask for its status again"
     elif code == grpc.StatusCode.UNAVAILABLE:
         message = f"{what} failed: gateway unavailable ({text})"
     else:
