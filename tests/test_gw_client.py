@@ -234,3 +234,26 @@ def test_corrupt_checkpoint_file_is_reported(tmp_path):
     path.write_text('{"blockNumber": -3}')
     with pytest.raises(ValueError, match="corrupt"):
         FileCheckpoint(path)
+
+
+def test_status_details_skip_foreign_and_malformed_entries():
+    from fedchain.gateway.status import STATUS_DETAILS_KEY, ErrorDetail, Status, decode_details, encode_status
+
+    raw = encode_status(grpc.StatusCode.ABORTED, "x", [ErrorDetail("a:1", "Org1MSP", "m")])
+    status = Status.FromString(raw)
+    foreign = status.details.add()
+    foreign.type_url, foreign.value = "type.googleapis.com/google.rpc.DebugInfo", b"\x0a\x01z"
+    broken = status.details.add()
+    broken.type_url, broken.value = "type.googleapis.com/gateway.ErrorDetail", b"\xff\xff"
+
+    class Err(grpc.RpcError):
+        def __init__(self, md):
+            self.md = md
+
+        def trailing_metadata(self):
+            return self.md
+
+    assert status.code == grpc.StatusCode.ABORTED.value[0]
+    assert decode_details(Err(((STATUS_DETAILS_KEY, status.SerializeToString()),))) == [ErrorDetail("a:1", "Org1MSP", "m")]
+    assert decode_details(Err(((STATUS_DETAILS_KEY, b"\xff\xff\xff"),))) == []
+    assert decode_details(Err(None)) == []
