@@ -145,3 +145,17 @@ def test_parse_envelope_config_and_garbage():
     assert info.type_name == "CONFIG" and info.chaincode == "" and info.endorsements == ()
     with pytest.raises(TxParseError):
         parse_envelope(b"\xff\xff\xff")
+
+
+def test_parse_block_keeps_codes_and_undecodable_entries():
+    from fedchain.ledger import parse_block
+
+    creator = make_identity("Org2MSP", "h2")
+    built = build_proposal("fedchain", "fedchain", "Put", ["a"], creator.serialize())
+    env = endorse_proposal(built.proposal_bytes, [make_identity("Org1MSP", "peer0", None)])
+    block = make_block(7, None, [env.SerializeToString(), b"\xff\xfe"], [VALID, 255])
+    info = parse_block(block.SerializeToString())
+    assert info.number == 7 and info.header_hash == block_header_hash(block.header)
+    first, second = info.transactions
+    assert (first.validation_code_name, first.info.tx_id, first.info.function) == ("VALID", built.tx_id, "Put")
+    assert second.info is None and second.validation_code_name == "INVALID_OTHER_REASON" and second.error

@@ -11,6 +11,8 @@ from fedchain.ledger.blocks import (
     verify_chain,
 )
 from fedchain.ledger.txparse import (
+    BlockInfo,
+    BlockTx,
     ChaincodeEventInfo,
     Endorsement,
     KVRead,
@@ -18,12 +20,13 @@ from fedchain.ledger.txparse import (
     NsRWSet,
     TxInfo,
     TxParseError,
+    parse_block,
     parse_envelope,
     parse_rwset,
 )
 
 __all__ = [
-    "ChainError", "ChaincodeEventInfo", "Endorsement", "KVRead", "KVWrite", "NsRWSet", "TxInfo", "TxParseError",
-    "block_data_hash", "block_header_bytes", "block_header_hash", "parse_envelope", "parse_rwset",
+    "BlockInfo", "BlockTx", "ChainError", "ChaincodeEventInfo", "Endorsement", "KVRead", "KVWrite", "NsRWSet", "TxInfo", "TxParseError",
+    "block_data_hash", "block_header_bytes", "block_header_hash", "parse_block", "parse_envelope", "parse_rwset",
     "tx_validation_codes", "validation_code_name", "verify_block", "verify_chain",
 ]

@@ -25,6 +25,8 @@ from fabric_protos.peer import (
 )
 from google.protobuf.message import DecodeError
 
+from fedchain.ledger.blocks import block_header_hash, tx_validation_codes, validation_code_name
+
 ENDORSER_TRANSACTION = common_pb2.HeaderType.Value("ENDORSER_TRANSACTION")
 
 
@@ -186,3 +188,36 @@ def parse_envelope(env: bytes | common_pb2.Envelope) -> TxInfo:
         proposal_response_payload=prp_bytes,
         extra={"transient_fields_present": len(cpp.TransientMap)},
     )
+
+
+@dataclass(frozen=True)
+class BlockTx:
+    index: int
+    validation_code: int
+    validation_code_name: str
+    info: TxInfo | None  # None when the envelope does not decode (see `error`)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    number: int
+    header_hash: bytes
+    previous_hash: bytes
+    data_hash: bytes
+    transactions: tuple[BlockTx, ...]
+
+
+def parse_block(block: common_pb2.Block | bytes) -> BlockInfo:
+    """Every transaction of a block with its validation code; undecodable entries are kept, not dropped."""
+    if isinstance(block, bytes | bytearray):
+        block = _decode(common_pb2.Block, block, "Block")
+    codes = tx_validation_codes(block)
+    txs = []
+    for i, (env, code) in enumerate(zip(block.data.data, codes, strict=True)):
+        try:
+            txs.append(BlockTx(i, code, validation_code_name(code), parse_envelope(env)))
+        except TxParseError as exc:
+            txs.append(BlockTx(i, code, validation_code_name(code), None, str(exc)))
+    return BlockInfo(block.header.number, block_header_hash(block.header), bytes(block.header.previous_hash),
+                     bytes(block.header.data_hash), tuple(txs))
