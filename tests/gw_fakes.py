@@ -15,9 +15,12 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
+from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import (
     chaincode_event_pb2,
     chaincode_pb2,
+    events_pb2,
+    events_pb2_grpc,
     proposal_pb2,
     proposal_response_pb2,
     transaction_pb2,
@@ -264,11 +267,58 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             ]))
 
 
-def serve(servicer: FakeGateway, tls: TLSMaterial, *, require_client_auth: bool = False) -> tuple[grpc.Server, str]:
+def serve(servicer: FakeGateway, tls: TLSMaterial, *, require_client_auth: bool = False,
+          start: bool = True) -> tuple[grpc.Server, str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, server)
     creds = grpc.ssl_server_credentials([(tls.server_key, tls.server_cert)], root_certificates=tls.ca_pem,
                                         require_client_auth=require_client_auth)
     port = server.add_secure_port("127.0.0.1:0", creds)
-    server.start()
+    if start:
+        server.start()
     return server, f"127.0.0.1:{port}"
+
+
+class FakeDeliver(events_pb2_grpc.DeliverServicer):
+    """Peer Deliver service over a list of blocks; seeks past the end wait for new blocks."""
+
+    def __init__(self) -> None:
+        self.blocks: list[common_pb2.Block] = []
+        self.requests: list[common_pb2.ChannelHeader] = []
+        self.lock = threading.Lock()
+
+    def append(self, envelopes: list[bytes]) -> common_pb2.Block:
+        with self.lock:
+            prev = self.blocks[-1] if self.blocks else None
+            block = make_block(len(self.blocks), prev, envelopes)
+            self.blocks.append(block)
+            return block
+
+    def Deliver(self, request_iterator, context):
+        env = next(request_iterator)
+        payload = common_pb2.Payload.FromString(env.payload)
+        chdr = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+        shdr = common_pb2.SignatureHeader.FromString(payload.header.signature_header)
+        _verify(shdr.creator, env.signature, env.payload, context)
+        self.requests.append(chdr)
+        if chdr.channel_id != "fedchain":
+            yield events_pb2.DeliverResponse(status=common_pb2.Status.Value("NOT_FOUND"))
+            return
+        seek = ab_pb2.SeekInfo.FromString(payload.data)
+        with self.lock:
+            number = seek.start.specified.number if seek.start.HasField("specified") else max(len(self.blocks) - 1, 0)
+        while context.is_active():
+            with self.lock:
+                block = self.blocks[number] if number < len(self.blocks) else None
+            if block is None:
+                time.sleep(0.01)
+                continue
+            yield events_pb2.DeliverResponse(block=block)
+            number += 1
+
+
+def serve_deliver(servicer: FakeGateway, deliver: FakeDeliver, tls: TLSMaterial) -> tuple[grpc.Server, str]:
+    server, endpoint = serve(servicer, tls, start=False)
+    events_pb2_grpc.add_DeliverServicer_to_server(deliver, server)
+    server.start()
+    return server, endpoint

@@ -257,3 +257,40 @@ def test_status_details_skip_foreign_and_malformed_entries():
     assert decode_details(Err(((STATUS_DETAILS_KEY, status.SerializeToString()),))) == [ErrorDetail("a:1", "Org1MSP", "m")]
     assert decode_details(Err(((STATUS_DETAILS_KEY, b"\xff\xff\xff"),))) == []
     assert decode_details(Err(None)) == []
+
+
+def test_block_events_follow_the_chain_and_resume(tmp_path):
+    from fedchain.gateway import EventsError
+    from fedchain.ledger import verify_chain
+    from gw_fakes import FakeDeliver, serve_deliver
+
+    tls = make_tls()
+    deliver = FakeDeliver()
+    for i in range(3):
+        deliver.append([f"env-{i}".encode()])
+    server, endpoint = serve_deliver(FakeGateway([]), deliver, tls)
+    user = make_identity("Org3MSP", "auditor", "auditor")
+    try:
+        with Gateway.connect(user, endpoint, tls_root_cert=tls.ca_pem, server_name="gateway.test") as gw:
+            network = gw.network("fedchain")
+            cp = FileCheckpoint(tmp_path / "blocks.json")
+            got = []
+            with network.block_events(start_block=0, checkpoint=cp) as blocks:
+                for block in blocks:
+                    got.append(block)
+                    cp.checkpoint_block(block.header.number)
+                    if block.header.number == 1:
+                        deliver.append([b"late"])  # committed while we follow
+                    if block.header.number == 3:
+                        break
+            assert [b.header.number for b in got] == [0, 1, 2, 3] and verify_chain(got) == 4
+            chdr = deliver.requests[0]
+            assert chdr.type == common_pb2.HeaderType.Value("DELIVER_SEEK_INFO") and chdr.channel_id == "fedchain"
+            deliver.append([b"after-restart"])
+            with network.block_events(checkpoint=FileCheckpoint(tmp_path / "blocks.json")) as blocks:
+                nxt = next(blocks)
+            assert nxt.header.number == 4 and verify_chain([nxt], previous=got[-1]) == 1
+            with pytest.raises(EventsError, match="NOT_FOUND"):
+                next(gw.network("nochannel").block_events(start_block=0))
+    finally:
+        server.stop(None)

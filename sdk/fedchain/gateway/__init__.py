@@ -15,6 +15,7 @@ Staged and offline-signed flows: `contract.new_proposal(...)` â†’ `.endorse()` â
 each stage has `.message` / `.digest` / `.bytes` / `.with_signature(sig)`.
 """
 
+from fedchain.gateway.blocks import BlockEventStream
 from fedchain.gateway.client import Contract, Gateway, Network
 from fedchain.gateway.errors import (
     CommitError,
@@ -37,7 +38,7 @@ from fedchain.gateway.status import ErrorDetail
 from fedchain.gateway.transaction import Commit, Proposal, Status, SubmitResult, Timeouts, Transaction
 
 __all__ = [
-    "ChaincodeEvent", "ChaincodeEventStream", "Checkpoint", "Commit", "CommitError", "CommitStatusError", "Contract",
+    "BlockEventStream", "ChaincodeEvent", "ChaincodeEventStream", "Checkpoint", "Commit", "CommitError", "CommitStatusError", "Contract",
     "EndorseError", "ErrorDetail", "EvaluateError", "EventsError", "FileCheckpoint", "Gateway", "GatewayError",
     "InMemoryCheckpoint", "Network", "Proposal", "ProposalError", "Status", "SubmitError", "SubmitResult", "Timeouts",
     "Transaction", "build_proposal", "compute_tx_id",

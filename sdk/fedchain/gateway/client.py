@@ -7,13 +7,18 @@ Contract handles; submit = endorse + submit + wait for commit.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.orderer import ab_pb2
+from fabric_protos.peer import events_pb2_grpc
 
+from fedchain.gateway.blocks import BlockEventStream, seek_envelope
 from fedchain.gateway.events import ChaincodeEventStream, Checkpoint
 from fedchain.gateway.proposal import Arg, ProposalInfo, build_proposal
 from fedchain.gateway.transaction import (
@@ -46,6 +51,8 @@ class Gateway:
             signer = identity.sign
         creator = identity.serialize()  # once: it goes into every proposal and status request
         self._ctx = ClientContext(gateway_pb2_grpc.GatewayStub(channel), creator, signer, timeouts or Timeouts())
+        self._deliver = events_pb2_grpc.DeliverStub(channel)
+        self.tls_cert_hash = b""  # SHA-256 of the client TLS certificate (DER) when mutual TLS is used
 
     @classmethod
     def connect(cls, identity: SigningIdentity | Identity, endpoint: str, *, tls_root_cert: bytes | None,
@@ -81,11 +88,19 @@ class Gateway:
                                                  certificate_chain=client_cert)
             channel = grpc.secure_channel(endpoint, creds, options=opts)
         timeouts = Timeouts(evaluate_timeout, endorse_timeout, submit_timeout, commit_status_timeout)
-        return cls(channel, identity, signer=signer, timeouts=timeouts)
+        gateway = cls(channel, identity, signer=signer, timeouts=timeouts)
+        if client_cert is not None:
+            der = x509.load_pem_x509_certificate(client_cert).public_bytes(serialization.Encoding.DER)
+            gateway.tls_cert_hash = hashlib.sha256(der).digest()
+        return gateway
 
     @property
     def context(self) -> ClientContext:
         return self._ctx
+
+    @property
+    def deliver_stub(self) -> events_pb2_grpc.DeliverStub:
+        return self._deliver
 
     def network(self, channel: str) -> Network:
         return Network(self, channel)
@@ -143,6 +158,22 @@ class Network:
             request=request, signature=ctx.sign(request, "chaincode events request")
         )
         return ChaincodeEventStream(lambda: ctx.stub.ChaincodeEvents(signed), chaincode_name)
+
+    def block_events(self, *, start_block: int | None = None,
+                     checkpoint: Checkpoint | None = None) -> BlockEventStream:
+        """Stream full blocks (with validation flags) from the peer's Deliver service.
+
+        Position: the checkpoint's block if it has one, else `start_block`, else the newest block. Checkpoint a block with `checkpoint.checkpoint_block(block.header.number)`.
+        """
+        ctx = self.gateway.context
+        block = checkpoint.block_number if checkpoint is not None and checkpoint.block_number is not None else start_block
+        if block is None:
+            position = ab_pb2.SeekPosition(newest=ab_pb2.SeekNewest())
+        else:
+            position = ab_pb2.SeekPosition(specified=ab_pb2.SeekSpecified(number=block))
+        envelope = seek_envelope(self.name, ctx.creator, lambda data: ctx.sign(data, "block events request"),
+                                 position, self.gateway.tls_cert_hash)
+        return BlockEventStream(self.gateway.deliver_stub.Deliver(iter([envelope])))
 
 
 class Contract:
