@@ -1,0 +1,49 @@
+"""Where a real Fabric network keeps things inside its folder D."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FabricLayout:
+    root: Path
+
+    crypto = property(lambda self: self.root / "crypto")
+    wallet = property(lambda self: self.root / "wallet")
+    logs = property(lambda self: self.root / "logs")
+    run = property(lambda self: self.root / "run")
+    ledger = property(lambda self: self.root / "ledger")  # kept by `down` and restarts
+    config = property(lambda self: self.root / "fabric")  # generated configs (configtx, core.yaml, ...)
+
+    @property
+    def configtx_dir(self) -> Path:
+        return self.config / "configtx"
+
+    @property
+    def channel_block(self) -> Path:
+        return self.config / "channel" / "fedchain.block"
+
+    @property
+    def orderer_cfg(self) -> Path:
+        return self.config / "orderer"
+
+    def peer_cfg(self, node_name: str) -> Path:
+        return self.config / "peers" / node_name
+
+    @property
+    def chaincode_dir(self) -> Path:
+        return self.config / "chaincode"
+
+    @property
+    def state_file(self) -> Path:
+        """Which one-time steps (channel join, lifecycle) are done, so a restart skips them."""
+        return self.root / "fabric-state.json"
+
+    @property
+    def setup_log(self) -> Path:
+        return self.logs / "setup.log"
+
+    def rel(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.root.resolve()))

@@ -1,0 +1,57 @@
+"""Fabric nodes as background services (ready when their port accepts), and one-shot admin commands."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedchain.netctl.process import Service
+
+
+class CommandError(RuntimeError):
+    """An admin command (configtxgen, osnadmin, peer ...) failed; carries its output."""
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class PortService(Service):
+    """Fabric binaries print no READY line: ready means every listed port accepts connections."""
+
+    ready_ports: Sequence[int] = ()
+    ready_host: str = "127.0.0.1"
+
+    def _ready(self, offset: int) -> bool:
+        return all(port_accepts(self.ready_host, p) for p in self.ready_ports)
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str], log_file: Path, *, timeout: float = 120.0,
+                what: str = "") -> str:
+    """Run one admin command, append its output to the setup log, raise CommandError on failure."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise CommandError(f"{what or argv[0]}: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(f"{what or argv[0]} did not finish within {timeout:.0f} s") from exc
+    output = (proc.stdout or "") + (proc.stderr or "")
+    with open(log_file, "a") as log:
+        log.write(f"$ {' '.join(argv)}  # {what} ({time.monotonic() - started:.1f} s, exit {proc.returncode})\n")
+        log.write(output if output.endswith("\n") or not output else output + "\n")
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise CommandError(f"{what or argv[0]} failed (exit {proc.returncode}); see {log_file}:\n{tail}")
+    return output

@@ -1,0 +1,89 @@
+"""Ports, names and tuning of a real Fabric network, chosen once and kept in D/fabric.json.
+
+A restart must reuse exactly the same ports, ledger folders and chaincode package, so the
+choices of the first `up` are written down and read back, like the embedded network does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CHANNEL = "fedchain"
+CHAINCODE = "fedchain"
+SETTINGS_FILE = "fabric.json"
+ENDORSEMENT_POLICY_REF = "/Channel/Application/Endorsement"  # MAJORITY Endorsement (configtx)
+
+
+@dataclass
+class FabricSettings:
+    """Every port is configurable; defaults follow Fabric's test-network (7050, 7051/8051/9051...)."""
+
+    orgs: list[str] = field(default_factory=lambda: ["Org1", "Org2", "Org3"])
+    host: str = "127.0.0.1"
+    orderer_port: int = 7050
+    orderer_admin_port: int = 7053
+    orderer_operations_port: int = 9443
+    peer_base_port: int = 7051  # peer i listens on base + 1000*i, its chaincode listener on +1
+    peer_port_step: int = 1000
+    peer_operations_base_port: int = 9444  # peer i: base + i
+    chaincode_port: int = 9999
+    channel: str = CHANNEL
+    chaincode: str = CHAINCODE
+    chaincode_label: str = "fedchain_1.0"
+    chaincode_version: str = "1.0"
+    chaincode_sequence: int = 1
+    chaincode_tls: bool = True
+    batch_timeout: str = "100ms"
+    max_message_count: int = 100
+    mpc_nodes: int = 3  # wallet identities mpc0..; the MPC services themselves are started separately
+
+    def peer_port(self, i: int) -> int:
+        return self.peer_base_port + self.peer_port_step * i
+
+    def peer_chaincode_port(self, i: int) -> int:
+        return self.peer_port(i) + 1
+
+    def peer_operations_port(self, i: int) -> int:
+        return self.peer_operations_base_port + i
+
+    def ports(self) -> dict[str, int]:
+        """Every listener by owner, for the pre-flight check and the docs."""
+        out = {
+            "orderer": self.orderer_port,
+            "orderer admin": self.orderer_admin_port,
+            "orderer operations": self.orderer_operations_port,
+            "chaincode server": self.chaincode_port,
+        }
+        for i, org in enumerate(self.orgs):
+            out[f"peer0.{org.lower()}"] = self.peer_port(i)
+            out[f"peer0.{org.lower()} chaincode listener"] = self.peer_chaincode_port(i)
+            out[f"peer0.{org.lower()} operations"] = self.peer_operations_port(i)
+        return out
+
+    def validate(self) -> None:
+        ports = self.ports()
+        seen: dict[int, str] = {}
+        for owner, port in ports.items():
+            if not 0 < port < 65536:
+                raise ValueError(f"{owner}: port {port} out of range")
+            if port in seen:
+                raise ValueError(f"port {port} used twice ({seen[port]} and {owner})")
+            seen[port] = owner
+        if not self.orgs or len(set(self.orgs)) != len(self.orgs):
+            raise ValueError("need at least one organisation, with distinct names")
+
+    # --- persistence -----------------------------------------------------------
+    @classmethod
+    def load(cls, directory: Path) -> FabricSettings | None:
+        path = Path(directory) / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / SETTINGS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
