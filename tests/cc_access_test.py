@@ -136,6 +136,8 @@ def test_mpc_nodes_cannot_be_registered_late_and_roles_are_closed():
     assert "fixed by InitConsortium" in msg
     w.refused(w.operator, "RegisterParticipant", {"id": "x", "role": "admin", "msp_id": "Org1MSP",
                                                   "identity": node.id}, contains="role must be one of")
+    w.refused(w.operator, "RegisterParticipant", {"id": "x\n", "role": "auditor", "msp_id": "Org1MSP",
+                                                  "identity": node.id}, contains="[A-Za-z0-9_.-]{1,64}, got 'x\\n'")
 
 
 def test_identity_binding_needs_matching_msp():

@@ -239,6 +239,8 @@ def test_history_shows_who_did_what():
                                                              "CreateRound"]  # newest first (Fabric 2.x)
     assert [e["value"]["state"] for e in hist] == ["FINALIZED", "CLOSED", "CLOSED", "OPEN"]
     assert hist[-1]["value"]["last_tx_creator"] == {"msp_id": "Org1MSP", "participant": "operator"}
+    assert hist[-1]["creator"] == {"msp_id": "Org1MSP", "participant": "operator"}
+    assert [e["function"] for e in hist] == [e["value"]["last_tx_function"] for e in hist]
     assert all(len(e["tx_id"]) == 64 and e["timestamp"] == T0 and not e["is_delete"] for e in hist)
     upd = w.ok(w.auditor, "GetHistory", "update", "1/hospital2")
     assert len(upd) == 1 and upd[0]["value"]["last_tx_creator"]["participant"] == "hospital2"

@@ -31,7 +31,7 @@ from cc_support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 _worlds: dict[str, World] = {}
 
@@ -143,7 +143,7 @@ def _mutations(fn: str):
             field = draw(st.sampled_from(sorted(kinds)))
             value = draw(WRONG[kinds[field]])
             if value is None and field not in required:
-                value = "not-" + "valid"  # null means "absent" for optional fields
+                value = "not valid!"  # null means "absent" for optional fields; this is wrong for every kind
             return [json.dumps({**base, field: value})]
         if choice == "extra":
             name = draw(st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8).filter(
@@ -155,7 +155,13 @@ def _mutations(fn: str):
         if choice == "garble":
             text = json.dumps(base)
             cut = draw(st.integers(min_value=0, max_value=len(text) - 1))
-            return [text[:cut] + draw(st.sampled_from(["", "}", "{", "NaN", "\x00", "\"", "]"]))]
+            garbled = text[:cut] + draw(st.sampled_from(["", "}", "{", "NaN", "\x00", "\"", "]"]))
+            try:  # a cut right after a complete member plus "}" is valid JSON: make it invalid
+                json.loads(garbled)
+                garbled = text[:cut] + "{"
+            except ValueError:
+                pass
+            return [garbled]
         if choice == "argc":
             n = draw(st.sampled_from([0, 2, 3]))
             return [json.dumps(base)] * n

@@ -20,8 +20,8 @@ from fedchain.identity import Identity, SigningIdentity
 
 log = logging.getLogger(__name__)
 
-# Transactions that rewrite the round record can lose an MVCC race against a sibling (parallel
-# attestations, a close racing a late submission); re-endorsing sees the winner and is correct.
+# Operator/MPC transactions can lose an MVCC race against a sibling (parallel attestations, a close
+# racing a late submission, a publish racing a late attestation); re-endorsing sees the winner.
 RETRYABLE_CODES = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
 
 
@@ -116,7 +116,7 @@ class FLClient:
         return self._submit("AttestResult", _json(attestation), retry=True)
 
     def publish_model(self, round_id: int, model: bytes) -> Any:
-        return self._submit("PublishModel", str(int(round_id)), base64.b64encode(model).decode("ascii"))
+        return self._submit("PublishModel", str(int(round_id)), base64.b64encode(model).decode("ascii"), retry=True)
 
     # ------------------------------------------------------------------ queries
     def get_consortium(self) -> dict[str, Any]:

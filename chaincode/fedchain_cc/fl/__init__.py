@@ -41,7 +41,8 @@ Rounds: OPEN -> CLOSED -> FINALIZED | DISPUTED (round 0 = genesis, FINALIZED at 
 Queries: GetConsortium (config + head pointer), GetParticipant(id), ListParticipants([role]),
 GetRound(id), ListRounds, GetUpdates(round_id), GetModel(round_id) -> {sha256, size, model_spec,
 model_b64}, GetHistory(kind, id) with kind in round | participant | update ("round/hospital") |
-model | consortium | attestation ("round/node id") -> [{tx_id, timestamp, is_delete, value}].
+model | consortium | attestation ("round/node id") -> [{tx_id, timestamp, is_delete, creator,
+function, value}], newest first (Fabric 2.x order).
 Every stored record carries last_tx_creator {msp_id, participant} and last_tx_function, so the
 history shows who did what.
 

@@ -104,7 +104,7 @@ class FLContract(Chaincode):
                 raise ContractError(f"config: mpc_nodes[{j}] must be a JSON object, got {v.type_name(raw)}")
             nf = Fields(raw, f"config: mpc_nodes[{j}]")
             node = {
-                "id": nf.match("id", v.ID_RE, f"an id matching {v.ID_RE.pattern}"),
+                "id": nf.match("id", v.ID_RE, f"an id matching {v.ID_HINT}"),
                 "msp_id": nf.match("msp_id", v.MSP_RE, "an MSP id"),
                 "identity": _identity_field(nf),
                 "node_index": j,
@@ -156,7 +156,7 @@ class FLContract(Chaincode):
         v.expect_args("RegisterParticipant", params, 1)
         tx.require("operator")
         f = Fields(v.obj(params[0], "participant"), "participant")
-        pid = f.match("id", v.ID_RE, f"an id matching {v.ID_RE.pattern}")
+        pid = f.match("id", v.ID_RE, f"an id matching {v.ID_HINT}")
         role = f.text("role", 16)
         if role not in ROLES:
             raise ContractError(f"participant: role must be one of {', '.join(ROLES)}, got {role[:20]!r}")
@@ -421,7 +421,7 @@ class FLContract(Chaincode):
             if not v.ID_RE.match(hid):
                 raise ContractError(f"attestation: rejected key {hid[:40]!r} must be a participant id")
             if not isinstance(reason, str) or not v.REASON_RE.match(reason):
-                raise ContractError(f"attestation: reason for {hid} must match {v.REASON_RE.pattern}")
+                raise ContractError(f"attestation: reason for {hid} must match {v.REASON_HINT}")
         report_hash = f.match("report_hash", v.HEX64_RE, "a lowercase hex SHA-256")
         f.done()
         if len(set(accepted)) != len(accepted):
@@ -516,6 +516,8 @@ class FLContract(Chaincode):
                     value = json.loads(mod.value)
                 except ValueError:
                     value = None
+            stamp = value if isinstance(value, dict) else {}
             out.append({"tx_id": mod.tx_id, "timestamp": mod.timestamp_s, "is_delete": mod.is_delete,
+                        "creator": stamp.get("last_tx_creator"), "function": stamp.get("last_tx_function"),
                         "value": value})
         return out

@@ -17,10 +17,12 @@ from typing import Any
 MAX_ARG_BYTES = 64 * 1024  # every non-model argument
 MAX_JSON_DEPTH = 6
 MAX_FREEFORM_BYTES = 8 * 1024  # policy, hyperparameters, model spec
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MSP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-REASON_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+MSP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
+REASON_RE = re.compile(r"^[a-z0-9_]{1,32}\Z")
+ID_HINT = "[A-Za-z0-9_.-]{1,64}"  # for messages (\Z: no trailing newline sneaks through)
+REASON_HINT = "[a-z0-9_]{1,32}"
 MAX_ROUND_ID = 10**12
 MAX_TIMESTAMP = 10**11  # unix seconds (year ~5000): bounds a deadline
 MAX_INT = 2**53  # JSON-safe integers only
@@ -174,7 +176,7 @@ def check_freeform(value: dict[str, Any], what: str, *, scalars_only: bool) -> N
         raise ContractError(f"{what} is {size} bytes of JSON, at most {MAX_FREEFORM_BYTES} allowed")
     for key, item in value.items():
         if not ID_RE.match(key):
-            raise ContractError(f"{what}: key {key[:40]!r} must match {ID_RE.pattern}")
+            raise ContractError(f"{what}: key {key[:40]!r} must match {ID_HINT}")
         if isinstance(item, float) and not math.isfinite(item):
             raise ContractError(f"{what}: '{key}' must be finite")
         if isinstance(item, str | bool | int | float) or item is None:
@@ -201,7 +203,7 @@ def round_id(arg: str, what: str = "round_id", lo: int = 1) -> int:
 
 def participant_id(arg: str, what: str = "participant id") -> str:
     if not isinstance(arg, str) or not ID_RE.match(arg):
-        raise ContractError(f"{what} must match {ID_RE.pattern}, got {str(arg)[:80]!r}")
+        raise ContractError(f"{what} must match {ID_HINT}, got {str(arg)[:80]!r}")
     return arg
 
 
