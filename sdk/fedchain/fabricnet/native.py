@@ -122,7 +122,8 @@ class FabricNetwork:
             ))
         package_id = self.state().get("package_id")
         if package_id:
-            out.append(Service("chaincode", python_module("fedchain_cc", "--chaincode", s.chaincode), lay.run,
+            argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
+            out.append(Service("chaincode", list(argv), lay.run,
                                lay.logs, {**env, **self.chaincode_env(consortium, package_id)}))
         return out
 

@@ -37,6 +37,7 @@ class FabricSettings:
     chaincode_tls: bool = True
     batch_timeout: str = "100ms"
     max_message_count: int = 100
+    chaincode_command: list[str] | None = None  # default: this Python's `-m fedchain_cc --chaincode <name>`
     mpc_nodes: int = 3  # wallet identities mpc0..; the MPC services themselves are started separately
 
     def peer_port(self, i: int) -> int:
