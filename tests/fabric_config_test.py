@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fedchain.fabricnet import ccaas, configtx, node_env
 from fedchain.fabricnet.preflight import FabricTools, PreflightError, preflight
 from fedchain.fabricnet.settings import FabricSettings

@@ -1,0 +1,124 @@
+"""Native orchestration against a fake Fabric release: step order, restart on the same ledger, cleanup on failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fabric_fakes import apply_env, fake_env, make_fake_release
+from fedchain import fabricnet
+from fedchain.fabricnet.settings import FabricSettings
+from fedchain.netconfig import load_network
+from fedchain.netctl.process import free_port, pid_alive
+
+ORGS = ["Org1", "Org2"]
+
+
+def _settings(release) -> FabricSettings:
+    ports = [free_port() for _ in range(4)]
+    peer_base = free_port()
+    return FabricSettings(
+        orgs=ORGS, orderer_port=ports[0], orderer_admin_port=ports[1], orderer_operations_port=ports[2],
+        chaincode_port=ports[3], peer_base_port=peer_base, peer_port_step=3,
+        peer_operations_base_port=free_port(), chaincode_command=[sys.executable, str(release["chaincode"])],
+    )
+
+
+def _calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _steps(calls: list[dict]) -> list[str]:
+    out = []
+    for c in calls:
+        a = c["args"]
+        if c["bin"] == "peer" and a[:1] == ["lifecycle"]:
+            out.append(f"peer {a[2]} {c['msp']}".strip())
+        elif c["bin"] == "peer":
+            out.append(f"peer {' '.join(a[:2])} {c['msp']}".strip())
+        else:
+            out.append(f"{c['bin']} {' '.join(a[:2])}".strip())
+    return out
+
+
+@pytest.mark.slow
+def test_up_down_restart_with_fake_release(tmp_path, monkeypatch):
+    release = make_fake_release(tmp_path / "release")
+    log = tmp_path / "calls.jsonl"
+    apply_env(monkeypatch, fake_env(release, log, ORGS))
+    d = tmp_path / "net"
+    net = fabricnet.up(d, _settings(release))
+    try:
+        steps = _steps(_calls(log))
+        assert steps == [
+            "orderer", "configtxgen -profile FedchainChannel", "osnadmin channel join",
+            "peer node start Org1MSP", "peer channel join Org1MSP", "peer node start Org2MSP", "peer channel join Org2MSP",
+            "peer install Org1MSP", "peer calculatepackageid Org1MSP",
+            "peer install Org2MSP", "peer calculatepackageid Org2MSP",
+            "peer approveformyorg Org1MSP", "peer approveformyorg Org2MSP",
+            "peer checkcommitreadiness Org1MSP", "peer commit Org1MSP",
+        ]
+        commit = _calls(log)[-1]["args"]
+        assert commit.count("--peerAddresses") == 2 and "--channel-config-policy" in commit
+        approve = [c for c in _calls(log) if "approveformyorg" in c["args"]][0]["args"]
+        pkg_id = approve[approve.index("--package-id") + 1]
+        assert pkg_id == net.state()["package_id"] and pkg_id.startswith("fedchain_1.0:")
+        cfg = load_network(d)
+        assert cfg.kind == "fabric" and cfg.channel == "fedchain" and cfg.chaincode == "fedchain"
+        assert cfg.gateway.endpoint == f"127.0.0.1:{net.settings.peer_port(0)}"
+        assert cfg.gateway.tls_root_cert.is_file() and cfg.gateway.server_name == "peer0.org1.fedchain.local"
+        assert set(cfg.wallet.list()) >= {"operator", "auditor", "mpc0", "mpc1", "mpc2"}
+        assert cfg.identity("operator").identity.role == "operator"
+        st = fabricnet.status(d)
+        assert set(st["services"]) == {"orderer", "peer0.org1.fedchain.local", "peer0.org2.fedchain.local",
+                                       "chaincode"}
+        assert all(s["running"] for s in st["services"].values())
+        assert "READY fedchain_1.0:" in (d / "logs" / "chaincode.log").read_text()
+        pids = [s["pid"] for s in st["services"].values()]
+    finally:
+        stopped = fabricnet.down(d)
+    assert len(stopped) == 4 and not any(pid_alive(p) for p in pids)
+    assert not list((d / "run").glob("*.pid"))
+    # restart: same ledger and package, no one-time step again
+    (d / "ledger" / "orderer").mkdir(parents=True, exist_ok=True)
+    (d / "ledger" / "orderer" / "marker").write_text("kept")
+    before = len(_calls(log))
+    fabricnet.up(d)
+    try:
+        assert _steps(_calls(log)[before:]) == ["orderer", "peer node start Org1MSP", "peer node start Org2MSP"]
+        assert (d / "ledger" / "orderer" / "marker").read_text() == "kept"
+        assert all(s["running"] for s in fabricnet.status(d)["services"].values())
+        with pytest.raises(fabricnet.FabricNetworkError, match="already running"):
+            fabricnet.up(d)
+    finally:
+        fabricnet.down(d)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail", ["configtxgen", "peer:install"])
+def test_failure_stops_everything_started(tmp_path, monkeypatch, fail):
+    release = make_fake_release(tmp_path / "release")
+    log = tmp_path / "calls.jsonl"
+    apply_env(monkeypatch, fake_env(release, log, ORGS, fail=fail))
+    d = tmp_path / "net"
+    with pytest.raises(fabricnet.FabricNetworkError) as err:
+        fabricnet.up(d, _settings(release))
+    assert "nothing left running" in str(err.value) and "fake" in str(err.value)
+    st = fabricnet.status(d)
+    assert st["services"] and not any(s["running"] for s in st["services"].values())
+    assert not list((d / "run").glob("*.pid"))
+    started = [c for c in _calls(log) if c["bin"] == "orderer" or c["args"][:2] == ["node", "start"]]
+    assert len(started) == (1 if fail == "configtxgen" else 3)
+    assert not (d / "network.json").exists()
+
+
+def test_missing_binary_starts_nothing(tmp_path, monkeypatch):
+    release = make_fake_release(tmp_path / "release")
+    (release["bin"] / "osnadmin").unlink()
+    log = tmp_path / "calls.jsonl"
+    apply_env(monkeypatch, fake_env(release, log, ORGS))
+    with pytest.raises(fabricnet.PreflightError, match="binary osnadmin not found"):
+        fabricnet.up(tmp_path / "net", _settings(release))
+    assert _calls(log) == [] and not (tmp_path / "net" / "crypto").exists()
