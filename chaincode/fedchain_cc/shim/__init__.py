@@ -1,0 +1,23 @@
+"""Our Python chaincode shim (chaincode-as-a-service) on the official Fabric protos.
+
+- `interface`: the stub API contracts program against (shared with the in-memory test stub).
+- `contract`: `Contract` base class with `@transaction` methods and `ContractError`.
+- `server`: `ChaincodeServer(chaincode, address, chaincode_id, tls)`: the gRPC server of
+  `protos.Chaincode/Connect` that peers dial; `ServerTLS` for (mutual) TLS.
+- `session`: one peer stream (handshake, concurrent transactions, reply routing, one writer).
+- `stub`: `ChaincodeStub`, the real stub; `proposal`: parsing of the signed proposal;
+  `identity`: the creator's `ClientIdentity` (cached parse); `errors`: `PeerError` & co.
+
+Why not fabric-chaincode-python: see /work/shared/notes/fabric.md.
+"""
+
+from fedchain_cc.shim.contract import Contract, ContractError, transaction
+from fedchain_cc.shim.errors import PeerError, ShimError, StreamClosedError
+from fedchain_cc.shim.interface import Chaincode, ChaincodeStubAPI, ClientIdentity, Response, error, success
+from fedchain_cc.shim.server import ChaincodeServer, ServerTLS
+from fedchain_cc.shim.stub import ChaincodeStub
+
+__all__ = [
+    "Chaincode", "ChaincodeServer", "ChaincodeStub", "ChaincodeStubAPI", "ClientIdentity", "Contract", "ContractError",
+    "PeerError", "Response", "ServerTLS", "ShimError", "StreamClosedError", "error", "success", "transaction",
+]

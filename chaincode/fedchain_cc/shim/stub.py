@@ -1,0 +1,225 @@
+"""The real stub: a contract's ledger calls turned into chaincode-protocol requests to the peer.
+
+Semantics follow Fabric's Go shim (shim/stub.go) so a contract behaves the same here and on a
+real peer: plain range queries substitute "\\x01" for an empty start key and refuse composite
+keys (keys starting with "\\x00"); partial-composite-key queries go straight to the peer;
+history and range results arrive in batches (QUERY_STATE_NEXT) and an abandoned iterator is
+closed with QUERY_STATE_CLOSE. Every ERROR reply raises `PeerError` (never returned as data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from fabric_protos.ledger.queryresult import kv_query_result_pb2
+from fabric_protos.peer import chaincode_event_pb2, chaincode_shim_pb2, proposal_pb2
+from google.protobuf.message import DecodeError
+
+from fedchain_cc.shim.errors import ShimError
+from fedchain_cc.shim.identity import client_identity
+from fedchain_cc.shim.interface import (
+    COMPOSITE_KEY_NAMESPACE,
+    KV,
+    MAX_UNICODE_RUNE,
+    ChaincodeStubAPI,
+    ClientIdentity,
+    KeyModification,
+)
+from fedchain_cc.shim.proposal import TxContext
+
+Msg = chaincode_shim_pb2.ChaincodeMessage
+EMPTY_KEY_SUBSTITUTE = "\x01"
+MAX_PAGE_SIZE = 2**31 - 1  # QueryMetadata.pageSize is int32
+
+
+class Requester(Protocol):
+    """Sends one request for this transaction and returns the RESPONSE payload (raises on ERROR)."""
+
+    def __call__(self, msg_type: int, payload: bytes) -> bytes: ...
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must be a non-empty string")
+
+
+def _check_simple_keys(*keys: str) -> None:
+    for key in keys:
+        if key.startswith(COMPOSITE_KEY_NAMESPACE):
+            raise ValueError(f"range key {key!r} starts with a null character: use the composite-key queries")
+
+
+def _query_response(data: bytes) -> chaincode_shim_pb2.QueryResponse:
+    try:
+        return chaincode_shim_pb2.QueryResponse.FromString(data)
+    except DecodeError as exc:
+        raise ShimError(f"peer sent a malformed QueryResponse: {exc}") from None
+
+
+def _decode_kv(data: bytes) -> KV:
+    kv = kv_query_result_pb2.KV.FromString(data)
+    return KV(key=kv.key, value=kv.value)
+
+
+def _decode_modification(data: bytes) -> KeyModification:
+    km = kv_query_result_pb2.KeyModification.FromString(data)
+    return KeyModification(tx_id=km.tx_id, value=km.value, timestamp_s=km.timestamp.seconds + km.timestamp.nanos / 1e9,
+                           is_delete=km.is_delete)
+
+
+class QueryIterator(Iterator[Any]):
+    """Results of a range/history query, fetched from the peer batch by batch.
+
+    `close()` (or leaving a `with` block, or exhausting it) releases the peer-side iterator;
+    Fabric also drops every iterator when the transaction ends.
+    """
+
+    def __init__(self, request: Requester, first: chaincode_shim_pb2.QueryResponse,
+                 decode: Callable[[bytes], Any]) -> None:
+        self._request = request
+        self._decode = decode
+        self._id = first.id
+        self._has_more = first.has_more
+        self._batch = list(first.results)
+        self._pos = 0
+        self.last_response = first
+
+    def __iter__(self) -> QueryIterator:
+        return self
+
+    def __next__(self) -> Any:
+        while self._pos >= len(self._batch):
+            if not self._has_more:
+                raise StopIteration
+            resp = _query_response(self._request(Msg.QUERY_STATE_NEXT,
+                                                 chaincode_shim_pb2.QueryStateNext(id=self._id).SerializeToString()))
+            self.last_response = resp
+            self._has_more = resp.has_more
+            self._batch = list(resp.results)
+            self._pos = 0
+        item = self._batch[self._pos]
+        self._pos += 1
+        try:
+            return self._decode(item.resultBytes)
+        except DecodeError as exc:
+            raise ShimError(f"peer sent a malformed query result: {exc}") from None
+
+    def close(self) -> None:
+        if self._has_more:
+            self._has_more = False
+            self._batch, self._pos = [], 0
+            self._request(Msg.QUERY_STATE_CLOSE, chaincode_shim_pb2.QueryStateClose(id=self._id).SerializeToString())
+
+    def __enter__(self) -> QueryIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ChaincodeStub(ChaincodeStubAPI):
+    """One transaction's view of the ledger; not shared between transactions or threads."""
+
+    def __init__(self, ctx: TxContext, request: Requester) -> None:
+        self._ctx = ctx
+        self._request = request
+        self._identity: ClientIdentity | None = None
+        self.event: chaincode_event_pb2.ChaincodeEvent | None = None
+
+    # --- transaction context -------------------------------------------------
+    def get_args(self) -> list[bytes]:
+        return list(self._ctx.args)
+
+    def get_tx_id(self) -> str:
+        return self._ctx.tx_id
+
+    def get_channel_id(self) -> str:
+        return self._ctx.channel_id
+
+    def get_tx_timestamp_s(self) -> float:
+        return self._ctx.timestamp_s
+
+    def get_creator(self) -> bytes:
+        return self._ctx.creator
+
+    def get_client_identity(self) -> ClientIdentity:
+        if self._identity is None:
+            self._identity = client_identity(self._ctx.creator)
+        return self._identity
+
+    def get_transient(self) -> dict[str, bytes]:
+        return dict(self._ctx.transient)
+
+    def get_signed_proposal(self) -> proposal_pb2.SignedProposal | None:
+        return self._ctx.signed_proposal
+
+    def is_init(self) -> bool:
+        return self._ctx.is_init
+
+    # --- world state ---------------------------------------------------------
+    def get_state(self, key: str) -> bytes:
+        _check_key(key)
+        return self._request(Msg.GET_STATE, chaincode_shim_pb2.GetState(key=key).SerializeToString())
+
+    def put_state(self, key: str, value: bytes) -> None:
+        _check_key(key)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"value must be bytes, got {type(value).__name__}")
+        self._request(Msg.PUT_STATE, chaincode_shim_pb2.PutState(key=key, value=bytes(value)).SerializeToString())
+
+    def del_state(self, key: str) -> None:
+        _check_key(key)
+        self._request(Msg.DEL_STATE, chaincode_shim_pb2.DelState(key=key).SerializeToString())
+
+    def _range(self, start_key: str, end_key: str, metadata: bytes = b"") -> QueryIterator:
+        req = chaincode_shim_pb2.GetStateByRange(startKey=start_key, endKey=end_key, metadata=metadata)
+        first = _query_response(self._request(Msg.GET_STATE_BY_RANGE, req.SerializeToString()))
+        return QueryIterator(self._request, first, _decode_kv)
+
+    def _paged(self, start_key: str, end_key: str, page_size: int, bookmark: str) -> tuple[list[KV], str]:
+        if not isinstance(page_size, int) or not 0 < page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be an integer in 1..{MAX_PAGE_SIZE}, got {page_size!r}")
+        meta = chaincode_shim_pb2.QueryMetadata(pageSize=page_size, bookmark=bookmark).SerializeToString()
+        it = self._range(start_key, end_key, meta)
+        items = list(it)
+        resp_meta = chaincode_shim_pb2.QueryResponseMetadata()
+        try:  # Fabric attaches the metadata to the last batch of a paginated query
+            resp_meta.ParseFromString(it.last_response.metadata)
+        except DecodeError as exc:
+            raise ShimError(f"peer sent malformed query metadata: {exc}") from None
+        return items, resp_meta.bookmark
+
+    def get_state_by_range(self, start_key: str, end_key: str) -> QueryIterator:
+        start_key = start_key or EMPTY_KEY_SUBSTITUTE
+        _check_simple_keys(start_key, end_key)
+        return self._range(start_key, end_key)
+
+    def get_state_by_range_with_pagination(self, start_key: str, end_key: str, page_size: int,
+                                           bookmark: str = "") -> tuple[list[KV], str]:
+        start_key = start_key or EMPTY_KEY_SUBSTITUTE
+        _check_simple_keys(start_key, end_key)
+        return self._paged(start_key, end_key, page_size, bookmark)
+
+    def get_state_by_partial_composite_key(self, object_type: str, attributes: list[str]) -> QueryIterator:
+        start = self.create_composite_key(object_type, attributes)
+        return self._range(start, start + MAX_UNICODE_RUNE)
+
+    def get_state_by_partial_composite_key_with_pagination(
+        self, object_type: str, attributes: list[str], page_size: int, bookmark: str = ""
+    ) -> tuple[list[KV], str]:
+        start = self.create_composite_key(object_type, attributes)
+        return self._paged(start, start + MAX_UNICODE_RUNE, page_size, bookmark)
+
+    def get_history_for_key(self, key: str) -> QueryIterator:
+        _check_key(key)
+        first = _query_response(
+            self._request(Msg.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key).SerializeToString())
+        )
+        return QueryIterator(self._request, first, _decode_modification)
+
+    # --- events --------------------------------------------------------------
+    def set_event(self, name: str, payload: bytes) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("event name must be a non-empty string")
+        self.event = chaincode_event_pb2.ChaincodeEvent(event_name=name, payload=bytes(payload))
