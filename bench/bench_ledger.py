@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fedchain.gateway import CommitError, Contract, GatewayError
+from fedchain.gateway import CommitError, Contract, Gateway, GatewayError
 
 IDENTITIES = 10
 
@@ -127,12 +127,11 @@ def print_table(results: list[LevelResult]) -> None:
               f"{r.failures or '-'}")
 
 
-def bench_identities(crypto_dir: Path, count: int):
+def bench_identities(consortium, wallet_dir: Path, count: int) -> list:
     """`count` client identities spread round-robin over the orgs (enrolled once, reused)."""
-    from fedchain.identity import Consortium, Wallet
+    from fedchain.identity import Wallet
 
-    consortium = Consortium.load(crypto_dir)
-    wallet = Wallet(crypto_dir.parent / "bench-wallet")
+    wallet = Wallet(wallet_dir)
     out = []
     for i in range(count):
         org = consortium.orgs[i % len(consortium.orgs)]
@@ -143,27 +142,59 @@ def bench_identities(crypto_dir: Path, count: int):
     return out
 
 
-def open_contracts(stack: ExitStack, network_dir: Path, chaincode: str | None) -> tuple[list[Contract], dict]:
+def existing_network(network_dir: Path, chaincode: str | None) -> tuple[str, bytes | None, str | None, list, str, str]:
+    from fedchain.identity import Consortium
     from fedchain.netconfig import load_network
 
     cfg = load_network(network_dir)
     crypto = cfg.directory / str(cfg.extra.get("crypto", "crypto"))
-    contracts = []
-    for ident in bench_identities(crypto, IDENTITIES):
-        gateway = stack.enter_context(cfg.connect(ident))
-        contracts.append(gateway.network(cfg.channel).contract(chaincode or cfg.chaincode))
-    return contracts, {"network": str(cfg.directory), "kind": cfg.kind, "channel": cfg.channel,
-                       "chaincode": chaincode or cfg.chaincode}
+    identities = bench_identities(Consortium.load(crypto), cfg.directory / "bench-wallet", IDENTITIES)
+    return (cfg.gateway.endpoint, cfg.gateway.root_cert_bytes(), cfg.gateway.server_name, identities, cfg.channel,
+            chaincode or cfg.chaincode)
 
 
-def start_devnet(stack: ExitStack, workdir: Path, args: argparse.Namespace) -> Path:
-    """A fresh 3-org devnet with MAJORITY endorsement running the test chaincode."""
-    from fedchain_devnet.testing import DevnetProcess  # noqa: PLC0415 - devnet is optional for --network runs
+def serve_chaincode(address: str) -> int:
+    """Child-process mode: serve the test chaincode (chaincode-as-a-service) until SIGTERM."""
+    import signal
 
-    net = DevnetProcess(workdir, orgs=3, chaincode="fedchain_cc.testcc", endorsement_policy="MAJORITY",
-                        batch_timeout_ms=args.batch_timeout_ms, max_message_count=args.max_message_count)
-    stack.enter_context(net)
-    return net.directory
+    from fedchain_cc.shim.server import ChaincodeServer
+    from fedchain_cc.testcc import TestChaincode
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = ChaincodeServer(TestChaincode(), address, chaincode_id="testcc:bench", max_concurrent_tx=64).start()
+    print(f"READY {server.address}", flush=True)
+    stop.wait()
+    server.stop(grace=1.0)
+    return 0
+
+
+def start_devnet(stack: ExitStack, workdir: Path, args: argparse.Namespace) -> tuple[str, bytes, None, list, str, str]:
+    """A fresh 3-org devnet (MAJORITY endorsement) with the test chaincode in its own process."""
+    import subprocess
+
+    from fedchain.identity import generate_consortium
+    from fedchain_devnet.config import ChaincodeDef, make_devnet_config
+    from fedchain_devnet.launch import DevnetProcess
+
+    consortium = generate_consortium(workdir / "crypto")
+    cc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-chaincode", "127.0.0.1:0"],
+                          stdout=subprocess.PIPE, stderr=open(workdir / "chaincode.log", "ab"), start_new_session=True)
+    stack.callback(lambda: (cc.terminate(), cc.wait(10)))
+    line = cc.stdout.readline().decode().strip()
+    if not line.startswith("READY "):
+        raise RuntimeError(f"test chaincode did not start; see {workdir / 'chaincode.log'}")
+    config = make_devnet_config(consortium, workdir / "ledger", "127.0.0.1:0",
+                                [ChaincodeDef("testcc", line.split()[1], policy="MAJORITY")],
+                                batch_timeout_ms=args.batch_timeout_ms, max_message_count=args.max_message_count)
+    (workdir / "devnet.json").write_text(json.dumps(config, indent=2))
+    devnet = DevnetProcess(workdir / "devnet.json")
+    endpoint = devnet.start()
+    stack.callback(devnet.stop)
+    identities = bench_identities(consortium, workdir / "bench-wallet", IDENTITIES)
+    ca = consortium.orgs[0].tls_ca_cert_path.read_bytes()
+    return endpoint, ca, None, identities, "fedchain", args.chaincode or "testcc"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,29 +209,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-message-count", type=int, default=100)
     parser.add_argument("--workdir", type=Path, help="folder for a fresh devnet (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="write results here")
+    parser.add_argument("--serve-chaincode", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c]
 
+    if args.serve_chaincode:
+        return serve_chaincode(args.serve_chaincode)
     import tempfile
 
     with ExitStack() as stack:
         if args.network:
-            network_dir = args.network
+            endpoint, ca, server_name, identities, channel, chaincode = existing_network(args.network, args.chaincode)
+            meta = {"network": str(args.network), "kind": "existing"}
         else:
             workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ledger-")))
-            print(f"starting a 3-org devnet in {workdir} ...", flush=True)
-            network_dir = start_devnet(stack, workdir, args)
-        contracts, meta = open_contracts(stack, network_dir, args.chaincode)
+            workdir.mkdir(parents=True, exist_ok=True)
+            print(f"starting a 3-org devnet (MAJORITY, test chaincode) in {workdir} ...", flush=True)
+            endpoint, ca, server_name, identities, channel, chaincode = start_devnet(stack, workdir, args)
+            meta = {"network": "fresh devnet", "kind": "devnet", "orgs": 3, "policy": "MAJORITY"}
+        meta |= {"endpoint": endpoint, "channel": channel, "chaincode": chaincode}
+        contracts = []
+        for ident in identities:
+            gateway = stack.enter_context(Gateway.connect(ident, endpoint, tls_root_cert=ca, server_name=server_name))
+            contracts.append(gateway.network(channel).contract(chaincode))
         if args.warmup:
-            run_level(contracts, args.warmup, min(10, args.warmup), "warmup", args.value_size)
+            run_level(contracts, args.warmup, min(10, args.warmup), f"warmup-{time.time_ns()}", args.value_size)
         results = []
         for level in levels:
             results.append(run_level(contracts, args.transactions, level, f"c{level}-{time.time_ns()}", args.value_size))
-            print_table(results[-1:] if len(results) > 1 else results)
+            print_table(results[-1:])
     print()
     print_table(results)
     report = {
-        "benchmark": "ledger", "identities": IDENTITIES, "value_size": args.value_size, **meta,
+        "benchmark": "ledger", "identities": IDENTITIES, "value_size": args.value_size, "warmup": args.warmup, **meta,
         "batch_timeout_ms": args.batch_timeout_ms, "max_message_count": args.max_message_count,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "levels": [asdict(r) for r in results],
