@@ -6,12 +6,13 @@ import numpy as np
 
 
 def dirichlet_split(labels: np.ndarray, n_clients: int, alpha: float, seed: int, min_size: int = 10,
-                    max_tries: int = 1000) -> list[np.ndarray]:
+                    max_tries: int = 100) -> list[np.ndarray]:
     """Partition sample indices among clients; each class is spread by Dirichlet(α).
 
     Small α gives skewed label mixes (α=0.1 nearly one class per client; α=100 ≈ IID).
     Redraws until every client holds ≥ `min_size` samples (the usual NIID-Bench rule),
-    so no hospital ends up with an empty or useless shard. Every index appears exactly
+    then, if still impossible, moves random samples from the largest shard, so no hospital
+    ends up with an empty or useless shard. Every index appears exactly
     once; the result is deterministic for `seed`; index arrays are sorted.
     """
     labels = np.asarray(labels).reshape(-1)
@@ -24,19 +25,26 @@ def dirichlet_split(labels: np.ndarray, n_clients: int, alpha: float, seed: int,
         raise ValueError(f"cannot give {n_clients} clients {min_size} samples each out of {n}")
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
+    shards: list[list[int]] = []
     for _ in range(max_tries):
-        shards: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
         for c in classes:
             idx = rng.permutation(np.flatnonzero(labels == c))
             p = rng.dirichlet(np.full(n_clients, alpha))
             cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
             for k, part in enumerate(np.split(idx, cuts)):
-                shards[k].append(part)
-        out = [np.sort(np.concatenate(s)) for s in shards]
-        if min(len(s) for s in out) >= min_size:
-            return out
-    raise ValueError(f"no Dirichlet({alpha}) split with >= {min_size} samples per client after {max_tries} tries;"
-                     " lower min_size or raise alpha")
+                parts[k].append(part)
+        shards = [list(np.concatenate(s)) for s in parts]
+        if min(len(s) for s in shards) >= min_size:
+            break
+    else:
+        # Extreme skew (tiny α, few classes, many clients): top up the small shards with random
+        # samples from the largest one, rather than loop forever or fail.
+        for k in range(n_clients):
+            while len(shards[k]) < min_size:
+                donor = max(range(n_clients), key=lambda j: len(shards[j]))
+                shards[k].append(shards[donor].pop(int(rng.integers(len(shards[donor])))))
+    return [np.sort(np.asarray(s, dtype=np.int64)) for s in shards]
 
 
 def iid_split(n: int, n_clients: int, seed: int) -> list[np.ndarray]:
