@@ -132,7 +132,9 @@ class FakePeer:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         if not self._ready.wait(timeout):
-            raise TimeoutError(f"no REGISTER from the chaincode within {timeout} s: {self.stream_error}")
+            raise TimeoutError(f"no REGISTER from the chaincode within {timeout} s")
+        if self.registered_id is None:
+            raise ConnectionError(f"stream ended before REGISTER: {self.stream_error}")
 
     def close(self) -> None:
         self._out.put(_END)
