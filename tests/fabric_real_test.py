@@ -1,0 +1,151 @@
+"""The embedded-network round scenario on a REAL Fabric 2.5 network (native binaries, one host).
+
+Runs only when FABRIC_BIN points at a Fabric release's bin/ (FABRIC_CFG / FABRIC_CCAAS_BUILDER
+default to the release's config/ and builders/ccaas/). Brings the network up with
+fedchain.fabricnet, then drives it exclusively through network.json, the wallet, the gateway
+client and FLClient, as hospitals, MPC nodes and auditors do: genesis, round, submissions,
+close, attestations (quorum -> finalize), model publish and fetch, history, then a restart
+that keeps the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import time
+
+import pytest
+from fedchain import fabricnet
+from fedchain.fabricnet.preflight import FabricTools
+from fedchain.fabricnet.settings import FabricSettings
+from fedchain.identity import Consortium
+from fedchain.netconfig import load_network
+from fedchain.netctl.process import free_port
+
+
+def _skip_reason() -> str | None:
+    if not os.environ.get("FABRIC_BIN"):
+        return ("FABRIC_BIN is not set: this test needs Hyperledger Fabric 2.5 release binaries "
+                "(peer, orderer, configtxgen, osnadmin); see network/fabric/README.md")
+    problems = FabricTools.from_env().problems()
+    if problems:
+        return "Fabric release incomplete: " + "; ".join(problems)
+    for module in ("fedchain.fl_client", "fedchain_cc.__main__"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not available yet (needed to drive / serve the FL chaincode)"
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.fabric, pytest.mark.timeout(900),
+              pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")]
+
+SPEC = {"arch": "tiny_cnn", "param_count": 1000, "in_channels": 1}
+GENESIS = b"genesis-model-bytes" * 10
+NEW_MODEL = b"model-after-round-1" * 7
+HOSPITALS = ("hospital1", "hospital2", "hospital3")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _settings() -> FabricSettings:
+    base = free_port()
+    return FabricSettings(
+        orderer_port=free_port(), orderer_admin_port=free_port(), orderer_operations_port=free_port(),
+        peer_base_port=base, peer_port_step=2, peer_operations_base_port=free_port(), chaincode_port=free_port(),
+    )
+
+
+def _client(cfg, name: str):
+    from fedchain.fl_client import FLClient
+
+    gw = cfg.connect(name)
+    return gw, FLClient(cfg.contract(gw))
+
+
+def test_round_scenario_on_real_fabric(tmp_path):
+    from fedchain.fl_client import mpc_node_entry, participant_entry
+
+    d = tmp_path / "net"
+    t0 = time.monotonic()
+    fabricnet.up(d, _settings(), progress=lambda m: print("  -", m))
+    bring_up_s = time.monotonic() - t0
+    gateways = []
+    try:
+        cfg = load_network(d)
+        assert cfg.kind == "fabric"
+        consortium = Consortium.load(d / "crypto")
+        wallet = cfg.wallet
+        for i, name in enumerate(HOSPITALS):
+            wallet.put(name, consortium.enroll(consortium.orgs[i % 3].msp_id, name, "hospital"))
+
+        gw, op = _client(cfg, "operator")
+        gateways.append(gw)
+        mpc = [wallet.get(f"mpc{j}") for j in range(3)]
+        op.init_consortium({"mpc_nodes": [mpc_node_entry(f"mpc{j}", m) for j, m in enumerate(mpc)],
+                            "threshold": 1, "quorum": 2, "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
+                            "max_model_bytes": 64 * 1024})
+        for name in HOSPITALS:
+            op.register_participant(participant_entry(name, wallet.get(name), "hospital", sample_cap=1000))
+        op.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
+        op.publish_genesis_model(SPEC, GENESIS)
+        head = op.head()
+        assert head["model_hash"] == _sha(GENESIS)
+        op.create_round({"round_id": 1, "base_model_hash": head["model_hash"], "model_spec": SPEC,
+                         "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
+                         "min_updates": 2})
+
+        for name in HOSPITALS:  # each hospital submits through its own gateway connection
+            hgw, hc = _client(cfg, name)
+            gateways.append(hgw)
+            hc.submit_update({"round_id": 1, "share_hashes": [_sha(f"1/{name}/{j}".encode()) for j in range(3)],
+                              "n_samples": 100, "dim": SPEC["param_count"]})
+        op.close_round(1)
+        assert op.get_round(1)["state"] == "CLOSED"
+
+        att = {"round_id": 1, "model_hash": _sha(NEW_MODEL), "accepted": list(HOSPITALS), "rejected": {},
+               "report_hash": _sha(b"report1")}
+        nodes = []
+        for j in range(2):  # quorum 2 of 3
+            mgw, mc = _client(cfg, f"mpc{j}")
+            gateways.append(mgw)
+            mc.attest_result(att)
+            nodes.append(mc)
+        rnd = op.get_round(1)
+        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["model_hash"] == _sha(NEW_MODEL)
+        nodes[0].publish_model(1, NEW_MODEL)
+
+        agw, auditor = _client(cfg, "auditor")
+        gateways.append(agw)
+        assert auditor.get_model(1)["model"] == NEW_MODEL
+        hist = auditor.get_history("round", "1")  # needs the history database on every peer
+        assert [e["value"]["state"] for e in hist][0] == "FINALIZED" and hist[-1]["value"]["state"] == "OPEN"
+        assert len(auditor.get_updates(1)) == 3
+
+        # blocks through qscc, as `fedchain network status` and the auditor read them
+        from fabric_protos.common import ledger_pb2
+
+        info = ledger_pb2.BlockchainInfo.FromString(
+            agw.network(cfg.channel).contract("qscc").evaluate("GetChainInfo", cfg.channel))
+        assert info.height >= 10
+        for g in gateways:
+            g.close()
+        gateways.clear()
+
+        # restart on the same ledger
+        assert len(fabricnet.down(d)) == 5
+        fabricnet.up(d)
+        gw, op = _client(cfg, "operator")
+        gateways.append(gw)
+        assert op.get_round(1)["state"] == "FINALIZED"
+        op.create_round({"round_id": 2, "base_model_hash": _sha(NEW_MODEL), "model_spec": SPEC,
+                         "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
+                         "min_updates": 1})
+        assert op.get_round(2)["state"] == "OPEN"
+        print(f"bring-up {bring_up_s:.1f} s, chain height before restart {info.height}")
+    finally:
+        for g in gateways:
+            g.close()
+        fabricnet.down(d)
