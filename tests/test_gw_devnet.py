@@ -6,10 +6,10 @@ import threading
 
 import pytest
 from fabric_protos.common import common_pb2, ledger_pb2
-from fedchain.gateway import CommitError, EndorseError, FileCheckpoint, Gateway
+from fedchain.gateway import CommitError, EndorseError, FileCheckpoint, Gateway, qscc
 from fedchain.gateway.transaction import raise_for_status
 from fedchain.identity import Identity
-from fedchain.ledger import parse_block, verify_chain
+from fedchain.ledger import block_header_hash, parse_block, parse_envelope, verify_chain
 
 pytestmark = pytest.mark.slow
 
@@ -132,3 +132,15 @@ def test_many_threads_one_gateway(devnet):
         t.join(60)
     assert not errors and len({r.tx_id for r in results}) == 40
     assert all(r.validation_code_name == "VALID" for r in results)
+
+
+def test_qscc_helpers(devnet):
+    network = devnet.gateway.network("fedchain")
+    res = network.contract("cc").submit("put", "q", "1")
+    processed = qscc.transaction_by_id(network, res.tx_id)
+    assert processed.validationCode == 0 and parse_envelope(processed.transactionEnvelope).tx_id == res.tx_id
+    assert qscc.block_by_tx_id(network, res.tx_id).header.number == res.block_number
+    info = qscc.chain_info(network)
+    chain = list(qscc.blocks(network))
+    assert len(chain) == info.height and verify_chain(chain) == info.height
+    assert block_header_hash(chain[-1].header) == info.currentBlockHash
