@@ -122,3 +122,33 @@ def test_missing_binary_starts_nothing(tmp_path, monkeypatch):
     with pytest.raises(fabricnet.PreflightError, match="binary osnadmin not found"):
         fabricnet.up(tmp_path / "net", _settings(release))
     assert _calls(log) == [] and not (tmp_path / "net" / "crypto").exists()
+
+
+def test_gossip_metric_reader():
+    import http.server
+    import threading
+
+    from fedchain.fabricnet.procs import gossip_peers_known
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            body = (b'# HELP gossip_membership_total_peers_known Total known peers\n'
+                    b'gossip_membership_total_peers_known{channel="other"} 9\n'
+                    b'gossip_membership_total_peers_known{channel="fedchain"} 2\n')
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        assert gossip_peers_known("127.0.0.1", port, "fedchain") == 2
+        assert gossip_peers_known("127.0.0.1", port, "nochannel") == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert gossip_peers_known("127.0.0.1", free_port(), "fedchain", timeout=0.5) is None

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from fedchain.fabricnet import ccaas, configtx, node_env
 from fedchain.fabricnet.layout import FabricLayout
 from fedchain.fabricnet.preflight import FabricTools, preflight
-from fedchain.fabricnet.procs import CommandError, PortService, run_command
+from fedchain.fabricnet.procs import CommandError, PortService, gossip_peers_known, run_command
 from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
 from fedchain.identity import Consortium, Org, Wallet, generate_consortium
 from fedchain.netconfig import write_network
@@ -221,7 +222,26 @@ class FabricNetwork:
         if self.state().get("committed") != package_id:
             self._approve_and_commit(consortium, package_id, progress)
             self._mark(committed=package_id)
+        self._wait_for_gossip(consortium, progress, timeout)
         self.write_network_json(consortium)
+
+    def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
+        """Every peer must know every other org's peer before the gateway can collect a MAJORITY."""
+        s, want = self.settings, len(consortium.orgs) - 1
+        if want == 0:
+            return
+        progress("waiting for the peers to find each other (gossip via anchor peers)")
+        deadline = time.monotonic() + timeout
+        while True:
+            known = [gossip_peers_known(s.host, s.peer_operations_port(i), s.channel)
+                     for i in range(len(consortium.orgs))]
+            if all(k is not None and k >= want for k in known):
+                return
+            if time.monotonic() > deadline:
+                raise CommandError(f"peers did not discover each other within {timeout:.0f} s (peers known per "
+                                   f"peer: {known}, expected {want}); check the anchor peers and the peer logs in "
+                                   f"{self.layout.logs}")
+            time.sleep(0.5)
 
     # --- steps ----------------------------------------------------------------------
     def _cmd(self, argv: list[str], env: dict[str, str], what: str, timeout: float = 120.0) -> str:

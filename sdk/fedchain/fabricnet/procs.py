@@ -55,3 +55,26 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], log_file: Path, *, 
         tail = "\n".join(output.strip().splitlines()[-15:])
         raise CommandError(f"{what or argv[0]} failed (exit {proc.returncode}); see {log_file}:\n{tail}")
     return output
+
+
+def gossip_peers_known(host: str, operations_port: int, channel: str, timeout: float = 2.0) -> int | None:
+    """Other peers this peer knows on `channel` (Prometheus metric of the operations endpoint); None if unreadable.
+
+    The gateway endorses with other orgs' peers only once gossip (seeded by the anchor peers in the
+    channel config) has found them, so `up` waits for this before it reports the network ready.
+    """
+    import urllib.request
+
+    label = f'channel="{channel}"'
+    try:
+        with urllib.request.urlopen(f"http://{host}:{operations_port}/metrics", timeout=timeout) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if "gossip_membership_total_peers_known{" in line and label in line and not line.startswith("#"):
+            try:
+                return int(float(line.split()[-1]))
+            except ValueError:
+                return None
+    return 0
