@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import pytest
@@ -22,6 +23,8 @@ from fedchain.ledger import (
     verify_chain,
 )
 from gw_fakes import MVCC, VALID, endorse_proposal, make_block, make_identity, rwset_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def header(number: int, prev: bytes, data: bytes) -> common_pb2.BlockHeader:
@@ -159,3 +162,29 @@ def test_parse_block_keeps_codes_and_undecodable_entries():
     first, second = info.transactions
     assert (first.validation_code_name, first.info.tx_id, first.info.function) == ("VALID", built.tx_id, "Put")
     assert second.info is None and second.validation_code_name == "INVALID_OTHER_REASON" and second.error
+
+
+@functools.cache
+def _signer():
+    """Key generation is slow next to the property's body: one creator and endorser for all examples."""
+    return make_identity("Org1MSP", "prop"), [make_identity("Org2MSP", "peer0", None)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(function=st.text(min_size=1, max_size=20),
+       args=st.lists(st.one_of(st.binary(max_size=64), st.text(max_size=32)), max_size=6),
+       transient=st.dictionaries(st.text(min_size=1, max_size=8), st.binary(min_size=1, max_size=32), max_size=3))
+def test_proposal_round_trips_through_an_endorsed_transaction(function, args, transient):
+    from fedchain.gateway.proposal import check_prepared_transaction, inspect_proposal
+
+    creator, peers = _signer()
+    built = build_proposal("fedchain", "fedchain", function, args, creator.serialize(), transient)
+    info = inspect_proposal(built.proposal_bytes)
+    assert (info.tx_id, info.channel, info.creator) == (built.tx_id, "fedchain", creator.serialize())
+    env = endorse_proposal(built.proposal_bytes, peers, payload=b"r")
+    assert check_prepared_transaction(env, info) == b"r"
+    tx = parse_envelope(env)
+    expected = tuple(a.encode() if isinstance(a, str) else a for a in args)
+    assert (tx.tx_id, tx.function, tx.args) == (built.tx_id, function, expected)
+    assert tx.extra["transient_fields_present"] == 0
+    assert hashlib.sha256(tx.nonce + tx.creator).hexdigest() == tx.tx_id
