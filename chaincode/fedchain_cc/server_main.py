@@ -39,10 +39,9 @@ def load_chaincode(spec: str) -> Chaincode:
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if cls is None:
         raise ValueError(f"{module_name} has no attribute {class_name!r}")
-    instance = cls()
-    if not isinstance(instance, Chaincode):
-        raise ValueError(f"{target} is not a fedchain_cc.shim.interface.Chaincode")
-    return instance
+    if not (isinstance(cls, type) and issubclass(cls, Chaincode)):
+        raise ValueError(f"{target} is not a fedchain_cc.shim.interface.Chaincode subclass")
+    return cls()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
