@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import grpc
 import pytest
 from fabric_protos.common import common_pb2, ledger_pb2
 from fedchain.gateway import CommitError, EndorseError, FileCheckpoint, Gateway, qscc
@@ -144,3 +145,33 @@ def test_qscc_helpers(devnet):
     chain = list(qscc.blocks(network))
     assert len(chain) == info.height and verify_chain(chain) == info.height
     assert block_header_hash(chain[-1].header) == info.currentBlockHash
+
+
+def test_mutual_tls_devnet(tmp_path):
+    import devnet_support as ds
+    from fedchain.gateway import EvaluateError
+    from fedchain_devnet.launch import DevnetProcess
+
+    net = ds.make_net(tmp_path, client_auth=True)
+    proc = DevnetProcess(net.config_path)
+    try:
+        endpoint = proc.start()
+        org2 = net.consortium.orgs[1]
+        user = net.consortium.enroll(org2.msp_id, "hospital9", "hospital")
+        ca = net.consortium.orgs[0].tls_ca_cert_path.read_bytes()
+        cert_path, key_path = net.consortium.issue_tls(org2.msp_id, "hospital9-client")
+        with Gateway.connect(user, endpoint, tls_root_cert=ca, evaluate_timeout=3) as anonymous:
+            with pytest.raises(EvaluateError) as err:
+                anonymous.network("fedchain").contract("cc").evaluate("get", "x")
+            assert err.value.grpc_code == grpc.StatusCode.UNAVAILABLE
+        with Gateway.connect(user, endpoint, tls_root_cert=ca, client_cert=cert_path.read_bytes(),
+                             client_key=key_path.read_bytes()) as gw:
+            assert len(gw.tls_cert_hash) == 32
+            res = gw.network("fedchain").contract("cc").submit("put", "mtls", "ok")
+            assert res.validation_code_name == "VALID"
+            with gw.network("fedchain").block_events(start_block=res.block_number) as blocks:
+                assert next(blocks).header.number == res.block_number
+    finally:
+        proc.stop()
+        net.cc_proc.kill()
+        net.cc_proc.wait()
