@@ -45,6 +45,8 @@ class Peer:
         ex = self.simulate(p)
         if ex.response.status >= 400:
             raise EndorsementFailed(f"chaincode response {ex.response.status}, {ex.response.message}")
+        if ex.simulator.paginated:
+            raise EndorsementFailed("paginated queries are supported only in read-only transactions (use evaluate)")
         action = proposal_pb2.ChaincodeAction(
             results=ex.simulator.rwset_bytes(), events=ex.event, response=ex.response,
             chaincode_id=chaincode_pb2.ChaincodeID(name=p.chaincode),

@@ -43,6 +43,7 @@ class TxSimulator:
         self.range_infos: list[kv_rwset_pb2.RangeQueryInfo] = []
         self._iterators: dict[str, tuple[list[bytes], int]] = {}
         self._next_iter = 0
+        self.paginated = False  # Fabric allows paginated queries only in read-only (evaluated) transactions
 
     # --- dispatch -------------------------------------------------------------------
     def handle(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> chaincode_shim_pb2.ChaincodeMessage:
@@ -72,6 +73,9 @@ class TxSimulator:
         if t == CM.GET_STATE_BY_RANGE:
             req = chaincode_shim_pb2.GetStateByRange.FromString(msg.payload)
             self._no_private(req.collection)
+            if req.metadata:
+                meta = chaincode_shim_pb2.QueryMetadata.FromString(req.metadata)
+                return self.paged_range_query(req.startKey, req.endKey, meta.pageSize, meta.bookmark)
             return self.range_query(req.startKey, req.endKey)
         if t == CM.QUERY_STATE_NEXT:
             return self.next_page(chaincode_shim_pb2.QueryStateNext.FromString(msg.payload).id)
@@ -128,6 +132,23 @@ class TxSimulator:
         self._next_iter += 1
         self._iterators[qid] = (items, 0)
         return self.next_page(qid)
+
+    def paged_range_query(self, start: str, end: str, page_size: int, bookmark: str) -> bytes:
+        """One page of a range; the bookmark is the next key to fetch. Read-only transactions only."""
+        if page_size <= 0:
+            raise SimulationError("page size must be positive")
+        if bookmark and (bookmark < start or (end and bookmark >= end)):
+            raise SimulationError(f"bookmark {bookmark!r} is outside the range [{start!r}, {end!r})")
+        self.paginated = True
+        rows = self.state.range(self.ns, bookmark or start, end, min(page_size, TOTAL_QUERY_LIMIT) + 1)
+        next_bookmark = rows[page_size][0] if len(rows) > page_size else ""
+        rows = rows[:page_size]
+        meta = chaincode_shim_pb2.QueryResponseMetadata(fetched_records_count=len(rows), bookmark=next_bookmark)
+        return chaincode_shim_pb2.QueryResponse(
+            results=[chaincode_shim_pb2.QueryResultBytes(resultBytes=kv_query_result_pb2.KV(
+                namespace=self.ns, key=k, value=v).SerializeToString()) for k, v, _ in rows],
+            has_more=False, id=f"q{self._next_iter}", metadata=meta.SerializeToString(),
+        ).SerializeToString()
 
     def history(self, key: str) -> bytes:
         _check_key(key)
