@@ -294,3 +294,16 @@ def test_block_events_follow_the_chain_and_resume(tmp_path):
                 next(gw.network("nochannel").block_events(start_block=0))
     finally:
         server.stop(None)
+
+
+def test_bad_arguments_are_rejected_before_anything_is_sent(env):
+    from fedchain.gateway import ProposalError
+
+    sent = len(env.servicer.rec.endorse_requests)
+    with pytest.raises(ProposalError, match="argument 1 must be str or bytes"):
+        contract(env).submit("echo", "ok", 5)
+    with pytest.raises(ProposalError, match="non-empty"):
+        contract(env).submit("")
+    with pytest.raises(ProposalError, match="transient"):
+        contract(env).submit("echo", "x", transient={"k": 1.5})
+    assert len(env.servicer.rec.endorse_requests) == sent
