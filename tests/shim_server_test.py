@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +87,9 @@ class RawCC(Chaincode):
             except ValueError as exc:
                 return success(str(exc).encode())
             return error("accepted a composite key")
+        if fn == "sleep":
+            time.sleep(float(params[0]))
+            return success(b"slept")
         if fn == "slow_get":
             t0 = time.monotonic()
             try:
@@ -385,3 +389,29 @@ def test_mutual_tls(pki, tmp_path) -> None:
             anon.wait_ready(timeout=5)  # stream error, no REGISTER
         anon.close()
         assert anon.registered_id is None and anon.stream_error is not None
+
+
+def test_large_values_round_trip(peer, pki) -> None:
+    big = "m" * (6 * 1024 * 1024)  # the FL contract's largest model chunking input
+    assert peer.call("put", "big", big, creator=pki["alice"], timeout=30).ok
+    assert peer.call("get", "big", creator=pki["alice"], timeout=30).payload == big.encode()
+
+
+def test_graceful_stop_finishes_in_flight_and_refuses_new() -> None:
+    srv = ChaincodeServer(RawCC(), "127.0.0.1:0", "raw:2").start()
+    p = FakePeer(srv.address)
+    p.wait_ready()
+    slow = p.submit("sleep", "0.6")
+    time.sleep(0.2)
+    stopper = threading.Thread(target=srv.stop, kwargs={"grace": 5.0})
+    t0 = time.monotonic()
+    stopper.start()
+    time.sleep(0.1)
+    late = p.submit("sleep", "0")
+    assert late.result(5).kind == "ERROR" and "shutting down" in late.result().error
+    assert slow.result(5).payload == b"slept"
+    stopper.join(10)
+    assert not stopper.is_alive() and time.monotonic() - t0 < 3
+    p._done.wait(5)
+    assert p._done.is_set()  # the server ended the stream
+    p.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +130,22 @@ class ChaincodeServer:
         return self
 
     def stop(self, grace: float | None = 2.0) -> None:
-        """Stop accepting, give in-flight transactions `grace` seconds, then close every stream."""
-        if self._server is not None:
-            self._server.stop(grace).wait()
-            self._server = None
-        for session in self.sessions:
+        """Refuse new transactions, let in-flight ones finish (up to `grace` s), then end every stream.
+
+        Streams end with an OK status, so a peer sees "chaincode closed the stream" and reconnects
+        later; a transaction still running after `grace` is answered by no one (the peer times out).
+        """
+        sessions = self.sessions
+        for session in sessions:
+            session.draining = True
+        deadline = time.monotonic() + (grace or 0.0)
+        while any(s.in_flight for s in sessions) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for session in sessions:
             session.close("server stopping")
+        if self._server is not None:
+            self._server.stop(0.5).wait()
+            self._server = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -66,6 +66,11 @@ class PeerSession:
         self.state = "created"  # created -> established (REGISTERED) -> ready (READY) -> closed
         self.ready = threading.Event()
         self.completed = 0
+        self.draining = False  # set by the server on shutdown: new transactions are refused
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._txs)
 
     # ----------------------------------------------------------------- writer side
     def run(self, requests: Iterator[chaincode_shim_pb2.ChaincodeMessage]) -> Iterator[chaincode_shim_pb2.ChaincodeMessage]:
@@ -145,6 +150,9 @@ class PeerSession:
     def _start(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
         if self.state != "ready":
             self._send(self._error(msg, f"chaincode is not ready (state {self.state})"))
+            return
+        if self.draining:
+            self._send(self._error(msg, "chaincode server is shutting down"))
             return
         key = (msg.channel_id, msg.txid)
         with self._lock:
