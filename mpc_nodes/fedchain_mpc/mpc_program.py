@@ -46,3 +46,157 @@ Output JSON (written atomically to output_path by every node; identical except t
 Exit code 0 on success; on a bad job/share the program exits 2 with the message on stderr
 and writes {"round_id", "party", "error": "..."} to output_path.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+JOB_ENV = "FEDCHAIN_MPC_JOB"
+
+
+class JobError(ValueError):
+    """The job file or a share it names is invalid."""
+
+
+def load_job(path: str | Path) -> dict:
+    try:
+        job = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise JobError(f"cannot read job {path}: {e}") from None
+    need = {"round_id", "party", "shares", "policy", "l", "f", "t", "m", "seed", "output_path"}
+    missing = need - set(job)
+    if missing:
+        raise JobError(f"job misses {sorted(missing)}")
+    if (job["l"], job["f"]) != (32, 16):
+        raise JobError("only l=32, f=16 is supported by the MPC checks")
+    if not job["shares"]:
+        raise JobError("job has no shares")
+    return job
+
+
+def load_shares(job: dict) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """Parse every share strictly; returns hospital ids, n_samples, hi and lo (n × d)."""
+    from fedchain.sharing import ShareFormatError, parse_share
+
+    ids, ns, his, los = [], [], [], []
+    dim = None
+    for entry in job["shares"]:
+        hid = entry["hospital_id"]
+        data = Path(entry["path"]).read_bytes()
+        if entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise JobError(f"share of {hid} does not match its ledger hash")
+        expected = {"round_id": job["round_id"], "hospital_id": hid, "node_index": job["party"],
+                    "l": job["l"], "f": job["f"], "t": job["t"], "m": job["m"]}
+        try:
+            hdr, arr = parse_share(data, expected=expected)
+        except ShareFormatError as e:
+            raise JobError(f"share of {hid}: {e}") from None
+        if dim is not None and hdr.dim != dim:
+            raise JobError(f"share of {hid} has dim {hdr.dim}, others {dim}")
+        dim = hdr.dim
+        n = int(entry["n_samples"])
+        if n < 1:
+            raise JobError(f"n_samples of {hid} must be >= 1")
+        ids.append(hid)
+        ns.append(n)
+        his.append(arr.hi)
+        los.append(arr.lo)
+    if len(set(ids)) != len(ids):
+        raise JobError("duplicate hospital_id in job")
+    return ids, ns, np.stack(his), np.stack(los)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def bytes_sent() -> int:
+    from mpyc.runtime import mpc
+
+    return sum(peer.protocol.nbytes_sent for peer in mpc.parties
+               if peer.pid != mpc.pid and peer.protocol is not None)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+async def run_job(job: dict) -> dict:
+    from mpyc.runtime import mpc
+
+    from fedchain_mpc.aggregate import apply_delta, delta_sha256
+    from fedchain_mpc.policy import VerificationPolicy
+    from fedchain_mpc.verify import verify_and_aggregate
+
+    started = time.perf_counter()
+    policy = VerificationPolicy.from_json(job["policy"])
+    ids, ns, hi, lo = load_shares(job)
+    reference = None
+    if job.get("reference_path"):
+        with np.load(job["reference_path"], allow_pickle=False) as z:
+            reference = np.asarray(z["delta"], dtype=np.float64)
+        if reference.shape != (lo.shape[1],):
+            raise JobError(f"reference has shape {reference.shape}, updates have dim {lo.shape[1]}")
+    t_load = time.perf_counter() - started
+    await mpc.start()
+    if len(mpc.parties) > 1 and (mpc.pid != job["party"] or len(mpc.parties) != job["m"]
+                                 or mpc.threshold != job["t"]):
+        raise JobError(f"MPyC party {mpc.pid}/{len(mpc.parties)} t={mpc.threshold} does not match the job")
+    res = await verify_and_aggregate(hi, lo, ns, policy, reference, str(job["seed"]))
+    nbytes = bytes_sent()
+    await mpc.shutdown()
+    out = Path(job["output_path"])
+    agg_path = out.with_name(out.name + ".aggregate.npz")
+    with open(agg_path, "wb") as fh:
+        np.savez(fh, delta=res.aggregate)
+    model_path = model_sha = None
+    if job.get("base_model_path"):
+        data, model_sha = apply_delta(Path(job["base_model_path"]).read_bytes(), res.aggregate)
+        model_path = out.with_name(out.name + ".model.safetensors")
+        model_path.write_bytes(data)
+    phases = {"load": t_load, **res.phases, "total": time.perf_counter() - started}
+    return {
+        "round_id": job["round_id"], "party": job["party"],
+        "verdicts": {h: {"accept": ok, "reason": why} for h, (ok, why) in zip(ids, res.verdicts, strict=True)},
+        "n_accepted": sum(ok for ok, _ in res.verdicts), "total_weight": res.total_weight,
+        "aggregate_path": str(agg_path), "aggregate_sha256": delta_sha256(res.aggregate),
+        "model_path": str(model_path) if model_path else None, "model_sha256": model_sha,
+        "phases": phases, "bytes_sent": nbytes, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> int:
+    from mpyc.runtime import mpc
+
+    path = os.environ.get(JOB_ENV)
+    if not path:
+        print(f"{JOB_ENV} must name the job file", file=sys.stderr)
+        return 2
+    try:
+        job = load_job(path)
+        result = mpc.run(run_job(job))
+    except (JobError, ValueError, OSError, KeyError) as e:
+        print(f"mpc_program: {e}", file=sys.stderr)
+        try:
+            job_d = json.loads(Path(path).read_text())
+            _write_json(Path(job_d["output_path"]), {"round_id": job_d.get("round_id"),
+                                                     "party": job_d.get("party"), "error": str(e)})
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return 2
+    _write_json(Path(job["output_path"]), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

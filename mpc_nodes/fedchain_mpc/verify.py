@@ -1,0 +1,193 @@
+"""Verification + aggregation inside MPyC, as one async function (used by mpc_program and tests).
+
+Cost structure (why it is fast): every product of a share vector with a share or public
+vector is computed locally and exactly by `field.local_products` (float64 BLAS on 20-bit
+limbs). Only n×n, n×k and n-length values ever enter MPyC: the Gram matrix (degree-2t local
+products → MPyC `_reshare`, then `np_trunc`), wrap-check projections and the reference inner
+product (linear, no resharing), then comparisons, a row-wise sorting network and one opening
+of the reason codes. The aggregate is a local linear map with public integer weights
+(n_samples, capped, times the revealed accept bits) and one opening of a d-vector.
+
+Types: SecFxp(32, 16) for the Gram/truncations; comparisons use SecInt(48) over the SAME
+field (values as integers at scale 2^16), so sums of distances stay in range. Out-of-range
+values (from malicious field elements) make MPyC comparisons pseudo-random under fresh masks:
+a wrapped update passes each of the 2·pine_num_vectors range tests only by chance, and every
+later check is multiplied by the earlier accept bits, so garbage never reaches an honest verdict.
+
+Security model: MPyC's (passive, honest majority t < m/2). Revealed: per hospital one reason
+code (0 = accept), the public consistency bit (part of that code), and the aggregate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+import numpy as np
+from mpyc.runtime import mpc
+
+from fedchain_mpc import field as ff
+from fedchain_mpc.policy import VerificationPolicy
+
+CONSISTENCY_ROWS = 3  # 3 public combinations with coefficients < 2^16: cheating passes w.p. <= 2^-48
+REASON_CODES = {0: "ok", 1: "norm", 2: "cosine", 3: "outlier"}
+
+
+@dataclass
+class MPCResult:
+    verdicts: list[tuple[bool, str]]
+    aggregate: np.ndarray  # float64 weighted average of accepted updates (zeros if none)
+    total_weight: int
+    phases: dict[str, float] = dc_field(default_factory=dict)
+
+
+def degree_ok(points: np.ndarray, t: int, p: int) -> np.ndarray:
+    """points: (m, r) field values at x = 1..m. True per column iff they lie on one polynomial
+    of degree <= t (interpolate from the first t+1 points, compare the others)."""
+    m = points.shape[0]
+    ok = np.ones(points.shape[1], dtype=bool)
+    base = list(range(1, t + 2))
+    for j in range(t + 1, m):
+        vec = _lagrange(base, j + 1, p)
+        pred = sum(points[i] * vec[i] for i in range(t + 1)) % p
+        ok &= pred == points[j] % p
+    return ok
+
+
+def _lagrange(xs: list[int], x: int, p: int) -> list[int]:
+    out = []
+    for xi in xs:
+        num, den = 1, 1
+        for xk in xs:
+            if xk != xi:
+                num = num * (x - xk) % p
+                den = den * (xi - xk) % p
+        out.append(num * pow(den, -1, p) % p)
+    return out
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[int],
+                               policy: VerificationPolicy, reference: np.ndarray | None,
+                               seed: str) -> MPCResult:
+    """Run the round's checks and the aggregation; every party calls this with its share rows.
+
+    hi/lo: (n, d) uint64 share rows (this party's shares; the secrets themselves with one party).
+    Must be called between mpc.start() and mpc.shutdown().
+    """
+    clock = _Clock()
+    secfxp = mpc.SecFxp(32, 16)
+    fld = secfxp.field
+    p = fld.modulus
+    secint = mpc.SecInt(48, p=p)
+    n, d = lo.shape
+    t, m = mpc.threshold, len(mpc.parties)
+    policy.check_scale(n)
+    one = 1 << 16
+
+    # public rows: [reference?] + consistency coefficients + ±1 wrap-check vectors
+    pub = [ff.consistency_coefficients(seed, CONSISTENCY_ROWS, d), ff.pine_vectors(seed, policy.pine_num_vectors, d)]
+    if policy.cosine_enabled:
+        if reference is None:
+            raise ValueError("policy enables the cosine check but no reference update was given")
+        pub.insert(0, ff.quantized_reference(reference)[None, :])
+    public = np.vstack(pub)
+    g_loc, p_loc = ff.local_products(hi, lo, public, p)
+    c0 = 1 if policy.cosine_enabled else 0
+    clock.lap("local_products")
+
+    # 1. share consistency: open z + mask (z = public combination of the shares) from every party
+    z = p_loc[:, c0:c0 + CONSISTENCY_ROWS].reshape(-1)
+    mask = mpc._np_randoms(fld, z.size)
+    if not isinstance(mask, fld.array):
+        mask = await mask
+    y = [int(v) for v in (z + mask.value) % p]
+    got = await mpc.transfer(y)
+    cons = degree_ok(np.array(got, dtype=object), t, p).reshape(n, CONSISTENCY_ROWS).all(axis=1)
+    cons_i = cons.astype(np.int64)
+    clock.lap("consistency")
+
+    # 2. norm + PINE-style wrap check
+    gram = secfxp.array(fld.array(g_loc), integral=False)
+    if t > 0:
+        gram = mpc._reshare(gram)
+    gram = mpc.np_trunc(gram)  # scale 2^32 → 2^16
+    g = secint.array(await mpc.gather(gram))
+    norm2 = mpc.np_sum(g * np.eye(n, dtype=np.int64), axis=1)
+    k = policy.pine_num_vectors
+    proj = secint.array(fld.array(p_loc[:, c0 + CONSISTENCY_ROWS:]))
+    lim = int(round(policy.pine_c * policy.norm_bound * one))
+    bits = mpc.np_hstack((proj >= -lim, proj <= lim,
+                          (norm2 <= int(round(policy.norm_bound ** 2 * one))).reshape(n, 1)))
+    n_ok = (mpc.np_sum(bits, axis=1) == 2 * k + 1) * cons_i
+    clock.lap("norm")
+
+    # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
+    if policy.cosine_enabled:
+        xr = mpc.np_trunc(secfxp.array(fld.array(p_loc[:, 0]), integral=False))
+        xr2 = xr * xr
+        xr_i = secint.array(await mpc.gather(xr))
+        xr2_i = secint.array(await mpc.gather(xr2))
+        cq = int(round(policy.cosine_min ** 2 * one))
+        pos = xr_i >= 0
+        if policy.cosine_min >= 0:
+            c_ok = pos * (xr2_i * one >= norm2 * cq)
+        else:
+            small = xr2_i * one <= norm2 * cq
+            c_ok = pos + small - pos * small
+        elig = n_ok * c_ok
+    else:
+        elig = n_ok
+    clock.lap("cosine")
+
+    # 4. Multi-Krum-style outlier score among eligible updates
+    if policy.outlier_active(n):
+        cap = int(round(4 * policy.norm_bound ** 2 * one))
+        dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
+        both = mpc.np_outer(elig, elig)
+        dist = (both * (dist - cap) + cap) * (1 - np.eye(n, dtype=np.int64))
+        kk = policy.krum_k(n)
+        rows = mpc.np_sort(dist, axis=1)
+        score = mpc.np_sum(rows[:, :kk + 1], axis=1)
+        med = mpc.np_sort(score)[(n - 1) // 2]
+        o_ok = score * 16 <= med * policy.factor_num
+        reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
+    else:
+        reason = (1 + n_ok + elig - 3 * elig) * cons_i
+    clock.lap("outlier")
+
+    codes = [int(v) for v in await mpc.output(reason)]
+    verdicts = []
+    for i in range(n):
+        if not cons[i]:
+            verdicts.append((False, "inconsistent"))
+        else:
+            verdicts.append((codes[i] == 0, REASON_CODES.get(codes[i], "norm")))
+    clock.lap("reveal")
+
+    # 5. aggregation: public integer weights → local linear map, one opening
+    w = np.array([min(int(s), policy.sample_cap) if ok else 0 for s, (ok, _) in zip(n_samples, verdicts, strict=True)],
+                 dtype=np.int64)
+    total = int(w.sum())
+    if total > 0:
+        s_loc = ff.weighted_sum(hi, lo, w, p)
+        opened = await mpc.output(secint.array(fld.array(s_loc)))
+        vals = ff.signed(np.array([int(v) for v in opened.tolist()] if hasattr(opened, "tolist") else opened,
+                                  dtype=object), p)
+        agg = vals.astype(np.float64) / (float(one) * total)
+    else:
+        agg = np.zeros(d, dtype=np.float64)
+    clock.lap("aggregate")
+    del t, m
+    return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, phases=clock.phases)
