@@ -1,0 +1,179 @@
+"""What an MPC node needs from the ledger, behind one small interface.
+
+`LedgerView` is the seam: the intake and the round runner only call it, unit tests give an
+in-process fake, and `FLLedger` is the real thing over the FL chaincode client
+(`fedchain.fl_client.FLClient` on a gateway connection), the same on the devnet and on Fabric.
+Participants are cached (they change rarely and every share needs one) and refreshed on a
+miss at most once per `refresh_s`; round records are cached for `round_ttl_s` (short, so a
+closed round stops intake quickly; the node also seals rounds locally on RoundClosed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class LedgerError(Exception):
+    """The ledger refused or could not be reached; `already` marks 'already done' refusals."""
+
+    def __init__(self, message: str, *, already: bool = False, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.already = already
+        self.not_found = not_found
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    name: str
+    payload: dict[str, Any]
+    block_number: int
+    tx_id: str
+
+
+class LedgerView(Protocol):
+    def get_consortium(self) -> dict[str, Any]: ...
+
+    def get_round(self, round_id: int) -> dict[str, Any] | None: ...
+
+    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None: ...
+
+    def get_updates(self, round_id: int) -> list[dict[str, Any]]: ...
+
+    def attest(self, attestation: dict[str, Any]) -> None: ...
+
+    def publish(self, round_id: int, model: bytes) -> bool: ...
+
+    def get_model(self, round_id: int) -> bytes: ...
+
+    def list_rounds(self) -> list[dict[str, Any]]: ...
+
+    def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
+
+
+class ParticipantCache:
+    """(msp_id, fabric_id) -> participant record, refreshed from ListParticipants on a miss."""
+
+    def __init__(self, fetch: Callable[[], list[dict[str, Any]]], refresh_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._fetch = fetch
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._by_ident: dict[tuple[str, str], dict[str, Any]] = {}
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def lookup(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            rec = self._by_ident.get((msp_id, fabric_id))
+            stale = self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh_s
+            if rec is not None or not stale:
+                return rec
+            self._by_ident = {(p["msp_id"], p["identity"]): p for p in self._fetch()}
+            self._loaded_at = self._clock()
+            return self._by_ident.get((msp_id, fabric_id))
+
+
+def _is_already(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "already" in text
+
+
+def _is_not_found(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "no round" in text or "no model" in text or "no participant" in text or "404" in text
+
+
+class FLLedger:
+    """LedgerView over the FL chaincode through the Fabric Gateway (one gateway per node)."""
+
+    def __init__(self, network: Any, chaincode: str, fl_client: Any, *, round_ttl_s: float = 1.0,
+                 participants_refresh_s: float = 2.0) -> None:
+        self._network = network  # fedchain.gateway.Network (for events)
+        self._chaincode = chaincode
+        self.fl = fl_client  # fedchain.fl_client.FLClient
+        self._participants = ParticipantCache(lambda: self.fl.list_participants(), participants_refresh_s)
+        self._round_ttl_s = round_ttl_s
+        self._rounds: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, net_config: Any, identity: Any) -> tuple[FLLedger, Any]:
+        """(ledger, gateway) for a loaded network.json and the node's SigningIdentity; close the gateway."""
+        from fedchain.fl_client import FLClient
+
+        gateway = net_config.connect(identity)
+        network = gateway.network(net_config.channel)
+        return cls(network, net_config.chaincode, FLClient(network.contract(net_config.chaincode))), gateway
+
+    def _wrap(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except LedgerError:
+            raise
+        except Exception as exc:
+            raise LedgerError(f"{what}: {exc}", already=_is_already(exc), not_found=_is_not_found(exc)) from exc
+
+    def get_consortium(self) -> dict[str, Any]:
+        return self._wrap("GetConsortium", self.fl.get_consortium)
+
+    def get_round(self, round_id: int) -> dict[str, Any] | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._rounds.get(round_id)
+            if hit is not None and now - hit[0] < self._round_ttl_s:
+                return hit[1]
+        try:
+            rnd = self._wrap("GetRound", lambda: self.fl.get_round(round_id))
+        except LedgerError as exc:
+            if not exc.not_found:
+                raise
+            rnd = None
+        with self._lock:
+            self._rounds[round_id] = (now, rnd)
+        return rnd
+
+    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+        return self._wrap("ListParticipants", lambda: self._participants.lookup(msp_id, fabric_id))
+
+    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
+        return self._wrap("GetUpdates", lambda: self.fl.get_updates(round_id))
+
+    def list_rounds(self) -> list[dict[str, Any]]:
+        return self._wrap("ListRounds", self.fl.list_rounds)
+
+    def attest(self, attestation: dict[str, Any]) -> None:
+        self._wrap("AttestResult", lambda: self.fl.attest_result(attestation))
+
+    def publish(self, round_id: int, model: bytes) -> bool:
+        try:
+            self._wrap("PublishModel", lambda: self.fl.publish_model(round_id, model))
+            return True
+        except LedgerError as exc:
+            if exc.already:
+                return False
+            raise
+
+    def get_model(self, round_id: int) -> bytes:
+        return self._wrap("GetModel", lambda: self.fl.get_model(round_id))["model"]
+
+    def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
+        """Chaincode events from the checkpoint on; the caller checkpoints after handling each one."""
+        stream = self._network.chaincode_events(self._chaincode, checkpoint=checkpoint)
+        try:
+            for ev in stream:
+                try:
+                    payload = json.loads(ev.payload) if ev.payload else {}
+                except ValueError:
+                    payload = {}
+                yield LedgerEvent(ev.event_name, payload if isinstance(payload, dict) else {}, ev.block_number,
+                                  ev.tx_id)
+        finally:
+            stream.close()

@@ -1,0 +1,146 @@
+"""Shared fixtures for the MPC node tests: a consortium, an in-process fake ledger, intake servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fedchain.identity import Consortium, SigningIdentity, generate_consortium
+from fedchain.mpc_client import NodeEndpoint
+from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
+from fedchain_mpc.service import LedgerError, LedgerEvent
+
+ORG = "Org1MSP"
+
+
+@dataclass
+class FakeLedger:
+    """The FL chaincode's observable behaviour, in memory (only what the node uses)."""
+
+    consortium: dict[str, Any]
+    participants: list[dict[str, Any]] = field(default_factory=list)
+    rounds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    attestations: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    models: dict[int, bytes] = field(default_factory=dict)
+    event_log: list[LedgerEvent] = field(default_factory=list)
+    down: bool = False
+    calls: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _check(self, what: str) -> None:
+        self.calls.append(what)
+        if self.down:
+            raise LedgerError(f"{what}: gateway unreachable")
+
+    def get_consortium(self) -> dict[str, Any]:
+        self._check("GetConsortium")
+        return self.consortium
+
+    def get_round(self, round_id: int) -> dict[str, Any] | None:
+        self._check("GetRound")
+        return self.rounds.get(round_id)
+
+    def list_rounds(self) -> list[dict[str, Any]]:
+        self._check("ListRounds")
+        return [self.rounds[k] for k in sorted(self.rounds)]
+
+    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+        self._check("ListParticipants")
+        return next((p for p in self.participants if (p["msp_id"], p["identity"]) == (msp_id, fabric_id)), None)
+
+    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
+        self._check("GetUpdates")
+        return list(self.updates.get(round_id, []))
+
+    def attest(self, attestation: dict[str, Any]) -> None:
+        self._check("AttestResult")
+        with self.lock:
+            rid = attestation["round_id"]
+            rnd = self.rounds[rid]
+            node = attestation["node"]
+            got = self.attestations.setdefault(rid, {})
+            if node in got:
+                raise LedgerError(f"MPC node {node} already attested round {rid}", already=True)
+            got[node] = attestation
+            claims = {(a["model_hash"], tuple(sorted(a["accepted"]))) for a in got.values()}
+            if len(claims) > 1:
+                rnd["state"] = "DISPUTED"
+            elif len(got) >= self.consortium["quorum"] and rnd["state"] == "CLOSED":
+                rnd["state"] = "FINALIZED"
+                rnd["finalized"] = {"model_hash": attestation["model_hash"], "accepted": attestation["accepted"]}
+                self._emit("RoundFinalized", {"round_id": rid, "model_hash": attestation["model_hash"]})
+
+    def publish(self, round_id: int, model: bytes) -> bool:
+        self._check("PublishModel")
+        with self.lock:
+            if round_id in self.models:
+                return False
+            self.models[round_id] = model
+            return True
+
+    def get_model(self, round_id: int) -> bytes:
+        self._check("GetModel")
+        return self.models[round_id]
+
+    def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
+        yield from list(self.event_log)
+
+    # ------------------------------------------------------------------ test helpers
+    def _emit(self, name: str, payload: dict[str, Any]) -> None:
+        self.event_log.append(LedgerEvent(name, payload, len(self.event_log), f"tx{len(self.event_log)}"))
+
+    def open_round(self, round_id: int, dim: int, policy: dict[str, Any] | None = None, base_round: int = 0) -> None:
+        self.rounds[round_id] = {"round_id": round_id, "state": "OPEN", "model_spec": {"param_count": dim},
+                                 "policy": policy or {}, "base_round_id": base_round, "hyperparameters": {},
+                                 "base_model_hash": "0" * 64, "min_updates": 1}
+
+    def close_round(self, round_id: int) -> None:
+        self.rounds[round_id]["state"] = "CLOSED"
+        self._emit("RoundClosed", {"round_id": round_id})
+
+    def commit_update(self, round_id: int, hospital: str, hashes: list[str], n_samples: int) -> None:
+        self.updates.setdefault(round_id, []).append(
+            {"round_id": round_id, "hospital": hospital, "share_hashes": hashes, "n_samples": n_samples,
+             "dim": self.rounds[round_id]["model_spec"]["param_count"]})
+
+
+@dataclass
+class World:
+    consortium: Consortium
+    ledger: FakeLedger
+    hospitals: dict[str, SigningIdentity]
+    nodes: list[SigningIdentity]
+    outsider: SigningIdentity
+
+
+def make_world(root: Path, n_hospitals: int = 3, m: int = 3, t: int = 1) -> World:
+    cons = generate_consortium(root / "crypto", ("Org1", "Org2"))
+    hospitals = {f"hosp{i}": cons.enroll(ORG if i % 2 == 0 else "Org2MSP", f"hosp{i}", "hospital")
+                 for i in range(n_hospitals)}
+    nodes = [cons.enroll(ORG, f"mpc{j}", "mpc_node") for j in range(m)]
+    outsider = cons.enroll(ORG, "stranger", "hospital")  # valid cert, never registered
+    participants = [{"id": hid, "role": "hospital", "msp_id": s.msp_id, "identity": s.identity.fabric_id,
+                     "sample_cap": 1000} for hid, s in hospitals.items()]
+    participants += [{"id": f"mpc{j}", "role": "mpc_node", "msp_id": s.msp_id, "identity": s.identity.fabric_id,
+                      "node_index": j} for j, s in enumerate(nodes)]
+    consortium = {"mpc_nodes": [{"id": f"mpc{j}", "node_index": j} for j in range(m)], "threshold": t,
+                  "quorum": 2}
+    return World(cons, FakeLedger(consortium, participants), hospitals, nodes, outsider)
+
+
+def make_shares(update: np.ndarray, round_id: int, hospital: str, t: int = 1, m: int = 3,
+                seed: int = 0) -> list[bytes]:
+    fp = FixedPoint()
+    parts = split(encode(update, fp), t, m, fp, rng=np.random.default_rng(seed))
+    return [share_bytes(parts[j], ShareHeader(str(round_id), hospital, j, len(update), fp.l, fp.f, t, m))
+            for j in range(m)]
+
+
+def endpoint(cons: Consortium, index: int, port: int) -> NodeEndpoint:
+    return NodeEndpoint(index=index, endpoint=f"127.0.0.1:{port}",
+                        tls_root_cert=cons.org(ORG).tls_ca_cert_path.read_bytes(), id=f"mpc{index}")
