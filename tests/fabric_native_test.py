@@ -16,6 +16,22 @@ from fedchain.netctl.process import free_port, pid_alive
 ORGS = ["Org1", "Org2"]
 
 
+@pytest.fixture(autouse=True)
+def fake_discovery(monkeypatch):
+    """The fake peers have no discovery service: answer "ready" and record who was asked."""
+    from fedchain.fabricnet import native
+    from fedchain.fabricnet.discovery import EndorsementPlan
+
+    asked: list[tuple[str, str, str]] = []
+
+    def plan(endpoint, root, server_name, signer, channel, chaincode, timeout=5.0):
+        asked.append((endpoint, server_name, signer.msp_id))
+        return EndorsementPlan(None, {"G0": 1, "G1": 1}, [{"G0": 1, "G1": 1}])
+
+    monkeypatch.setattr(native, "endorsement_plan", plan)
+    return asked
+
+
 def _settings(release) -> FabricSettings:
     ports = [free_port() for _ in range(4)]
     peer_base = free_port()
@@ -44,7 +60,7 @@ def _steps(calls: list[dict]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_up_down_restart_with_fake_release(tmp_path, monkeypatch):
+def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery):
     release = make_fake_release(tmp_path / "release")
     log = tmp_path / "calls.jsonl"
     apply_env(monkeypatch, fake_env(release, log, ORGS))
@@ -60,6 +76,7 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch):
             "peer approveformyorg Org1MSP", "peer approveformyorg Org2MSP",
             "peer checkcommitreadiness Org1MSP", "peer commit Org1MSP",
         ]
+        assert [a[1] for a in fake_discovery] == ["peer0.org1.fedchain.local", "peer0.org2.fedchain.local"]
         commit = _calls(log)[-1]["args"]
         assert commit.count("--peerAddresses") == 2 and "--channel-config-policy" in commit
         approve = [c for c in _calls(log) if "approveformyorg" in c["args"]][0]["args"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.fabricnet import ccaas, configtx, node_env
+from fedchain.fabricnet.discovery import endorsement_plan
 from fedchain.fabricnet.layout import FabricLayout
 from fedchain.fabricnet.preflight import FabricTools, preflight
 from fedchain.fabricnet.procs import CommandError, PortService, gossip_peers_known, run_command
@@ -223,6 +224,7 @@ class FabricNetwork:
             self._approve_and_commit(consortium, package_id, progress)
             self._mark(committed=package_id)
         self._wait_for_gossip(consortium, progress, timeout)
+        self._wait_for_endorsement_plan(consortium, progress, timeout)
         self.write_network_json(consortium)
 
     def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
@@ -242,6 +244,23 @@ class FabricNetwork:
                                    f"peer: {known}, expected {want}); check the anchor peers and the peer logs in "
                                    f"{self.layout.logs}")
             time.sleep(0.5)
+
+    def _wait_for_endorsement_plan(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
+        """Ask every peer's discovery service what its gateway will ask: can `fedchain` be endorsed?"""
+        s = self.settings
+        progress(f"waiting until discovery can plan endorsements of {s.chaincode} on every peer")
+        signer = consortium.orgs[0].admin_identity
+        deadline = time.monotonic() + timeout
+        for i, org in enumerate(consortium.orgs):
+            while True:
+                plan = endorsement_plan(f"{s.host}:{s.peer_port(i)}", org.tls_ca_cert_path.read_bytes(),
+                                        org.node_name, signer, s.channel, s.chaincode)
+                if plan.ready:
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandError(f"{org.node_name} cannot plan endorsements for {s.chaincode} after "
+                                       f"{timeout:.0f} s: {plan.error or plan}; see {self.layout.logs}")
+                time.sleep(0.5)
 
     # --- steps ----------------------------------------------------------------------
     def _cmd(self, argv: list[str], env: dict[str, str], what: str, timeout: float = 120.0) -> str:
