@@ -61,6 +61,7 @@ class Ledger:
         self._cv = threading.Condition()
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._events: OrderedDict[int, list[tuple[int, chaincode_event_pb2.ChaincodeEvent]]] = OrderedDict()
+        self._waiters: dict[str, list[threading.Event]] = {}
         self._last_header: common_pb2.BlockHeader | None = None
         self._last_commit_hash = b""
         self.closed = False
@@ -194,7 +195,10 @@ class Ledger:
             self._events[number] = result.events
             while len(self._events) > 1000:
                 self._events.popitem(last=False)
+            woken = [ev for tx_id, _, _ in result.txids for ev in self._waiters.pop(tx_id, ())]
             self._cv.notify_all()
+        for ev in woken:
+            ev.set()
         return block
 
     # --- queries -------------------------------------------------------------------------
@@ -229,16 +233,27 @@ class Ledger:
         return self.state.tx_status(tx_id)
 
     def wait_for_tx(self, tx_id: str, timeout: float | None) -> tuple[int, int] | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The transaction's (code, block) once committed; None on timeout. One Event per waiter, no herd."""
+        status = self.tx_status(tx_id)
+        if status is not None:
+            return status
+        event = threading.Event()
         with self._cv:
-            while True:
+            self._waiters.setdefault(tx_id, []).append(event)
+        try:
+            status = self.tx_status(tx_id)  # committed between the first look and registering
+            if status is None and not self.closed:
+                event.wait(timeout)
                 status = self.tx_status(tx_id)
-                if status is not None or self.closed:
-                    return status
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cv.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+            return status
+        finally:
+            with self._cv:
+                events = self._waiters.get(tx_id)
+                if events is not None:
+                    if event in events:
+                        events.remove(event)
+                    if not events:
+                        del self._waiters[tx_id]
 
     def wait_for_height(self, height: int, timeout: float) -> bool:
         """True once the ledger has at least `height` blocks."""
@@ -282,4 +297,7 @@ class Ledger:
         with self._cv:
             self.closed = True
             self._cv.notify_all()
+            woken = [ev for evs in self._waiters.values() for ev in evs]
+        for ev in woken:
+            ev.set()
         self.blocks.close()
