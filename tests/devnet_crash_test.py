@@ -11,7 +11,6 @@ import pytest
 from devnet_support import gateway_for, make_net
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import transaction_pb2
-
 from fedchain.gateway import GatewayError
 from fedchain.ledger import verify_chain
 from fedchain_devnet.launch import DevnetProcess, DevnetStartError
@@ -124,3 +123,36 @@ def test_kill9_during_burst_loses_nothing_reported_committed_and_tampering_is_na
     with pytest.raises(DevnetStartError) as err:
         proc.start(timeout=30)
     assert f"corrupt at block {edited}: data_hash does not match" in str(err.value)
+
+
+def test_peers_reconnect_when_the_chaincode_restarts(net):
+    import subprocess
+    import sys
+
+    from devnet_support import HERE
+
+    proc = DevnetProcess(net.config_path)
+    endpoint = proc.start()
+    user = net.consortium.enroll("Org1MSP", "restart", "hospital")
+    try:
+        with gateway_for(net, endpoint, user) as gw:
+            contract = gw.network(CH).contract("cc")
+            assert contract.submit("put", "before", "1").validation_code_name == "VALID"
+            net.cc_proc.kill()
+            net.cc_proc.wait()
+            with pytest.raises(GatewayError) as err:
+                contract.submit("put", "during", "1")
+            assert "chaincode" in str(err.value)
+            net.cc_proc = subprocess.Popen([sys.executable, str(HERE), net.cc_address, "cc:1"], stdout=subprocess.PIPE)
+            assert net.cc_proc.stdout.readline().startswith(b"READY")
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    assert contract.submit("put", "after", "1").validation_code_name == "VALID"
+                    break
+                except GatewayError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+    finally:
+        proc.stop()

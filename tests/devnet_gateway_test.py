@@ -15,7 +15,6 @@ from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
-
 from fedchain.audit.channel_config import channel_orgs
 from fedchain.gateway import CommitError, EndorseError, EvaluateError
 from fedchain.gateway.blocks import seek_envelope
@@ -299,3 +298,16 @@ def test_deliver_rejects_unknown_identity(net, tmp_path):
 def test_identity_roundtrip_sanity(net):
     assert Identity.deserialize(net.alice.serialize()).msp_id == "Org1MSP"
     assert proposal_response_pb2.Response(status=200).status == 200
+
+
+def test_chaincode_events_resume_after_checkpointed_transaction(net):
+    from fedchain.gateway.events import InMemoryCheckpoint
+
+    first = net.contract.submit("event", "Resume", "one")
+    second = net.contract.submit("event", "Resume", "two")
+    stream = net.gw.network(CH).chaincode_events("cc", checkpoint=InMemoryCheckpoint(first.block_number, first.tx_id))
+    try:
+        ev = next(iter(stream))
+        assert (ev.tx_id, ev.payload) == (second.tx_id, b"two")
+    finally:
+        stream.close()
