@@ -65,7 +65,10 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
     log = tmp_path / "calls.jsonl"
     apply_env(monkeypatch, fake_env(release, log, ORGS))
     d = tmp_path / "net"
-    net = fabricnet.up(d, _settings(release))
+    mpc = fabricnet.ExtraService("mpc0", [sys.executable, str(release["chaincode"])],
+                                 {"CHAINCODE_ID": "mpc0", "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+    entry = {"index": 0, "id": "mpc0", "endpoint": "127.0.0.1:1", "tls_root_cert": "crypto/x.pem"}
+    net = fabricnet.up(d, _settings(release), extra_services=[mpc], mpc_nodes=[entry])
     try:
         steps = _steps(_calls(log))
         assert steps == [
@@ -90,13 +93,14 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
         assert cfg.identity("operator").identity.role == "operator"
         st = fabricnet.status(d)
         assert set(st["services"]) == {"orderer", "peer0.org1.fedchain.local", "peer0.org2.fedchain.local",
-                                       "chaincode"}
+                                       "chaincode", "mpc0"}
+        assert [n.id for n in cfg.mpc_nodes] == ["mpc0"]
         assert all(s["running"] for s in st["services"].values())
         assert "READY fedchain_1.0:" in (d / "logs" / "chaincode.log").read_text()
         pids = [s["pid"] for s in st["services"].values()]
     finally:
         stopped = fabricnet.down(d)
-    assert len(stopped) == 4 and not any(pid_alive(p) for p in pids)
+    assert stopped[0] == "mpc0" and len(stopped) == 5 and not any(pid_alive(p) for p in pids)
     assert not list((d / "run").glob("*.pid"))
     # restart: same ledger and package, no one-time step again
     (d / "ledger" / "orderer").mkdir(parents=True, exist_ok=True)

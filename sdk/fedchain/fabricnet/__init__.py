@@ -14,19 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedchain.fabricnet.native import FabricNetwork, FabricNetworkError
+from fedchain.fabricnet.native import ExtraService, FabricNetwork, FabricNetworkError
 from fedchain.fabricnet.preflight import FabricTools, PreflightError
 from fedchain.fabricnet.settings import FabricSettings
 
-__all__ = ["FabricNetwork", "FabricNetworkError", "FabricSettings", "FabricTools", "PreflightError", "down", "status",
+__all__ = ["ExtraService", "FabricNetwork", "FabricNetworkError", "FabricSettings", "FabricTools", "PreflightError", "down", "status",
            "up"]
 
 
 def up(directory: str | os.PathLike, settings: FabricSettings | None = None, *,
-       progress: Callable[[str], None] = lambda msg: None, tools: FabricTools | None = None) -> FabricNetwork:
-    """Start (or restart) the network in `directory`; returns when the chaincode is committed and serving."""
+       progress: Callable[[str], None] = lambda msg: None, tools: FabricTools | None = None,
+       extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None) -> FabricNetwork:
+    """Start (or restart) the network in `directory`; returns when the chaincode is committed and serving.
+
+    extra_services (e.g. MPC nodes: argv + env, READY-line handshake) start after network.json is
+    written; mpc_nodes are its `mpc_nodes` entries. Both are remembered for `down`/restarts.
+    """
     net = FabricNetwork(Path(directory), settings, tools)
-    net.up(progress=progress)
+    net.up(progress=progress, extra_services=extra_services, mpc_nodes=mpc_nodes)
     return net
 
 

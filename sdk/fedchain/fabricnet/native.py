@@ -18,6 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,19 @@ from fedchain.netctl.process import Service, ServiceError, python_module
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExtraService:
+    """A process started after the ledger is ready (e.g. an MPC node), with the READY-line handshake.
+
+    Kept in D/fabric-state.json, so `down`, `status` and restarts handle it like the Fabric nodes;
+    `env` is stored there in clear, so it names key files, never key material.
+    """
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class FabricNetworkError(RuntimeError):
@@ -127,6 +141,8 @@ class FabricNetwork:
             argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
             out.append(Service("chaincode", list(argv), lay.run,
                                lay.logs, {**env, **self.chaincode_env(consortium, package_id)}))
+        out += [Service(e["name"], list(e["argv"]), lay.run, lay.logs, {**env, **e.get("env", {})})
+                for e in self.state().get("extra_services", [])]
         return out
 
     # --- configs ------------------------------------------------------------------
@@ -158,7 +174,9 @@ class FabricNetwork:
                 wallet.put(name, consortium.enroll(msp_id, name, role))
 
     # --- lifecycle --------------------------------------------------------------------
-    def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0) -> None:
+    def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0, *,
+           extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None) -> None:
+        """extra_services / mpc_nodes (network.json entries): given once, remembered for restarts."""
         lay = self.layout
         consortium_exists = (lay.crypto / "consortium.json").is_file()
         if consortium_exists:
@@ -170,6 +188,13 @@ class FabricNetwork:
         preflight(self.settings, self.tools)
         self.settings.save(lay.root)
         self._mark(tools={k: str(v) for k, v in vars(self.tools).items()})
+        if extra_services is not None:
+            names = [e.name for e in extra_services]
+            if len(set(names)) != len(names) or {"orderer", "chaincode"} & set(names):
+                raise ValueError(f"extra service names must be unique and not orderer/chaincode: {names}")
+            self._mark(extra_services=[asdict(e) for e in extra_services])
+        if mpc_nodes is not None:
+            self._mark(mpc_nodes=list(mpc_nodes))
         progress("consortium identities")
         consortium = self.consortium()
         self.enroll_defaults(consortium)
@@ -181,7 +206,7 @@ class FabricNetwork:
         started: list[Service] = []
         try:
             self._bring_up(consortium, package, package_id, started, progress, ready_timeout)
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C included: nothing half-started is left behind
             progress("failed: stopping what this call started")
             for svc in reversed(started):
                 svc.stop()
@@ -226,6 +251,8 @@ class FabricNetwork:
         self._wait_for_gossip(consortium, progress, timeout)
         self._wait_for_endorsement_plan(consortium, progress, timeout)
         self.write_network_json(consortium)
+        for svc in self.services(consortium)[len(consortium.orgs) + 2:]:  # after orderer, peers, chaincode
+            self._start(svc, started, progress, timeout)
 
     def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
         """Every peer must know every other org's peer before the gateway can collect a MAJORITY."""
@@ -338,7 +365,7 @@ class FabricNetwork:
             "chaincode": s.chaincode,
             "gateway": {"endpoint": f"{s.host}:{s.peer_port(0)}", "tls_root_cert": lay.rel(org1.tls_ca_cert_path),
                         "server_name": org1.node_name},
-            "mpc_nodes": [],
+            "mpc_nodes": self.state().get("mpc_nodes", []),
             "orgs": [{"msp_id": o.msp_id, "tls_root_cert": lay.rel(o.tls_ca_cert_path),
                       "peer": f"{s.host}:{s.peer_port(i)}"} for i, o in enumerate(consortium.orgs)],
             "orderer": {"endpoint": f"{s.host}:{s.orderer_port}",
