@@ -87,6 +87,18 @@ class RawCC(Chaincode):
             except ValueError as exc:
                 return success(str(exc).encode())
             return error("accepted a composite key")
+        if fn == "range_then_get":  # ledger calls interleaved with a batched iterator
+            out = []
+            for kv in stub.get_state_by_range("", ""):
+                out.append(kv.value == stub.get_state(kv.key))
+                stub.put_state("seen-" + kv.key, kv.value)
+            return success(json.dumps(out).encode())
+        if fn == "threads":  # a contract that calls the stub from several threads at once
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(8) as pool:
+                values = list(pool.map(stub.get_state, [f"t{i}" for i in range(40)]))
+            return success(json.dumps([v.decode() for v in values]).encode())
         if fn == "sleep":
             time.sleep(float(params[0]))
             return success(b"slept")
@@ -210,6 +222,14 @@ def test_abandoned_iterator_is_closed_and_composite_keys(raw_server) -> None:
         p.world["\x00obj\x00b\x002\x00"] = b"y"
         assert json.loads(ok(p.call("composite_range"))) == [[["obj", ["a", "1"]]], 1, True]
         assert b"null character" in ok(p.call("plain_range_with_composite_start"))
+        assert json.loads(ok(p.call("range_then_get"))) == [True] * 5  # 5 plain keys, 3 batches
+        assert all(p.world["seen-" + k] == b"v" for k in "abcde")
+
+
+def test_stub_calls_from_contract_threads_are_serialized(raw_server) -> None:
+    with FakePeer(raw_server.address, jitter_s=0.002) as p:
+        p.world.update({f"t{i}": str(i).encode() for i in range(40)})
+        assert json.loads(ok(p.call("threads"))) == [str(i) for i in range(40)]
 
 
 def test_concurrent_transactions_on_one_stream(server, pki) -> None:

@@ -41,13 +41,14 @@ def type_name(t: int) -> str:
 class _Tx:
     """Reply routing for one in-flight transaction."""
 
-    __slots__ = ("channel_id", "tx_id", "replies", "broken")
+    __slots__ = ("channel_id", "tx_id", "replies", "broken", "lock")
 
     def __init__(self, channel_id: str, tx_id: str) -> None:
         self.channel_id = channel_id
         self.tx_id = tx_id
         self.replies: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.broken: str | None = None  # set when a reply timed out: later replies can't be matched
+        self.lock = threading.Lock()  # one outstanding request per transaction, even if a contract uses threads
 
 
 class PeerSession:
@@ -214,6 +215,10 @@ class PeerSession:
 
     def _request(self, tx: _Tx, msg_type: int, payload: bytes) -> bytes:
         """One ledger call for `tx`: send, wait for its reply, RESPONSE -> payload, ERROR -> PeerError."""
+        with tx.lock:
+            return self._request_locked(tx, msg_type, payload)
+
+    def _request_locked(self, tx: _Tx, msg_type: int, payload: bytes) -> bytes:
         if tx.broken:
             raise ShimError(f"{type_name(msg_type)} refused: {tx.broken}")
         if self.state == "closed":
