@@ -311,3 +311,17 @@ def test_chaincode_events_resume_after_checkpointed_transaction(net):
         assert (ev.tx_id, ev.payload) == (second.tx_id, b"two")
     finally:
         stream.close()
+
+
+def test_independent_auditor_accepts_the_whole_chain(net):
+    """Runs last in this module: the chain then holds VALID, MVCC, policy-failure and duplicate transactions."""
+    from fedchain.audit.chain import ChainAuditor
+
+    net.contract.submit("put", "audit", "x")
+    blocks, status = deliver(net, 0)
+    audit = ChainAuditor(policies={"cc": "MAJORITY"}).feed_all(blocks)
+    assert audit.ok, audit.findings[:5]
+    assert audit.height == len(blocks) and audit.orgs == ["Org1MSP", "Org2MSP", "Org3MSP"]
+    assert audit.codes.get("VALID", 0) >= 50
+    for expected in ("MVCC_READ_CONFLICT", "ENDORSEMENT_POLICY_FAILURE", "DUPLICATE_TXID"):
+        assert audit.codes.get(expected, 0) >= 1, audit.codes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -30,6 +31,24 @@ from fedchain_devnet.proposal import ParsedProposal, parse_proposal
 
 log = logging.getLogger(__name__)
 MAX_U64 = (1 << 64) - 1
+MAX_STREAMS = 128  # long-lived event/block streams; the rest of the RPC pool stays free for transactions
+
+
+class _StreamSlots:
+    """Caps concurrent streams so idle subscribers cannot take every RPC worker thread."""
+
+    def __init__(self, n: int) -> None:
+        self._sem = threading.BoundedSemaphore(n)
+        self.n = n
+
+    def acquire(self) -> bool:
+        return self._sem.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+STREAM_SLOTS = _StreamSlots(MAX_STREAMS)
 
 
 def _decode(cls, data: bytes, what: str):
@@ -177,6 +196,16 @@ class GatewayService:
         except RequestError as exc:
             abort_with_details(context, exc.code, exc.message, exc.details)
             return
+        if not STREAM_SLOTS.acquire():
+            abort_with_details(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"too many open event streams (limit {STREAM_SLOTS.n}); retry later")
+            return
+        try:
+            yield from self._events(req, context)
+        finally:
+            STREAM_SLOTS.release()
+
+    def _events(self, req: gateway_pb2.ChaincodeEventsRequest, context) -> Iterator[gateway_pb2.ChaincodeEventsResponse]:
         ledger = self.node.ledger
         kind = req.start_position.WhichOneof("Type")
         if kind == "specified":
@@ -218,6 +247,15 @@ class DeliverService:
         return max(0, height - 1)  # newest (and Fabric's default)
 
     def Deliver(self, request_iterator, context) -> Iterator[events_pb2.DeliverResponse]:
+        if not STREAM_SLOTS.acquire():
+            yield events_pb2.DeliverResponse(status=common_pb2.Status.Value("SERVICE_UNAVAILABLE"))
+            return
+        try:
+            yield from self._deliver(request_iterator, context)
+        finally:
+            STREAM_SLOTS.release()
+
+    def _deliver(self, request_iterator, context) -> Iterator[events_pb2.DeliverResponse]:
         status = common_pb2.Status
         ledger = self.node.ledger
         try:
