@@ -47,8 +47,9 @@ class VerificationPolicy:
             raise PolicyError(f"norm_bound must be in (0, {math.sqrt(VALUE_LIMIT / 8):.1f}) for l=32, f=16")
         if not (isinstance(self.pine_num_vectors, int) and 1 <= self.pine_num_vectors <= 256):
             raise PolicyError("pine_num_vectors must be an integer in 1..256")
-        if not (1.0 <= self.pine_c and self.pine_c * b < VALUE_LIMIT):
-            raise PolicyError("pine_c must be >= 1 with pine_c * norm_bound < 32768")
+        if not (1.0 <= self.pine_c and self.pine_c * b <= 128):
+            raise PolicyError("pine_c must be >= 1 with pine_c * norm_bound <= 128 "
+                              "((x·r)^2 and ||x||^2 must stay below 2^15 at l=32, f=16)")
         if not -1.0 <= self.cosine_min <= 1.0:
             raise PolicyError("cosine_min must be in [-1, 1]")
         if not (isinstance(self.krum_f, int) and self.krum_f >= 0):
@@ -72,8 +73,9 @@ class VerificationPolicy:
 
     def check_scale(self, n: int) -> None:
         """Scores must stay inside the comparison range (48-bit integers at scale 2^16)."""
-        cap = 4 * self.norm_bound ** 2
-        if (n + 1) * cap * max(FACTOR_DEN, self.factor_num) >= 2.0 ** 31:
+        cap = 4 * self.norm_bound ** 2 * 2 ** 16
+        k1 = self.krum_k(n) + 1
+        if max(2 * k1 * cap * n + n, k1 * cap * max(FACTOR_DEN, self.factor_num)) >= 2.0 ** 46:
             raise PolicyError(f"n={n} with norm_bound={self.norm_bound} overflows the outlier scores")
 
     def to_json(self) -> str:

@@ -67,6 +67,31 @@ def _lagrange(xs: list[int], x: int, p: int) -> list[int]:
     return out
 
 
+async def _settle(stype, a):
+    """Wait for a secure array's shares, so phase timings mean what they say (MPyC is lazy)."""
+    return stype.array(await mpc.gather(a))
+
+
+def _bits(bound: int) -> int:
+    """Bit length for comparing values with |v| <= bound (MPyC's signed range 2^(l-1))."""
+    return min(48, int(bound).bit_length() + 2)
+
+
+def _lt0(a, bound: int):
+    """1 where a < 0, for |a| <= bound (out-of-range inputs give a pseudo-random bit)."""
+    return mpc.np_sgn(a, l=_bits(bound), LT=True)
+
+
+async def _lower_median(secint, s, bound: int):
+    """Element of rank (n-1)//2 of s: ranks by one round of n^2 comparisons on distinct keys."""
+    n = s.shape[0]
+    keys = s * n + np.arange(n)  # distinct keys, same order (ties broken by index)
+    diff = keys.reshape(1, n) - keys.reshape(n, 1)  # [i, j] = key_j - key_i
+    rank = mpc.np_sum(_lt0(diff, 2 * bound * n + n), axis=1)  # how many keys are smaller than key_i
+    sel = mpc.np_sgn(rank - (n - 1) // 2, l=_bits(n), EQ=True)
+    return mpc.np_sum(sel * s)
+
+
 class _Clock:
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
@@ -118,7 +143,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     cons_i = cons.astype(np.int64)
     clock.lap("consistency")
 
-    # 2. norm + PINE-style wrap check
+    # 2. norm + PINE-style wrap check (comparison bit lengths sized to honest ranges, see module doc)
     gram = secfxp.array(fld.array(g_loc), integral=False)
     if t > 0:
         gram = mpc._reshare(gram)
@@ -128,9 +153,11 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     k = policy.pine_num_vectors
     proj = secint.array(fld.array(p_loc[:, c0 + CONSISTENCY_ROWS:]))
     lim = int(round(policy.pine_c * policy.norm_bound * one))
-    bits = mpc.np_hstack((proj >= -lim, proj <= lim,
-                          (norm2 <= int(round(policy.norm_bound ** 2 * one))).reshape(n, 1)))
-    n_ok = (mpc.np_sum(bits, axis=1) == 2 * k + 1) * cons_i
+    b2 = int(round(policy.norm_bound ** 2 * one))
+    norm_big = int(round((policy.pine_c * policy.norm_bound) ** 2 * one))
+    fails = mpc.np_sum(_lt0(mpc.np_hstack((proj + lim, lim - proj)), 2 * lim), axis=1)
+    fails = fails + _lt0(b2 - norm2, norm_big)
+    n_ok = await _settle(secint, _lt0(fails - 1, 2 * k + 2) * cons_i)  # no failed test
     clock.lap("norm")
 
     # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
@@ -140,13 +167,14 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         xr_i = secint.array(await mpc.gather(xr))
         xr2_i = secint.array(await mpc.gather(xr2))
         cq = int(round(policy.cosine_min ** 2 * one))
-        pos = xr_i >= 0
+        pos = 1 - _lt0(xr_i, lim)
+        big = norm_big * one
         if policy.cosine_min >= 0:
-            c_ok = pos * (xr2_i * one >= norm2 * cq)
+            c_ok = pos * (1 - _lt0(xr2_i * one - norm2 * cq, big))
         else:
-            small = xr2_i * one <= norm2 * cq
+            small = 1 - _lt0(norm2 * cq - xr2_i * one, big)
             c_ok = pos + small - pos * small
-        elig = n_ok * c_ok
+        elig = await _settle(secint, n_ok * c_ok)
     else:
         elig = n_ok
     clock.lap("cosine")
@@ -158,10 +186,11 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         both = mpc.np_outer(elig, elig)
         dist = (both * (dist - cap) + cap) * (1 - np.eye(n, dtype=np.int64))
         kk = policy.krum_k(n)
-        rows = mpc.np_sort(dist, axis=1)
-        score = mpc.np_sum(rows[:, :kk + 1], axis=1)
-        med = mpc.np_sort(score)[(n - 1) // 2]
-        o_ok = score * 16 <= med * policy.factor_num
+        small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
+        rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+        score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
+        med = await _lower_median(secint, score, (kk + 1) * cap)
+        o_ok = 1 - _lt0(med * policy.factor_num - score * 16, (kk + 1) * cap * max(16, policy.factor_num))
         reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
     else:
         reason = (1 + n_ok + elig - 3 * elig) * cons_i
