@@ -76,10 +76,21 @@ def package_id(label: str, package: bytes) -> str:
 
 
 def write_package(folder: Path, label: str, connection: dict[str, Any]) -> tuple[Path, str]:
-    """Write D/fabric/chaincode/<label>.tar.gz; returns (path, package id)."""
-    data = build_package(label, connection)
+    """Write D/fabric/chaincode/<label>.tar.gz; returns (path, package id).
+
+    An existing package with the same label and connection is kept byte for byte: its id is
+    what the peers installed and the orgs approved, even if another zlib would compress differently.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{label}.tar.gz"
+    if path.is_file():
+        try:
+            old = read_package(path)
+        except (OSError, tarfile.TarError, KeyError, ValueError, AttributeError):
+            old = None
+        if old and old["metadata"] == {"type": "ccaas", "label": label} and old["connection"] == connection:
+            return path, package_id(label, path.read_bytes())
+    data = build_package(label, connection)
     path.write_bytes(data)
     return path, package_id(label, data)
 
