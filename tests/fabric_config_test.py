@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import socket
 from pathlib import Path
@@ -137,9 +138,7 @@ def test_ccaas_package_layout_and_id(consortium, tmp_path):
     other = ccaas.build_package("fedchain_1.0", ccaas.connection_json("127.0.0.1:9998"))
     assert ccaas.package_id("fedchain_1.0", other) != pkg_id
     # an installed package is kept byte for byte (its id is what the orgs approved)
-    import gzip as _gzip
-
-    recompressed = _gzip.compress(_gzip.decompress(path.read_bytes()), compresslevel=1, mtime=0)
+    recompressed = gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=1, mtime=0)
     path.write_bytes(recompressed)
     again, again_id = ccaas.write_package(tmp_path, "fedchain_1.0", conn)
     assert again_id == ccaas.package_id("fedchain_1.0", recompressed) != pkg_id
