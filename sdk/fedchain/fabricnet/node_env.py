@@ -55,6 +55,8 @@ def peer_env(
         "CORE_PEER_GOSSIP_BOOTSTRAP": endpoint,
         "CORE_PEER_GOSSIP_EXTERNALENDPOINT": endpoint,  # needed for cross-org discovery (gateway)
         "CORE_PEER_GOSSIP_ENDPOINT": endpoint,
+        "CORE_PEER_GOSSIP_USELEADERELECTION": "false",  # one peer per org: it pulls blocks itself
+        "CORE_PEER_GOSSIP_ORGLEADER": "true",
         "CORE_PEER_LOCALMSPID": org.msp_id,
         "CORE_PEER_MSPCONFIGPATH": path(org.node_dir / "msp"),
         "CORE_PEER_FILESYSTEMPATH": path(ledger_dir),
@@ -70,6 +72,7 @@ def peer_env(
         "CORE_VM_ENDPOINT": "",  # no Docker: chaincode runs as a service (ccaas builder)
         "CORE_CHAINCODE_MODE": "net",
         "CORE_OPERATIONS_LISTENADDRESS": f"{listen}:{settings.peer_operations_port(index)}",
+        "CORE_OPERATIONS_TLS_ENABLED": "false",  # local /healthz and /metrics (the gossip readiness probe)
         "CORE_METRICS_PROVIDER": "prometheus",
     }
 
@@ -114,6 +117,7 @@ def orderer_env(
         "ORDERER_ADMIN_TLS_CLIENTAUTHREQUIRED": "true",
         "ORDERER_ADMIN_TLS_CLIENTROOTCAS": f"[{tls_ca}]",
         "ORDERER_OPERATIONS_LISTENADDRESS": f"{listen}:{settings.orderer_operations_port}",
+        "ORDERER_OPERATIONS_TLS_ENABLED": "false",
         "ORDERER_METRICS_PROVIDER": "prometheus",
     }
 
