@@ -1,0 +1,183 @@
+"""MPC benchmark: three mpc_program processes on 127.0.0.1 with synthetic updates.
+
+Honest updates are mu + N(0, sigma) (a common training direction mu, ||x|| ~ 1); the reference
+(root dataset) is mu plus a little noise. Poisoned updates cycle through: sign-flip (fails the
+cosine check), scaled x4 (fails the norm bound), a shifted direction (Multi-Krum outlier).
+Reports per phase the median seconds (max over nodes), bytes sent and peak RSS per node, max abs
+error of the aggregate against numpy float64, and whether the accept bits equal
+`plaintext.evaluate` of the same policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from fedchain.sharing import ShareHeader, encode, sha256_hex, share_bytes, split
+
+from fedchain_mpc import plaintext
+from fedchain_mpc.policy import VerificationPolicy
+
+BENCH_POLICY = VerificationPolicy(norm_bound=2.0, pine_num_vectors=16, pine_c=8.0, cosine_min=0.0,
+                                  krum_f=1, outlier_factor=1.5)
+
+
+def synthetic(n: int, d: int, poisoned: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(updates n×d, reference d, kinds) with the poisoned ones first."""
+    mu = np.full(d, 0.6 / np.sqrt(d))
+    sigma = 0.8 / np.sqrt(d)
+    x = mu + rng.normal(0.0, sigma, (n, d))
+    kinds = ["honest"] * n
+    for i in range(poisoned):
+        kind = ("sign_flip", "scaled", "shifted")[i % 3]
+        kinds[i] = kind
+        if kind == "sign_flip":
+            x[i] = -x[i]
+        elif kind == "scaled":
+            x[i] = 4.0 * x[i]
+        else:
+            u = rng.normal(0.0, 1.0, d)
+            x[i] = x[i] + 1.4 * u / np.linalg.norm(u)
+    reference = mu + rng.normal(0.0, 0.2 / np.sqrt(d), d)
+    return x, reference, kinds
+
+
+def free_ports(k: int) -> list[int]:
+    socks = [socket.socket() for _ in range(k)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_samples: list[int],
+                policy: VerificationPolicy, round_id: str = "bench", m: int = 3, t: int = 1,
+                seed: str = "bench-seed", tamper: dict[int, int] | None = None) -> list[Path]:
+    """Hospital side + job files: share every update, write node files and job.json per node.
+
+    tamper {hospital: node}: corrupt one element of that node's share (an inconsistent sharing).
+    """
+    n, d = updates.shape
+    np.savez(workdir / "reference.npz", delta=reference)
+    jobs = [{"round_id": round_id, "party": j, "shares": [], "policy": json.loads(policy.to_json()),
+             "reference_path": str(workdir / "reference.npz"), "l": 32, "f": 16, "t": t, "m": m,
+             "seed": seed, "output_path": str(workdir / f"out{j}.json")} for j in range(m)]
+    for i in range(n):
+        shares = split(encode(updates[i]), t, m)
+        for j in range(m):
+            sh = shares[j]
+            if tamper and tamper.get(i) == j:
+                lo = sh.lo.copy()
+                lo[0] = lo[0] + np.uint64(1) if lo[0] < np.uint64(2 ** 63) else lo[0] - np.uint64(1)
+                sh = type(sh)(hi=sh.hi, lo=lo)
+            data = share_bytes(sh, ShareHeader(round_id, f"h{i}", j, d, t=t, m=m))
+            path = workdir / f"h{i}.node{j}.share"
+            path.write_bytes(data)
+            jobs[j]["shares"].append({"hospital_id": f"h{i}", "path": str(path), "n_samples": n_samples[i],
+                                      "sha256": sha256_hex(data)})
+    paths = []
+    for j in range(m):
+        p = workdir / f"job{j}.json"
+        p.write_text(json.dumps(jobs[j]))
+        paths.append(p)
+    return paths
+
+
+def run_nodes(job_paths: list[Path], timeout: float = 600.0) -> list[dict]:
+    """Start one mpc_program per job on 127.0.0.1, wait, return their output JSONs."""
+    ports = free_ports(len(job_paths))
+    args = [a for port in ports for a in ("-P", f"127.0.0.1:{port}")]
+    env_base = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = []
+    for j, job in enumerate(job_paths):
+        env = dict(env_base, FEDCHAIN_MPC_JOB=str(job))
+        procs.append(subprocess.Popen([sys.executable, "-m", "fedchain_mpc.mpc_program", *args, "-I", str(j)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = []
+    try:
+        for j, proc in enumerate(procs):
+            _, err = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                raise RuntimeError(f"node {j} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+            outs.append(json.loads(Path(json.loads(job_paths[j].read_text())["output_path"]).read_text()))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return outs
+
+
+def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
+        policy: VerificationPolicy = BENCH_POLICY) -> dict:
+    """Benchmark; returns a JSON-serializable report (medians over reps)."""
+    rng = np.random.default_rng(seed)
+    reports = []
+    for rep in range(reps):
+        x, ref, kinds = synthetic(clients, dim, poisoned, rng)
+        n_samples = [int(v) for v in rng.integers(50, 500, clients)]
+        with tempfile.TemporaryDirectory(prefix="fc-bench-") as tmp:
+            jobs = write_round(Path(tmp), x, ref, n_samples, policy, seed=f"bench-{seed}-{rep}")
+            started = time.perf_counter()
+            outs = run_nodes(jobs)
+            wall = time.perf_counter() - started
+            agg = np.load(outs[0]["aggregate_path"], allow_pickle=False)["delta"]
+        ids = [f"h{i}" for i in range(clients)]
+        accept = [outs[0]["verdicts"][h]["accept"] for h in ids]
+        reasons = [outs[0]["verdicts"][h]["reason"] for h in ids]
+        verdicts_pt, _ = plaintext.evaluate(x, n_samples, policy, ref, f"bench-{seed}-{rep}")
+        w = np.array([min(s, policy.sample_cap) if a else 0 for s, a in zip(n_samples, accept, strict=True)], float)
+        expected = (w @ x) / w.sum() if w.sum() else np.zeros(dim)
+        reports.append({
+            "wall_s": wall,
+            "phases": {k: max(o["phases"][k] for o in outs) for k in outs[0]["phases"]},
+            "bytes_sent": [o["bytes_sent"] for o in outs],
+            "peak_rss_mb": [o["peak_rss_mb"] for o in outs],
+            "max_abs_error": float(np.max(np.abs(agg - expected))),
+            "accept_equals_plaintext": accept == [a for a, _ in verdicts_pt],
+            "reasons": reasons, "kinds": kinds,
+            "nodes_agree": len({o["aggregate_sha256"] for o in outs}) == 1
+            and all(o["verdicts"] == outs[0]["verdicts"] for o in outs),
+        })
+    phases = {k: statistics.median(r["phases"][k] for r in reports) for k in reports[0]["phases"]}
+    phases["checks_and_aggregation"] = statistics.median(r["phases"]["total"] - r["phases"]["load"] for r in reports)
+    return {
+        "clients": clients, "dim": dim, "poisoned": poisoned, "reps": reps, "policy": json.loads(policy.to_json()),
+        "phases_median_s": phases,
+        "bytes_sent_per_node": reports[-1]["bytes_sent"],
+        "peak_rss_mb_per_node": [max(r["peak_rss_mb"][j] for r in reports) for j in range(3)],
+        "max_abs_error": max(r["max_abs_error"] for r in reports),
+        "accept_equals_plaintext": all(r["accept_equals_plaintext"] for r in reports),
+        "nodes_agree": all(r["nodes_agree"] for r in reports),
+        "reasons_last_rep": dict(zip(reports[-1]["kinds"], reports[-1]["reasons"], strict=False)),
+        "reasons": reports[-1]["reasons"], "kinds": reports[-1]["kinds"],
+        "load_avg": os.getloadavg()[0],
+        "runs": reports,
+    }
+
+
+def table(report: dict) -> str:
+    """Human-readable summary."""
+    lines = [f"MPC bench: N={report['clients']} D={report['dim']} poisoned={report['poisoned']} "
+             f"reps={report['reps']} (load avg {report['load_avg']:.2f})",
+             f"{'phase':<24}{'median s':>10}"]
+    for k, v in report["phases_median_s"].items():
+        lines.append(f"{k:<24}{v:>10.3f}")
+    lines.append(f"bytes sent per node: {report['bytes_sent_per_node']}")
+    lines.append(f"peak RSS MiB per node: {[round(v, 1) for v in report['peak_rss_mb_per_node']]}")
+    lines.append(f"max abs error vs numpy: {report['max_abs_error']:.3g}")
+    lines.append(f"accept bits == plaintext: {report['accept_equals_plaintext']}; "
+                 f"nodes agree: {report['nodes_agree']}")
+    lines.append("verdicts: " + ", ".join(f"{k}:{r}" for k, r in zip(report["kinds"], report["reasons"],
+                                                                    strict=True)))
+    return "\n".join(lines)
