@@ -37,16 +37,16 @@ def start_chaincode() -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[1]
 
 
-def run(n: int, inflight: int, workloads: list[str]) -> dict[str, object]:
+def run(n: int, inflight: int, workloads: list[str], write_batch: int | None = None) -> dict[str, object]:
     from fedchain.identity.certs import cert_to_pem, create_ca, issue_certificate
 
     ca_key, ca_cert = create_ca("ca.bench", "Org1MSP")
     _, cert = issue_certificate(ca_key, ca_cert, "bench", org="Org1MSP", ou="client", role="hospital")
     creator = creator_bytes("Org1MSP", cert_to_pem(cert))
     proc, address = start_chaincode()
-    out: dict[str, object] = {"n": n, "inflight": inflight, "cores": os.cpu_count()}
+    out: dict[str, object] = {"n": n, "inflight": inflight, "write_batch": write_batch, "cores": os.cpu_count()}
     try:
-        with FakePeer(address) as peer:
+        with FakePeer(address, write_batch=write_batch) as peer:
             for _ in range(50):  # warm-up
                 peer.call("put", "warm", "x", creator=creator)
             for workload in workloads:
@@ -74,8 +74,10 @@ def main() -> None:
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--workloads", default="put,inc,whoami")
+    p.add_argument("--write-batch", type=int, default=None,
+                   help="offer WRITE_BATCH_STATE with this max size (as newer Fabric peers do)")
     a = p.parse_args()
-    print(json.dumps(run(a.n, a.inflight, a.workloads.split(",")), indent=2))
+    print(json.dumps(run(a.n, a.inflight, a.workloads.split(","), a.write_batch), indent=2))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class FakePeer:
     def __init__(self, address: str, *, credentials: grpc.ChannelCredentials | None = None,
                  expect_id: str | None = None, batch_size: int = 100, jitter_s: float = 0.0,
                  channel: str = "mychannel", world: dict[str, bytes] | None = None,
-                 server_name: str | None = None) -> None:
+                 server_name: str | None = None, write_batch: int | None = None) -> None:
         options = [("grpc.max_receive_message_length", 100 << 20), ("grpc.max_send_message_length", 100 << 20)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
@@ -103,6 +103,8 @@ class FakePeer:
         self.keepalives = 0
         self.registered_id: str | None = None
         self._expect_id = expect_id
+        self._write_batch = write_batch  # offer WRITE_BATCH_STATE with this max size (None: don't)
+        self.write_batches: list[int] = []  # record counts of the WRITE_BATCH_STATE messages received
         self._lock = threading.Lock()
         self._sims: dict[tuple[str, str], _Sim] = {}
         self._futures: dict[tuple[str, str], Future[Result]] = {}
@@ -189,7 +191,11 @@ class FakePeer:
             if self._expect_id is not None and self.registered_id != self._expect_id:
                 self.send(Msg(type=Msg.ERROR, payload=b"unknown chaincode id"))
                 return
-            self.send(Msg(type=Msg.REGISTERED))
+            params = b""
+            if self._write_batch is not None:
+                params = chaincode_pb2.ChaincodeAdditionalParams(
+                    use_write_batch=True, max_size_write_batch=self._write_batch).SerializeToString()
+            self.send(Msg(type=Msg.REGISTERED, payload=params))
             self.send(Msg(type=Msg.READY))
             self._ready.set()
         elif t == Msg.KEEPALIVE:
@@ -269,6 +275,15 @@ class FakePeer:
                 self._reply(msg, error=f"injected failure writing {req.key}")
                 return
             sim.writes[req.key] = req.value
+            self._reply(msg)
+        elif t == Msg.WRITE_BATCH_STATE:
+            recs = chaincode_shim_pb2.WriteBatchState.FromString(msg.payload).rec
+            self.write_batches.append(len(recs))
+            if any(r.key in self.fail_keys for r in recs):
+                self._reply(msg, error="injected failure in write batch")
+                return
+            for r in recs:
+                sim.writes[r.key] = r.value if r.type == chaincode_shim_pb2.WriteRecord.PUT_STATE else None
             self._reply(msg)
         elif t == Msg.DEL_STATE:
             sim.writes[chaincode_shim_pb2.DelState.FromString(msg.payload).key] = None

@@ -99,6 +99,13 @@ class RawCC(Chaincode):
             with ThreadPoolExecutor(8) as pool:
                 values = list(pool.map(stub.get_state, [f"t{i}" for i in range(40)]))
             return success(json.dumps([v.decode() for v in values]).encode())
+        if fn == "writes":  # n puts, then delete the first key, then re-put the second
+            n = int(params[0])
+            for i in range(n):
+                stub.put_state(f"w{i}", str(i).encode())
+            stub.del_state("w0")
+            stub.put_state("w1", b"last")
+            return success() if params[1:] != ["refuse"] else error("refused after writing", 400)
         if fn == "sleep":
             time.sleep(float(params[0]))
             return success(b"slept")
@@ -435,3 +442,30 @@ def test_graceful_stop_finishes_in_flight_and_refuses_new() -> None:
     p._done.wait(5)
     assert p._done.is_set()  # the server ended the stream
     p.close()
+
+
+def test_write_batches_when_the_peer_offers_them(raw_server) -> None:
+    with FakePeer(raw_server.address, write_batch=4) as p:
+        r = p.call("writes", "10")
+        assert r.ok, r
+        assert Msg.PUT_STATE not in p.received and Msg.DEL_STATE not in p.received
+        assert p.write_batches == [4, 4, 2]  # 10 keys, batches of <= 4 records
+        assert p.world == {**{f"w{i}": str(i).encode() for i in range(2, 10)}, "w1": b"last"}
+        assert p.call("writes", "3", "refuse").status == 400 and p.write_batches == [4, 4, 2]  # nothing sent
+        p.fail_keys.add("w2")
+        r = p.call("writes", "3")
+        assert r.kind == "ERROR" and "injected failure in write batch" in r.error
+    with FakePeer(raw_server.address) as p:  # a peer that offers nothing gets one PUT_STATE per write
+        assert p.call("writes", "3").ok
+        assert p.received.count(Msg.PUT_STATE) == 4 and p.received.count(Msg.DEL_STATE) == 1 and not p.write_batches
+        assert p.world == {"w1": b"last", "w2": b"2"}
+
+
+def test_failed_init_is_an_error_like_fabric(raw_server) -> None:
+    class FailingInit(RawCC):
+        def init(self, stub: ChaincodeStubAPI) -> Response:
+            return error("cannot initialize", 500)
+
+    with ChaincodeServer(FailingInit(), "127.0.0.1:0", "x:1") as srv, FakePeer(srv.address) as p:
+        r = p.call("x", init=True)
+        assert r.kind == "ERROR" and r.error == "cannot initialize"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 
 from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, proposal_response_pb2
+from google.protobuf.message import DecodeError
 
 from fedchain_cc.shim.errors import PeerError, ShimError, StreamClosedError
 from fedchain_cc.shim.interface import Chaincode, Response
@@ -68,6 +69,20 @@ class PeerSession:
         self.ready = threading.Event()
         self.completed = 0
         self.draining = False  # set by the server on shutdown: new transactions are refused
+        self.write_batch_size: int | None = None  # set when the peer offers WRITE_BATCH_STATE
+
+    def _negotiate(self, payload: bytes) -> None:
+        """Fabric >= 2.5.? peers list optional protocol features in REGISTERED; older ones send nothing."""
+        if not payload:
+            return
+        try:
+            params = chaincode_pb2.ChaincodeAdditionalParams.FromString(payload)
+        except DecodeError:
+            log.warning("peer %s sent an unreadable REGISTERED payload; optional features off", self.peer)
+            return
+        if params.use_write_batch:
+            self.write_batch_size = params.max_size_write_batch
+            log.info("peer %s accepts write batches (max %s records)", self.peer, params.max_size_write_batch or "any")
 
     @property
     def in_flight(self) -> int:
@@ -131,6 +146,7 @@ class PeerSession:
         elif t == Msg.KEEPALIVE:
             self._send(msg)  # Fabric's shim echoes keepalives
         elif t == Msg.REGISTERED and self.state == "created":
+            self._negotiate(msg.payload)
             self.state = "established"
         elif t == Msg.READY and self.state in ("created", "established"):
             self.state = "ready"
@@ -197,16 +213,20 @@ class PeerSession:
         except ProposalError as exc:
             log.warning("malformed %s from %s (tx %s): %s", type_name(msg.type), self.peer, msg.txid[:16], exc)
             return self._error(msg, str(exc))
-        stub = ChaincodeStub(ctx, lambda t, p: self._request(tx, t, p))
+        stub = ChaincodeStub(ctx, lambda t, p: self._request(tx, t, p), self.write_batch_size)
         try:
             resp = self._cc.init(stub) if msg.type == Msg.INIT else self._cc.invoke(stub)
+            if not isinstance(resp, Response):
+                return self._error(msg, f"chaincode returned {type(resp).__name__} instead of a Response")
+            if resp.status < 400:
+                stub.flush_writes()
         except BaseException as exc:  # even SystemExit from a contract must not kill the server
             log.error("chaincode raised in tx %s: %s", msg.txid[:16], type(exc).__name__, exc_info=True)
             return self._error(msg, f"{type(exc).__name__}: {exc}")
         finally:
             tx.broken = tx.broken or "transaction finished"  # a leaked iterator must not talk after the end
-        if not isinstance(resp, Response):
-            return self._error(msg, f"chaincode returned {type(resp).__name__} instead of a Response")
+        if msg.type == Msg.INIT and resp.status >= 500:  # as Fabric's Go shim: a failed Init is an ERROR
+            return self._error(msg, resp.message)
         payload = proposal_response_pb2.Response(status=resp.status, message=resp.message, payload=resp.payload)
         out = Msg(type=Msg.COMPLETED, payload=payload.SerializeToString(), txid=msg.txid, channel_id=msg.channel_id)
         if stub.event is not None:

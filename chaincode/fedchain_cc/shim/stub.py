@@ -121,11 +121,16 @@ class QueryIterator(Iterator[Any]):
 class ChaincodeStub(ChaincodeStubAPI):
     """One transaction's view of the ledger; not shared between transactions or threads."""
 
-    def __init__(self, ctx: TxContext, request: Requester) -> None:
+    def __init__(self, ctx: TxContext, request: Requester, write_batch_size: int | None = None) -> None:
+        """write_batch_size: when the peer supports WRITE_BATCH_STATE (it says so in REGISTERED), writes
+        are buffered and sent at the end in batches of this many records (0 = one batch); None = send
+        each PUT_STATE/DEL_STATE at once."""
         self._ctx = ctx
         self._request = request
         self._identity: ClientIdentity | None = None
         self.event: chaincode_event_pb2.ChaincodeEvent | None = None
+        self._batch_size = write_batch_size
+        self._writes: dict[str, chaincode_shim_pb2.WriteRecord] = {}
 
     # --- transaction context -------------------------------------------------
     def get_args(self) -> list[bytes]:
@@ -166,11 +171,29 @@ class ChaincodeStub(ChaincodeStubAPI):
         _check_key(key)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"value must be bytes, got {type(value).__name__}")
+        if self._batch_size is not None:
+            self._writes.pop(key, None)  # re-insert: the batch keeps the order of the last write per key
+            self._writes[key] = chaincode_shim_pb2.WriteRecord(key=key, value=bytes(value),
+                                                               type=chaincode_shim_pb2.WriteRecord.PUT_STATE)
+            return
         self._request(Msg.PUT_STATE, chaincode_shim_pb2.PutState(key=key, value=bytes(value)).SerializeToString())
 
     def del_state(self, key: str) -> None:
         _check_key(key)
+        if self._batch_size is not None:
+            self._writes.pop(key, None)
+            self._writes[key] = chaincode_shim_pb2.WriteRecord(key=key, type=chaincode_shim_pb2.WriteRecord.DEL_STATE)
+            return
         self._request(Msg.DEL_STATE, chaincode_shim_pb2.DelState(key=key).SerializeToString())
+
+    def flush_writes(self) -> None:
+        """Send buffered writes (WRITE_BATCH_STATE); the shim calls this after a successful invoke."""
+        records = list(self._writes.values())
+        self._writes.clear()
+        size = self._batch_size or len(records) or 1
+        for i in range(0, len(records), size):
+            batch = chaincode_shim_pb2.WriteBatchState(rec=records[i:i + size])
+            self._request(Msg.WRITE_BATCH_STATE, batch.SerializeToString())
 
     def _range(self, start_key: str, end_key: str, metadata: bytes = b"") -> QueryIterator:
         req = chaincode_shim_pb2.GetStateByRange(startKey=start_key, endKey=end_key, metadata=metadata)
