@@ -1,0 +1,124 @@
+"""The auditor re-validates a real embedded-network chain from outside, and notices tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from fabric_protos.common import common_pb2
+
+from fedchain.audit.chain import ChainAuditor
+from fedchain.audit.fl import FLAuditor
+from fedchain.audit.report import run_audit, write_audit_report
+from fedchain.fl_client import FLClient, participant_entry
+from fedchain.identity import Consortium
+from fedchain.netconfig import load_network
+from fedchain.netctl.process import port_is_free
+
+pytestmark = pytest.mark.slow
+TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
+
+
+def _free_base() -> int:
+    for base in range(23050, 40000, 50):
+        if all(port_is_free("127.0.0.1", base + k) for k in range(30)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+@pytest.fixture(scope="module")
+def audited_network(tmp_path_factory):
+    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+
+    root = tmp_path_factory.mktemp("auditnet")
+    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=_free_base(), with_mpc=False))
+    net.up(ready_timeout=120)
+    try:
+        cfg = load_network(root)
+        cons = Consortium.load(root / "crypto")
+        hospitals = ["h1", "h2", "h3"]
+        with cfg.connect("operator") as gw:
+            op = FLClient(cfg.contract(gw))
+            for i, name in enumerate(hospitals):
+                ident = cons.enroll(cons.orgs[i].msp_id, name, "hospital")
+                cfg.wallet.put(name, ident)
+                op.register_participant(participant_entry(name, ident, "hospital", sample_cap=1000))
+            genesis = b"\x05" * 2048
+            op.publish_genesis_model({"arch": "test", "param_count": 512}, genesis)
+            head = op.head()
+            op.create_round({"round_id": 1, "base_model_hash": head["model_hash"], "model_spec": {"param_count": 512},
+                             "deadline": time.time() + 600, "min_updates": 2})
+            for name in hospitals:
+                with cfg.connect(name) as hgw:
+                    FLClient(cfg.contract(hgw)).submit_update({
+                        "round_id": 1, "n_samples": 100, "dim": 512,
+                        "share_hashes": [hashlib.sha256(f"{name}{j}".encode()).hexdigest() for j in range(3)]})
+            op.close_round(1)
+        model = b"\x06" * 2048
+        att = {"round_id": 1, "model_hash": hashlib.sha256(model).hexdigest(), "accepted": ["h1", "h2"],
+               "rejected": {"h3": "norm"}, "report_hash": "ab" * 32}
+        for j in range(2):
+            with cfg.connect(f"mpc{j}") as ngw:
+                FLClient(cfg.contract(ngw)).attest_result(att)
+        with cfg.connect("mpc0") as ngw:
+            FLClient(cfg.contract(ngw)).publish_model(1, model)
+        yield cfg
+    finally:
+        net.down()
+
+
+def _blocks(cfg):
+    from fedchain.gateway import qscc
+
+    with cfg.connect("auditor") as gw:
+        network = gw.network(cfg.channel)
+        height = qscc.chain_info(network).height
+        return list(qscc.blocks(network, 0, height))
+
+
+def test_honest_chain_audits_clean(audited_network, tmp_path):
+    cfg = audited_network
+    with cfg.connect("auditor") as gw:
+        report = run_audit(gw.network(cfg.channel))
+    assert report["ok"], report["chain"]["findings"] + report["fl"]["findings"]
+    assert report["chain"]["application_orgs"] == ["Org1MSP", "Org2MSP", "Org3MSP"]
+    rounds = {r["round_id"]: r for r in report["fl"]["rounds"]}
+    assert rounds[1]["state"] == "FINALIZED" and rounds[1]["accepted"] == ["h1", "h2"]
+    assert rounds[1]["published_hash"] == rounds[1]["finalized_hash"]
+    assert len(rounds[1]["submitted"]) == 3 and len(rounds[1]["attested_by"]) == 2
+    files = write_audit_report(report, tmp_path)
+    assert "Verdict: **OK**" in (tmp_path / "audit.md").read_text() and len(files) == 2
+
+
+def test_rewritten_history_is_detected(audited_network):
+    blocks = _blocks(audited_network)
+    # 1) a validation flag flipped from VALID to invalid: the MVCC replay and the hash chain disagree
+    victim = next(b for b in blocks[1:] if b.data.data)
+    flags = bytearray(victim.metadata.metadata[TRANSACTIONS_FILTER])
+    flags[0] = 11  # MVCC_READ_CONFLICT although its reads were current
+    victim.metadata.metadata[TRANSACTIONS_FILTER] = bytes(flags)
+    chain = ChainAuditor().feed_all(blocks)
+    assert any("reads were current" in f.problem for f in chain.findings)
+
+    # 2) a transaction's bytes altered: the data hash no longer matches, named by block number
+    blocks = _blocks(audited_network)
+    target = blocks[3]
+    target.data.data[0] = target.data.data[0][:-1] + bytes([target.data.data[0][-1] ^ 1])
+    chain = ChainAuditor().feed_all(blocks)
+    assert any(f.block == 3 and "data_hash" in f.problem for f in chain.findings)
+
+
+def test_fl_replay_flags_a_forged_attestation_quorum(audited_network):
+    chain = ChainAuditor().feed_all(_blocks(audited_network))
+    fl = FLAuditor().run(chain)
+    assert not fl.findings
+    # pretend the consortium demanded 3 attestations: the round can then not be FINALIZED, and
+    # the model published for it is reported
+    chain = ChainAuditor().feed_all(_blocks(audited_network))
+    auditor = FLAuditor()
+    auditor.result.quorum = 3
+    real_init = auditor._on_InitConsortium
+    auditor._on_InitConsortium = lambda rec, when: (real_init(rec, when), setattr(auditor.result, "quorum", 3))
+    fl = auditor.run(chain)
+    assert any("published for round 1 while CLOSED" in f.problem for f in fl.findings)
