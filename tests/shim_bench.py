@@ -26,10 +26,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_chaincode() -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, CHAINCODE_ID="testcc:bench", CHAINCODE_SERVER_ADDRESS="127.0.0.1:0",
-               FEDCHAIN_CC_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen([sys.executable, "-m", "fedchain_cc", "--chaincode", "testcc"], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        CHAINCODE_ID="testcc:bench",
+        CHAINCODE_SERVER_ADDRESS="127.0.0.1:0",
+        FEDCHAIN_CC_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedchain_cc", "--chaincode", "testcc"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline().strip() if proc.stdout else ""
     if not line.startswith("READY "):
         proc.kill()
@@ -44,14 +52,22 @@ def run(n: int, inflight: int, workloads: list[str], write_batch: int | None = N
     _, cert = issue_certificate(ca_key, ca_cert, "bench", org="Org1MSP", ou="client", role="hospital")
     creator = creator_bytes("Org1MSP", cert_to_pem(cert))
     proc, address = start_chaincode()
-    out: dict[str, object] = {"n": n, "inflight": inflight, "write_batch": write_batch, "cores": os.cpu_count()}
+    out: dict[str, object] = {
+        "n": n,
+        "inflight": inflight,
+        "write_batch": write_batch,
+        "cores": os.cpu_count(),
+    }
     try:
         with FakePeer(address, write_batch=write_batch) as peer:
             for _ in range(50):  # warm-up
                 peer.call("put", "warm", "x", creator=creator)
             for workload in workloads:
-                args = {"put": lambda i: ("put", f"k{i}", "v" * 64), "inc": lambda i: ("inc", f"c{i % 1000}"),
-                        "whoami": lambda i: ("whoami",)}[workload]
+                args = {
+                    "put": lambda i: ("put", f"k{i}", "v" * 64),
+                    "inc": lambda i: ("inc", f"c{i % 1000}"),
+                    "whoami": lambda i: ("whoami",),
+                }[workload]
                 cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
                 pending, done = [], 0
                 for i in range(n):
@@ -62,7 +78,10 @@ def run(n: int, inflight: int, workloads: list[str], write_batch: int | None = N
                 for f in pending:
                     assert f.result(60).ok
                 elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-                out[workload] = {"tx_per_s": round(n / elapsed, 1), "chaincode_cpu_us_per_tx": round(cpu / n * 1e6, 1)}
+                out[workload] = {
+                    "tx_per_s": round(n / elapsed, 1),
+                    "chaincode_cpu_us_per_tx": round(cpu / n * 1e6, 1),
+                }
     finally:
         proc.terminate()
         proc.wait(10)
@@ -74,8 +93,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--workloads", default="put,inc,whoami")
-    p.add_argument("--write-batch", type=int, default=None,
-                   help="offer WRITE_BATCH_STATE with this max size (as newer Fabric peers do)")
+    p.add_argument(
+        "--write-batch",
+        type=int,
+        default=None,
+        help="offer WRITE_BATCH_STATE with this max size (as newer Fabric peers do)",
+    )
     a = p.parse_args()
     print(json.dumps(run(a.n, a.inflight, a.workloads.split(","), a.write_batch), indent=2))
 

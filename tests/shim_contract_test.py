@@ -89,7 +89,9 @@ def test_testcc_on_mock_ledger(client) -> None:
     assert ok("get", "a") == b"1"
     assert ok("inc", "a") == b"2" and ok("inc", "a", "5") == b"7"
     ok("put", "b", "x")
-    assert json.loads(ok("range", "a", "")) == {"items": [{"key": "a", "value": "7"}, {"key": "b", "value": "x"}]}
+    assert json.loads(ok("range", "a", "")) == {
+        "items": [{"key": "a", "value": "7"}, {"key": "b", "value": "x"}]
+    }
     assert json.loads(ok("range", "", "", "1")) == {"items": [{"key": "a", "value": "7"}], "bookmark": "b"}
     ok("del", "b")
     assert ledger.simulate(client, "get", "b").response.status == 404

@@ -24,8 +24,23 @@ def peer():
         yield p
 
 
-FUNCTIONS = st.sampled_from([b"put", b"get", b"del", b"inc", b"range", b"history", b"whoami", b"event",
-                             b"transient", b"fail", b"boom", b"nope", b""])
+FUNCTIONS = st.sampled_from(
+    [
+        b"put",
+        b"get",
+        b"del",
+        b"inc",
+        b"range",
+        b"history",
+        b"whoami",
+        b"event",
+        b"transient",
+        b"fail",
+        b"boom",
+        b"nope",
+        b"",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,11 +52,15 @@ FUNCTIONS = st.sampled_from([b"put", b"get", b"del", b"inc", b"range", b"history
     garbage_proposal=st.one_of(st.none(), st.binary(max_size=80)),
     counter=st.integers(0, 10**9),
 )
-def test_any_transaction_gets_exactly_one_answer(peer, fn, args, creator, garbage_input, garbage_proposal,
-                                                   counter) -> None:
+def test_any_transaction_gets_exactly_one_answer(
+    peer, fn, args, creator, garbage_input, garbage_proposal, counter
+) -> None:
     tx_id = f"fuzz-{counter}-{len(args)}-{fn.decode()}"
-    payload = garbage_input if garbage_input is not None else chaincode_pb2.ChaincodeInput(
-        args=[fn, *args]).SerializeToString()
+    payload = (
+        garbage_input
+        if garbage_input is not None
+        else chaincode_pb2.ChaincodeInput(args=[fn, *args]).SerializeToString()
+    )
     msg = Msg(type=Msg.TRANSACTION, txid=tx_id, channel_id="mychannel", payload=payload)
     if garbage_proposal is not None:
         msg.proposal.proposal_bytes = garbage_proposal

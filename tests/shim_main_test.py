@@ -20,8 +20,9 @@ from shim_peer import FakePeer, creator_bytes  # noqa: E402
 
 
 def _pem_key(key) -> bytes:  # noqa: ANN001
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def test_load_chaincode_by_name_and_path() -> None:
@@ -56,17 +57,33 @@ def test_module_serves_over_mutual_tls_and_stops_on_sigterm(tmp_path) -> None:
     files = {"tls.crt": cert_to_pem(scert), "tls.key": _pem_key(skey), "ca.crt": cert_to_pem(ca_cert)}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    env = dict(os.environ, CHAINCODE_ID="testcc:42", CHAINCODE_SERVER_ADDRESS="127.0.0.1:0",
-               CHAINCODE_TLS_CERT=str(tmp_path / "tls.crt"), CHAINCODE_TLS_KEY=str(tmp_path / "tls.key"),
-               CHAINCODE_TLS_CLIENT_CA=str(tmp_path / "ca.crt"), FEDCHAIN_CHAINCODE="testcc")
-    proc = subprocess.Popen([sys.executable, "-m", "fedchain_cc"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        CHAINCODE_ID="testcc:42",
+        CHAINCODE_SERVER_ADDRESS="127.0.0.1:0",
+        CHAINCODE_TLS_CERT=str(tmp_path / "tls.crt"),
+        CHAINCODE_TLS_KEY=str(tmp_path / "tls.key"),
+        CHAINCODE_TLS_CLIENT_CA=str(tmp_path / "ca.crt"),
+        FEDCHAIN_CHAINCODE="testcc",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedchain_cc"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("READY 127.0.0.1:"), line
-        creds = grpc.ssl_channel_credentials(root_certificates=files["ca.crt"], private_key=_pem_key(ckey),
-                                             certificate_chain=cert_to_pem(ccert))
-        with FakePeer(line.split()[1], credentials=creds, server_name="localhost", expect_id="testcc:42") as peer:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=files["ca.crt"],
+            private_key=_pem_key(ckey),
+            certificate_chain=cert_to_pem(ccert),
+        )
+        with FakePeer(
+            line.split()[1], credentials=creds, server_name="localhost", expect_id="testcc:42"
+        ) as peer:
             alice = creator_bytes("Org1MSP", cert_to_pem(user))
             assert peer.call("put", "k", "SECRET-VALUE-123", creator=alice).ok
             assert peer.call("get", "k", creator=alice).payload == b"SECRET-VALUE-123"

@@ -43,18 +43,34 @@ def creator_bytes(msp_id: str, cert_pem: bytes) -> bytes:
     return identities_pb2.SerializedIdentity(mspid=msp_id, id_bytes=cert_pem).SerializeToString()
 
 
-def signed_proposal(channel: str, tx_id: str, creator: bytes, args: list[bytes], transient: dict[str, bytes],
-                    timestamp: float, cc_name: str = "testcc") -> proposal_pb2.SignedProposal:
+def signed_proposal(
+    channel: str,
+    tx_id: str,
+    creator: bytes,
+    args: list[bytes],
+    transient: dict[str, bytes],
+    timestamp: float,
+    cc_name: str = "testcc",
+) -> proposal_pb2.SignedProposal:
     ts = Timestamp(seconds=int(timestamp), nanos=int(round((timestamp % 1) * 1e9)))
-    chdr = common_pb2.ChannelHeader(type=common_pb2.HeaderType.ENDORSER_TRANSACTION, channel_id=channel,
-                                    tx_id=tx_id, timestamp=ts)
+    chdr = common_pb2.ChannelHeader(
+        type=common_pb2.HeaderType.ENDORSER_TRANSACTION, channel_id=channel, tx_id=tx_id, timestamp=ts
+    )
     shdr = common_pb2.SignatureHeader(creator=creator, nonce=os.urandom(24))
-    header = common_pb2.Header(channel_header=chdr.SerializeToString(), signature_header=shdr.SerializeToString())
-    spec = chaincode_pb2.ChaincodeInvocationSpec(chaincode_spec=chaincode_pb2.ChaincodeSpec(
-        chaincode_id=chaincode_pb2.ChaincodeID(name=cc_name), input=chaincode_pb2.ChaincodeInput(args=args)))
+    header = common_pb2.Header(
+        channel_header=chdr.SerializeToString(), signature_header=shdr.SerializeToString()
+    )
+    spec = chaincode_pb2.ChaincodeInvocationSpec(
+        chaincode_spec=chaincode_pb2.ChaincodeSpec(
+            chaincode_id=chaincode_pb2.ChaincodeID(name=cc_name),
+            input=chaincode_pb2.ChaincodeInput(args=args),
+        )
+    )
     payload = proposal_pb2.ChaincodeProposalPayload(input=spec.SerializeToString(), TransientMap=transient)
     prop = proposal_pb2.Proposal(header=header.SerializeToString(), payload=payload.SerializeToString())
-    return proposal_pb2.SignedProposal(proposal_bytes=prop.SerializeToString(), signature=b"not-checked-by-the-shim")
+    return proposal_pb2.SignedProposal(
+        proposal_bytes=prop.SerializeToString(), signature=b"not-checked-by-the-shim"
+    )
 
 
 @dataclass
@@ -82,15 +98,30 @@ class _Sim:
 class FakePeer:
     """One peer connection to a chaincode server; shares a `world` dict if given one."""
 
-    def __init__(self, address: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 expect_id: str | None = None, batch_size: int = 100, jitter_s: float = 0.0,
-                 channel: str = "mychannel", world: dict[str, bytes] | None = None,
-                 server_name: str | None = None, write_batch: int | None = None) -> None:
-        options = [("grpc.max_receive_message_length", 100 << 20), ("grpc.max_send_message_length", 100 << 20)]
+    def __init__(
+        self,
+        address: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        expect_id: str | None = None,
+        batch_size: int = 100,
+        jitter_s: float = 0.0,
+        channel: str = "mychannel",
+        world: dict[str, bytes] | None = None,
+        server_name: str | None = None,
+        write_batch: int | None = None,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", 100 << 20),
+            ("grpc.max_send_message_length", 100 << 20),
+        ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
-        self._channel = (grpc.secure_channel(address, credentials, options=options) if credentials
-                         else grpc.insecure_channel(address, options=options))
+        self._channel = (
+            grpc.secure_channel(address, credentials, options=options)
+            if credentials
+            else grpc.insecure_channel(address, options=options)
+        )
         self.channel_id = channel
         self.batch_size = batch_size
         self.jitter_s = jitter_s
@@ -169,9 +200,15 @@ class FakePeer:
                 if not fut.done():
                     fut.set_exception(ConnectionError(f"stream ended: {self.stream_error}"))
 
-    def _reply(self, req: chaincode_shim_pb2.ChaincodeMessage, payload: bytes = b"", error: str | None = None) -> None:
-        msg = Msg(type=Msg.ERROR if error is not None else Msg.RESPONSE,
-                  payload=error.encode() if error is not None else payload, txid=req.txid, channel_id=req.channel_id)
+    def _reply(
+        self, req: chaincode_shim_pb2.ChaincodeMessage, payload: bytes = b"", error: str | None = None
+    ) -> None:
+        msg = Msg(
+            type=Msg.ERROR if error is not None else Msg.RESPONSE,
+            payload=error.encode() if error is not None else payload,
+            txid=req.txid,
+            channel_id=req.channel_id,
+        )
         if self._jitter_pool is not None:
             delay = random.random() * self.jitter_s
 
@@ -194,7 +231,8 @@ class FakePeer:
             params = b""
             if self._write_batch is not None:
                 params = chaincode_pb2.ChaincodeAdditionalParams(
-                    use_write_batch=True, max_size_write_batch=self._write_batch).SerializeToString()
+                    use_write_batch=True, max_size_write_batch=self._write_batch
+                ).SerializeToString()
             self.send(Msg(type=Msg.REGISTERED, payload=params))
             self.send(Msg(type=Msg.READY))
             self._ready.set()
@@ -232,14 +270,19 @@ class FakePeer:
                     self.world.pop(key, None)
                 else:
                     self.world[key] = value
-                self.history.setdefault(key, []).append(kv_query_result_pb2.KeyModification(
-                    tx_id=tx_id, value=value or b"", is_delete=value is None,
-                    timestamp=Timestamp(seconds=int(sim.timestamp), nanos=int((sim.timestamp % 1) * 1e9))))
+                self.history.setdefault(key, []).append(
+                    kv_query_result_pb2.KeyModification(
+                        tx_id=tx_id,
+                        value=value or b"",
+                        is_delete=value is None,
+                        timestamp=Timestamp(seconds=int(sim.timestamp), nanos=int((sim.timestamp % 1) * 1e9)),
+                    )
+                )
 
     def _batch(self, it_id: str, paginated: bool) -> bytes:
         with self._lock:
             rest = self._iters.get(it_id, [])
-            batch, rest = rest[: self.batch_size], rest[self.batch_size:]
+            batch, rest = rest[: self.batch_size], rest[self.batch_size :]
             has_more = bool(rest)
             if has_more:
                 self._iters[it_id] = rest
@@ -247,10 +290,14 @@ class FakePeer:
                 self._iters.pop(it_id, None)
             bookmark = self._iter_meta.get(it_id)
         resp = chaincode_shim_pb2.QueryResponse(
-            results=[chaincode_shim_pb2.QueryResultBytes(resultBytes=b) for b in batch], has_more=has_more, id=it_id)
+            results=[chaincode_shim_pb2.QueryResultBytes(resultBytes=b) for b in batch],
+            has_more=has_more,
+            id=it_id,
+        )
         if paginated and not has_more:
             resp.metadata = chaincode_shim_pb2.QueryResponseMetadata(
-                fetched_records_count=self._count.get(it_id, 0), bookmark=bookmark or "").SerializeToString()
+                fetched_records_count=self._count.get(it_id, 0), bookmark=bookmark or ""
+            ).SerializeToString()
         return resp.SerializeToString()
 
     def _serve(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
@@ -301,8 +348,10 @@ class FakePeer:
                 items = items[: meta.pageSize]
             it_id = f"{msg.txid}#{next(self._ids)}"
             with self._lock:
-                self._iters[it_id] = [kv_query_result_pb2.KV(namespace="testcc", key=k, value=v).SerializeToString()
-                                      for k, v in items]
+                self._iters[it_id] = [
+                    kv_query_result_pb2.KV(namespace="testcc", key=k, value=v).SerializeToString()
+                    for k, v in items
+                ]
                 self._iter_meta[it_id] = bookmark
                 self._count[it_id] = len(items)
             self._reply(msg, self._batch(it_id, meta is not None))
@@ -330,15 +379,27 @@ class FakePeer:
             self._reply(msg, error=f"fake peer does not support {Msg.Type.Name(t)}")
 
     # ------------------------------------------------------------------ client API
-    def submit(self, fn: str, *args: str | bytes, creator: bytes = b"", transient: dict[str, bytes] | None = None,
-               tx_id: str | None = None, init: bool = False, timestamp: float | None = None,
-               with_proposal: bool = True) -> Future[Result]:
+    def submit(
+        self,
+        fn: str,
+        *args: str | bytes,
+        creator: bytes = b"",
+        transient: dict[str, bytes] | None = None,
+        tx_id: str | None = None,
+        init: bool = False,
+        timestamp: float | None = None,
+        with_proposal: bool = True,
+    ) -> Future[Result]:
         """Start one transaction; the future resolves when the chaincode ends it."""
         tx_id = tx_id or os.urandom(16).hex()
         ts = time.time() if timestamp is None else timestamp
         raw = [fn.encode()] + [a if isinstance(a, bytes) else a.encode() for a in args]
-        msg = Msg(type=Msg.INIT if init else Msg.TRANSACTION, txid=tx_id, channel_id=self.channel_id,
-                  payload=chaincode_pb2.ChaincodeInput(args=raw).SerializeToString())
+        msg = Msg(
+            type=Msg.INIT if init else Msg.TRANSACTION,
+            txid=tx_id,
+            channel_id=self.channel_id,
+            payload=chaincode_pb2.ChaincodeInput(args=raw).SerializeToString(),
+        )
         if with_proposal:
             msg.proposal.CopyFrom(signed_proposal(self.channel_id, tx_id, creator, raw, transient or {}, ts))
         return self.submit_raw(msg, timestamp=ts)

@@ -80,7 +80,9 @@ class RawCC(Chaincode):
         if fn == "composite_range":
             kvs = list(stub.get_state_by_partial_composite_key("obj", ["a"]))
             page, bm = stub.get_state_by_partial_composite_key_with_pagination("obj", [], 1)
-            return success(json.dumps([[stub.split_composite_key(kv.key) for kv in kvs], len(page), bm != ""]).encode())
+            return success(
+                json.dumps([[stub.split_composite_key(kv.key) for kv in kvs], len(page), bm != ""]).encode()
+            )
         if fn == "plain_range_with_composite_start":
             try:
                 stub.get_state_by_range("\x00obj", "")
@@ -157,18 +159,30 @@ def test_all_stub_operations(peer, pki) -> None:
     ts = 1_700_000_123.25
     who = json.loads(ok(peer.call("whoami", creator=alice, tx_id="tx-who", timestamp=ts)))
     assert who == {
-        "msp_id": "Org1MSP", "role": "hospital", "common_name": "alice", "tx_id": "tx-who",
-        "channel_id": "mychannel", "timestamp": ts,
+        "msp_id": "Org1MSP",
+        "role": "hospital",
+        "common_name": "alice",
+        "tx_id": "tx-who",
+        "channel_id": "mychannel",
+        "timestamp": ts,
         "id": who["id"],
     }
-    assert who["id"].startswith("x509::CN=alice,OU=client,O=Org1MSP") and "::CN=ca.org1.example.com" in who["id"]
+    assert (
+        who["id"].startswith("x509::CN=alice,OU=client,O=Org1MSP") and "::CN=ca.org1.example.com" in who["id"]
+    )
     assert json.loads(ok(peer.call("whoami", creator=pki["bob"])))["role"] is None
-    assert ok(peer.call("transient", "secret", creator=alice, transient={"secret": b"\x00\xffs"})) == b"\x00\xffs"
+    assert (
+        ok(peer.call("transient", "secret", creator=alice, transient={"secret": b"\x00\xffs"}))
+        == b"\x00\xffs"
+    )
     assert peer.call("transient", "nope", creator=alice).status == 404
     r = peer.call("fail", "refused politely", creator=alice)
     assert (r.kind, r.status, r.message) == ("COMPLETED", 400, "refused politely")
     r = peer.call("boom", creator=alice)
-    assert (r.kind, r.status) == ("COMPLETED", 500) and r.message == "boom: internal error: RuntimeError: boom requested"
+    assert (r.kind, r.status) == (
+        "COMPLETED",
+        500,
+    ) and r.message == "boom: internal error: RuntimeError: boom requested"
 
 
 def test_event_reaches_completed(peer, pki) -> None:
@@ -214,7 +228,9 @@ def test_paging_across_pages_and_batches(server, pki) -> None:
                 break
         assert pages == 3 and seen == [f"k{i:02d}" for i in range(10)]
         assert json.loads(ok(p.call("range", "k03", "k05", "10", creator=pki["alice"]))) == {
-            "items": [{"key": "k03", "value": "3"}, {"key": "k04", "value": "4"}], "bookmark": ""}
+            "items": [{"key": "k03", "value": "3"}, {"key": "k04", "value": "4"}],
+            "bookmark": "",
+        }
         assert p.call("range", "a", "b", "0", creator=pki["alice"]).status == 400
 
 
@@ -250,11 +266,17 @@ def test_concurrent_transactions_on_one_stream(server, pki) -> None:
         assert all(r.ok for r in results)
         assert [p.world[f"c{i}"] for i in range(200)] == [str(i * 1001).encode() for i in range(200)]
         # mixed readers and writers in flight together
-        futures = [p.submit("get", f"c{i}", creator=pki["alice"]) if i % 2
-                   else p.submit("put", f"d{i}", f"v{i}", creator=pki["alice"]) for i in range(200)]
+        futures = [
+            p.submit("get", f"c{i}", creator=pki["alice"])
+            if i % 2
+            else p.submit("put", f"d{i}", f"v{i}", creator=pki["alice"])
+            for i in range(200)
+        ]
         results = [f.result(60) for f in futures]
         assert all(r.ok for r in results)
-        assert [results[i].payload for i in range(1, 200, 2)] == [str(i * 1001).encode() for i in range(1, 200, 2)]
+        assert [results[i].payload for i in range(1, 200, 2)] == [
+            str(i * 1001).encode() for i in range(1, 200, 2)
+        ]
         assert all(p.world[f"d{i}"] == f"v{i}".encode() for i in range(0, 200, 2))
 
 
@@ -310,8 +332,12 @@ def test_duplicate_txid_in_flight_is_refused(raw_server) -> None:
         p.drop_keys.add("hang")
         first = p.submit("slow_get", "hang", tx_id="same")
         time.sleep(0.2)
-        dup = Msg(type=Msg.TRANSACTION, txid="same", channel_id="mychannel",
-                  payload=chaincode_pb2.ChaincodeInput(args=[b"x"]).SerializeToString())
+        dup = Msg(
+            type=Msg.TRANSACTION,
+            txid="same",
+            channel_id="mychannel",
+            payload=chaincode_pb2.ChaincodeInput(args=[b"x"]).SerializeToString(),
+        )
         p.send(dup)  # its ERROR resolves the first future: the fake peer routes by txid
         r = first.result(5)
         assert r.kind == "ERROR" and "already in flight" in r.error
@@ -331,8 +357,14 @@ def test_init_and_keepalive(raw_server) -> None:
 def test_transaction_before_ready_is_refused(server) -> None:
     """A peer that skips REGISTERED/READY gets ERROR, not silence."""
     channel = grpc.insecure_channel(server.address)
-    out = [Msg(type=Msg.TRANSACTION, txid="early", channel_id="c",
-               payload=chaincode_pb2.ChaincodeInput(args=[b"get", b"a"]).SerializeToString())]
+    out = [
+        Msg(
+            type=Msg.TRANSACTION,
+            txid="early",
+            channel_id="c",
+            payload=chaincode_pb2.ChaincodeInput(args=[b"get", b"a"]).SerializeToString(),
+        )
+    ]
     responses = chaincode_shim_pb2_grpc_stub(channel).Connect(iter_then_wait(out, 2.0))
     got = [next(responses), next(responses)]
     channel.close()
@@ -358,7 +390,9 @@ def test_two_peers_at_once(server, pki) -> None:
             p2.world[f"s{i}"] = str(100 + i).encode()  # same keys, different world: replies must not cross
         f1 = [p1.submit("inc", f"s{i}", creator=pki["alice"]) for i in range(30)]
         f2 = [p2.submit("inc", f"s{i}", creator=pki["alice"], tx_id=f"t{i}") for i in range(30)]
-        f3 = [p1.submit("get", f"s{i}", creator=pki["alice"], tx_id=f"t{i}") for i in range(30)]  # same tx ids
+        f3 = [
+            p1.submit("get", f"s{i}", creator=pki["alice"], tx_id=f"t{i}") for i in range(30)
+        ]  # same tx ids
         assert [f.result(30).payload for f in f1] == [str(i + 1).encode() for i in range(30)]
         assert [f.result(30).payload for f in f2] == [str(101 + i).encode() for i in range(30)]
         assert all(f.result(30).ok for f in f3)
@@ -385,17 +419,31 @@ def test_peer_disconnect_fails_waiting_transaction(raw_server) -> None:
 
 def _tls_material(pki, tmp_path: Path):
     ca_key, ca_cert = pki["ca"]
-    skey, scert = issue_certificate(ca_key, ca_cert, "cc.org1.example.com", org="Org1MSP", ou="peer", tls=True,
-                                    hosts=("localhost", "127.0.0.1"))
-    ckey, ccert = issue_certificate(ca_key, ca_cert, "peer0.org1.example.com", org="Org1MSP", ou="peer", tls=True)
+    skey, scert = issue_certificate(
+        ca_key,
+        ca_cert,
+        "cc.org1.example.com",
+        org="Org1MSP",
+        ou="peer",
+        tls=True,
+        hosts=("localhost", "127.0.0.1"),
+    )
+    ckey, ccert = issue_certificate(
+        ca_key, ca_cert, "peer0.org1.example.com", org="Org1MSP", ou="peer", tls=True
+    )
     from cryptography.hazmat.primitives import serialization
 
     def pem_key(k) -> bytes:  # noqa: ANN001
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
+        return k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     ca_pem = cert_to_pem(ca_cert)
-    for name, data in {"server.crt": cert_to_pem(scert), "server.key": pem_key(skey), "ca.crt": ca_pem}.items():
+    for name, data in {
+        "server.crt": cert_to_pem(scert),
+        "server.key": pem_key(skey),
+        "ca.crt": ca_pem,
+    }.items():
         (tmp_path / name).write_bytes(data)
     return ca_pem, (pem_key(ckey), cert_to_pem(ccert))
 
@@ -404,14 +452,18 @@ def test_mutual_tls(pki, tmp_path) -> None:
     ca_pem, (client_key, client_cert) = _tls_material(pki, tmp_path)
     tls = ServerTLS.from_files(tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt")
     with ChaincodeServer(TestChaincode(), "127.0.0.1:0", CC_ID, tls) as srv:
-        creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=client_key,
-                                             certificate_chain=client_cert)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca_pem, private_key=client_key, certificate_chain=client_cert
+        )
         with FakePeer(srv.address, credentials=creds, server_name="localhost") as p:
             ok(p.call("put", "tls", "yes", creator=pki["alice"]))
             assert ok(p.call("whoami", creator=pki["alice"]))
         # without a client certificate the handshake fails
-        anon = FakePeer(srv.address, credentials=grpc.ssl_channel_credentials(root_certificates=ca_pem),
-                        server_name="localhost")
+        anon = FakePeer(
+            srv.address,
+            credentials=grpc.ssl_channel_credentials(root_certificates=ca_pem),
+            server_name="localhost",
+        )
         with pytest.raises(ConnectionError):
             anon.wait_ready(timeout=5)  # stream error, no REGISTER
         anon.close()
@@ -457,7 +509,11 @@ def test_write_batches_when_the_peer_offers_them(raw_server) -> None:
         assert r.kind == "ERROR" and "injected failure in write batch" in r.error
     with FakePeer(raw_server.address) as p:  # a peer that offers nothing gets one PUT_STATE per write
         assert p.call("writes", "3").ok
-        assert p.received.count(Msg.PUT_STATE) == 4 and p.received.count(Msg.DEL_STATE) == 1 and not p.write_batches
+        assert (
+            p.received.count(Msg.PUT_STATE) == 4
+            and p.received.count(Msg.DEL_STATE) == 1
+            and not p.write_batches
+        )
         assert p.world == {"w1": b"last", "w2": b"2"}
 
 

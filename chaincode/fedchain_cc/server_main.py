@@ -47,11 +47,17 @@ def load_chaincode(spec: str) -> Chaincode:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m fedchain_cc", description=__doc__.split("\n")[0])
-    p.add_argument("--chaincode", default=env("FEDCHAIN_CHAINCODE", "fedchain"),
-                   help="testcc | fedchain | package.module:Class (env FEDCHAIN_CHAINCODE)")
+    p.add_argument(
+        "--chaincode",
+        default=env("FEDCHAIN_CHAINCODE", "fedchain"),
+        help="testcc | fedchain | package.module:Class (env FEDCHAIN_CHAINCODE)",
+    )
     p.add_argument("--chaincode-id", default=env("CHAINCODE_ID", ""), help="package id (env CHAINCODE_ID)")
-    p.add_argument("--address", default=env("CHAINCODE_SERVER_ADDRESS", DEFAULT_ADDRESS),
-                   help="host:port (env CHAINCODE_SERVER_ADDRESS)")
+    p.add_argument(
+        "--address",
+        default=env("CHAINCODE_SERVER_ADDRESS", DEFAULT_ADDRESS),
+        help="host:port (env CHAINCODE_SERVER_ADDRESS)",
+    )
     p.add_argument("--tls-cert", default=env("CHAINCODE_TLS_CERT"))
     p.add_argument("--tls-key", default=env("CHAINCODE_TLS_KEY"))
     p.add_argument("--tls-client-ca", default=env("CHAINCODE_TLS_CLIENT_CA"))
@@ -62,8 +68,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     log = logging.getLogger("fedchain_cc")
     if bool(args.tls_cert) != bool(args.tls_key):
         log.error("CHAINCODE_TLS_CERT and CHAINCODE_TLS_KEY must be set together")
@@ -77,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chaincode = load_chaincode(args.chaincode)
         tls = ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-        server = ChaincodeServer(chaincode, args.address, args.chaincode_id, tls,
-                                 max_concurrent_tx=args.max_concurrent_tx).start()
+        server = ChaincodeServer(
+            chaincode, args.address, args.chaincode_id, tls, max_concurrent_tx=args.max_concurrent_tx
+        ).start()
     except (ImportError, ValueError, OSError) as exc:
         log.error("cannot start chaincode server: %s", exc)
         return 1

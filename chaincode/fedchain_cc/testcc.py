@@ -8,7 +8,8 @@ Transactions (all arguments are strings; values are stored as their UTF-8 bytes)
   range(start, end, page_size="", bookmark="")
                                     -> {"items": [{"key", "value"}], "bookmark"}  (bookmark only when paged)
   history(key)                      -> [{"tx_id", "value", "timestamp", "is_delete"}]  newest first
-  whoami                            -> {"msp_id", "role", "id", "common_name", "tx_id", "channel_id", "timestamp"}
+  whoami                            -> {"msp_id", "role", "id", "common_name", "tx_id", "channel_id",
+                                        "timestamp"}
   event(name, payload)              -> ""                      sets the chaincode event
   transient(key)                    -> the transient value (404 when absent)
   fail(msg)                         -> error Response (status 400) with msg
@@ -59,8 +60,9 @@ class TestChaincode(Contract):
         return value
 
     @transaction("range")
-    def range_(self, stub: ChaincodeStubAPI, start: str, end: str, page_size: str = "",
-               bookmark: str = "") -> dict[str, Any]:
+    def range_(
+        self, stub: ChaincodeStubAPI, start: str, end: str, page_size: str = "", bookmark: str = ""
+    ) -> dict[str, Any]:
         if page_size:
             try:
                 size = int(page_size)
@@ -69,9 +71,13 @@ class TestChaincode(Contract):
             if size < 1:
                 raise ContractError("range: page_size must be >= 1")
             items, next_bookmark = stub.get_state_by_range_with_pagination(start, end, size, bookmark)
-            return {"items": [{"key": kv.key, "value": _text(kv.value)} for kv in items],
-                    "bookmark": next_bookmark}
-        return {"items": [{"key": kv.key, "value": _text(kv.value)} for kv in stub.get_state_by_range(start, end)]}
+            return {
+                "items": [{"key": kv.key, "value": _text(kv.value)} for kv in items],
+                "bookmark": next_bookmark,
+            }
+        return {
+            "items": [{"key": kv.key, "value": _text(kv.value)} for kv in stub.get_state_by_range(start, end)]
+        }
 
     @transaction
     def history(self, stub: ChaincodeStubAPI, key: str) -> list[dict[str, Any]]:
@@ -84,8 +90,13 @@ class TestChaincode(Contract):
     def whoami(self, stub: ChaincodeStubAPI) -> dict[str, Any]:
         client = stub.get_client_identity()
         return {
-            "msp_id": client.msp_id, "role": client.role, "id": client.id, "common_name": client.common_name,
-            "tx_id": stub.get_tx_id(), "channel_id": stub.get_channel_id(), "timestamp": stub.get_tx_timestamp_s(),
+            "msp_id": client.msp_id,
+            "role": client.role,
+            "id": client.id,
+            "common_name": client.common_name,
+            "tx_id": stub.get_tx_id(),
+            "channel_id": stub.get_channel_id(),
+            "timestamp": stub.get_tx_timestamp_s(),
         }
 
     @transaction

@@ -18,6 +18,19 @@ from fedchain_cc.shim.server import ChaincodeServer, ServerTLS
 from fedchain_cc.shim.stub import ChaincodeStub
 
 __all__ = [
-    "Chaincode", "ChaincodeServer", "ChaincodeStub", "ChaincodeStubAPI", "ClientIdentity", "Contract", "ContractError",
-    "PeerError", "Response", "ServerTLS", "ShimError", "StreamClosedError", "error", "success", "transaction",
+    "Chaincode",
+    "ChaincodeServer",
+    "ChaincodeStub",
+    "ChaincodeStubAPI",
+    "ClientIdentity",
+    "Contract",
+    "ContractError",
+    "PeerError",
+    "Response",
+    "ServerTLS",
+    "ShimError",
+    "StreamClosedError",
+    "error",
+    "success",
+    "transaction",
 ]

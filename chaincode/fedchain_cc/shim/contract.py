@@ -87,7 +87,9 @@ class _Tx:
         params = list(inspect.signature(method).parameters.values())[2:]  # drop self, stub
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.min_args = sum(1 for p in positional if p.default is p.empty)
-        self.max_args: int | None = None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional)
+        self.max_args: int | None = (
+            None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional)
+        )
         self.param_names = [p.name for p in positional]
 
     def check_arity(self, n: int) -> None:

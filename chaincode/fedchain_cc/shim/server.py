@@ -36,8 +36,11 @@ class ServerTLS:
 
     @classmethod
     def from_files(cls, cert: str | Path, key: str | Path, client_ca: str | Path | None = None) -> ServerTLS:
-        return cls(Path(cert).read_bytes(), Path(key).read_bytes(),
-                   Path(client_ca).read_bytes() if client_ca else None)
+        return cls(
+            Path(cert).read_bytes(),
+            Path(key).read_bytes(),
+            Path(client_ca).read_bytes() if client_ca else None,
+        )
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
@@ -66,11 +69,22 @@ class ChaincodeServer:
     request_timeout_s: how long a transaction waits for the peer's reply to one ledger call.
     """
 
-    def __init__(self, chaincode: Chaincode, address: str = DEFAULT_ADDRESS, chaincode_id: str = "",
-                 tls: ServerTLS | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *,
-                 max_concurrent_tx: int = 32, max_streams: int = 16, request_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        chaincode: Chaincode,
+        address: str = DEFAULT_ADDRESS,
+        chaincode_id: str = "",
+        tls: ServerTLS | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        *,
+        max_concurrent_tx: int = 32,
+        max_streams: int = 16,
+        request_timeout_s: float = 60.0,
+    ) -> None:
         if not isinstance(chaincode, Chaincode):
-            raise TypeError(f"chaincode must be a fedchain_cc.shim.interface.Chaincode, got {type(chaincode).__name__}")
+            raise TypeError(
+                f"chaincode must be a fedchain_cc.shim.interface.Chaincode, got {type(chaincode).__name__}"
+            )
         if ":" not in address:
             raise ValueError(f"address must be host:port, got {address!r}")
         self.chaincode = chaincode
@@ -87,7 +101,9 @@ class ChaincodeServer:
         self.address = address
 
     def _new_session(self, peer: str) -> PeerSession:
-        session = PeerSession(self.chaincode, self.chaincode_id, self._executor, self._request_timeout_s, peer)
+        session = PeerSession(
+            self.chaincode, self.chaincode_id, self._executor, self._request_timeout_s, peer
+        )
         with self._lock:
             self._sessions = [s for s in self._sessions if s.state != "closed"] + [session]
         log.info("peer %s connected", peer)
@@ -109,8 +125,11 @@ class ChaincodeServer:
             ("grpc.so_reuseport", 0),
         ]
         # Each stream holds one gRPC thread (the writer) for its lifetime.
-        server = grpc.server(ThreadPoolExecutor(max_workers=self._max_streams + 2, thread_name_prefix="cc-grpc"),
-                             options=options, maximum_concurrent_rpcs=self._max_streams)
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=self._max_streams + 2, thread_name_prefix="cc-grpc"),
+            options=options,
+            maximum_concurrent_rpcs=self._max_streams,
+        )
         chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), server)
         host = self._requested_address.rsplit(":", 1)[0]
         try:
@@ -125,8 +144,12 @@ class ChaincodeServer:
         server.start()
         self._server = server
         self.address = f"{host}:{port}"
-        log.info("chaincode %r listening on %s (%s)", self.chaincode_id, self.address,
-                 "mutual TLS" if self.tls and self.tls.client_ca_pem else "TLS" if self.tls else "plaintext")
+        log.info(
+            "chaincode %r listening on %s (%s)",
+            self.chaincode_id,
+            self.address,
+            "mutual TLS" if self.tls and self.tls.client_ca_pem else "TLS" if self.tls else "plaintext",
+        )
         return self
 
     def stop(self, grace: float | None = 2.0) -> None:

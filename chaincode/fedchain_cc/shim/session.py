@@ -49,14 +49,22 @@ class _Tx:
         self.tx_id = tx_id
         self.replies: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.broken: str | None = None  # set when a reply timed out: later replies can't be matched
-        self.lock = threading.Lock()  # one outstanding request per transaction, even if a contract uses threads
+        self.lock = (
+            threading.Lock()
+        )  # one outstanding request per transaction, even if a contract uses threads
 
 
 class PeerSession:
     """Serves one `Connect` stream. `run()` is the response iterator handed to gRPC."""
 
-    def __init__(self, chaincode: Chaincode, chaincode_id: str, executor: Executor, request_timeout_s: float,
-                 peer: str = "?") -> None:
+    def __init__(
+        self,
+        chaincode: Chaincode,
+        chaincode_id: str,
+        executor: Executor,
+        request_timeout_s: float,
+        peer: str = "?",
+    ) -> None:
         self._cc = chaincode
         self._chaincode_id = chaincode_id
         self._executor = executor
@@ -72,7 +80,7 @@ class PeerSession:
         self.write_batch_size: int | None = None  # set when the peer offers WRITE_BATCH_STATE
 
     def _negotiate(self, payload: bytes) -> None:
-        """Fabric >= 2.5.? peers list optional protocol features in REGISTERED; older ones send nothing."""
+        """Newer Fabric peers list optional features in REGISTERED; older ones (and the devnet) send none."""
         if not payload:
             return
         try:
@@ -82,16 +90,24 @@ class PeerSession:
             return
         if params.use_write_batch:
             self.write_batch_size = params.max_size_write_batch
-            log.info("peer %s accepts write batches (max %s records)", self.peer, params.max_size_write_batch or "any")
+            log.info(
+                "peer %s accepts write batches (max %s records)",
+                self.peer,
+                params.max_size_write_batch or "any",
+            )
 
     @property
     def in_flight(self) -> int:
         return len(self._txs)
 
     # ----------------------------------------------------------------- writer side
-    def run(self, requests: Iterator[chaincode_shim_pb2.ChaincodeMessage]) -> Iterator[chaincode_shim_pb2.ChaincodeMessage]:
+    def run(
+        self, requests: Iterator[chaincode_shim_pb2.ChaincodeMessage]
+    ) -> Iterator[chaincode_shim_pb2.ChaincodeMessage]:
         register = chaincode_pb2.ChaincodeID(name=self._chaincode_id).SerializeToString()
-        reader = threading.Thread(target=self._read_loop, args=(requests,), name=f"cc-reader-{self.peer}", daemon=True)
+        reader = threading.Thread(
+            target=self._read_loop, args=(requests,), name=f"cc-reader-{self.peer}", daemon=True
+        )
         reader.start()
         yield Msg(type=Msg.REGISTER, payload=register)
         try:
@@ -114,8 +130,13 @@ class PeerSession:
                 return
             self.state = "closed"
             waiting = list(self._txs.values())
-        log.info("stream from %s closed: %s (%d transactions completed, %d in flight)",
-                 self.peer, reason, self.completed, len(waiting))
+        log.info(
+            "stream from %s closed: %s (%d transactions completed, %d in flight)",
+            self.peer,
+            reason,
+            self.completed,
+            len(waiting),
+        )
         for tx in waiting:
             tx.replies.put(_CLOSED)
         self._out.put(_CLOSED)
@@ -153,14 +174,21 @@ class PeerSession:
             self.ready.set()
             log.info("registered with peer %s as %r", self.peer, self._chaincode_id)
         else:
-            log.warning("peer %s sent %s in state %s; answered with ERROR", self.peer, type_name(t), self.state)
+            log.warning(
+                "peer %s sent %s in state %s; answered with ERROR", self.peer, type_name(t), self.state
+            )
             self._send(self._error(msg, f"chaincode cannot handle {type_name(t)} in state {self.state}"))
 
     def _route(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
         tx = self._txs.get((msg.channel_id, msg.txid))
         if tx is None:
-            log.warning("%s from %s for unknown transaction %s/%s dropped",
-                        type_name(msg.type), self.peer, msg.channel_id, msg.txid[:16])
+            log.warning(
+                "%s from %s for unknown transaction %s/%s dropped",
+                type_name(msg.type),
+                self.peer,
+                msg.channel_id,
+                msg.txid[:16],
+            )
             return
         tx.replies.put(msg)
 
@@ -179,7 +207,9 @@ class PeerSession:
                 dup = False
                 tx = self._txs[key] = _Tx(msg.channel_id, msg.txid)
         if dup:
-            self._send(self._error(msg, f"transaction {msg.txid} on channel {msg.channel_id} is already in flight"))
+            self._send(
+                self._error(msg, f"transaction {msg.txid} on channel {msg.channel_id} is already in flight")
+            )
             return
         try:
             self._executor.submit(self._run_tx, msg, tx)
@@ -189,8 +219,12 @@ class PeerSession:
     # ----------------------------------------------------------------- transactions
     @staticmethod
     def _error(msg: chaincode_shim_pb2.ChaincodeMessage, text: str) -> chaincode_shim_pb2.ChaincodeMessage:
-        return Msg(type=Msg.ERROR, payload=text[:MAX_ERROR_CHARS].encode("utf-8", "replace"), txid=msg.txid,
-                   channel_id=msg.channel_id)
+        return Msg(
+            type=Msg.ERROR,
+            payload=text[:MAX_ERROR_CHARS].encode("utf-8", "replace"),
+            txid=msg.txid,
+            channel_id=msg.channel_id,
+        )
 
     def _finish(self, tx: _Tx, out: chaincode_shim_pb2.ChaincodeMessage) -> None:
         # Unregister BEFORE replying: the peer may reuse the tx id as soon as it has the answer.
@@ -207,11 +241,15 @@ class PeerSession:
             out = self._error(msg, f"chaincode shim failed: {type(exc).__name__}: {exc}")
         self._finish(tx, out)
 
-    def _execute(self, msg: chaincode_shim_pb2.ChaincodeMessage, tx: _Tx) -> chaincode_shim_pb2.ChaincodeMessage:
+    def _execute(
+        self, msg: chaincode_shim_pb2.ChaincodeMessage, tx: _Tx
+    ) -> chaincode_shim_pb2.ChaincodeMessage:
         try:
             ctx = parse_transaction(msg)
         except ProposalError as exc:
-            log.warning("malformed %s from %s (tx %s): %s", type_name(msg.type), self.peer, msg.txid[:16], exc)
+            log.warning(
+                "malformed %s from %s (tx %s): %s", type_name(msg.type), self.peer, msg.txid[:16], exc
+            )
             return self._error(msg, str(exc))
         stub = ChaincodeStub(ctx, lambda t, p: self._request(tx, t, p), self.write_batch_size)
         try:
@@ -227,8 +265,12 @@ class PeerSession:
             tx.broken = tx.broken or "transaction finished"  # a leaked iterator must not talk after the end
         if msg.type == Msg.INIT and resp.status >= 500:  # as Fabric's Go shim: a failed Init is an ERROR
             return self._error(msg, resp.message)
-        payload = proposal_response_pb2.Response(status=resp.status, message=resp.message, payload=resp.payload)
-        out = Msg(type=Msg.COMPLETED, payload=payload.SerializeToString(), txid=msg.txid, channel_id=msg.channel_id)
+        payload = proposal_response_pb2.Response(
+            status=resp.status, message=resp.message, payload=resp.payload
+        )
+        out = Msg(
+            type=Msg.COMPLETED, payload=payload.SerializeToString(), txid=msg.txid, channel_id=msg.channel_id
+        )
         if stub.event is not None:
             out.chaincode_event.CopyFrom(stub.event)
         return out
@@ -248,15 +290,21 @@ class PeerSession:
             reply = tx.replies.get(timeout=self._timeout)
         except queue.Empty:
             tx.broken = f"no reply to an earlier request within {self._timeout:g} s"
-            raise ShimError(f"{type_name(msg_type)}: no reply from the peer within {self._timeout:g} s") from None
+            raise ShimError(
+                f"{type_name(msg_type)}: no reply from the peer within {self._timeout:g} s"
+            ) from None
         if reply is _CLOSED:
             tx.broken = "the peer's stream is closed"
-            raise StreamClosedError(f"{type_name(msg_type)}: the peer's stream closed while waiting for the reply")
+            raise StreamClosedError(
+                f"{type_name(msg_type)}: the peer's stream closed while waiting for the reply"
+            )
         assert isinstance(reply, Msg)
         if reply.type == Msg.RESPONSE:
             return reply.payload
         if reply.type == Msg.ERROR:
-            raise PeerError(f"{type_name(msg_type)} failed on the peer: "
-                            f"{reply.payload.decode('utf-8', 'replace')[:MAX_ERROR_CHARS]}")
+            raise PeerError(
+                f"{type_name(msg_type)} failed on the peer: "
+                f"{reply.payload.decode('utf-8', 'replace')[:MAX_ERROR_CHARS]}"
+            )
         tx.broken = f"protocol error (unexpected {type_name(reply.type)})"
         raise ShimError(f"{type_name(msg_type)}: unexpected {type_name(reply.type)} reply from the peer")

@@ -64,8 +64,12 @@ def _decode_kv(data: bytes) -> KV:
 
 def _decode_modification(data: bytes) -> KeyModification:
     km = kv_query_result_pb2.KeyModification.FromString(data)
-    return KeyModification(tx_id=km.tx_id, value=km.value, timestamp_s=km.timestamp.seconds + km.timestamp.nanos / 1e9,
-                           is_delete=km.is_delete)
+    return KeyModification(
+        tx_id=km.tx_id,
+        value=km.value,
+        timestamp_s=km.timestamp.seconds + km.timestamp.nanos / 1e9,
+        is_delete=km.is_delete,
+    )
 
 
 class QueryIterator(Iterator[Any]):
@@ -75,8 +79,9 @@ class QueryIterator(Iterator[Any]):
     Fabric also drops every iterator when the transaction ends.
     """
 
-    def __init__(self, request: Requester, first: chaincode_shim_pb2.QueryResponse,
-                 decode: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self, request: Requester, first: chaincode_shim_pb2.QueryResponse, decode: Callable[[bytes], Any]
+    ) -> None:
         self._request = request
         self._decode = decode
         self._id = first.id
@@ -92,8 +97,11 @@ class QueryIterator(Iterator[Any]):
         while self._pos >= len(self._batch):
             if not self._has_more:
                 raise StopIteration
-            resp = _query_response(self._request(Msg.QUERY_STATE_NEXT,
-                                                 chaincode_shim_pb2.QueryStateNext(id=self._id).SerializeToString()))
+            resp = _query_response(
+                self._request(
+                    Msg.QUERY_STATE_NEXT, chaincode_shim_pb2.QueryStateNext(id=self._id).SerializeToString()
+                )
+            )
             self.last_response = resp
             self._has_more = resp.has_more
             self._batch = list(resp.results)
@@ -109,7 +117,9 @@ class QueryIterator(Iterator[Any]):
         if self._has_more:
             self._has_more = False
             self._batch, self._pos = [], 0
-            self._request(Msg.QUERY_STATE_CLOSE, chaincode_shim_pb2.QueryStateClose(id=self._id).SerializeToString())
+            self._request(
+                Msg.QUERY_STATE_CLOSE, chaincode_shim_pb2.QueryStateClose(id=self._id).SerializeToString()
+            )
 
     def __enter__(self) -> QueryIterator:
         return self
@@ -173,16 +183,21 @@ class ChaincodeStub(ChaincodeStubAPI):
             raise TypeError(f"value must be bytes, got {type(value).__name__}")
         if self._batch_size is not None:
             self._writes.pop(key, None)  # re-insert: the batch keeps the order of the last write per key
-            self._writes[key] = chaincode_shim_pb2.WriteRecord(key=key, value=bytes(value),
-                                                               type=chaincode_shim_pb2.WriteRecord.PUT_STATE)
+            self._writes[key] = chaincode_shim_pb2.WriteRecord(
+                key=key, value=bytes(value), type=chaincode_shim_pb2.WriteRecord.PUT_STATE
+            )
             return
-        self._request(Msg.PUT_STATE, chaincode_shim_pb2.PutState(key=key, value=bytes(value)).SerializeToString())
+        self._request(
+            Msg.PUT_STATE, chaincode_shim_pb2.PutState(key=key, value=bytes(value)).SerializeToString()
+        )
 
     def del_state(self, key: str) -> None:
         _check_key(key)
         if self._batch_size is not None:
             self._writes.pop(key, None)
-            self._writes[key] = chaincode_shim_pb2.WriteRecord(key=key, type=chaincode_shim_pb2.WriteRecord.DEL_STATE)
+            self._writes[key] = chaincode_shim_pb2.WriteRecord(
+                key=key, type=chaincode_shim_pb2.WriteRecord.DEL_STATE
+            )
             return
         self._request(Msg.DEL_STATE, chaincode_shim_pb2.DelState(key=key).SerializeToString())
 
@@ -192,7 +207,7 @@ class ChaincodeStub(ChaincodeStubAPI):
         self._writes.clear()
         size = self._batch_size or len(records) or 1
         for i in range(0, len(records), size):
-            batch = chaincode_shim_pb2.WriteBatchState(rec=records[i:i + size])
+            batch = chaincode_shim_pb2.WriteBatchState(rec=records[i : i + size])
             self._request(Msg.WRITE_BATCH_STATE, batch.SerializeToString())
 
     def _range(self, start_key: str, end_key: str, metadata: bytes = b"") -> QueryIterator:
@@ -218,8 +233,9 @@ class ChaincodeStub(ChaincodeStubAPI):
         _check_simple_keys(start_key, end_key)
         return self._range(start_key, end_key)
 
-    def get_state_by_range_with_pagination(self, start_key: str, end_key: str, page_size: int,
-                                           bookmark: str = "") -> tuple[list[KV], str]:
+    def get_state_by_range_with_pagination(
+        self, start_key: str, end_key: str, page_size: int, bookmark: str = ""
+    ) -> tuple[list[KV], str]:
         start_key = start_key or EMPTY_KEY_SUBSTITUTE
         _check_simple_keys(start_key, end_key)
         return self._paged(start_key, end_key, page_size, bookmark)
@@ -237,7 +253,9 @@ class ChaincodeStub(ChaincodeStubAPI):
     def get_history_for_key(self, key: str) -> QueryIterator:
         _check_key(key)
         first = _query_response(
-            self._request(Msg.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key).SerializeToString())
+            self._request(
+                Msg.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key).SerializeToString()
+            )
         )
         return QueryIterator(self._request, first, _decode_modification)
 
