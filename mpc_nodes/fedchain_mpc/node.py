@@ -1,0 +1,354 @@
+"""The MPC node: round processing (agree on inputs, run MPC, attest, publish) and the service loop.
+
+Round processing is a function of the ledger plus the node's own files, so it can be re-run
+after any crash and converges (every step is idempotent):
+
+1. CLOSED round, not attested by this node: seal the round locally (intake refuses more shares),
+   read the committed updates (GetUpdates), ask every node which shares it holds for the round
+   (GetHoldings: sealed, so final). A hospital is in the run only if every node holds a share
+   whose SHA-256 equals the one committed for that node; the others are rejected with
+   "missing_share" at every node alike, so all nodes give MPyC the same hospital list.
+2. Run this node's MPyC party (runner.py) with the round's policy, the base model from the
+   ledger (hash checked), the reference update and a public seed derived from the committed
+   share hashes; retried with backoff on failure.
+3. Fewer accepted than the round's min_updates: the model stays the base model (chaincode rule).
+   Save the new model, write the report, attest (AttestResult; 'already attested' is success).
+4. FINALIZED round: publish the model if nobody has (PublishModel; 'already published' is success).
+Progress lives in NodeState (SQLite), so a restarted node resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fedchain.identity import SigningIdentity
+from fedchain.mpc_client import IntakeError, NodeEndpoint, canonical_json, get_holdings
+
+from fedchain_mpc.runner import MPCRunError, RunnerSettings, run_with_retries
+from fedchain_mpc.service import LedgerError, LedgerView
+from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore, write_durably
+
+log = logging.getLogger(__name__)
+
+MISSING_SHARE = "missing_share"
+DONE = (PUBLISHED, "disputed")
+
+
+class RoundError(Exception):
+    """A round cannot be processed now (the message says why); it is retried later."""
+
+
+@dataclass
+class RoundContext:
+    node_id: str
+    node_index: int
+    m: int
+    t: int
+    l: int  # noqa: E741
+    f: int
+    data_dir: Path
+    reference_dir: Path | None = None
+    holdings_timeout_s: float = 120.0
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class RoundProcessor:
+    """Does whatever the ledger's state of a round asks of this node; safe to call again and again."""
+
+    def __init__(self, ctx: RoundContext, ledger: LedgerView, store: ShareStore, state: NodeState,
+                 runner: RunnerSettings, signer: SigningIdentity, peers: Sequence[NodeEndpoint],
+                 holdings: Callable[[NodeEndpoint, SigningIdentity, int], dict[str, str]] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.ctx = ctx
+        self.ledger = ledger
+        self.store = store
+        self.state = state
+        self.runner = runner
+        self.signer = signer
+        self.peers = sorted(peers, key=lambda p: p.index)
+        self._holdings = holdings or (lambda node, ident, rid: get_holdings(node, ident, rid, retries=0))
+        self.sleep = sleep
+
+    # ------------------------------------------------------------------------ paths
+    def _dir(self, kind: str, round_id: int) -> Path:
+        return self.ctx.data_dir / kind / str(int(round_id))
+
+    def model_path(self, round_id: int) -> Path:
+        return self.ctx.data_dir / "models" / f"{int(round_id)}.safetensors"
+
+    def report_path(self, round_id: int) -> Path:
+        return self.ctx.data_dir / "reports" / f"{int(round_id)}.json"
+
+    # ------------------------------------------------------------------------ entry
+    def process(self, round_id: int) -> str:
+        """Advance one round as far as the ledger allows; returns this node's status for it."""
+        local = self.state.get(round_id)
+        if local is not None and local["status"] in DONE:
+            return local["status"]
+        rnd = self.ledger.get_round(round_id)
+        if rnd is None or rnd.get("genesis"):
+            return "unknown"
+        st = rnd["state"]
+        if st == "OPEN":
+            return "open"
+        if st == "DISPUTED":
+            self.store.seal(round_id)
+            self.state.update(round_id, "disputed")
+            log.error("round %d is DISPUTED on the ledger; nothing more to do here", round_id)
+            return "disputed"
+        if st == "CLOSED" and (local is None or local["status"] != ATTESTED):
+            self._run_and_attest(round_id, rnd)
+            return ATTESTED
+        if st == "FINALIZED":
+            return self._publish(round_id, rnd)
+        return local["status"] if local else st.lower()
+
+    # ------------------------------------------------------------------ agreement
+    def agreed_inputs(self, round_id: int, updates: list[dict[str, Any]]) -> tuple[list[dict], dict[str, str]]:
+        """(updates every node holds, {hospital: "missing_share"}) — the same at every node."""
+        held: dict[int, dict[str, str]] = {self.ctx.node_index: self.store.holdings(round_id)}
+        deadline = time.monotonic() + self.ctx.holdings_timeout_s
+        for peer in self.peers:
+            if peer.index == self.ctx.node_index:
+                continue
+            while True:
+                try:
+                    held[peer.index] = self._holdings(peer, self.signer, round_id)
+                    break
+                except IntakeError as exc:
+                    if time.monotonic() >= deadline:
+                        raise RoundError(f"round {round_id}: no holdings from MPC node {peer.index}: {exc}") from exc
+                    self.sleep(1.0)
+        present, missing = [], {}
+        for u in sorted(updates, key=lambda u: u["hospital"]):
+            hashes = u["share_hashes"]
+            if len(hashes) == self.ctx.m and all(held[j].get(u["hospital"]) == hashes[j] for j in range(self.ctx.m)):
+                present.append(u)
+            else:
+                missing[u["hospital"]] = MISSING_SHARE
+        return present, missing
+
+    # ------------------------------------------------------------------------ run
+    def _reference(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
+        if not policy.get("cosine_enabled", True):
+            return None
+        sha = (rnd.get("hyperparameters") or {}).get("reference_sha256")
+        if not sha or self.ctx.reference_dir is None:
+            raise RoundError(f"round {rnd['round_id']}: the policy checks cosine similarity but no reference update "
+                             "is available (hyperparameters.reference_sha256 and the node's reference_dir)")
+        src = self.ctx.reference_dir / f"{sha}.npz"
+        if not src.is_file():
+            raise RoundError(f"round {rnd['round_id']}: reference {sha} not found in {self.ctx.reference_dir}")
+        with np.load(src, allow_pickle=False) as z:
+            vec = np.asarray(z["delta"], dtype=np.float64)
+        got = hashlib.sha256(np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
+        if got != sha:
+            raise RoundError(f"round {rnd['round_id']}: reference file {src.name} hashes to {got}, not {sha}")
+        return str(src)
+
+    def _base_model(self, rnd: dict[str, Any], run_dir: Path) -> Path:
+        path = run_dir / "base.safetensors"
+        if path.exists() and sha256_hex(path.read_bytes()) == rnd["base_model_hash"]:
+            return path
+        data = self.ledger.get_model(int(rnd["base_round_id"]))
+        if sha256_hex(data) != rnd["base_model_hash"]:
+            raise RoundError(f"round {rnd['round_id']}: base model from the ledger does not match its hash")
+        write_durably(path, data)
+        return path
+
+    def _run_and_attest(self, round_id: int, rnd: dict[str, Any]) -> None:
+        self.store.seal(round_id)
+        mine = (rnd.get("attestations") or {}).get(self.ctx.node_id)
+        if mine is not None and self.model_path(round_id).exists():
+            # attested before a crash that lost the local status: the ledger is the record
+            self.state.update(round_id, ATTESTED, model_hash=mine["model_hash"])
+            return
+        updates = self.ledger.get_updates(round_id)
+        present, rejected = self.agreed_inputs(round_id, updates)
+        run_dir = self._dir("runs", round_id)
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base_path = self._base_model(rnd, run_dir)
+        seed = sha256_hex(canonical_json({"round_id": round_id, "updates": [
+            [u["hospital"], u["share_hashes"], u["n_samples"]] for u in present]}))
+        verdicts: dict[str, dict[str, Any]] = {}
+        result: dict[str, Any] | None = None
+        model = base_path.read_bytes()
+        if present:
+            policy = dict(rnd.get("policy") or {})
+            job = {
+                "round_id": str(round_id), "party": self.ctx.node_index,
+                "shares": [{"hospital_id": u["hospital"], "path": str(self.store.path(round_id, u["hospital"])),
+                            "n_samples": int(u["n_samples"]), "sha256": u["share_hashes"][self.ctx.node_index]}
+                           for u in present],
+                "policy": policy, "reference_path": self._reference(rnd, policy, run_dir),
+                "base_model_path": str(base_path), "l": self.ctx.l, "f": self.ctx.f, "t": self.ctx.t,
+                "m": self.ctx.m, "seed": seed, "output_path": str(run_dir / "result.json"),
+            }
+            prev = self.state.get(round_id)
+            attempts = prev["attempts"] if prev else 0
+
+            def on_attempt(i: int, err: str | None) -> None:
+                self.state.update(round_id, RUNNING, attempts=attempts + i + 1, last_error=err)
+
+            try:
+                result = run_with_retries(job, run_dir, self.runner, sleep=self.sleep, attempt_hook=on_attempt)
+            except MPCRunError as exc:
+                self.state.update(round_id, FAILED, last_error=str(exc))
+                raise RoundError(str(exc)) from exc
+            verdicts = result["verdicts"]
+        accepted = sorted(h for h, v in verdicts.items() if v["accept"])
+        rejected.update({h: v["reason"] for h, v in verdicts.items() if not v["accept"]})
+        if result is not None and len(accepted) >= int(rnd.get("min_updates", 1)) and result.get("model_path"):
+            model = Path(result["model_path"]).read_bytes()
+        model_hash = sha256_hex(model)
+        write_durably(self.model_path(round_id), model, mode=0o644)
+        report = {
+            "round_id": round_id, "node": self.ctx.node_id, "node_index": self.ctx.node_index,
+            "base_model_hash": rnd["base_model_hash"], "model_hash": model_hash, "accepted": accepted,
+            "rejected": dict(sorted(rejected.items())), "seed": seed,
+            "aggregate_sha256": result["aggregate_sha256"] if result else None,
+            "n_accepted": len(accepted), "total_weight": result["total_weight"] if result else 0,
+            "inputs": [{"hospital": u["hospital"], "sha256": u["share_hashes"][self.ctx.node_index]} for u in present],
+        }
+        report_bytes = canonical_json(report)
+        write_durably(self.report_path(round_id), report_bytes, mode=0o644)
+        attestation = {"round_id": round_id, "model_hash": model_hash, "accepted": accepted,
+                       "rejected": dict(sorted(rejected.items())), "report_hash": sha256_hex(report_bytes)}
+        try:
+            self.ledger.attest(attestation)
+        except LedgerError as exc:
+            if not exc.already:
+                self.state.update(round_id, FAILED, last_error=f"attest: {exc}", model_hash=model_hash)
+                raise RoundError(f"round {round_id}: attestation failed: {exc}") from exc
+        phases = result.get("phases", {}) if result else {}
+        self.state.update(round_id, ATTESTED, model_hash=model_hash, last_error=None,
+                          result={"accepted": accepted, "rejected": rejected, "phases": phases})
+        log.info("round %d: attested model %s (%d accepted, %d rejected; MPC %.2f s)", round_id, model_hash[:16],
+                 len(accepted), len(rejected), float(phases.get("total", 0.0)))
+
+    # ---------------------------------------------------------------------- publish
+    def _publish(self, round_id: int, rnd: dict[str, Any]) -> str:
+        want = rnd["finalized"]["model_hash"]
+        path = self.model_path(round_id)
+        if not path.exists() or sha256_hex(path.read_bytes()) != want:
+            # Finalized without (or against) us: the quorum's nodes publish; nothing of ours to add.
+            log.info("round %d finalized as %s; this node has no matching model, leaving publication to others",
+                     round_id, want[:16])
+            self.state.update(round_id, PUBLISHED, last_error="finalized without this node's model")
+            return PUBLISHED
+        try:
+            published = self.ledger.publish(round_id, path.read_bytes())
+        except LedgerError as exc:
+            raise RoundError(f"round {round_id}: publish failed: {exc}") from exc
+        log.info("round %d: model %s %s", round_id, want[:16], "published" if published else "already published")
+        self.state.update(round_id, PUBLISHED)
+        return PUBLISHED
+
+
+class RoundWorker:
+    """One thread works the queue of rounds; a failing round is retried on the next poll with backoff."""
+
+    def __init__(self, processor: RoundProcessor, ledger: LedgerView, poll_s: float = 2.0,
+                 max_backoff_s: float = 60.0) -> None:
+        self.processor = processor
+        self.ledger = ledger
+        self.poll_s = poll_s
+        self.max_backoff_s = max_backoff_s
+        self.queue: queue.Queue[tuple[int, Callable[[], None] | None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._retry_at: dict[int, tuple[float, float]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def reconcile(self) -> None:
+        """Queue every round the ledger says needs work from us (start-up catch-up and safety net)."""
+        try:
+            rounds = self.ledger.list_rounds()
+        except LedgerError as exc:
+            log.warning("cannot list rounds: %s", exc)
+            return
+        for rnd in rounds:
+            rid = int(rnd["round_id"])
+            if rnd.get("genesis") or rnd["state"] == "OPEN":
+                continue
+            local = self.processor.state.get(rid)
+            if local is None or local["status"] not in DONE:
+                self.queue.put((rid, None))
+
+    def handle(self, round_id: int) -> None:
+        until, delay = self._retry_at.get(round_id, (0.0, 0.0))
+        if time.monotonic() < until:
+            return
+        try:
+            self.processor.process(round_id)
+            self._retry_at.pop(round_id, None)
+        except (RoundError, LedgerError) as exc:
+            delay = min(self.max_backoff_s, max(self.poll_s, delay * 2))
+            self._retry_at[round_id] = (time.monotonic() + delay, delay)
+            log.warning("round %d: %s (retrying in %.0f s)", round_id, exc, delay)
+
+    def _work(self) -> None:
+        next_poll = 0.0
+        while not self._stop.is_set():
+            if time.monotonic() >= next_poll:
+                self.reconcile()
+                next_poll = time.monotonic() + self.poll_s
+            try:
+                rid, done = self.queue.get(timeout=min(0.5, self.poll_s))
+            except queue.Empty:
+                continue
+            self.handle(rid)
+            if done is not None:
+                done()
+
+    def follow_events(self, events: Callable[[], Any], checkpoint: Any) -> None:
+        """Feed chaincode events into the queue; checkpoint each one once its round was handled."""
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    for ev in events():
+                        if self._stop.is_set():
+                            return
+                        rid = ev.payload.get("round_id")
+                        if ev.name in ("RoundClosed", "RoundFinalized", "RoundDisputed") and isinstance(rid, int):
+                            handled = threading.Event()
+                            self.queue.put((rid, handled.set))
+                            while not handled.wait(0.5):
+                                if self._stop.is_set():
+                                    return
+                        checkpoint.checkpoint_transaction(ev.block_number, ev.tx_id)
+                except Exception as exc:  # stream broke (gateway restart): reconnect from the checkpoint
+                    if self._stop.is_set():
+                        return
+                    log.warning("event stream: %s; reconnecting", exc)
+                self._stop.wait(self.poll_s)
+
+        t = threading.Thread(target=run, name="events", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def start(self) -> None:
+        t = threading.Thread(target=self._work, name="rounds", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_durably(path, json.dumps(obj, sort_keys=True, indent=1).encode(), mode=0o644)

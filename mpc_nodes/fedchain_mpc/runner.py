@@ -1,0 +1,196 @@
+"""Launch this node's party of a round's MPyC run as a subprocess, with a timeout and retries.
+
+Why a subprocess per run: MPyC's runtime is a process-wide singleton configured from argv, so
+each round gets a fresh `python -m fedchain_mpc.mpc_program -P <all parties> -I <i> [--ssl]`
+(job via FEDCHAIN_MPC_JOB, see mpc_program's docstring). Every node launches its party; MPyC
+connects them (the higher party keeps dialing until the lower one listens), so nodes that
+start a few seconds apart still meet. A failed or timed-out run is retried with exponential
+backoff; the whole run is deterministic given the job, so a retry gives the same result.
+
+With TLS between parties (`--ssl`), MPyC reads `.config/party_<i>.crt|.key` and
+`.config/mpyc_ca.crt` relative to its working directory and checks the peer's certificate
+for the host name `MPyC party <j>`; `issue_party_tls` makes such a certificate from the
+consortium's TLS CA and `prepare_run_dir` puts the files where MPyC looks.
+Note: MPyC's listener binds all interfaces (its own code), not only 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedchain_mpc.store import write_durably
+
+log = logging.getLogger(__name__)
+
+JOB_ENV = "FEDCHAIN_MPC_JOB"
+
+
+class MPCRunError(Exception):
+    """The MPC run failed after all retries (the message says why, from the program's error output)."""
+
+
+@dataclass(frozen=True)
+class PartyTLS:
+    cert: Path
+    key: Path
+    ca: Path  # all orgs' TLS CA certificates, concatenated
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    node_index: int
+    parties: tuple[str, ...]  # "host:port" of every node's MPyC party, in node index order
+    threshold: int
+    tls: PartyTLS | None = None
+    timeout_s: float = 600.0
+    retries: int = 3
+    backoff_s: float = 2.0
+    python: str = sys.executable
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def issue_party_tls(consortium: Any, msp_id: str, index: int, folder: str | os.PathLike) -> PartyTLS:
+    """A TLS pair for MPyC party `index` (SAN 'MPyC party <index>', MPyC's fixed host name), from the org's TLS CA."""
+    from fedchain.identity import certs
+    from fedchain.identity.msp import write_private
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    org = consortium.org(msp_id)
+    key, cert = certs.issue_certificate(org.tls_ca_key, org.tls_ca_cert, f"mpyc-party-{index}", tls=True,
+                                        hosts=(f"MPyC party {index}", "localhost", "127.0.0.1"))
+    out = PartyTLS(folder / f"party_{index}.crt", folder / f"party_{index}.key", folder / "mpyc_ca.crt")
+    out.cert.write_bytes(certs.cert_to_pem(cert))
+    from fedchain.identity.crypto import private_key_to_pem
+
+    write_private(out.key, private_key_to_pem(key))
+    out.ca.write_bytes(b"".join(consortium.tls_root_pems()))
+    return out
+
+
+def prepare_run_dir(run_dir: Path, settings: RunnerSettings) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.tls is not None:
+        cfg = run_dir / ".config"
+        cfg.mkdir(exist_ok=True, mode=0o700)
+        i = settings.node_index
+        shutil.copyfile(settings.tls.cert, cfg / f"party_{i}.crt")
+        shutil.copyfile(settings.tls.key, cfg / f"party_{i}.key")
+        os.chmod(cfg / f"party_{i}.key", 0o600)
+        shutil.copyfile(settings.tls.ca, cfg / "mpyc_ca.crt")
+
+
+def command(settings: RunnerSettings) -> list[str]:
+    cmd = [settings.python, "-m", "fedchain_mpc.mpc_program"]
+    for party in settings.parties:
+        cmd += ["-P", party]
+    cmd += ["-I", str(settings.node_index), "-T", str(settings.threshold)]
+    if settings.tls is not None:
+        cmd.append("--ssl")
+    return cmd
+
+
+def _die_with_parent() -> None:
+    """Linux: the party dies with the node (an orphan party would hold its port and skew a rerun)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def completed_result(job: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The output of an earlier successful run of exactly this job (a node that crashed after the run
+    but before attesting must not start a run its peers have finished with)."""
+    job_path, out_path = run_dir / "job.json", Path(job["output_path"])
+    try:
+        if json.loads(job_path.read_text()) != json.loads(json.dumps(job)):
+            return None
+        result = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or "error" in result or not isinstance(result.get("verdicts"), dict):
+        return None
+    return result
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:].strip()
+    except OSError:
+        return ""
+
+
+def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> dict[str, Any]:
+    """One attempt: write the job, run the party, return its output JSON (raises MPCRunError)."""
+    prepare_run_dir(run_dir, settings)
+    job_path = run_dir / "job.json"
+    out_path = Path(job["output_path"])
+    out_path.unlink(missing_ok=True)
+    write_durably(job_path, json.dumps(job, sort_keys=True, indent=1).encode())
+    env = {**os.environ, JOB_ENV: str(job_path), **settings.extra_env}
+    stdout, stderr = run_dir / "party.out", run_dir / "party.err"
+    with open(stdout, "ab") as so, open(stderr, "ab") as se:
+        proc = subprocess.Popen(command(settings), cwd=run_dir, env=env, stdout=so, stderr=se,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            rc = proc.wait(timeout=settings.timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise MPCRunError(f"MPC party {settings.node_index} timed out after {settings.timeout_s:g} s "
+                              f"(are all {len(settings.parties)} nodes up?)") from None
+    result: dict[str, Any] | None = None
+    if out_path.exists():
+        try:
+            result = json.loads(out_path.read_text())
+        except ValueError:
+            result = None
+    if rc != 0 or result is None or "error" in result:
+        why = (result or {}).get("error") or _tail(stderr) or f"exit code {rc}"
+        raise MPCRunError(f"MPC party {settings.node_index} failed: {why}")
+    return result
+
+
+def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
+                     sleep: Callable[[float], None] = time.sleep,
+                     attempt_hook: Callable[[int, str | None], None] | None = None) -> dict[str, Any]:
+    """Retry a failed run (a peer restarting, a port still busy) with exponential backoff."""
+    done = completed_result(job, run_dir)
+    if done is not None:
+        log.info("round %s: reusing the completed MPC run in %s", job["round_id"], run_dir)
+        return done
+    last = ""
+    for attempt in range(settings.retries + 1):
+        if attempt:
+            delay = settings.backoff_s * 2 ** (attempt - 1)
+            log.warning("round %s: MPC run attempt %d failed (%s); retrying in %.1f s", job["round_id"], attempt,
+                        last, delay)
+            sleep(delay)
+        try:
+            if attempt_hook:
+                attempt_hook(attempt, last or None)
+            return run_once(job, run_dir, settings)
+        except MPCRunError as exc:
+            last = str(exc)
+    raise MPCRunError(f"round {job['round_id']}: MPC run failed {settings.retries + 1} times; last: {last}")
+
+
+def parties_arg(parties: Sequence[str]) -> tuple[str, ...]:
+    for p in parties:
+        host, _, port = p.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"MPC party address {p!r} must be host:port")
+    return tuple(parties)
