@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fedchain_devnet.bench import run
 
 pytestmark = pytest.mark.slow

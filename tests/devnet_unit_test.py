@@ -134,3 +134,16 @@ def test_altered_validation_flag_is_caught_at_start(tmp_path):
     blocks.write_bytes(raw.replace(original, forged.SerializeToString()))
     with pytest.raises(LedgerCorrupt, match="corrupt at block 1: commit hash"):
         Node(load_config(cfg_path)).open_ledger()
+
+
+def test_state_ahead_of_an_emptied_block_file_refuses_to_start(tmp_path):
+    consortium = generate_consortium(tmp_path / "crypto", ("Org1",))
+    cfg_path = tmp_path / "devnet.json"
+    cfg_path.write_text(json.dumps(make_devnet_config(consortium, tmp_path / "ledger")))
+    node = Node(load_config(cfg_path))
+    node.open_ledger()
+    node.ledger.commit([b""])
+    node.ledger.close()
+    (tmp_path / "ledger" / "blocks.bin").write_bytes(b"")
+    with pytest.raises(LedgerCorrupt, match="has applied block 1 but the block file"):
+        Node(load_config(cfg_path)).open_ledger()

@@ -22,7 +22,14 @@ class BlockStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if created:  # make the new file's directory entry durable too
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         self._lock = threading.Lock()
         self._offsets: list[tuple[int, int]] = []  # (offset of the block bytes, length)
         self._scan()

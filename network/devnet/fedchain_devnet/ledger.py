@@ -69,13 +69,16 @@ class Ledger:
     # --- start-up ----------------------------------------------------------------------
     def open(self, genesis_envelope) -> None:
         """Verify the chain, create block 0 if the ledger is new, replay what state lacks."""
+        savepoint = self.state.savepoint()
+        if savepoint >= self.blocks.height:
+            raise LedgerCorrupt(f"state database {self.state.path} has applied block {savepoint} but the block file "
+                                f"{self.blocks.path} holds only {self.blocks.height} blocks: wrong or lost block file")
         if self.blocks.height == 0:
             env = genesis_envelope()
             self._append([env], [VALID], BlockResult(flags=[VALID]))
             log.info("created channel %s: genesis block written", self.channel)
             return
         t0 = time.monotonic()
-        savepoint = self.state.savepoint()
         prev = None
         prev_commit = b""
         for n in range(self.blocks.height):
