@@ -124,8 +124,9 @@ def test_round_through_the_embedded_network(network, capsys):
         elapsed = time.monotonic() - t0
         assert [r.validation_code_name for r in results] == ["VALID"] * N_HOSPITALS
         assert len({r.tx_id for r in results}) == N_HOSPITALS
-        print(f"{N_HOSPITALS} concurrent submissions committed VALID in {elapsed:.2f} s "
-              f"over {len({r.block_number for r in results})} block(s)")
+        with capsys.disabled():
+            print(f"\n{N_HOSPITALS} concurrent submissions committed VALID in {elapsed:.2f} s "
+                  f"over {len({r.block_number for r in results})} block(s)")
 
         closed = json.loads(op.close_round(rid).result)
         assert sorted(closed["submitted"]) == sorted(names)
@@ -138,13 +139,11 @@ def test_round_through_the_embedded_network(network, capsys):
             ngw, node = _client(cfg, consortium["mpc_nodes"][j]["id"])
             try:
                 states.append(json.loads(node.attest_result(att).result)["state"])
-                if j == 0:
-                    continue
-                if states[-1] == "FINALIZED":
+                if states[-1] == "FINALIZED" and states.count("FINALIZED") == 1:  # the node that finalized
                     node.publish_model(rid, new_model)
             finally:
                 ngw.close()
-        assert "FINALIZED" in states
+        assert states == ["CLOSED", "FINALIZED", "FINALIZED"]  # quorum 2 of 3; the third is a late attestation
         got = op.get_model(rid)
         assert got["model"] == new_model
         # refusals travel back through the gateway with the chaincode's message
@@ -153,6 +152,7 @@ def test_round_through_the_embedded_network(network, capsys):
     finally:
         gw.close()
 
+    capsys.readouterr()
     assert cli_main.main(["audit", "history", "--network", str(network), "--round", str(rid), "--json"]) == 0
     events = json.loads(capsys.readouterr().out)
     fns = [e["function"] for e in events]
