@@ -133,12 +133,19 @@ class EmbeddedNetwork:
         self._write_configs(consortium)
         started: list[Service] = []
         try:
-            for svc in self.services():
+            services = self.services()
+            ledger = [svc for svc in services if not svc.name.startswith("mpc")]
+            for svc in ledger:
                 progress(f"starting {svc.name}")
                 svc.start(ready_timeout=ready_timeout)
                 started.append(svc)
             progress("bootstrapping the consortium on the ledger")
-            self._bootstrap_ledger()
+            self._bootstrap_ledger()  # before the MPC nodes, which wait for the consortium
+            for svc in services:
+                if svc not in ledger:
+                    progress(f"starting {svc.name}")
+                    svc.start(ready_timeout=ready_timeout)
+                    started.append(svc)
         except Exception:
             for svc in reversed(started):
                 svc.stop()

@@ -59,34 +59,54 @@ def write_all(net: EmbeddedNetwork, consortium: Consortium) -> None:
 
 
 def _write_mpc_configs(net: EmbeddedNetwork, consortium: Consortium) -> list[dict]:
-    """One config per MPC node; returns the network.json entries hospitals use to reach them."""
-    from fedchain_mpc.config import make_node_config
+    """One node.json per MPC node (fedchain_mpc.config format); returns the network.json entries."""
+    from fedchain_mpc.runner import issue_party_tls
 
     s, lay = net.settings, net.layout
+    bundle = lay.mpc / "tls-ca-bundle.pem"
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    bundle.write_bytes(b"".join(consortium.tls_root_pems()))
     entries = []
-    parties = [f"127.0.0.1:{s.mpc_party_port(i)}" for i in range(s.mpc_nodes)]
+    for i in range(s.mpc_nodes):
+        org = consortium.orgs[i % len(consortium.orgs)]
+        cert, _ = consortium.issue_tls(org.msp_id, f"mpc{i}")
+        entries.append({
+            "index": i, "id": f"mpc{i}", "endpoint": f"127.0.0.1:{s.mpc_intake_port(i)}",
+            "tls_root_cert": lay.rel(org.tls_ca_cert_path), "msp_id": org.msp_id,
+        })
     for i in range(s.mpc_nodes):
         org = consortium.orgs[i % len(consortium.orgs)]
         name = f"mpc{i}"
         cert, key = consortium.issue_tls(org.msp_id, name)
-        cfg = make_node_config(
-            index=i,
-            node_id=name,
-            listen=f"127.0.0.1:{s.mpc_intake_port(i)}",
-            parties=parties,
-            tls_cert=str(cert),
-            tls_key=str(key),
-            client_ca_certs=[str(o.ca_cert_path) for o in consortium.orgs],
-            tls_root_certs=[str(o.tls_ca_cert_path) for o in consortium.orgs],
-            network_dir=str(lay.root),
-            wallet_entry=name,
-            data_dir=str(lay.mpc / name),
-        )
+        party_dir = lay.mpc / name / "party-tls"
+        if not (party_dir / f"party_{i}.crt").exists():
+            issue_party_tls(consortium, org.msp_id, i, party_dir)
+        party = {"cert": str(party_dir / f"party_{i}.crt"), "key": str(party_dir / f"party_{i}.key"),
+                 "ca": str(bundle)}
+        cfg = {
+            "node_index": i,
+            "node_id": name,
+            "listen": f"127.0.0.1:{s.mpc_intake_port(i)}",
+            "tls": {"cert": str(cert), "key": str(key)},
+            "identity": {"wallet": str(lay.wallet), "name": name},
+            "crypto_dir": str(lay.crypto),
+            "network": str(lay.root),
+            "data_dir": str(lay.mpc / name / "data"),
+            "peers": [{**{k: e[k] for k in ("index", "endpoint", "id")},
+                       "tls_root_cert": str(lay.root / e["tls_root_cert"])} for e in entries],
+            "mpc": {
+                "parties": [f"127.0.0.1:{s.mpc_party_port(j)}" for j in range(s.mpc_nodes)],
+                "threshold": THRESHOLD,
+                "ssl": party,
+                "timeout_s": 600,
+                "retries": 3,
+                "backoff_s": 2,
+            },
+            "l": 32,
+            "f": 16,
+            "reference_dir": str(lay.mpc / name / "references"),
+        }
         _write_json(lay.mpc / f"node{i}.json", cfg)
-        entries.append({
-            "index": i, "id": name, "endpoint": f"127.0.0.1:{s.mpc_intake_port(i)}",
-            "tls_root_cert": lay.rel(org.tls_ca_cert_path), "msp_id": org.msp_id,
-        })
     return entries
 
 
