@@ -12,7 +12,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from fedchain.identity.certs import cert_to_pem, create_ca, issue_certificate
-from fedchain_cc.server_main import load_chaincode, main
+from fedchain_cc.server_main import config_warnings, load_chaincode, main
 from fedchain_cc.testcc import TestChaincode
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,6 +46,18 @@ def test_bad_configuration_exits_with_a_clear_error(monkeypatch, caplog) -> None
     assert main(["--chaincode-id", "x", "--chaincode", "nope", "--address", "127.0.0.1:0"]) == 1
     err = caplog.text
     assert "CHAINCODE_ID" in err and "must be set together" in err and "unknown chaincode 'nope'" in err
+
+
+def test_config_warnings(tmp_path) -> None:
+    key = tmp_path / "k.pem"
+    key.write_bytes(b"x")
+    key.chmod(0o600)
+    assert config_warnings("127.0.0.1:9999", None, None, None) == []
+    assert config_warnings("0.0.0.0:9999", str(key), str(key), str(key)) == []
+    assert "without TLS" in config_warnings("0.0.0.0:9999", None, None, None)[0]
+    assert "without client authentication" in config_warnings("10.0.0.5:9999", "c", str(key), None)[0]
+    key.chmod(0o644)
+    assert "readable by group/others" in config_warnings("127.0.0.1:1", "c", str(key), None)[0]
 
 
 @pytest.mark.slow

@@ -44,6 +44,26 @@ def load_chaincode(spec: str) -> Chaincode:
     return cls()
 
 
+def config_warnings(
+    address: str, tls_cert: str | None, tls_key: str | None, client_ca: str | None
+) -> list[str]:
+    """Risky but legal settings an operator should see in the log (why: they are easy to miss)."""
+    warnings = []
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if not tls_cert:
+            warnings.append(
+                f"listening on {address} without TLS: anyone who can reach it can drive the chaincode"
+            )
+        elif not client_ca:
+            warnings.append(
+                f"listening on {address} without client authentication (CHAINCODE_TLS_CLIENT_CA unset)"
+            )
+    if tls_key and os.path.exists(tls_key) and os.stat(tls_key).st_mode & 0o077:
+        warnings.append(f"TLS private key {tls_key} is readable by group/others (chmod 600 it)")
+    return warnings
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m fedchain_cc", description=__doc__.split("\n")[0])
@@ -83,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.chaincode_id:
         log.error("CHAINCODE_ID (the chaincode package id) is not set")
         return 2
+    for warning in config_warnings(args.address, args.tls_cert, args.tls_key, args.tls_client_ca):
+        log.warning("%s", warning)
     try:
         chaincode = load_chaincode(args.chaincode)
         tls = ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
