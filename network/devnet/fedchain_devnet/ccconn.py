@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +50,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     reply: chaincode_shim_pb2.ChaincodeMessage | None = None
     error: str | None = None
+    tx_id: str = ""
 
 
 def _channel(cc: ChaincodeDef, max_bytes: int) -> grpc.Channel:
@@ -160,28 +160,35 @@ class ChaincodeConnection:
     # --- execute ----------------------------------------------------------------------
     def execute(self, channel_id: str, tx_id: str, input_bytes: bytes, signed_proposal,
                 sim: TxSimulator, timeout: float) -> Execution:
+        return self.finish(self.begin(channel_id, tx_id, input_bytes, signed_proposal, sim), timeout)
+
+    def begin(self, channel_id: str, tx_id: str, input_bytes: bytes, signed_proposal, sim: TxSimulator) -> _Pending:
+        """Send TRANSACTION and return at once, so several peers simulate concurrently without extra threads."""
         if not self.ready.is_set():
             raise ChaincodeUnavailable(f"chaincode {self.cc.name!r} is not connected to {self.peer_name}")
         pending = _Pending(sim)
+        pending.tx_id = tx_id
         with self._lock:
             if tx_id in self._pending:
                 raise ChaincodeUnavailable(f"transaction {tx_id} is already executing on {self.peer_name}")
             self._pending[tx_id] = pending
+        self._send(CM(type=CM.TRANSACTION, payload=input_bytes, txid=tx_id, channel_id=channel_id,
+                      proposal=signed_proposal))
+        return pending
+
+    def finish(self, pending: _Pending, timeout: float) -> Execution:
         try:
-            self._send(CM(type=CM.TRANSACTION, payload=input_bytes, txid=tx_id, channel_id=channel_id,
-                          proposal=signed_proposal))
-            deadline = time.monotonic() + timeout
-            if not pending.done.wait(max(0.0, deadline - time.monotonic())):
+            if not pending.done.wait(timeout):
                 raise ChaincodeUnavailable(f"chaincode {self.cc.name!r} did not answer within {timeout:g} s")
         finally:
             with self._lock:
-                self._pending.pop(tx_id, None)
+                self._pending.pop(pending.tx_id, None)
         if pending.error is not None:
             raise ChaincodeUnavailable(pending.error)
         reply = pending.reply
         if reply.type == CM.ERROR:
             message = bytes(reply.payload).decode("utf-8", "replace")
-            return Execution(proposal_response_pb2.Response(status=500, message=message), b"", sim)
+            return Execution(proposal_response_pb2.Response(status=500, message=message), b"", pending.sim)
         response = proposal_response_pb2.Response.FromString(reply.payload)
         event = reply.chaincode_event.SerializeToString() if reply.HasField("chaincode_event") else b""
-        return Execution(response, event, sim)
+        return Execution(response, event, pending.sim)

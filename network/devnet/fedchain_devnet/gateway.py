@@ -7,7 +7,6 @@ gRPC status, with gateway.ErrorDetail entries naming the endorser when one faile
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 from collections.abc import Iterator
@@ -77,7 +76,6 @@ def _guard(fn):
 class GatewayService:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="endorse")
 
     # --- helpers -------------------------------------------------------------------------
     def _channel(self, channel_id: str) -> None:
@@ -107,14 +105,22 @@ class GatewayService:
         if unknown:
             raise not_found(f"endorsing organization(s) {', '.join(unknown)} not in channel {self.node.channel!r}")
         peers = [self.node.peers[o] for o in orgs]
-        futures = [self.pool.submit(peer.endorse, p) for peer in peers[1:]]
-        results, details = [], []
-        for peer, get in [(peers[0], lambda: peers[0].endorse(p))] + [
-                (peer, fut.result) for peer, fut in zip(peers[1:], futures, strict=True)]:
+        results, details, handles = [], [], []
+        for peer in peers:  # every peer's simulation in flight at once, then collect
             try:
-                results.append(get())
+                handles.append(peer.begin(p))
+            except ChaincodeUnavailable as exc:
+                handles.append(exc)
+        for peer, handle in zip(peers, handles, strict=True):
+            try:
+                if isinstance(handle, Exception):
+                    raise handle
+                results.append(peer.endorse(p, handle))
             except (EndorsementFailed, ChaincodeUnavailable) as exc:
                 details.append(ErrorDetail(peer.name, peer.msp_id, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - keep collecting so no simulation is left pending
+                log.exception("endorsement by %s failed", peer.name)
+                details.append(ErrorDetail(peer.name, peer.msp_id, f"internal error: {type(exc).__name__}"))
         if details:
             raise RequestError(grpc.StatusCode.ABORTED, f"failed to endorse transaction {p.tx_id}: {details[0].message}",
                                details)

@@ -36,13 +36,17 @@ class Peer:
         self.timeout = timeout
         self._endorser = identity.serialize()
 
-    def simulate(self, p: ParsedProposal, read_only: bool = False) -> Execution:
-        conn = self.connections[p.chaincode]
-        sim = TxSimulator(self.state, p.chaincode, p.tx_id, read_only=read_only)
-        return conn.execute(p.channel, p.tx_id, p.input_bytes, p.signed, sim, self.timeout)
+    def simulate(self, p: ParsedProposal) -> Execution:
+        return self.connections[p.chaincode].finish(self.begin(p), self.timeout)
 
-    def endorse(self, p: ParsedProposal) -> Endorsed:
-        ex = self.simulate(p)
+    def begin(self, p: ParsedProposal):
+        """Start simulating (TRANSACTION sent); `endorse(p, handle)` waits for it and signs."""
+        sim = TxSimulator(self.state, p.chaincode, p.tx_id)
+        return self.connections[p.chaincode].begin(p.channel, p.tx_id, p.input_bytes, p.signed, sim)
+
+    def endorse(self, p: ParsedProposal, handle=None) -> Endorsed:
+        handle = handle if handle is not None else self.begin(p)
+        ex = self.connections[p.chaincode].finish(handle, self.timeout)
         if ex.response.status >= 400:
             raise EndorsementFailed(f"chaincode response {ex.response.status}, {ex.response.message}")
         if ex.simulator.paginated:
