@@ -238,3 +238,16 @@ def test_attest_retries_on_mvcc_conflict(net):
     with pytest.raises(Conflict):
         client.submit_update({"round_id": 1})  # hospitals never need to retry: no silent resubmission
     assert calls == ["SubmitUpdate"]
+
+
+def test_gateway_refusal_is_reduced_to_the_chaincode_message():
+    from fedchain.cli.operator import describe_gateway_error
+    from fedchain.gateway import ErrorDetail
+
+    msg = "SubmitUpdate: hospital1 already submitted an update to round 1"
+    details = [ErrorDetail(f"peer0.org{i}", f"Org{i}MSP", f"chaincode response 409, {msg}") for i in (1, 2)]
+    exc = EndorseError("endorse failed: ABORTED", details=details, tx_id="ab" * 32)
+    assert describe_gateway_error(exc) == f"{msg} (status 409; tx {'ab' * 8} refused by every endorser)"
+    split = [details[0], ErrorDetail("peer0.org2", "Org2MSP", "chaincode response 500, SubmitUpdate: other")]
+    assert "peer0.org2 (Org2MSP)" in describe_gateway_error(EndorseError("endorse failed", details=split))
+    assert describe_gateway_error(EndorseError("endorse failed: UNAVAILABLE")) == "endorse failed: UNAVAILABLE"

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -88,9 +89,25 @@ def run(fn, args: argparse.Namespace) -> int:
 
     try:
         return int(fn(args) or 0)
-    except (GatewayError, NetworkConfigError, IdentityError, ValueError, OSError, KeyError) as exc:
+    except GatewayError as exc:
+        print(f"error: {describe_gateway_error(exc)}", file=sys.stderr)
+        return 1
+    except (NetworkConfigError, IdentityError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+_CC_RESPONSE = re.compile(r"chaincode response (\d{3}), (.*)", re.S)
+
+
+def describe_gateway_error(exc: Any) -> str:
+    """The chaincode's own message when every endorser refused for the same reason; else everything."""
+    reasons = {m.group(1, 2) for d in getattr(exc, "details", []) if (m := _CC_RESPONSE.search(d.message))}
+    if len(reasons) == 1 and all(_CC_RESPONSE.search(d.message) for d in exc.details):
+        status, message = reasons.pop()
+        tx = f"tx {exc.tx_id[:16]} " if getattr(exc, "tx_id", None) else ""
+        return f"{message.strip()} (status {status}; {tx}refused by every endorser)"
+    return str(exc)
 
 
 # ------------------------------------------------------------------------- parsers
