@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -17,34 +16,10 @@ from fedchain.mpc_client import (
     submit_share,
     verify_receipt,
 )
-from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
-from fedchain_mpc.store import ShareStore
-from mpc_node_support import ORG, endpoint, make_shares, make_world
+from mpc_node_support import IntakeNode as Node
+from mpc_node_support import make_shares, make_world
 
 DIM = 64
-
-
-class Node:
-    def __init__(self, world, index: int, data_dir: Path, max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        self.world = world
-        self.index = index
-        self.data_dir = data_dir
-        self.max_message_bytes = max_message_bytes
-        self.start()
-
-    def start(self) -> None:
-        cons = self.world.consortium
-        cert, key = cons.issue_tls(ORG, f"mpc{self.index}")
-        settings = IntakeSettings(node_id=f"mpc{self.index}", node_index=self.index, m=3, t=1,
-                                  max_message_bytes=self.max_message_bytes)
-        self.store = ShareStore(self.data_dir)
-        self.intake = ShareIntake(settings, self.store, self.world.ledger, cons.msp_manager(),
-                                  self.world.nodes[self.index])
-        self.server, self.port = serve(self.intake, "127.0.0.1:0", cert.read_bytes(), key.read_bytes())
-        self.endpoint = endpoint(cons, self.index, self.port)
-
-    def stop(self) -> None:
-        self.server.stop(grace=None).wait()
 
 
 @pytest.fixture(scope="module")

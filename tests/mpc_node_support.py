@@ -12,7 +12,9 @@ import numpy as np
 from fedchain.identity import Consortium, SigningIdentity, generate_consortium
 from fedchain.mpc_client import NodeEndpoint
 from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
+from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
 from fedchain_mpc.service import LedgerError, LedgerEvent
+from fedchain_mpc.store import ShareStore
 
 ORG = "Org1MSP"
 
@@ -144,3 +146,42 @@ def make_shares(update: np.ndarray, round_id: int, hospital: str, t: int = 1, m:
 def endpoint(cons: Consortium, index: int, port: int) -> NodeEndpoint:
     return NodeEndpoint(index=index, endpoint=f"127.0.0.1:{port}",
                         tls_root_cert=cons.org(ORG).tls_ca_cert_path.read_bytes(), id=f"mpc{index}")
+
+
+class IntakeNode:
+    """A node's share intake on a real port (mutual TLS), its store in data_dir."""
+
+    def __init__(self, world, index: int, data_dir: Path, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.world = world
+        self.index = index
+        self.data_dir = data_dir
+        self.max_message_bytes = max_message_bytes
+        self.start()
+
+    def start(self) -> None:
+        cons = self.world.consortium
+        cert, key = cons.issue_tls(ORG, f"mpc{self.index}")
+        settings = IntakeSettings(node_id=f"mpc{self.index}", node_index=self.index, m=3, t=1,
+                                  max_message_bytes=self.max_message_bytes)
+        self.store = ShareStore(self.data_dir)
+        self.intake = ShareIntake(settings, self.store, self.world.ledger, cons.msp_manager(),
+                                  self.world.nodes[self.index])
+        self.server, self.port = serve(self.intake, "127.0.0.1:0", cert.read_bytes(), key.read_bytes())
+        self.endpoint = endpoint(cons, self.index, self.port)
+
+    def stop(self) -> None:
+        self.server.stop(grace=None).wait()
+
+
+class NodeLedgerView:
+    """The fake ledger as seen by one MPC node: the chaincode stamps attestations with the caller."""
+
+    def __init__(self, ledger: FakeLedger, node_id: str) -> None:
+        self._ledger = ledger
+        self._node_id = node_id
+
+    def attest(self, attestation: dict[str, Any]) -> None:
+        self._ledger.attest({**attestation, "node": self._node_id})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)

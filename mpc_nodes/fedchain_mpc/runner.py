@@ -145,6 +145,7 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
     with open(stdout, "ab") as so, open(stderr, "ab") as se:
         proc = subprocess.Popen(command(settings), cwd=run_dir, env=env, stdout=so, stderr=se,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        (run_dir / "party.pid").write_text(str(proc.pid))
         try:
             rc = proc.wait(timeout=settings.timeout_s)
         except subprocess.TimeoutExpired:
