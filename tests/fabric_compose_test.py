@@ -28,7 +28,7 @@ def generated(tmp_path_factory):
 def test_services_volumes_ports(generated):
     d, _, doc = generated
     services = doc["services"]
-    assert set(services) == {*NODES, "chaincode", "cli"}
+    assert set(services) == {*NODES, "chaincode.org1", "chaincode.org2", "chaincode.org3", "cli"}
     assert services[NODES[0]]["image"].startswith("hyperledger/fabric-orderer:2.5")
     assert services[NODES[0]]["ports"] == ["127.0.0.1:7050:7050", "127.0.0.1:7053:7053", "127.0.0.1:9443:9443"]
     for i, name in enumerate(NODES[1:]):
@@ -49,11 +49,18 @@ def test_services_volumes_ports(generated):
             assert env[key].startswith(CRYPTO + "/")
             assert (d / "crypto" / env[key][len(CRYPTO) + 1:]).exists(), key
         assert svc["volumes"][0] == f"../crypto:{CRYPTO}:ro"
-    cc = services["chaincode"]
-    assert cc["env_file"] == ["chaincode.env"] and cc["environment"]["CHAINCODE_SERVER_ADDRESS"] == "0.0.0.0:9999"
-    assert (d / "crypto" / cc["environment"]["CHAINCODE_TLS_CERT"][len(CRYPTO) + 1:]).is_file()
-    assert cc["build"]["dockerfile"] == "network/fabric/Dockerfile.chaincode"
-    assert (Path(cc["build"]["context"]) / cc["build"]["dockerfile"]).is_file()
+    for i in range(3):  # each org runs its own chaincode service, on its own host (profile)
+        cc = services[f"chaincode.org{i + 1}"]
+        assert cc["profiles"] == [f"org{i + 1}"] and cc["hostname"] == f"chaincode.org{i + 1}.fedchain.local"
+        assert cc["env_file"] == [f"chaincode-org{i + 1}.env"]
+        assert cc["environment"]["CHAINCODE_SERVER_ADDRESS"] == f"0.0.0.0:{9999 + i}"
+        cert = cc["environment"]["CHAINCODE_TLS_CERT"]
+        assert f"org{i + 1}.fedchain.local/services/chaincode/tls" in cert
+        assert (d / "crypto" / cert[len(CRYPTO) + 1:]).is_file()
+        assert cc["image"] == "fedchain/chaincode:latest"
+    build = services["chaincode.org1"]["build"]
+    assert build["dockerfile"] == "network/fabric/Dockerfile.chaincode"
+    assert (Path(build["context"]) / build["dockerfile"]).is_file()
 
 
 def test_configtx_and_package_use_service_names(generated):
@@ -64,13 +71,20 @@ def test_configtx_and_package_use_service_names(generated):
     assert consenter["Host"] == NODES[0] and consenter["ClientTLSCert"].startswith(CRYPTO + "/")
     assert [o["AnchorPeers"][0]["Host"] for o in prof["Application"]["Organizations"]] == NODES[1:]
     assert all(o["MSPDir"].startswith(CRYPTO + "/") for o in tx["Organizations"])
-    pkg = next((path.parent / "chaincode").glob("*.tar.gz"))
-    conn = ccaas.read_package(pkg)["connection"]
-    assert conn["address"] == "chaincode.fedchain.local:9999" and conn["tls_required"] is True
-    pkg_id = ccaas.package_id("fedchain_1.0", pkg.read_bytes())
-    assert (path.parent / "chaincode.env").read_text().strip() == f"CHAINCODE_ID={pkg_id}"
     script = (path.parent / "setup.sh").read_text()
-    assert f"--package-id {pkg_id}" in script and script.count("approveformyorg") == 3
+    assert script.count("approveformyorg") == 3 and script.count("lifecycle chaincode commit") == 1
+    ids = set()
+    for i in range(3):
+        pkg = path.parent / "chaincode" / f"org{i + 1}" / "fedchain_1.0.tar.gz"
+        conn = ccaas.read_package(pkg)["connection"]
+        assert conn["address"] == f"chaincode.org{i + 1}.fedchain.local:{9999 + i}" and conn["tls_required"] is True
+        org_ca = d / "crypto/peerOrganizations" / f"org{i + 1}.fedchain.local" / "tlsca/tlsca-cert.pem"
+        assert conn["root_cert"] == org_ca.read_text()
+        pkg_id = ccaas.package_id("fedchain_1.0", pkg.read_bytes())
+        assert (path.parent / f"chaincode-org{i + 1}.env").read_text().strip() == f"CHAINCODE_ID={pkg_id}"
+        assert f"chaincode/org{i + 1}/fedchain_1.0.tar.gz" in script and f"--package-id {pkg_id}" in script
+        ids.add(pkg_id)
+    assert len(ids) == 3
     for line in script.splitlines():
         if line and not line.startswith("#") and "'" not in line.split("=", 1)[0]:
             shlex.split(line)  # every line is valid shell quoting

@@ -181,6 +181,6 @@ def test_preflight_reports_taken_port_and_duplicates(tmp_path):
         tools = FabricTools(None, None, None)
         with pytest.raises(PreflightError) as err:
             preflight(settings, tools)
-        assert f"port {taken} (chaincode server) is already in use" in str(err.value)
+        assert f"port {taken} (chaincode server org1) is already in use" in str(err.value)
     with pytest.raises(PreflightError, match="used twice"):
         preflight(FabricSettings(chaincode_port=7050), tools, check_ports=False)

@@ -82,9 +82,13 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
         assert [a[1] for a in fake_discovery] == ["peer0.org1.fedchain.local", "peer0.org2.fedchain.local"]
         commit = _calls(log)[-1]["args"]
         assert commit.count("--peerAddresses") == 2 and "--channel-config-policy" in commit
-        approve = [c for c in _calls(log) if "approveformyorg" in c["args"]][0]["args"]
-        pkg_id = approve[approve.index("--package-id") + 1]
-        assert pkg_id == net.state()["package_id"] and pkg_id.startswith("fedchain_1.0:")
+        approvals = {c["msp"]: c["args"][c["args"].index("--package-id") + 1]
+                     for c in _calls(log) if "approveformyorg" in c["args"]}
+        assert approvals == net.state()["package_ids"] and set(approvals) == {"Org1MSP", "Org2MSP"}
+        assert len(set(approvals.values())) == 2  # each org its own package -> its own chaincode server
+        assert all(p.startswith("fedchain_1.0:") for p in approvals.values())
+        installs = {c["msp"]: c["args"][3] for c in _calls(log) if c["args"][:3] == ["lifecycle", "chaincode", "install"]}
+        assert installs["Org1MSP"] != installs["Org2MSP"]
         cfg = load_network(d)
         assert cfg.kind == "fabric" and cfg.channel == "fedchain" and cfg.chaincode == "fedchain"
         assert cfg.gateway.endpoint == f"127.0.0.1:{net.settings.peer_port(0)}"
@@ -93,14 +97,16 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
         assert cfg.identity("operator").identity.role == "operator"
         st = fabricnet.status(d)
         assert set(st["services"]) == {"orderer", "peer0.org1.fedchain.local", "peer0.org2.fedchain.local",
-                                       "chaincode", "mpc0"}
+                                       "chaincode.org1", "chaincode.org2", "mpc0"}
         assert [n.id for n in cfg.mpc_nodes] == ["mpc0"]
         assert all(s["running"] for s in st["services"].values())
-        assert "READY fedchain_1.0:" in (d / "logs" / "chaincode.log").read_text()
+        for org in ("Org1MSP", "Org2MSP"):
+            name = f"chaincode.{org[:4].lower()}"
+            assert f"READY {approvals[org]}" in (d / "logs" / f"{name}.log").read_text()
         pids = [s["pid"] for s in st["services"].values()]
     finally:
         stopped = fabricnet.down(d)
-    assert stopped[0] == "mpc0" and len(stopped) == 5 and not any(pid_alive(p) for p in pids)
+    assert stopped[0] == "mpc0" and len(stopped) == 6 and not any(pid_alive(p) for p in pids)
     assert not list((d / "run").glob("*.pid"))
     # restart: same ledger and package, no one-time step again
     (d / "ledger" / "orderer").mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def test_round_scenario_on_real_fabric(tmp_path):
         gateways.clear()
 
         # restart on the same ledger
-        assert len(fabricnet.down(d)) == 5
+        assert len(fabricnet.down(d)) == 7  # orderer, 3 peers, 3 chaincode servers
         fabricnet.up(d)
         gw, op = _client(cfg, "operator")
         gateways.append(gw)

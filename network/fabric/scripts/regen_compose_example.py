@@ -24,7 +24,7 @@ def main() -> None:
     out = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.yaml"
     with tempfile.TemporaryDirectory() as tmp:
         doc = yaml.safe_load(write_compose(Path(tmp) / "net").read_text())
-    doc["services"]["chaincode"]["build"]["context"] = "../../.."  # the repository root, seen from here
+    doc["services"]["chaincode.org1"]["build"]["context"] = "../../.."  # the repository root, seen from here
     out.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False))
     print(f"wrote {out}")
 

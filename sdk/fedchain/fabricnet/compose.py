@@ -1,10 +1,11 @@
 """Docker Compose mode: the same configs as native mode, for containers on one or several hosts.
 
-`write_compose(D)` writes D/compose/: docker-compose.yaml (orderer, one peer per org, the
-chaincode service, a `cli` tools container), configtx.yaml with container paths and the
-nodes' hostnames, the ccaas package pointing at the chaincode service, and setup.sh that
-runs the one-time channel and lifecycle steps inside the `cli` container. Every service has
-a compose profile (orderer, org1.., chaincode) so each host starts only its own part;
+`write_compose(D)` writes D/compose/: docker-compose.yaml (orderer; per org a peer and the
+org's own chaincode service; a `cli` tools container), configtx.yaml with container paths
+and the nodes' hostnames, one ccaas package per org pointing at that org's chaincode
+service (chaincode-orgN.env holds its package id), and setup.sh that runs the one-time
+channel and lifecycle steps inside the `cli` container. Every service has a compose
+profile (orderer, org1.., cli) so each host starts only its own part;
 `extra_hosts` maps the node names to the hosts' addresses. Published ports bind to
 127.0.0.1 unless a publish address is given, as everywhere else in fedchain.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from fedchain.fabricnet import ccaas, configtx, node_env
+from fedchain.fabricnet.native import chaincode_host, chaincode_service
 from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
 from fedchain.identity import Consortium
 
@@ -27,7 +29,6 @@ CRYPTO = "/etc/hyperledger/fedchain/crypto"
 CONFIG = "/etc/hyperledger/fedchain/config"
 LEDGER = "/var/hyperledger/production"
 FABRIC_CFG = "/etc/hyperledger/fabric"  # the images' own core.yaml/orderer.yaml (ccaas builder included)
-CHAINCODE_HOST = "chaincode.fedchain.local"
 _LEDGER_MARK, _CFG_MARK = Path("/__ledger__"), Path("/__fabric_cfg__")
 
 
@@ -94,23 +95,28 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
             "volumes": [crypto_vol, f"{vol}:{LEDGER}"],
             "ports": [f"{publish}:{p}:{p}" for p in (settings.peer_port(i), settings.peer_operations_port(i))],
         }
-    org1 = consortium.orgs[0]
-    cc_tls = org1.path / "services" / "chaincode" / "tls"
-    services["chaincode"] = {
-        **common("chaincode"),
-        **({"build": {"context": str(source), "dockerfile": "network/fabric/Dockerfile.chaincode"}} if source else {}),
-        "image": "fedchain/chaincode:latest",
-        "container_name": CHAINCODE_HOST,
-        "hostname": CHAINCODE_HOST,
-        "env_file": ["chaincode.env"],  # CHAINCODE_ID: written by setup.sh / write_compose
-        "environment": {
-            "CHAINCODE_SERVER_ADDRESS": f"0.0.0.0:{settings.chaincode_port}",
-            **({"CHAINCODE_TLS_CERT": path(cc_tls / "server.crt"), "CHAINCODE_TLS_KEY": path(cc_tls / "server.key")}
-               if settings.chaincode_tls else {}),
-        },
-        "volumes": [crypto_vol],
-        "ports": [f"{publish}:{settings.chaincode_port}:{settings.chaincode_port}"],
-    }
+    image = {"image": "fedchain/chaincode:latest"}
+    if source:
+        image["build"] = {"context": str(source), "dockerfile": "network/fabric/Dockerfile.chaincode"}
+    for i, org in enumerate(consortium.orgs):  # each org runs the chaincode its peer endorses with
+        cc_tls = org.path / "services" / "chaincode" / "tls"
+        port = settings.chaincode_server_port(i)
+        services[chaincode_service(org)] = {
+            **common(org.name.lower()),
+            **image,
+            "container_name": chaincode_host(org),
+            "hostname": chaincode_host(org),
+            "env_file": [f"chaincode-{org.name.lower()}.env"],  # CHAINCODE_ID = this org's package id
+            "environment": {
+                "CHAINCODE_SERVER_ADDRESS": f"0.0.0.0:{port}",
+                **({"CHAINCODE_TLS_CERT": path(cc_tls / "server.crt"),
+                    "CHAINCODE_TLS_KEY": path(cc_tls / "server.key")} if settings.chaincode_tls else {}),
+            },
+            "volumes": [crypto_vol],
+            "ports": [f"{publish}:{port}:{port}"],
+        }
+        if i:
+            image = {"image": "fedchain/chaincode:latest"}  # built once, by the first service
     services["cli"] = {
         **common("cli"),
         "image": f"hyperledger/fabric-tools:{image_tag}",
@@ -124,7 +130,7 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
             "networks": {"fedchain": {"name": "fedchain"}}}
 
 
-def setup_script(consortium: Consortium, settings: FabricSettings, package_name: str, package_id: str) -> str:
+def setup_script(consortium: Consortium, settings: FabricSettings, package_ids: dict[str, str]) -> str:
     """The one-time steps of native mode, as commands for the `cli` container (run once, from D/compose)."""
     path = _mapper(consortium.crypto_dir)
     s, orderer = settings, consortium.orderer
@@ -139,7 +145,6 @@ def setup_script(consortium: Consortium, settings: FabricSettings, package_name:
         "# `docker compose --profile '*' up -d` (or each host's profiles); every step runs in the cli container.",
         "set -eu",
         'run() { docker compose exec -T "$@"; }',
-        f"echo 'CHAINCODE_ID={package_id}' > chaincode.env",
         f"run cli configtxgen -profile {configtx.PROFILE} -channelID {s.channel} -configPath {CONFIG} "
         f"-outputBlock {CONFIG}/{s.channel}.block",
         f"run cli osnadmin channel join --channelID {s.channel} --config-block {CONFIG}/{s.channel}.block "
@@ -154,18 +159,18 @@ def setup_script(consortium: Consortium, settings: FabricSettings, package_name:
         lines += [
             f"# --- {org.msp_id}",
             f"{peer} channel join -b {CONFIG}/{s.channel}.block",
-            f"{peer} lifecycle chaincode install {CONFIG}/chaincode/{package_name}"
+            f"{peer} lifecycle chaincode install {CONFIG}/chaincode/{org.name.lower()}/{s.chaincode_label}.tar.gz"
             " || echo '(already installed)'",
-            f"{peer} lifecycle chaincode approveformyorg -o {o_addr} {o_tls} {definition} --package-id {package_id}",
+            f"{peer} lifecycle chaincode approveformyorg -o {o_addr} {o_tls} {definition} "
+            f"--package-id {package_ids[org.msp_id]}",
         ]
         peers += f" --peerAddresses {org.node_name}:{s.peer_port(i)} --tlsRootCertFiles {path(org.tls_ca_cert_path)}"
         if i == 0:
             commit_peer = peer
     lines += [
-        "# --- commit (any org's admin), then start the chaincode service with the package id",
+        "# --- commit (any org's admin)",
         f"{commit_peer} lifecycle chaincode checkcommitreadiness {definition}",
         f"{commit_peer} lifecycle chaincode commit -o {o_addr} {o_tls} {definition}{peers}",
-        "docker compose --profile chaincode up -d chaincode",
         "echo 'fedchain channel and chaincode ready'",
     ]
     return "\n".join(lines) + "\n"
@@ -188,16 +193,17 @@ def write_compose(directory: Path, settings: FabricSettings | None = None, *, pu
     path = _mapper(consortium.crypto_dir)
     configtx.write_configtx(out, configtx.configtx(consortium, s, orderer_host=consortium.orderer.node_name,
                                                    peer_hosts=names, path=lambda p: path(Path(p))))
-    root_pem = None
-    if s.chaincode_tls:
-        consortium.issue_tls(consortium.orgs[0].msp_id, "chaincode",
-                             hosts=("localhost", s.host, CHAINCODE_HOST))
-        root_pem = consortium.orgs[0].tls_ca_cert_path.read_bytes()
-    conn = ccaas.connection_json(f"{CHAINCODE_HOST}:{s.chaincode_port}", tls_root_cert_pem=root_pem)
-    package, package_id = ccaas.write_package(out / "chaincode", s.chaincode_label, conn)
-    (out / "chaincode.env").write_text(f"CHAINCODE_ID={package_id}\n")
+    package_ids: dict[str, str] = {}
+    for i, org in enumerate(consortium.orgs):
+        root_pem = None
+        if s.chaincode_tls:
+            consortium.issue_tls(org.msp_id, "chaincode", hosts=("localhost", s.host, chaincode_host(org)))
+            root_pem = org.tls_ca_cert_path.read_bytes()
+        conn = ccaas.connection_json(f"{chaincode_host(org)}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
+        _, package_ids[org.msp_id] = ccaas.write_package(out / "chaincode" / org.name.lower(), s.chaincode_label, conn)
+        (out / f"chaincode-{org.name.lower()}.env").write_text(f"CHAINCODE_ID={package_ids[org.msp_id]}\n")
     script = out / "setup.sh"
-    script.write_text(setup_script(consortium, s, package.name, package_id))
+    script.write_text(setup_script(consortium, s, package_ids))
     script.chmod(0o755)
     compose_file = out / "docker-compose.yaml"
     doc = compose_document(consortium, s, publish=publish, extra_hosts=extra_hosts, source=source_root())

@@ -4,8 +4,11 @@ Order of `up` (each one-time step is recorded in D/fabric-state.json, so a resta
 starts processes and the ledgers in D/ledger are reused):
   pre-flight (binaries, configs, builder, ports) -> crypto + wallet -> configs ->
   orderer -> channel block + osnadmin join -> peers -> peer channel join ->
-  ccaas package install (every peer) -> chaincode server -> approve (every org) ->
-  commit -> network.json.
+  ccaas package install (each org its own package, pointing at its own chaincode server) ->
+  one chaincode server per org -> approve (every org, its own package id) -> commit ->
+  gossip and discovery ready -> network.json -> extra services (MPC nodes).
+Each org endorses with a chaincode process of its own, so a MAJORITY endorsement really
+means independent executions, as it would across organisations' hosts.
 If any step fails, every process this call started is stopped again (SIGTERM, then
 SIGKILL) and the error names the step and the log to read.
 """
@@ -47,6 +50,15 @@ class ExtraService:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+
+
+def chaincode_host(org: Org) -> str:
+    """Host name of an org's chaincode server (its TLS name; its container name in Compose mode)."""
+    return f"chaincode.{org.domain}"
+
+
+def chaincode_service(org: Org) -> str:
+    return f"chaincode.{org.name.lower()}"
 
 
 class FabricNetworkError(RuntimeError):
@@ -109,22 +121,23 @@ class FabricNetwork:
         return {**_clean_env(), **node_env.admin_cli_env(org, i, self.settings,
                                                          cfg_dir=self.layout.peer_cfg(org.node_name))}
 
-    def chaincode_env(self, consortium: Consortium, package_id: str) -> dict[str, str]:
+    def chaincode_env(self, consortium: Consortium, i: int, package_id: str) -> dict[str, str]:
         env = {
             "CHAINCODE_ID": package_id,
-            "CHAINCODE_SERVER_ADDRESS": f"{self.settings.host}:{self.settings.chaincode_port}",
+            "CHAINCODE_SERVER_ADDRESS": f"{self.settings.host}:{self.settings.chaincode_server_port(i)}",
         }
         if self.settings.chaincode_tls:
-            cert, key = self._chaincode_tls(consortium)
+            cert, key = self._chaincode_tls(consortium, consortium.orgs[i])
             env |= {"CHAINCODE_TLS_CERT": str(cert), "CHAINCODE_TLS_KEY": str(key)}
         return env
 
-    def _chaincode_tls(self, consortium: Consortium) -> tuple[Path, Path]:
-        return consortium.issue_tls(consortium.orgs[0].msp_id, "chaincode",
-                                    hosts=("localhost", self.settings.host, "chaincode.fedchain.local"))
+    def _chaincode_tls(self, consortium: Consortium, org: Org) -> tuple[Path, Path]:
+        """The org's chaincode server certificate, from the org's own TLS CA."""
+        return consortium.issue_tls(org.msp_id, "chaincode",
+                                    hosts=("localhost", self.settings.host, chaincode_host(org)))
 
     def services(self, consortium: Consortium) -> list[Service]:
-        """In start order (orderer, peers, chaincode); stopped in reverse."""
+        """In start order (orderer, peers, one chaincode server per org, extras); stopped in reverse."""
         s, lay = self.settings, self.layout
         env = _clean_env()
         out: list[Service] = [PortService(
@@ -136,32 +149,35 @@ class FabricNetwork:
                 org.node_name, [str(self.tools.binary("peer")), "node", "start"], lay.run, lay.logs,
                 {**env, **self.peer_env(consortium, i)}, ready_ports=(s.peer_port(i),), ready_host=s.host,
             ))
-        package_id = self.state().get("package_id")
-        if package_id:
-            argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
-            out.append(Service("chaincode", list(argv), lay.run,
-                               lay.logs, {**env, **self.chaincode_env(consortium, package_id)}))
+        package_ids = self.state().get("package_ids") or {}
+        argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
+        for i, org in enumerate(consortium.orgs):
+            if org.msp_id in package_ids:
+                out.append(Service(chaincode_service(org), list(argv), lay.run, lay.logs,
+                                   {**env, **self.chaincode_env(consortium, i, package_ids[org.msp_id])}))
         out += [Service(e["name"], list(e["argv"]), lay.run, lay.logs, {**env, **e.get("env", {})})
                 for e in self.state().get("extra_services", [])]
         return out
 
     # --- configs ------------------------------------------------------------------
-    def write_configs(self, consortium: Consortium) -> tuple[Path, str]:
-        """configtx.yaml, per-node config folders and the ccaas package; returns (package, package id)."""
+    def write_configs(self, consortium: Consortium) -> dict[str, tuple[Path, str]]:
+        """configtx.yaml, per-node config folders and each org's ccaas package: {msp_id: (package, package id)}."""
         lay, s = self.layout, self.settings
         configtx.write_configtx(lay.configtx_dir, configtx.configtx(consortium, s))
         assert self.tools.cfg_dir is not None and self.tools.ccaas_builder is not None
         lay.orderer_cfg.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.tools.cfg_dir / "orderer.yaml", lay.orderer_cfg / "orderer.yaml")
-        for org in consortium.orgs:
+        packages = {}
+        for i, org in enumerate(consortium.orgs):
             node_env.write_core_yaml(self.tools.cfg_dir / "core.yaml", lay.peer_cfg(org.node_name),
                                      str(self.tools.ccaas_builder))
-        root_pem = None
-        if s.chaincode_tls:
-            self._chaincode_tls(consortium)
-            root_pem = consortium.orgs[0].tls_ca_cert_path.read_bytes()
-        conn = ccaas.connection_json(f"{s.host}:{s.chaincode_port}", tls_root_cert_pem=root_pem)
-        return ccaas.write_package(lay.chaincode_dir, s.chaincode_label, conn)
+            root_pem = None
+            if s.chaincode_tls:
+                self._chaincode_tls(consortium, org)
+                root_pem = org.tls_ca_cert_path.read_bytes()
+            conn = ccaas.connection_json(f"{s.host}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
+            packages[org.msp_id] = ccaas.write_package(lay.chaincode_dir / org.name.lower(), s.chaincode_label, conn)
+        return packages
 
     def enroll_defaults(self, consortium: Consortium) -> None:
         """Same wallet entries as the embedded network: operator, auditor, mpc0.. (hospitals are enrolled later)."""
@@ -199,13 +215,10 @@ class FabricNetwork:
         consortium = self.consortium()
         self.enroll_defaults(consortium)
         progress("configs (configtx.yaml, core.yaml per peer, ccaas package)")
-        package, package_id = self.write_configs(consortium)
-        if self.state().get("package_id") not in (None, package_id):
-            log.warning("chaincode package changed (%s); the committed definition still names the old one",
-                        package_id)
+        packages = self.write_configs(consortium)
         started: list[Service] = []
         try:
-            self._bring_up(consortium, package, package_id, started, progress, ready_timeout)
+            self._bring_up(consortium, packages, started, progress, ready_timeout)
         except BaseException as exc:  # Ctrl-C included: nothing half-started is left behind
             progress("failed: stopping what this call started")
             for svc in reversed(started):
@@ -221,7 +234,7 @@ class FabricNetwork:
         started.append(svc)  # before start: a timed-out start is stopped too
         svc.start(ready_timeout=timeout)
 
-    def _bring_up(self, consortium: Consortium, package: Path, package_id: str, started: list[Service],
+    def _bring_up(self, consortium: Consortium, packages: dict[str, tuple[Path, str]], started: list[Service],
                   progress: Progress, timeout: float) -> None:
         s, lay = self.settings, self.layout
         services = {svc.name: svc for svc in self.services(consortium)}
@@ -237,21 +250,23 @@ class FabricNetwork:
                 self._peer(i, consortium, ["channel", "join", "-b", str(lay.channel_block)], "peer channel join")
                 self._mark(**{f"joined:{org.node_name}": True})
         for i, org in enumerate(consortium.orgs):
+            package, package_id = packages[org.msp_id]
             if self.state().get(f"installed:{org.node_name}") != package_id:
-                progress(f"install {package.name} on {org.node_name}")
+                progress(f"install {org.msp_id}'s ccaas package on {org.node_name}")
                 self._install(i, consortium, package, package_id)
                 self._mark(**{f"installed:{org.node_name}": package_id})
-        self._mark(package_id=package_id)
-        progress("starting the chaincode server")
-        cc = next(svc for svc in self.services(consortium) if svc.name == "chaincode")
-        self._start(cc, started, progress, timeout)
-        if self.state().get("committed") != package_id:
-            self._approve_and_commit(consortium, package_id, progress)
-            self._mark(committed=package_id)
+        self._mark(package_ids={m: p[1] for m, p in packages.items()})
+        for svc in self.services(consortium):  # each org's peer talks to its own org's chaincode server
+            if svc.name.startswith("chaincode."):
+                self._start(svc, started, progress, timeout)
+        if not self.state().get("committed"):
+            self._approve_and_commit(consortium, {m: p[1] for m, p in packages.items()}, progress)
+            self._mark(committed=True)
         self._wait_for_gossip(consortium, progress, timeout)
         self._wait_for_endorsement_plan(consortium, progress, timeout)
         self.write_network_json(consortium)
-        for svc in self.services(consortium)[len(consortium.orgs) + 2:]:  # after orderer, peers, chaincode
+        n_core = 1 + 2 * len(consortium.orgs)  # orderer, peers, chaincode servers
+        for svc in self.services(consortium)[n_core:]:
             self._start(svc, started, progress, timeout)
 
     def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
@@ -333,9 +348,11 @@ class FabricNetwork:
         return ["--channelID", s.channel, "--name", s.chaincode, "--version", s.chaincode_version,
                 "--sequence", str(s.chaincode_sequence), "--channel-config-policy", ENDORSEMENT_POLICY_REF]
 
-    def _approve_and_commit(self, consortium: Consortium, package_id: str, progress: Progress) -> None:
+    def _approve_and_commit(self, consortium: Consortium, package_ids: dict[str, str], progress: Progress) -> None:
+        """Every org approves the same definition with its own package id (its own chaincode server)."""
         s = self.settings
         for i, org in enumerate(consortium.orgs):
+            package_id = package_ids[org.msp_id]
             if self.state().get(f"approved:{org.msp_id}") == package_id:
                 continue
             progress(f"{org.msp_id} approves {s.chaincode} (policy {ENDORSEMENT_POLICY_REF})")
@@ -388,7 +405,7 @@ class FabricNetwork:
             "kind": "fabric",
             "services": {svc.name: {"running": svc.running(), "pid": svc.pid(), "log": str(svc.log_file)}
                          for svc in services},
-            "package_id": state.get("package_id"),
-            "chaincode_committed": state.get("committed") is not None,
+            "package_ids": state.get("package_ids"),
+            "chaincode_committed": bool(state.get("committed")),
         }
 

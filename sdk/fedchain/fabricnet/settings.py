@@ -28,7 +28,7 @@ class FabricSettings:
     peer_base_port: int = 7051  # peer i listens on base + 1000*i, its chaincode listener on +1
     peer_port_step: int = 1000
     peer_operations_base_port: int = 9444  # peer i: base + i
-    chaincode_port: int = 9999
+    chaincode_port: int = 9999  # org i's chaincode server listens on this + i
     channel: str = CHANNEL
     chaincode: str = CHAINCODE
     chaincode_label: str = "fedchain_1.0"
@@ -49,15 +49,18 @@ class FabricSettings:
     def peer_operations_port(self, i: int) -> int:
         return self.peer_operations_base_port + i
 
+    def chaincode_server_port(self, i: int) -> int:
+        return self.chaincode_port + i
+
     def ports(self) -> dict[str, int]:
         """Every listener by owner, for the pre-flight check and the docs."""
         out = {
             "orderer": self.orderer_port,
             "orderer admin": self.orderer_admin_port,
             "orderer operations": self.orderer_operations_port,
-            "chaincode server": self.chaincode_port,
         }
         for i, org in enumerate(self.orgs):
+            out[f"chaincode server {org.lower()}"] = self.chaincode_server_port(i)
             out[f"peer0.{org.lower()}"] = self.peer_port(i)
             out[f"peer0.{org.lower()} chaincode listener"] = self.peer_chaincode_port(i)
             out[f"peer0.{org.lower()} operations"] = self.peer_operations_port(i)
