@@ -7,6 +7,7 @@ Environment (flags override):
   CHAINCODE_TLS_CLIENT_CA     CA file for peer client certificates (mutual TLS when set)
   FEDCHAIN_CHAINCODE          testcc | fedchain | package.module:Class   (default fedchain)
   FEDCHAIN_CC_LOG_LEVEL       default INFO
+  FEDCHAIN_CC_MAX_TX, FEDCHAIN_CC_MAX_MESSAGE_BYTES   worker pool size (32), gRPC message limit (100 MiB)
 Prints exactly one line "READY <host:port>" on stdout once listening (launchers wait for it);
 logs go to stderr and never contain arguments, values or payloads. SIGTERM/SIGINT stop cleanly.
 """
@@ -22,7 +23,7 @@ import sys
 import threading
 
 from fedchain_cc.shim.interface import Chaincode
-from fedchain_cc.shim.server import DEFAULT_ADDRESS, ChaincodeServer, ServerTLS
+from fedchain_cc.shim.server import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE_BYTES, ChaincodeServer, ServerTLS
 
 CHAINCODES = {
     "testcc": "fedchain_cc.testcc:TestChaincode",
@@ -78,11 +79,31 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=env("CHAINCODE_SERVER_ADDRESS", DEFAULT_ADDRESS),
         help="host:port (env CHAINCODE_SERVER_ADDRESS)",
     )
-    p.add_argument("--tls-cert", default=env("CHAINCODE_TLS_CERT"))
-    p.add_argument("--tls-key", default=env("CHAINCODE_TLS_KEY"))
-    p.add_argument("--tls-client-ca", default=env("CHAINCODE_TLS_CLIENT_CA"))
-    p.add_argument("--max-concurrent-tx", type=int, default=int(env("FEDCHAIN_CC_MAX_TX", "32")))
-    p.add_argument("--log-level", default=env("FEDCHAIN_CC_LOG_LEVEL", "INFO"))
+    p.add_argument("--tls-cert", default=env("CHAINCODE_TLS_CERT"), help="PEM file (env CHAINCODE_TLS_CERT)")
+    p.add_argument("--tls-key", default=env("CHAINCODE_TLS_KEY"), help="PEM file (env CHAINCODE_TLS_KEY)")
+    p.add_argument(
+        "--tls-client-ca",
+        default=env("CHAINCODE_TLS_CLIENT_CA"),
+        help="CA of the peers' client certificates: mutual TLS (env CHAINCODE_TLS_CLIENT_CA)",
+    )
+    p.add_argument(
+        "--max-concurrent-tx",
+        type=int,
+        default=int(env("FEDCHAIN_CC_MAX_TX", "32")),
+        help="transactions executing at once, all peers together (env FEDCHAIN_CC_MAX_TX)",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(env("FEDCHAIN_CC_MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES))),
+        help="largest gRPC message in either direction (env FEDCHAIN_CC_MAX_MESSAGE_BYTES, Fabric's default)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=env("FEDCHAIN_CC_LOG_LEVEL", "INFO").upper(),
+    )
     return p.parse_args(argv)
 
 
@@ -109,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         chaincode = load_chaincode(args.chaincode)
         tls = ServerTLS.from_files(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
         server = ChaincodeServer(
-            chaincode, args.address, args.chaincode_id, tls, max_concurrent_tx=args.max_concurrent_tx
+            chaincode,
+            args.address,
+            args.chaincode_id,
+            tls,
+            args.max_message_bytes,
+            max_concurrent_tx=args.max_concurrent_tx,
         ).start()
     except (ImportError, ValueError, OSError) as exc:
         log.error("cannot start chaincode server: %s", exc)
