@@ -313,6 +313,26 @@ def test_chaincode_events_resume_after_checkpointed_transaction(net):
         stream.close()
 
 
+def test_endorsement_by_a_client_identity_does_not_count(net):
+    tx = net.contract.new_proposal("put", ["client-endorsed", "x"]).endorse()
+    env = common_pb2.Envelope()
+    env.CopyFrom(tx.envelope)
+    payload = common_pb2.Payload.FromString(env.payload)
+    t = transaction_pb2.Transaction.FromString(payload.data)
+    cap = transaction_pb2.ChaincodeActionPayload.FromString(t.actions[0].payload)
+    prp = bytes(cap.action.proposal_response_payload)
+    assert len(cap.action.endorsements) == 2
+    bob = net.consortium.enroll("Org3MSP", "bob-not-a-peer", "hospital")  # valid member, but a client
+    del cap.action.endorsements[1]
+    cap.action.endorsements.add(endorser=bob.serialize(), signature=bob.sign(prp + bob.serialize()))
+    t.actions[0].payload = cap.SerializeToString()
+    payload.data = t.SerializeToString()
+    env.payload = payload.SerializeToString()
+    env.signature = net.alice.sign(env.payload)
+    net.gw.context.stub.Submit(gateway_pb2.SubmitRequest(transaction_id=tx.tx_id, channel_id=CH, prepared_transaction=env))
+    assert _wait_status(net, tx.tx_id) == "ENDORSEMENT_POLICY_FAILURE"
+
+
 def test_independent_auditor_accepts_the_whole_chain(net):
     """Runs last in this module: the chain then holds VALID, MVCC, policy-failure and duplicate transactions."""
     from fedchain.audit.chain import ChainAuditor
