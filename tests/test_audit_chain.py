@@ -6,25 +6,19 @@ import hashlib
 import time
 
 import pytest
+from conftest import find_free_port_base
 from fabric_protos.common import common_pb2
-
 from fedchain.audit.chain import ChainAuditor
 from fedchain.audit.fl import FLAuditor
 from fedchain.audit.report import run_audit, write_audit_report
 from fedchain.fl_client import FLClient, participant_entry
 from fedchain.identity import Consortium
 from fedchain.netconfig import load_network
-from fedchain.netctl.process import port_is_free
 
 pytestmark = pytest.mark.slow
 TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
 
 
-def _free_base() -> int:
-    for base in range(23050, 40000, 50):
-        if all(port_is_free("127.0.0.1", base + k) for k in range(30)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def audited_network(tmp_path_factory):
     from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
 
     root = tmp_path_factory.mktemp("auditnet")
-    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=_free_base(), with_mpc=False))
+    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=find_free_port_base(), with_mpc=False))
     net.up(ready_timeout=120)
     try:
         cfg = load_network(root)

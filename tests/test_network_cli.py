@@ -10,19 +10,13 @@ import subprocess
 import sys
 
 import pytest
-
+from conftest import find_free_port_base
 from fedchain.fl_client import FLClient
 from fedchain.netconfig import load_network
-from fedchain.netctl.process import port_is_free
 
 pytestmark = pytest.mark.slow
 
 
-def _free_base() -> int:
-    for base in range(21050, 40000, 50):
-        if all(port_is_free("127.0.0.1", base + k) for k in range(0, 30)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 def fedchain(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,7 +35,7 @@ def netdir(tmp_path):
 
 
 def test_up_status_down_restart(netdir):
-    base = _free_base()
+    base = find_free_port_base()
     fedchain("network", "up", "--dir", str(netdir), "--no-mpc", "--base-port", str(base))
     cfg = load_network(netdir)
     assert cfg.kind == "devnet" and cfg.channel == "fedchain" and cfg.gateway.endpoint == f"127.0.0.1:{base + 1}"
@@ -71,7 +65,7 @@ def test_up_status_down_restart(netdir):
 
 
 def test_port_taken_is_a_clear_error_and_starts_nothing(netdir):
-    base = _free_base()
+    base = find_free_port_base()
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", base + 1))
         blocker.listen()
@@ -82,7 +76,7 @@ def test_port_taken_is_a_clear_error_and_starts_nothing(netdir):
 
 
 def test_enroll_hospital(netdir):
-    base = _free_base()
+    base = find_free_port_base()
     fedchain("network", "up", "--dir", str(netdir), "--no-mpc", "--base-port", str(base))
     out = fedchain("network", "enroll", "--dir", str(netdir), "hospital9", "--role", "hospital", "--org", "Org2MSP")
     assert "enrolled hospital9" in out.stdout
