@@ -124,8 +124,12 @@ class QueryIterator(Iterator[Any]):
     def __enter__(self) -> QueryIterator:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            self.close()
+        except ShimError:
+            if exc_type is None:  # never hide the exception that is already leaving the block
+                raise
 
 
 class ChaincodeStub(ChaincodeStubAPI):
