@@ -179,3 +179,17 @@ def test_gossip_metric_reader():
         srv.shutdown()
         srv.server_close()
     assert gossip_peers_known("127.0.0.1", free_port(), "fedchain", timeout=0.5) is None
+
+
+def test_operator_cli_reports_missing_release(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("FABRIC_")}
+    proc = subprocess.run([sys.executable, "-m", "fedchain.fabricnet", "up", "--dir", str(tmp_path / "n")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "FABRIC_BIN is not set" in proc.stderr and "FABRIC_CCAAS_BUILDER is not set" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "n").exists()
+    proc = subprocess.run([sys.executable, "-m", "fedchain.fabricnet", "status", "--dir", str(tmp_path / "n")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and '"services": {}' in proc.stdout

@@ -200,14 +200,16 @@ class FabricNetwork:
             if running:
                 raise FabricNetworkError(f"Fabric network in {lay.root} is already running ({', '.join(running)}); "
                                          f"use `fedchain network status` or `down` first")
+        if extra_services is not None:
+            names = [e.name for e in extra_services]
+            reserved = [n for n in names if n == "orderer" or n.startswith(("chaincode.", "peer"))]
+            if len(set(names)) != len(names) or reserved:
+                raise ValueError(f"extra service names must be unique and not orderer, peer*, chaincode.*: {names}")
         progress("pre-flight checks (binaries, configs, ccaas builder, ports)")
         preflight(self.settings, self.tools)
         self.settings.save(lay.root)
         self._mark(tools={k: str(v) for k, v in vars(self.tools).items()})
         if extra_services is not None:
-            names = [e.name for e in extra_services]
-            if len(set(names)) != len(names) or {"orderer", "chaincode"} & set(names):
-                raise ValueError(f"extra service names must be unique and not orderer/chaincode: {names}")
             self._mark(extra_services=[asdict(e) for e in extra_services])
         if mpc_nodes is not None:
             self._mark(mpc_nodes=list(mpc_nodes))
