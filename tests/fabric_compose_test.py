@@ -58,6 +58,7 @@ def test_services_volumes_ports(generated):
         assert f"org{i + 1}.fedchain.local/services/chaincode/tls" in cert
         assert (d / "crypto" / cert[len(CRYPTO) + 1:]).is_file()
         assert cc["image"] == "fedchain/chaincode:latest"
+    assert "build" not in services["chaincode.org2"] and "build" not in services["chaincode.org3"]
     build = services["chaincode.org1"]["build"]
     assert build["dockerfile"] == "network/fabric/Dockerfile.chaincode"
     assert (Path(build["context"]) / build["dockerfile"]).is_file()
