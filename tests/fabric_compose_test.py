@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,7 @@ def test_configtx_and_package_use_service_names(generated):
     for line in script.splitlines():
         if line and not line.startswith("#") and "'" not in line.split("=", 1)[0]:
             shlex.split(line)  # every line is valid shell quoting
+    assert subprocess.run(["sh", "-n", str(path.parent / "setup.sh")], capture_output=True).returncode == 0
     cfg = load_network(d)
     assert cfg.kind == "fabric" and cfg.gateway.endpoint == "127.0.0.1:7051"
     assert json.loads((d / "network.json").read_text())["orderer"]["endpoint"] == "127.0.0.1:7050"
