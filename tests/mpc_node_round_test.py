@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fedchain.mpc_client import send_shares, submit_share
-from mpc_node_support import IntakeNode, NodeLedgerView, make_shares, make_world
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
-
 from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor
 from fedchain_mpc.runner import RunnerSettings
 from fedchain_mpc.store import ATTESTED, PUBLISHED, NodeState
+from mpc_node_support import IntakeNode, NodeLedgerView, make_shares, make_world
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
 
 DIM = 300
 POLICY = {"cosine_enabled": False, "norm_bound": 10.0, "outlier_enabled": False}
