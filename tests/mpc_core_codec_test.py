@@ -7,9 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-from mpyc import thresha
-from mpyc.runtime import mpc
-
 from fedchain.sharing import (
     FieldArray,
     FixedPoint,
@@ -26,6 +23,8 @@ from fedchain.sharing import (
     split,
     to_ints,
 )
+from mpyc import thresha
+from mpyc.runtime import mpc
 
 
 def test_field_is_mpyc_secfxp_field() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fedchain.sharing import field_modulus
 from fedchain_mpc import field as ff
 

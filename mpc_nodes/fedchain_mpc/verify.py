@@ -82,6 +82,16 @@ def _lt0(a, bound: int):
     return mpc.np_sgn(a, l=_bits(bound), LT=True)
 
 
+async def _random_array(secint, shape: tuple[int, ...]):
+    """Secret uniformly random field elements (MPyC's PRSS), as a secure array of this shape."""
+    fld = secint.field
+    size = int(np.prod(shape))
+    r = mpc._np_randoms(fld, size)
+    if not isinstance(r, fld.array):
+        r = await r
+    return secint.array(fld.array(r.value.reshape(shape)))
+
+
 async def _lower_median(secint, s, bound: int):
     """Element of rank (n-1)//2 of s: ranks by one round of n^2 comparisons on distinct keys."""
     n = s.shape[0]
@@ -155,9 +165,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     lim = int(round(policy.pine_c * policy.norm_bound * one))
     b2 = int(round(policy.norm_bound ** 2 * one))
     norm_big = int(round((policy.pine_c * policy.norm_bound) ** 2 * one))
-    fails = mpc.np_sum(_lt0(mpc.np_hstack((proj + lim, lim - proj)), 2 * lim), axis=1)
-    fails = fails + _lt0(b2 - norm2, norm_big)
-    n_ok = await _settle(secint, _lt0(fails - 1, 2 * k + 2) * cons_i)  # no failed test
+    raw = mpc.np_hstack((_lt0(mpc.np_hstack((proj + lim, lim - proj)), 2 * lim),
+                         _lt0(b2 - norm2, norm_big).reshape(n, 1)))
+    # MPyC comparisons return a non-bit for inputs far outside their range (a wrapped update):
+    # open Σ_j ρ_j b_j (b_j - 1) with secret random ρ: 0 for every honest row (reveals nothing),
+    # uniformly random otherwise; such rows are rejected publicly, so later bits are true bits.
+    rho = await _random_array(secint, raw.shape)
+    malformed = [int(v) != 0 for v in await mpc.output(mpc.np_sum(rho * (raw * (raw - 1)), axis=1))]
+    well = cons_i * (1 - np.array(malformed, dtype=np.int64))
+    n_ok = await _settle(secint, _lt0(mpc.np_sum(raw, axis=1) - 1, 2 * k + 2) * well)  # no failed test
     clock.lap("norm")
 
     # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
