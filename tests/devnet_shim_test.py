@@ -75,6 +75,16 @@ def test_all_orgs_endorse_and_state_ops_work(net):
     assert tx.submit().status().code_name == "VALID"
 
 
+def test_events_from_the_shim_carry_chaincode_and_tx_id(net):
+    res = net["contract"].submit("event", "Round", "r1")
+    stream = net["gw"].network(CH).chaincode_events("testcc", start_block=res.block_number)
+    try:
+        ev = next(iter(stream))
+    finally:
+        stream.close()
+    assert (ev.chaincode_name, ev.tx_id, ev.event_name, ev.payload) == ("testcc", res.tx_id, "Round", b"r1")
+
+
 def test_gateway_requires_a_client_certificate(net):
     creds = grpc.ssl_channel_credentials(net["org1"].tls_ca_cert_path.read_bytes())
     with grpc.secure_channel(net["endpoint"], creds) as ch:

@@ -190,5 +190,10 @@ class ChaincodeConnection:
             message = bytes(reply.payload).decode("utf-8", "replace")
             return Execution(proposal_response_pb2.Response(status=500, message=message), b"", pending.sim)
         response = proposal_response_pb2.Response.FromString(reply.payload)
-        event = reply.chaincode_event.SerializeToString() if reply.HasField("chaincode_event") else b""
+        event = b""
+        if reply.HasField("chaincode_event"):
+            ev = reply.chaincode_event  # the peer, not the chaincode, vouches for name and tx id (as Fabric does)
+            ev.chaincode_id = self.cc.name
+            ev.tx_id = pending.tx_id
+            event = ev.SerializeToString()
         return Execution(response, event, pending.sim)
