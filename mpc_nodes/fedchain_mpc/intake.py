@@ -8,7 +8,8 @@ Checks, in order, each with its own gRPC status (the message says what to fix):
 - INVALID_ARGUMENT: unknown wire version, share for another node, SHA-256 mismatch, malformed
   share file, header not matching (round, hospital, node, dim = the round's parameter count,
   t, m, l, f), any element >= p, size not matching dim.
-- NOT_FOUND: no such round. FAILED_PRECONDITION: round not OPEN, or already sealed here.
+- NOT_FOUND: no such round. FAILED_PRECONDITION: round not OPEN, past its deadline (node clock),
+  or already sealed here.
 - ALREADY_EXISTS: a different share for a (round, hospital) that already has one.
 - RESOURCE_EXHAUSTED: message over the size cap (gRPC's own max_receive_message_length).
 - UNAVAILABLE: the ledger cannot be reached (the client retries).
@@ -148,6 +149,10 @@ class ShareIntake:
         elif rnd["state"] != "OPEN":
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
                           f"round {round_id} is {rnd['state']}; shares are accepted only while it is OPEN")
+        elif self.clock() >= float(rnd.get("deadline", float("inf"))):
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"round {round_id}'s deadline {rnd['deadline']} has passed; the ledger would refuse "
+                          f"the update")
         dim = int(rnd["model_spec"]["param_count"])
         if len(data) > 10 * dim + HEADER_SLACK:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
