@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import time
 
@@ -83,46 +84,67 @@ def test_round_scenario_on_real_fabric(tmp_path):
 
         gw, op = _client(cfg, "operator")
         gateways.append(gw)
-        mpc = [wallet.get(f"mpc{j}") for j in range(3)]
-        op.init_consortium({"mpc_nodes": [mpc_node_entry(f"mpc{j}", m) for j, m in enumerate(mpc)],
-                            "threshold": 1, "quorum": 2, "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
-                            "max_model_bytes": 64 * 1024})
+        try:
+            op.get_consortium()  # a launcher bootstrap hook may have initialized it already
+        except Exception:
+            mpc = [wallet.get(f"mpc{j}") for j in range(3)]
+            op.init_consortium({"mpc_nodes": [mpc_node_entry(f"mpc{j}", m) for j, m in enumerate(mpc)],
+                                "threshold": 1, "quorum": 2,
+                                "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
+                                "max_model_bytes": 64 * 1024})
+        registered = {p["id"] for p in op.list_participants()}
         for name in HOSPITALS:
             op.register_participant(participant_entry(name, wallet.get(name), "hospital", sample_cap=1000))
-        op.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
-        op.publish_genesis_model(SPEC, GENESIS)
+        if "auditor" not in registered:
+            op.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
+        if op.head()["model_hash"] is None:
+            op.publish_genesis_model(SPEC, GENESIS)
         head = op.head()
-        assert head["model_hash"] == _sha(GENESIS)
-        op.create_round({"round_id": 1, "base_model_hash": head["model_hash"], "model_spec": SPEC,
-                         "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
-                         "min_updates": 2})
+        spec = op.get_round(head["finalized_round_id"])["model_spec"]
+        created = op.create_round({"round_id": head["last_round_id"] + 1, "base_model_hash": head["model_hash"],
+                                   "model_spec": spec, "hyperparameters": {"lr": 0.01, "epochs": 1},
+                                   "deadline": time.time() + 3600, "min_updates": 2})
+        assert created.validation_code_name == "VALID"
+        rid = head["last_round_id"] + 1
 
         for name in HOSPITALS:  # each hospital submits through its own gateway connection
             hgw, hc = _client(cfg, name)
             gateways.append(hgw)
-            hc.submit_update({"round_id": 1, "share_hashes": [_sha(f"1/{name}/{j}".encode()) for j in range(3)],
-                              "n_samples": 100, "dim": SPEC["param_count"]})
-        op.close_round(1)
-        assert op.get_round(1)["state"] == "CLOSED"
+            hc.submit_update({"round_id": rid, "share_hashes": [_sha(f"{rid}/{name}/{j}".encode()) for j in range(3)],
+                              "n_samples": 100, "dim": spec["param_count"]})
+        op.close_round(rid)
+        assert op.get_round(rid)["state"] == "CLOSED"
 
-        att = {"round_id": 1, "model_hash": _sha(NEW_MODEL), "accepted": list(HOSPITALS), "rejected": {},
+        att = {"round_id": rid, "model_hash": _sha(NEW_MODEL), "accepted": list(HOSPITALS), "rejected": {},
                "report_hash": _sha(b"report1")}
         nodes = []
-        for j in range(2):  # quorum 2 of 3
-            mgw, mc = _client(cfg, f"mpc{j}")
+        for node in op.get_consortium()["mpc_nodes"]:  # until the quorum (2 of 3 here) finalizes the round
+            mgw, mc = _client(cfg, node["id"])
             gateways.append(mgw)
             mc.attest_result(att)
             nodes.append(mc)
-        rnd = op.get_round(1)
+            if op.get_round(rid)["state"] == "FINALIZED":
+                break
+        rnd = op.get_round(rid)
         assert rnd["state"] == "FINALIZED" and rnd["finalized"]["model_hash"] == _sha(NEW_MODEL)
-        nodes[0].publish_model(1, NEW_MODEL)
+        nodes[0].publish_model(rid, NEW_MODEL)
 
         agw, auditor = _client(cfg, "auditor")
         gateways.append(agw)
-        assert auditor.get_model(1)["model"] == NEW_MODEL
-        hist = auditor.get_history("round", "1")  # needs the history database on every peer
+        assert auditor.get_model(rid)["model"] == NEW_MODEL
+        hist = auditor.get_history("round", str(rid))  # needs the history database on every peer
         assert [e["value"]["state"] for e in hist][0] == "FINALIZED" and hist[-1]["value"]["state"] == "OPEN"
-        assert len(auditor.get_updates(1)) == 3
+        assert len(auditor.get_updates(rid)) == 3
+
+        # chaincode events through the peer's Gateway ChaincodeEvents stream
+        seen = []
+        with gw.network(cfg.channel).chaincode_events(cfg.chaincode, start_block=created.block_number) as stream:
+            for ev in stream:
+                if json.loads(ev.payload).get("round_id") == rid:
+                    seen.append(ev.event_name)
+                if ev.event_name == "RoundFinalized":
+                    break
+        assert seen == ["RoundCreated", *["UpdateSubmitted"] * 3, "RoundClosed", "RoundFinalized"]
 
         # blocks through qscc, as `fedchain network status` and the auditor read them
         from fabric_protos.common import ledger_pb2
@@ -139,11 +161,11 @@ def test_round_scenario_on_real_fabric(tmp_path):
         fabricnet.up(d)
         gw, op = _client(cfg, "operator")
         gateways.append(gw)
-        assert op.get_round(1)["state"] == "FINALIZED"
-        op.create_round({"round_id": 2, "base_model_hash": _sha(NEW_MODEL), "model_spec": SPEC,
+        assert op.get_round(rid)["state"] == "FINALIZED"
+        op.create_round({"round_id": rid + 1, "base_model_hash": _sha(NEW_MODEL), "model_spec": spec,
                          "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
                          "min_updates": 1})
-        assert op.get_round(2)["state"] == "OPEN"
+        assert op.get_round(rid + 1)["state"] == "OPEN"
         print(f"bring-up {bring_up_s:.1f} s, chain height before restart {info.height}")
     finally:
         for g in gateways:
