@@ -123,6 +123,12 @@ def test_kill9_during_burst_loses_nothing_reported_committed_and_tampering_is_na
     with pytest.raises(DevnetStartError) as err:
         proc.start(timeout=30)
     assert f"corrupt at block {edited}: data_hash does not match" in str(err.value)
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, "-m", "fedchain_devnet", "--config", str(net.config_path), "--verify"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2 and f"corrupt at block {edited}" in check.stderr
 
 
 def test_peers_reconnect_when_the_chaincode_restarts(net):
