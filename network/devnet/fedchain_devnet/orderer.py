@@ -46,6 +46,8 @@ class Orderer:
     def stop(self, timeout: float = 10.0) -> None:
         """Order and commit what was accepted, then stop."""
         self._stopped = True
+        if not self._thread.is_alive():
+            return
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
