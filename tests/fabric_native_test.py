@@ -68,7 +68,14 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
     mpc = fabricnet.ExtraService("mpc0", [sys.executable, str(release["chaincode"])],
                                  {"CHAINCODE_ID": "mpc0", "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
     entry = {"index": 0, "id": "mpc0", "endpoint": "127.0.0.1:1", "tls_root_cert": "crypto/x.pem"}
-    net = fabricnet.up(d, _settings(release), extra_services=[mpc], mpc_nodes=[entry])
+    boots = []
+
+    def bootstrap(directory):
+        assert load_network(directory).kind == "fabric"  # network.json is there for the bootstrap
+        assert fabricnet.status(directory)["services"]["mpc0"]["running"]
+        boots.append(directory)
+
+    net = fabricnet.up(d, _settings(release), extra_services=[mpc], mpc_nodes=[entry], bootstrap=bootstrap)
     try:
         steps = _steps(_calls(log))
         assert steps == [
@@ -112,7 +119,8 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
     (d / "ledger" / "orderer").mkdir(parents=True, exist_ok=True)
     (d / "ledger" / "orderer" / "marker").write_text("kept")
     before = len(_calls(log))
-    fabricnet.up(d)
+    fabricnet.up(d, bootstrap=bootstrap)
+    assert len(boots) == 1  # once per network, not per restart
     try:
         assert _steps(_calls(log)[before:]) == ["orderer", "peer node start Org1MSP", "peer node start Org2MSP"]
         assert (d / "ledger" / "orderer" / "marker").read_text() == "kept"
@@ -193,3 +201,24 @@ def test_operator_cli_reports_missing_release(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fedchain.fabricnet", "status", "--dir", str(tmp_path / "n")],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and '"services": {}' in proc.stdout
+
+
+@pytest.mark.slow
+def test_failed_bootstrap_stops_everything_and_runs_again(tmp_path, monkeypatch):
+    release = make_fake_release(tmp_path / "release")
+    apply_env(monkeypatch, fake_env(release, tmp_path / "calls.jsonl", ORGS))
+    d = tmp_path / "net"
+
+    def broken(directory):
+        raise RuntimeError("InitConsortium refused")
+
+    with pytest.raises(RuntimeError, match="InitConsortium refused"):
+        fabricnet.up(d, _settings(release), bootstrap=broken)
+    st = fabricnet.status(d)
+    assert st["services"] and not any(s["running"] for s in st["services"].values())
+    ran = []
+    fabricnet.up(d, bootstrap=ran.append)
+    try:
+        assert ran == [d.resolve()] and fabricnet.FabricNetwork(d).state()["bootstrapped"] is True
+    finally:
+        fabricnet.down(d)

@@ -24,14 +24,16 @@ __all__ = ["ExtraService", "FabricNetwork", "FabricNetworkError", "FabricSetting
 
 def up(directory: str | os.PathLike, settings: FabricSettings | None = None, *,
        progress: Callable[[str], None] = lambda msg: None, tools: FabricTools | None = None,
-       extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None) -> FabricNetwork:
+       extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None,
+       bootstrap: Callable[[Path], None] | None = None) -> FabricNetwork:
     """Start (or restart) the network in `directory`; returns when the chaincode is committed and serving.
 
     extra_services (e.g. MPC nodes: argv + env, READY-line handshake) start after network.json is
     written; mpc_nodes are its `mpc_nodes` entries. Both are remembered for `down`/restarts.
+    bootstrap(D) runs once when everything is up (e.g. InitConsortium through the gateway).
     """
     net = FabricNetwork(Path(directory), settings, tools)
-    net.up(progress=progress, extra_services=extra_services, mpc_nodes=mpc_nodes)
+    net.up(progress=progress, extra_services=extra_services, mpc_nodes=mpc_nodes, bootstrap=bootstrap)
     return net
 
 

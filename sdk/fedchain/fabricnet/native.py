@@ -191,8 +191,14 @@ class FabricNetwork:
 
     # --- lifecycle --------------------------------------------------------------------
     def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0, *,
-           extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None) -> None:
-        """extra_services / mpc_nodes (network.json entries): given once, remembered for restarts."""
+           extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None,
+           bootstrap: Callable[[Path], None] | None = None) -> None:
+        """extra_services / mpc_nodes (network.json entries): given once, remembered for restarts.
+
+        bootstrap(D) runs once, after everything is up (as the embedded network initializes the
+        consortium on its ledger); if it fails, what this call started is stopped and it runs
+        again on the next `up`.
+        """
         lay = self.layout
         consortium_exists = (lay.crypto / "consortium.json").is_file()
         if consortium_exists:
@@ -221,6 +227,10 @@ class FabricNetwork:
         started: list[Service] = []
         try:
             self._bring_up(consortium, packages, started, progress, ready_timeout)
+            if bootstrap is not None and not self.state().get("bootstrapped"):
+                progress("bootstrapping the consortium on the ledger")
+                bootstrap(lay.root)
+                self._mark(bootstrapped=True)
         except BaseException as exc:  # Ctrl-C included: nothing half-started is left behind
             progress("failed: stopping what this call started")
             for svc in reversed(started):
