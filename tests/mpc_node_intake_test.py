@@ -125,6 +125,11 @@ def test_round_state_and_shape_checks(world, node):
     with pytest.raises(IntakeError) as exc:
         send(node, hosp, shares_for("hosp0", round_id=2)[0], round_id=2)
     assert code_of(exc) == grpc.StatusCode.FAILED_PRECONDITION and "CLOSED" in str(exc.value)
+    world.ledger.open_round(3, DIM)
+    world.ledger.rounds[3]["deadline"] = 1.0  # long past
+    with pytest.raises(IntakeError) as exc:
+        send(node, hosp, shares_for("hosp0", round_id=3)[0], round_id=3)
+    assert code_of(exc) == grpc.StatusCode.FAILED_PRECONDITION and "deadline" in str(exc.value)
     with pytest.raises(IntakeError) as exc:
         send(node, hosp, shares_for("hosp0", dim=DIM + 1)[0])
     assert code_of(exc) == grpc.StatusCode.INVALID_ARGUMENT and "dim" in str(exc.value)

@@ -1,0 +1,292 @@
+"""Round processing logic without MPyC: agreement, base-model fallbacks, references, retries, worker, config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import fedchain_mpc.node as node_mod
+import numpy as np
+import pytest
+from fedchain.gateway import InMemoryCheckpoint
+from fedchain_mpc.config import ConfigError, load_config
+from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor, RoundWorker
+from fedchain_mpc.runner import MPCRunError, RunnerSettings, run_with_retries
+from fedchain_mpc.service import LedgerEvent, ParticipantCache
+from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, NodeState, ShareStore
+from mpc_node_support import NodeLedgerView, make_shares, make_world
+from safetensors.numpy import save as st_save
+
+DIM = 20
+BASE = st_save({"w": np.arange(DIM, dtype=np.float32)})
+BASE_HASH = hashlib.sha256(BASE).hexdigest()
+NO_COSINE = {"cosine_enabled": False}
+
+
+class FakeRun:
+    """Stands in for the MPyC run: records jobs, returns given verdicts and a model (base + 1)."""
+
+    def __init__(self, verdicts: dict[str, bool] | None = None, fail: int = 0) -> None:
+        self.jobs: list[dict] = []
+        self.verdicts = verdicts
+        self.fail = fail
+
+    def __call__(self, job, run_dir, settings, sleep=None, attempt_hook=None):
+        if attempt_hook:
+            attempt_hook(0, None)
+        self.jobs.append(job)
+        if self.fail:
+            self.fail -= 1
+            raise MPCRunError("party 1 went away")
+        from fedchain_mpc.aggregate import apply_delta
+
+        data, sha = apply_delta(Path(job["base_model_path"]).read_bytes(), np.ones(DIM))
+        out = Path(job["output_path"]).with_name("model.safetensors")
+        out.write_bytes(data)
+        ids = [s["hospital_id"] for s in job["shares"]]
+        ok = self.verdicts or {h: True for h in ids}
+        return {"verdicts": {h: {"accept": ok[h], "reason": "ok" if ok[h] else "norm"} for h in ids},
+                "model_path": str(out), "model_sha256": sha, "aggregate_sha256": "00", "total_weight": 1,
+                "phases": {"total": 0.1}}
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    world = make_world(tmp_path, n_hospitals=4)
+    led = world.ledger
+    led.models[0] = BASE
+    led.open_round(1, DIM, policy=NO_COSINE)
+    led.rounds[1]["base_model_hash"] = BASE_HASH
+    stores = [ShareStore(tmp_path / f"n{j}") for j in range(3)]
+    fake = FakeRun()
+    monkeypatch.setattr(node_mod, "run_with_retries", fake)
+
+    def holdings(peer, ident, rid):
+        return stores[peer.index].holdings(rid)
+
+    from mpc_node_support import endpoint
+
+    peers = [endpoint(world.consortium, j, 1) for j in range(3)]
+    procs = []
+    for j in range(3):
+        ctx = RoundContext(node_id=f"mpc{j}", node_index=j, m=3, t=1, l=32, f=16, data_dir=tmp_path / f"n{j}",
+                           reference_dir=tmp_path / "refs", holdings_timeout_s=0.5)
+        runner = RunnerSettings(node_index=j, parties=("a:1", "b:2", "c:3"), threshold=1)
+        procs.append(RoundProcessor(ctx, NodeLedgerView(led, f"mpc{j}"), stores[j],
+                                    NodeState(tmp_path / f"n{j}" / "state.sqlite"), runner, world.nodes[j], peers,
+                                    holdings=holdings, sleep=lambda s: None))
+    return world, stores, procs, fake
+
+
+def deliver(world, stores, hid: str, to=(0, 1, 2), seed: int = 0, commit: bool = True) -> list[str]:
+    shares = make_shares(np.full(DIM, 0.01), 1, hid, seed=seed)
+    for j in to:
+        stores[j].put(1, hid, shares[j], lambda sha: b"receipt")
+    hashes = [hashlib.sha256(s).hexdigest() for s in shares]
+    if commit:
+        world.ledger.commit_update(1, hid, hashes, n_samples=10)
+    return hashes
+
+
+def test_open_round_is_left_alone(setup):
+    world, stores, procs, fake = setup
+    assert procs[0].process(1) == "open"
+    assert not stores[0].is_sealed(1) and fake.jobs == []
+
+
+def test_only_shares_every_node_holds_enter_and_jobs_agree(setup):
+    world, stores, procs, fake = setup
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", to=(0, 2))  # node 1 never got it
+    deliver(world, stores, "hosp2")
+    deliver(world, stores, "hosp3", commit=False)  # sent shares, never committed on the ledger
+    world.ledger.consortium["quorum"] = 3  # nodes run one after the other here: keep the round CLOSED
+    world.ledger.close_round(1)
+    for p in procs:
+        assert p.process(1) == ATTESTED
+    assert all(stores[j].is_sealed(1) for j in range(3))
+    canon = [{k: v for k, v in job.items() if k not in ("party", "output_path", "base_model_path")} for job in fake.jobs]
+    for c in canon:
+        c["shares"] = [(s["hospital_id"], s["n_samples"]) for s in c["shares"]]
+    assert canon[0] == canon[1] == canon[2]
+    assert canon[0]["shares"] == [("hosp0", 10), ("hosp2", 10)]
+    atts = world.ledger.attestations[1]
+    assert {a["node"] for a in atts.values()} == {"mpc0", "mpc1", "mpc2"}
+    assert atts["mpc1"]["rejected"] == {"hosp1": "missing_share"}
+    assert atts["mpc1"]["accepted"] == ["hosp0", "hosp2"]
+    assert atts["mpc0"]["model_hash"] != BASE_HASH
+    report = json.loads((procs[0].ctx.data_dir / "reports" / "1.json").read_text())
+    assert hashlib.sha256((procs[0].ctx.data_dir / "reports" / "1.json").read_bytes()).hexdigest() == \
+        atts["mpc0"]["report_hash"]
+    assert report["rejected"] == {"hosp1": "missing_share"}
+
+
+def test_nobody_holds_anything_attests_the_base_model_without_mpc(setup):
+    world, stores, procs, fake = setup
+    world.ledger.commit_update(1, "hosp0", ["ab" * 32] * 3, 10)
+    world.ledger.close_round(1)
+    assert procs[0].process(1) == ATTESTED
+    att = world.ledger.attestations[1]["mpc0"]
+    assert att["model_hash"] == BASE_HASH and att["accepted"] == [] and att["rejected"] == {"hosp0": "missing_share"}
+    assert fake.jobs == []
+
+
+def test_fewer_accepted_than_min_updates_keeps_the_base_model(setup, monkeypatch):
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["min_updates"] = 2
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", seed=1)
+    monkeypatch.setattr(node_mod, "run_with_retries", FakeRun({"hosp0": True, "hosp1": False}))
+    world.ledger.close_round(1)
+    procs[0].process(1)
+    att = world.ledger.attestations[1]["mpc0"]
+    assert att["model_hash"] == BASE_HASH and att["rejected"] == {"hosp1": "norm"}
+
+
+def test_cosine_needs_a_matching_reference(setup, tmp_path):
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["policy"] = {"cosine_enabled": True}
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    with pytest.raises(RoundError, match="reference"):
+        procs[0].process(1)
+    ref = np.linspace(0, 1, DIM).astype(np.float32).astype(np.float64)
+    sha = hashlib.sha256(ref.astype("<f4").tobytes()).hexdigest()
+    world.ledger.rounds[1]["hyperparameters"] = {"reference_sha256": sha}
+    (tmp_path / "refs").mkdir()
+    with open(tmp_path / "refs" / f"{sha}.npz", "wb") as fh:
+        np.savez(fh, delta=ref + 1)  # wrong content under the right name
+    with pytest.raises(RoundError, match="hashes to"):
+        procs[0].process(1)
+    with open(tmp_path / "refs" / f"{sha}.npz", "wb") as fh:
+        np.savez(fh, delta=ref)
+    assert procs[0].process(1) == ATTESTED
+    assert fake.jobs[-1]["reference_path"].endswith(f"{sha}.npz")
+
+
+def test_base_model_must_match_its_hash(setup):
+    world, stores, procs, fake = setup
+    world.ledger.models[0] = BASE + b" "
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    with pytest.raises(RoundError, match="base model"):
+        procs[0].process(1)
+    assert 1 not in world.ledger.attestations
+
+
+def test_failed_run_and_failed_attestation_are_retried(setup, monkeypatch):
+    world, stores, procs, fake = setup
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    monkeypatch.setattr(node_mod, "run_with_retries", FakeRun(fail=1))
+    with pytest.raises(RoundError, match="went away"):
+        procs[0].process(1)
+    assert procs[0].state.get(1)["status"] == FAILED
+    real_attest = world.ledger.attest
+
+    def down(att):
+        from fedchain_mpc.service import LedgerError
+
+        raise LedgerError("gateway unreachable")
+
+    world.ledger.attest = down
+    with pytest.raises(RoundError, match="attestation failed"):
+        procs[0].process(1)
+    world.ledger.attest = real_attest
+    assert procs[0].process(1) == ATTESTED
+    # a restart (fresh state object) sees ATTESTED and does nothing again
+    again = NodeState(procs[0].state.path)
+    assert again.get(1)["status"] == ATTESTED
+
+
+def test_publish_once_finalized(setup):
+    world, stores, procs, fake = setup
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    for p in procs[:2]:
+        p.process(1)
+    assert world.ledger.rounds[1]["state"] == "FINALIZED"  # quorum 2
+    assert procs[2].process(1) == PUBLISHED  # finalized without node 2's attestation: nothing of its own
+    assert 1 not in world.ledger.models
+    assert procs[0].process(1) == PUBLISHED
+    assert procs[1].process(1) == PUBLISHED  # 'already published' is success
+    assert hashlib.sha256(world.ledger.models[1]).hexdigest() == world.ledger.attestations[1]["mpc0"]["model_hash"]
+
+
+def test_worker_reconciles_and_checkpoints_events(setup):
+    world, stores, procs, fake = setup
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    worker = RoundWorker(procs[0], procs[0].ledger, poll_s=0.05)
+    worker.reconcile()
+    rid, _ = worker.queue.get_nowait()
+    assert rid == 1
+    worker.handle(rid)
+    assert procs[0].state.get(1)["status"] == ATTESTED
+    cp = InMemoryCheckpoint()
+    events = [LedgerEvent("UpdateSubmitted", {"round_id": 1}, 5, "txa"),
+              LedgerEvent("RoundClosed", {"round_id": 1}, 7, "txb")]
+    worker.start()
+    worker.follow_events(lambda: iter(events), cp)
+    import time
+
+    deadline = time.monotonic() + 5
+    while cp.transaction_id != "txb" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop()
+    assert (cp.block_number, cp.transaction_id) == (7, "txb")
+
+
+def test_participant_cache_refreshes_on_miss_at_most_every_interval():
+    now = [0.0]
+    calls = []
+    data = [{"msp_id": "Org1MSP", "identity": "x509::a::b", "id": "h1"}]
+
+    def fetch():
+        calls.append(now[0])
+        return list(data)
+
+    cache = ParticipantCache(fetch, refresh_s=2.0, clock=lambda: now[0])
+    assert cache.lookup("Org1MSP", "x509::a::b")["id"] == "h1"
+    assert cache.lookup("Org1MSP", "x509::new::b") is None
+    assert len(calls) == 1
+    data.append({"msp_id": "Org1MSP", "identity": "x509::new::b", "id": "h2"})
+    now[0] = 2.5
+    assert cache.lookup("Org1MSP", "x509::new::b")["id"] == "h2"
+    assert len(calls) == 2
+
+
+def test_runner_reports_the_programs_error_and_retries(tmp_path):
+    settings = RunnerSettings(node_index=0, parties=("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), threshold=1,
+                              retries=1, backoff_s=0.0, timeout_s=60, python=sys.executable)
+    job = {"round_id": "1", "party": 0, "output_path": str(tmp_path / "run" / "result.json")}  # misses fields
+    attempts = []
+    with pytest.raises(MPCRunError, match="failed 2 times.*job misses"):
+        run_with_retries(job, tmp_path / "run", settings, sleep=lambda s: None,
+                         attempt_hook=lambda i, err: attempts.append(i))
+    assert attempts == [0, 1]
+
+
+def test_load_config_resolves_paths_and_names_missing_fields(tmp_path):
+    (tmp_path / "ca.pem").write_bytes(b"pem")
+    cfg = {
+        "node_index": 1, "listen": "127.0.0.1:0", "tls": {"cert": "c.crt", "key": "c.key"},
+        "identity": {"wallet": "wallet", "name": "mpc1"}, "crypto_dir": "crypto", "data_dir": "data",
+        "peers": [{"index": j, "endpoint": f"127.0.0.1:{7000 + j}", "tls_root_cert": "ca.pem"} for j in range(3)],
+        "mpc": {"parties": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], "threshold": 1},
+    }
+    (tmp_path / "node.json").write_text(json.dumps(cfg))
+    loaded = load_config(tmp_path / "node.json")
+    assert loaded.m == 3 and loaded.data_dir == tmp_path / "data" and loaded.peers[2].tls_root_cert == b"pem"
+    assert loaded.runner.tls is None and loaded.node_id == "mpc1"
+    del cfg["tls"]
+    (tmp_path / "node.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="'tls'"):
+        load_config(tmp_path / "node.json")
+    cfg["tls"] = {"cert": "c", "key": "k"}
+    cfg["node_index"] = 5
+    (tmp_path / "node.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="node_index"):
+        load_config(tmp_path / "node.json")
