@@ -167,7 +167,11 @@ class Ledger:
     def commit(self, envelopes: list[bytes]) -> common_pb2.Block:
         number = self.blocks.height
         result = self.validator.validate_block(number, envelopes)
-        return self._append(envelopes, result.flags, result)
+        block = self._append(envelopes, result.flags, result)
+        if log.isEnabledFor(logging.DEBUG):
+            invalid = len(result.flags) - result.flags.count(VALID)
+            log.debug("committed block %d: %d transactions, %d invalid", number, len(envelopes), invalid)
+        return block
 
     def _append(self, envelopes: list[bytes], flags: list[int], result: BlockResult) -> common_pb2.Block:
         number = self.blocks.height
