@@ -147,3 +147,35 @@ def test_state_ahead_of_an_emptied_block_file_refuses_to_start(tmp_path):
     (tmp_path / "ledger" / "blocks.bin").write_bytes(b"")
     with pytest.raises(LedgerCorrupt, match="has applied block 1 but the block file"):
         Node(load_config(cfg_path)).open_ledger()
+
+
+def test_orderer_cuts_by_count_and_by_timeout():
+    import threading
+    import time
+
+    from fedchain_devnet.orderer import Orderer, OrdererOverloaded
+
+    batches: list[tuple[int, float]] = []
+    done = threading.Event()
+
+    def commit(batch: list[bytes]) -> None:
+        batches.append((len(batch), time.monotonic()))
+        if sum(n for n, _ in batches) >= 13:
+            done.set()
+
+    orderer = Orderer(commit, batch_timeout_s=0.3, max_count=5, max_pending=20)
+    orderer.start()
+    t0 = time.monotonic()
+    for i in range(12):
+        orderer.broadcast(b"tx%d" % i)
+    time.sleep(0.5)
+    t1 = time.monotonic()
+    orderer.broadcast(b"late")
+    assert done.wait(5)
+    orderer.stop()
+    assert [n for n, _ in batches] == [5, 5, 2, 1]
+    assert batches[1][1] - t0 < 0.25  # full batches are cut at once
+    assert 0.25 <= batches[2][1] - t0 < 0.6  # the remainder waits for the batch timeout
+    assert 0.25 <= batches[3][1] - t1 < 0.6
+    with pytest.raises(OrdererOverloaded):
+        orderer.broadcast(b"after stop")
