@@ -72,7 +72,8 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
 
     def bootstrap(directory):
         assert load_network(directory).kind == "fabric"  # network.json is there for the bootstrap
-        assert fabricnet.status(directory)["services"]["mpc0"]["running"]
+        assert not fabricnet.status(directory)["services"]["mpc0"]["running"]  # MPC nodes start after it
+        assert fabricnet.status(directory)["services"]["chaincode.org1"]["running"]
         boots.append(directory)
 
     net = fabricnet.up(d, _settings(release), extra_services=[mpc], mpc_nodes=[entry], bootstrap=bootstrap)

@@ -28,9 +28,9 @@ def up(directory: str | os.PathLike, settings: FabricSettings | None = None, *,
        bootstrap: Callable[[Path], None] | None = None) -> FabricNetwork:
     """Start (or restart) the network in `directory`; returns when the chaincode is committed and serving.
 
-    extra_services (e.g. MPC nodes: argv + env, READY-line handshake) start after network.json is
-    written; mpc_nodes are its `mpc_nodes` entries. Both are remembered for `down`/restarts.
-    bootstrap(D) runs once when everything is up (e.g. InitConsortium through the gateway).
+    extra_services (e.g. MPC nodes: argv + env, READY-line handshake) start last, after network.json
+    and the bootstrap; mpc_nodes are its `mpc_nodes` entries. Both are remembered for `down`/restarts.
+    bootstrap(D) runs once when the ledger is ready, before the extra services (e.g. InitConsortium).
     """
     net = FabricNetwork(Path(directory), settings, tools)
     net.up(progress=progress, extra_services=extra_services, mpc_nodes=mpc_nodes, bootstrap=bootstrap)

@@ -195,9 +195,9 @@ class FabricNetwork:
            bootstrap: Callable[[Path], None] | None = None) -> None:
         """extra_services / mpc_nodes (network.json entries): given once, remembered for restarts.
 
-        bootstrap(D) runs once, after everything is up (as the embedded network initializes the
-        consortium on its ledger); if it fails, what this call started is stopped and it runs
-        again on the next `up`.
+        bootstrap(D) runs once, when the ledger is ready and network.json written, before the extra
+        services start (the embedded network's order: InitConsortium, then the MPC nodes); if it
+        fails, what this call started is stopped and it runs again on the next `up`.
         """
         lay = self.layout
         consortium_exists = (lay.crypto / "consortium.json").is_file()
@@ -231,6 +231,9 @@ class FabricNetwork:
                 progress("bootstrapping the consortium on the ledger")
                 bootstrap(lay.root)
                 self._mark(bootstrapped=True)
+            n_core = 1 + 2 * len(consortium.orgs)  # orderer, peers, chaincode servers
+            for svc in self.services(consortium)[n_core:]:  # extra services (MPC nodes) last
+                self._start(svc, started, progress, ready_timeout)
         except BaseException as exc:  # Ctrl-C included: nothing half-started is left behind
             progress("failed: stopping what this call started")
             for svc in reversed(started):
@@ -277,9 +280,6 @@ class FabricNetwork:
         self._wait_for_gossip(consortium, progress, timeout)
         self._wait_for_endorsement_plan(consortium, progress, timeout)
         self.write_network_json(consortium)
-        n_core = 1 + 2 * len(consortium.orgs)  # orderer, peers, chaincode servers
-        for svc in self.services(consortium)[n_core:]:
-            self._start(svc, started, progress, timeout)
 
     def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
         """Every peer must know every other org's peer before the gateway can collect a MAJORITY."""
