@@ -23,7 +23,7 @@ from fedchain.models import (
     unflatten,
 )
 from fedchain.reference import reference_update, root_dataset
-from fedchain.training import evaluate, train_local
+from fedchain.training import TrainConfig, evaluate, train_local, train_steps
 
 
 @pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(in_channels=3, n_classes=8, widths=(4,), hidden=0)])
@@ -119,7 +119,24 @@ def test_reference_is_deterministic(small_data):
     rx, ry = root_dataset(x, y, 40, seed=0)
     assert len(ry) == 40 and np.bincount(ry).tolist() == [10, 10, 10, 10]
     m = build_model(ModelSpec(), 0)
-    r1 = reference_update(m, rx, ry, epochs=2, lr=0.05, seed=4)
-    r2 = reference_update(m, rx, ry, epochs=2, lr=0.05, seed=4)
+    hp = TrainConfig(steps=5, batch_size=16)
+    r1 = reference_update(m, rx, ry, hp, seed=4)
+    r2 = reference_update(m, rx, ry, hp, seed=4)
     assert r1.sha256 == r2.sha256 and np.array_equal(r1.vector, r2.vector) and r1.n_samples == 40
-    assert reference_update(m, rx, ry, epochs=2, lr=0.05, seed=5).sha256 != r1.sha256
+    assert reference_update(m, rx, ry, hp, seed=5).sha256 != r1.sha256
+    assert reference_update(m, rx, ry, TrainConfig(steps=6, batch_size=16), seed=4).sha256 != r1.sha256
+
+
+def test_train_config_json_and_exact_steps(small_data):
+    hp = TrainConfig(steps=7, batch_size=50, lr=0.01, momentum=0.0)
+    assert TrainConfig.from_json(hp.to_json()) == hp
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_json('{"steps": 1, "evil": 2}')
+    with pytest.raises(ValueError):
+        TrainConfig(lr=-1)
+    x, y = small_data
+    m = build_model(ModelSpec(), 0)
+    u7 = train_steps(m, x[:60], y[:60], hp, seed=0, progress=False)
+    u8 = train_steps(m, x[:60], y[:60], TrainConfig(steps=8, batch_size=50, lr=0.01, momentum=0.0), 0, False)
+    assert np.array_equal(u7, train_steps(m, x[:60], y[:60], hp, seed=0, progress=False))
+    assert not np.array_equal(u7, u8)

@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 from .models import vector_hash
-from .training import train_local
+from .training import TrainConfig, train_steps
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,8 @@ def root_dataset(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) 
     return images[idx], labels[idx]
 
 
-def reference_update(base: nn.Module, root_images: np.ndarray, root_labels: np.ndarray, *, epochs: int = 1,
-                     batch_size: int = 32, lr: float = 0.05, seed: int = 0, progress: bool = False,
-                     max_steps: int | None = None) -> Reference:
-    """Train `base` (unchanged) on the root set and return Δ_ref with its SHA-256."""
-    vec = train_local(base, root_images, root_labels, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      progress=progress, desc="reference", max_steps=max_steps)
+def reference_update(base: nn.Module, root_images: np.ndarray, root_labels: np.ndarray, hp: TrainConfig,
+                     seed: int = 0, progress: bool = False) -> Reference:
+    """Train `base` (unchanged) on the root set with the round's hyperparameters; Δ_ref and its SHA-256."""
+    vec = train_steps(base, root_images, root_labels, hp, seed=seed, progress=progress, desc="reference")
     return Reference(vec, vector_hash(vec), len(root_labels))

@@ -8,8 +8,11 @@ canonical flattened vector), which is what gets secret-shared. Deterministic for
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,3 +106,39 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
         loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").item()
         correct += int((out.argmax(1) == y).sum())
     return correct / len(labels), loss_sum / len(labels)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Round hyperparameters (stored with the round): a fixed number of local SGD steps, so
+    update norms are comparable across hospitals of different sizes and with the reference."""
+
+    steps: int = 100
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.steps <= 100_000 and 1 <= self.batch_size <= 4096):
+            raise ValueError("steps must be in 1..100000 and batch_size in 1..4096")
+        if not (0 < self.lr <= 10 and 0 <= self.momentum < 1):
+            raise ValueError("lr must be in (0, 10] and momentum in [0, 1)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes | dict[str, Any]) -> TrainConfig:
+        d = json.loads(text) if isinstance(text, str | bytes) else dict(text)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training hyperparameters {sorted(unknown)}")
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
+
+
+def train_steps(model: nn.Module, images: np.ndarray, labels: np.ndarray, hp: TrainConfig, seed: int,
+                progress: bool = True, desc: str = "train") -> np.ndarray:
+    """Update after exactly `hp.steps` minibatch steps (cycling through the data as needed)."""
+    epochs = math.ceil(hp.steps * hp.batch_size / max(1, len(labels)))
+    return train_local(model, images, labels, epochs=epochs, batch_size=hp.batch_size, lr=hp.lr, seed=seed,
+                       progress=progress, momentum=hp.momentum, desc=desc, max_steps=hp.steps)

@@ -24,7 +24,7 @@ _PROTOTYPES: tuple[tuple[float, float, float, float, float], ...] = (
     (1.0, 2.2, 1.0, 0.35, 0.0),   # 0 "normal": one faint small spot
     (1.0, 4.5, 1.0, 0.70, 0.0),   # 1 large round bright lesion
     (4.0, 2.0, 1.0, 0.60, 0.0),   # 2 many small bright spots
-    (1.0, 4.0, 2.6, 0.65, 0.0),   # 3 elongated lesion
+    (1.0, 4.0, 3.0, 0.65, 0.0),   # 3 elongated lesion
     (1.0, 4.5, 1.0, 0.70, 0.9),   # 4 ring-shaped lesion (like 1, hollow)
     (2.0, 3.2, 1.0, -0.60, 0.0),  # 5 dark (hypodense) lesions
     (3.0, 3.0, 1.8, 0.55, 0.4),   # 6 mixed elongated, partly hollow
@@ -55,7 +55,7 @@ def _tissue(rng: np.random.Generator, n: int) -> np.ndarray:
         phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
         amp = rng.uniform(0.02, 0.08, (n, 1, 1)).astype(np.float32)
         img += amp * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
-    img += rng.normal(0, 0.10, img.shape).astype(np.float32)
+    img += rng.normal(0, 0.08, img.shape).astype(np.float32)
     return img
 
 
@@ -67,7 +67,7 @@ def _lesions(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     present = np.arange(MAX_LESIONS)[None, :] < count  # (n, K)
     radius = proto[:, 1:2] * rng.lognormal(0.0, 0.25, (n, MAX_LESIONS))
     elong = np.maximum(1.0, proto[:, 2:3] * rng.lognormal(0.0, 0.2, (n, MAX_LESIONS)))
-    contrast = proto[:, 3:4] * rng.uniform(0.55, 1.3, (n, MAX_LESIONS))
+    contrast = proto[:, 3:4] * rng.uniform(0.7, 1.25, (n, MAX_LESIONS))
     ring = rng.random((n, MAX_LESIONS)) < proto[:, 4:5]
     cy, cx = rng.uniform(6, SIZE - 6, (2, n, MAX_LESIONS))
     angle = rng.uniform(0, np.pi, (n, MAX_LESIONS))

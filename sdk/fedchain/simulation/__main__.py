@@ -16,10 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hospitals", type=int, default=8)
     ap.add_argument("--malicious", type=int, default=2)
     ap.add_argument("--attack", default="scaling", help="attack name, or 'none'")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--alpha", type=float, default=0.5)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--rounds", type=int, default=SimConfig.rounds)
+    ap.add_argument("--alpha", type=float, default=SimConfig.alpha)
+    ap.add_argument("--steps", type=int, default=SimConfig.steps, help="local SGD steps per round")
+    ap.add_argument("--batch-size", type=int, default=SimConfig.batch_size)
+    ap.add_argument("--lr", type=float, default=SimConfig.lr)
+    ap.add_argument("--momentum", type=float, default=SimConfig.momentum)
+    ap.add_argument("--warmup-epochs", type=int, default=SimConfig.warmup_epochs,
+                    help="pre-train the initial model on the public root set")
+    ap.add_argument("--attack-param", action="append", default=[], metavar="K=V",
+                    help="attack parameter, e.g. factor=20 or epsilon=0.5 (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default=None, help="MedMNIST npz (default: synthetic)")
     ap.add_argument("--defense", choices=["policy", "none"], default="policy")
@@ -31,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     attack = None if a.attack in ("none", "") else a.attack
     cfg = SimConfig(hospitals=a.hospitals, malicious=a.malicious if attack else 0, attack=attack, rounds=a.rounds,
-                    alpha=a.alpha, steps=a.steps, lr=a.lr, seed=a.seed, dataset=a.dataset)
+                    alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
+                    warmup_epochs=a.warmup_epochs, seed=a.seed, dataset=a.dataset,
+                    attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)})
     policy = BaselinePolicy(a.norm_factor, a.cosine_min, a.outlier_factor, max(a.malicious, 1))
     strategy = FedAvg() if a.defense == "none" else PolicyStrategy(evaluate, policy.as_dict())
     if not a.quiet:

@@ -9,7 +9,6 @@ returns the aggregate and verdicts; global ← global + server_lr · aggregate.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from ..data.npz import Split
 from ..demo.report import RoundRecord, build_report
 from ..models import ModelSpec, build_model, flatten, model_hash, to_safetensors_bytes, unflatten
 from ..reference import reference_update, root_dataset
-from ..training import evaluate, train_local
+from ..training import TrainConfig, evaluate, train_local, train_steps
 from .strategy import Strategy
 
 
@@ -34,11 +33,13 @@ class SimConfig:
     attack_params: dict[str, Any] = field(default_factory=dict)
     rounds: int = 5
     alpha: float = 0.5
-    steps: int = 30
-    batch_size: int = 32
+    steps: int = 20
+    batch_size: int = 64
     lr: float = 0.05
+    momentum: float = 0.9
     server_lr: float = 1.0
-    root_size: int = 100
+    root_size: int = 200
+    warmup_epochs: int = 0  # operator pre-trains the initial model on the public root set
     seed: int = 0
     dataset: str | None = None  # MedMNIST npz path; None = synthetic
     n_classes: int = 4
@@ -96,6 +97,11 @@ def run_simulation(cfg: SimConfig, strategy: Strategy, *, progress: bool = False
     attack = get_attack(cfg.attack) if bad else None
     root_x, root_y = root_dataset(data.val.images, data.val.labels, cfg.root_size, seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed + 104729)
+    hp = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.warmup_epochs:
+        w = train_local(model, root_x, root_y, epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                        seed=cfg.seed, progress=False, momentum=cfg.momentum)
+        unflatten(model, flatten(model) + w)
     acc0, _ = evaluate(model, data.test.images, data.test.labels)
     records: list[RoundRecord] = []
     for r in range(1, cfg.rounds + 1):
@@ -103,9 +109,7 @@ def run_simulation(cfg: SimConfig, strategy: Strategy, *, progress: bool = False
         base = flatten(model)
 
         def train(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-            epochs = math.ceil(cfg.steps * cfg.batch_size / len(y))
-            return train_local(model, x, y, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
-                               progress=progress, max_steps=cfg.steps)
+            return train_steps(model, x, y, hp, seed=seed, progress=progress)
 
         updates: dict[int, np.ndarray] = {}
         for i, idx in enumerate(shards):
@@ -122,9 +126,7 @@ def run_simulation(cfg: SimConfig, strategy: Strategy, *, progress: bool = False
                 ctx = AttackContext(honest, cfg.hospitals, len(bad), rng, data.n_classes, cfg.attack_params)
                 updates[i] = attack.apply_update(updates.get(i, honest[0]), ctx)  # type: ignore[misc]
         t_train = time.perf_counter() - t0
-        ref_vec = reference_update(model, root_x, root_y, epochs=math.ceil(cfg.steps * cfg.batch_size / len(root_y)),
-                                   batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed * 7 + r,
-                                   max_steps=cfg.steps).vector
+        ref_vec = reference_update(model, root_x, root_y, hp, seed=cfg.seed * 7 + r).vector
         t1 = time.perf_counter()
         ups = [updates[i] for i in range(cfg.hospitals)]
         n_samples = [len(s) for s in shards]
