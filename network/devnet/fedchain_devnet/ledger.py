@@ -33,6 +33,7 @@ IDX = common_pb2.BlockMetadataIndex
 SIGNATURES = IDX.Value("SIGNATURES")
 TRANSACTIONS_FILTER = IDX.Value("TRANSACTIONS_FILTER")
 COMMIT_HASH = IDX.Value("COMMIT_HASH")
+LAST_CONFIG = IDX.Value("LAST_CONFIG")
 N_METADATA = len(IDX.values())
 VALID = transaction_pb2.TxValidationCode.Value("VALID")
 
@@ -42,7 +43,12 @@ class LedgerCorrupt(Exception):
 
 
 def commit_hash(previous: bytes, header: common_pb2.BlockHeader, flags: bytes) -> bytes:
-    """Devnet commit hash: chains each block's validation flags, which no header hash covers."""
+    """Devnet commit hash: chains each block's validation flags, which no header hash covers.
+
+    sha256(previous commit hash || header hash || TRANSACTIONS_FILTER). Like Fabric's own commit
+    hash it is peer-local metadata (Fabric hashes its state updates instead, which only a peer
+    with the same state DB can recompute); here it lets start-up detect edited validation flags.
+    """
     return hashlib.sha256(previous + block_header_hash(header) + flags).digest()
 
 
@@ -83,7 +89,7 @@ class Ledger:
         prev_commit = b""
         for n in range(self.blocks.height):
             block = self._read_verified(n, prev, prev_commit)
-            prev, prev_commit = block, bytes(self._meta(block, COMMIT_HASH))
+            prev, prev_commit = block, self._commit_hash_of(block)
             if n > savepoint:
                 self._replay(block)
         self._last_header = prev.header
@@ -95,6 +101,13 @@ class Ledger:
     def _meta(block: common_pb2.Block, index: int) -> bytes:
         meta = block.metadata.metadata
         return bytes(meta[index]) if len(meta) > index else b""
+
+    @classmethod
+    def _commit_hash_of(cls, block: common_pb2.Block) -> bytes:
+        try:
+            return bytes(common_pb2.Metadata.FromString(cls._meta(block, COMMIT_HASH)).value)
+        except Exception:
+            return b""
 
     def _read_verified(self, n: int, prev: common_pb2.Block | None, prev_commit: bytes) -> common_pb2.Block:
         try:
@@ -109,7 +122,7 @@ class Ledger:
             flags = self._meta(block, TRANSACTIONS_FILTER)
             if len(flags) != len(block.data.data):
                 raise ChainError(n, "transactions filter does not match the transaction count")
-            if self._meta(block, COMMIT_HASH) != commit_hash(prev_commit, block.header, flags):
+            if self._commit_hash_of(block) != commit_hash(prev_commit, block.header, flags):
                 raise ChainError(n, "commit hash does not match (validation flags were altered)")
         except ChainError as exc:
             raise LedgerCorrupt(f"ledger {self.blocks.path} is corrupt at block {n}: {exc.reason}") from None
@@ -187,7 +200,9 @@ class Ledger:
         flag_bytes = bytes(flags)
         metadata[TRANSACTIONS_FILTER] = flag_bytes
         chash = commit_hash(self._last_commit_hash, header, flag_bytes)
-        metadata[COMMIT_HASH] = chash
+        metadata[COMMIT_HASH] = common_pb2.Metadata(value=chash).SerializeToString()  # Fabric wraps it likewise
+        metadata[LAST_CONFIG] = common_pb2.Metadata(
+            value=common_pb2.LastConfig(index=0).SerializeToString()).SerializeToString()
         block = common_pb2.Block(header=header, data=common_pb2.BlockData(data=envelopes),
                                  metadata=common_pb2.BlockMetadata(metadata=metadata))
         self.blocks.append(block.SerializeToString())  # durable before anyone hears of it
