@@ -84,3 +84,13 @@ def test_enroll_hospital(netdir):
     assert ident.msp_id == "Org2MSP" and ident.identity.role == "hospital"
     dup = fedchain("network", "enroll", "--dir", str(netdir), "hospital9", "--role", "hospital", check=False)
     assert dup.returncode == 1 and "already in the wallet" in dup.stderr
+
+
+def test_fabric_without_release_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    for var in ("FABRIC_BIN", "FABRIC_CFG", "FABRIC_CCAAS_BUILDER"):
+        monkeypatch.delenv(var, raising=False)
+    d = tmp_path / "fab"
+    proc = fedchain("network", "up", "--fabric", "--dir", str(d), check=False)
+    assert proc.returncode == 1
+    assert "FABRIC_BIN is not set" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (d / "crypto").exists() and not (d / "network.json").exists()

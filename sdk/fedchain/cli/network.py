@@ -55,22 +55,14 @@ def _progress(msg: str) -> None:
 
 
 def _is_fabric(directory) -> bool:
-    from fedchain.netconfig import NetworkConfigError, load_network
-
-    try:
-        return load_network(directory).kind == "fabric"
-    except NetworkConfigError:
-        return False
+    """A real-Fabric folder has fabric.json from its first `up`, even if network.json was never written."""
+    return (directory / "fabric.json").is_file()
 
 
 def _up(args: argparse.Namespace) -> int:
     directory = network_dir(args.dir)
     if args.fabric:
-        from fedchain import fabricnet
-
-        fabricnet.up(directory)
-        print(f"real Fabric network ready; network.json in {directory}")
-        return 0
+        return _up_fabric(args, directory)
     from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
     from fedchain.netctl.process import ServiceError
 
@@ -89,12 +81,45 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up_fabric(args: argparse.Namespace, directory) -> int:
+    """Real Fabric from native binaries, then the same MPC nodes and bootstrap as the embedded network."""
+    from fedchain import fabricnet
+    from fedchain.netctl import embedded_configs
+    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+    from fedchain.netctl.process import python_module
+
+    orgs = [f"Org{i + 1}" for i in range(args.orgs)]
+    settings = fabricnet.FabricSettings(orgs=orgs)
+    # MPC ports come from --base-port (default 7050: intake 7060.., parties 7070..), clear of Fabric's ports
+    mpc = EmbeddedNetwork(directory, EmbeddedSettings(base_port=args.base_port, orgs=orgs,
+                                                      with_mpc=not args.no_mpc))
+    try:
+        if not fabricnet.FabricNetwork(directory, settings).status()["services"]:
+            # first start: refuse before writing anything when a binary, config or port is missing
+            from fedchain.fabricnet.preflight import preflight
+
+            preflight(settings, fabricnet.FabricTools.from_env())
+        consortium = fabricnet.FabricNetwork(directory, settings).consortium()
+        entries = embedded_configs.write_mpc_configs(mpc, consortium) if not args.no_mpc else []
+        extras = [fabricnet.ExtraService(f"mpc{i}", python_module("fedchain_mpc", "--config",
+                                                                  str(mpc.layout.mpc / f"node{i}.json")))
+                  for i in range(len(entries))]
+        fabricnet.up(directory, settings, progress=_progress, extra_services=extras, mpc_nodes=entries,
+                     bootstrap=lambda _d: embedded_configs.bootstrap_ledger(mpc))
+    except (fabricnet.PreflightError, fabricnet.FabricNetworkError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"real Fabric network ready: {directory / 'network.json'}")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     directory = network_dir(args.dir)
     if _is_fabric(directory):
         from fedchain import fabricnet
 
         info = fabricnet.status(directory)
+        info["ledger"] = _ledger_height(directory)
     else:
         from fedchain.netctl.embedded import EmbeddedNetwork
 

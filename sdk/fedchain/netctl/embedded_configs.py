@@ -54,11 +54,11 @@ def write_all(net: EmbeddedNetwork, consortium: Consortium) -> None:
         batch_timeout_ms=s.batch_timeout_ms, max_message_count=s.max_message_count,
     )
     _write_json(lay.root / "devnet.json", cfg)
-    mpc_nodes = _write_mpc_configs(net, consortium) if s.with_mpc else []
+    mpc_nodes = write_mpc_configs(net, consortium) if s.with_mpc else []
     net.write_network_json(consortium, mpc_nodes)
 
 
-def _write_mpc_configs(net: EmbeddedNetwork, consortium: Consortium) -> list[dict]:
+def write_mpc_configs(net: EmbeddedNetwork, consortium: Consortium) -> list[dict]:
     """One node.json per MPC node (fedchain_mpc.config format); returns the network.json entries."""
     from fedchain_mpc.runner import issue_party_tls
 
