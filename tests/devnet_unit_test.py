@@ -179,3 +179,25 @@ def test_orderer_cuts_by_count_and_by_timeout():
     assert 0.25 <= batches[3][1] - t1 < 0.6
     with pytest.raises(OrdererOverloaded):
         orderer.broadcast(b"after stop")
+
+
+def test_orderer_cuts_by_preferred_max_bytes():
+    import threading
+
+    from fedchain_devnet.orderer import Orderer
+
+    batches: list[list[int]] = []
+    done = threading.Event()
+
+    def commit(batch: list[bytes]) -> None:
+        batches.append([len(b) for b in batch])
+        if sum(map(len, batches)) >= 5:
+            done.set()
+
+    orderer = Orderer(commit, batch_timeout_s=0.2, max_count=100, preferred_max_bytes=1000)
+    for size in (400, 400, 400, 5000, 10):  # queued before the cutter starts: one pass decides
+        orderer.broadcast(b"x" * size)
+    orderer.start()
+    assert done.wait(5)
+    orderer.stop()
+    assert batches == [[400, 400], [400], [5000], [10]]

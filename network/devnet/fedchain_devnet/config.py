@@ -11,7 +11,8 @@ Format (all paths absolute or relative to the config file's folder)::
       "gateway_org": "Org1MSP",               # whose peer TLS pair the gateway presents
       "tls": {"cert": null, "key": null,      # default: gateway_org's peer TLS pair
               "client_auth": false},          # true = mutual TLS against the orgs' TLS CAs
-      "orderer": {"batch_timeout_ms": 50, "max_message_count": 100, "max_pending": 10000},
+      "orderer": {"batch_timeout_ms": 50, "max_message_count": 100, "preferred_max_bytes": 2097152,
+                  "max_pending": 10000},
       "max_message_bytes": 16777216,
       "chaincodes": [{"name": "fedchain", "address": "127.0.0.1:7052", "policy": "MAJORITY",
                       "tls_root_cert": null, "server_name": null,
@@ -64,6 +65,7 @@ class DevnetConfig:
     client_auth: bool = False
     batch_timeout_ms: int = 50
     max_message_count: int = 100
+    preferred_max_bytes: int = 2 * MiB
     max_pending: int = 10000
     max_message_bytes: int = 16 * MiB
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,10 +133,12 @@ def parse_config(raw: dict, base: Path) -> DevnetConfig:
         batch_timeout_ms=int(orderer.get("batch_timeout_ms", 50)),
         max_message_count=int(orderer.get("max_message_count", 100)),
         max_pending=int(orderer.get("max_pending", 10000)),
+        preferred_max_bytes=int(orderer.get("preferred_max_bytes", 2 * MiB)),
         max_message_bytes=int(raw.get("max_message_bytes", 16 * MiB)),
     )
-    if cfg.batch_timeout_ms <= 0 or cfg.max_message_count <= 0:
-        raise ConfigError("orderer.batch_timeout_ms and orderer.max_message_count must be positive")
+    if min(cfg.batch_timeout_ms, cfg.max_message_count, cfg.preferred_max_bytes, cfg.max_pending) <= 0:
+        raise ConfigError("orderer.batch_timeout_ms, max_message_count, preferred_max_bytes and max_pending "
+                          "must be positive")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("tls.cert and tls.key go together")
     return cfg
@@ -154,7 +158,8 @@ def load_config(path: str | os.PathLike) -> DevnetConfig:
 def make_devnet_config(consortium: Any, data_dir: str | os.PathLike, listen: str = "127.0.0.1:7051",
                        chaincodes: list[ChaincodeDef] | None = None, *, channel: str = DEFAULT_CHANNEL,
                        batch_timeout_ms: int = 50, max_message_count: int = 100, client_auth: bool = False,
-                       max_message_bytes: int = 16 * MiB, gateway_org: str | None = None) -> dict:
+                       max_message_bytes: int = 16 * MiB, gateway_org: str | None = None,
+                       preferred_max_bytes: int = 2 * MiB) -> dict:
     """A config dict for `consortium` (a fedchain.identity.Consortium); write it with json.dump."""
     return {
         "version": 1,
@@ -164,7 +169,8 @@ def make_devnet_config(consortium: Any, data_dir: str | os.PathLike, listen: str
         "crypto_dir": str(Path(consortium.crypto_dir).resolve()),
         "gateway_org": gateway_org or consortium.orgs[0].msp_id,
         "tls": {"cert": None, "key": None, "client_auth": client_auth},
-        "orderer": {"batch_timeout_ms": batch_timeout_ms, "max_message_count": max_message_count},
+        "orderer": {"batch_timeout_ms": batch_timeout_ms, "max_message_count": max_message_count,
+                    "preferred_max_bytes": preferred_max_bytes},
         "max_message_bytes": max_message_bytes,
         "chaincodes": [asdict(c) for c in (chaincodes or [])],
     }
