@@ -160,5 +160,9 @@ def test_peers_reconnect_when_the_chaincode_restarts(net):
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
+            second = DevnetProcess(net.config_path, log_path=net.root / "second.log")
+            with pytest.raises(DevnetStartError, match="in use by another devnet"):
+                second.start(timeout=30)  # same ledger, same time: refused, first one unharmed
+            assert contract.evaluate("get", "after") == b"1"
     finally:
-        proc.stop()
+        assert proc.stop() == 0  # SIGTERM: clean shutdown

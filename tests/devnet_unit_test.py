@@ -11,7 +11,7 @@ from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import chaincode_shim_pb2, transaction_pb2
 from fedchain.identity import generate_consortium
 from fedchain_devnet import policy
-from fedchain_devnet.blockstore import BlockStore
+from fedchain_devnet.blockstore import BlockStore, LedgerInUse
 from fedchain_devnet.config import ConfigError, load_config, make_devnet_config, parse_config
 from fedchain_devnet.ledger import LedgerCorrupt
 from fedchain_devnet.node import Node
@@ -33,6 +33,9 @@ def test_blockstore_cuts_a_torn_tail(tmp_path):
     store = BlockStore(tmp_path / "b.bin")
     assert store.height == 2 and store.get(1) == b"block-1"
     store.append(b"block-2")
+    with pytest.raises(LedgerInUse):
+        BlockStore(tmp_path / "b.bin")  # a second writer is refused
+    store.close()
     assert BlockStore(tmp_path / "b.bin").get(2) == b"block-2"
 
 

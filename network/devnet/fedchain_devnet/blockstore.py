@@ -8,6 +8,7 @@ by verifying the hash chain (blocks are opaque bytes here).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -18,12 +19,21 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
 
 
+class LedgerInUse(OSError):
+    """Another process has this block file open for writing."""
+
+
 class BlockStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # one writer per ledger; the kernel drops the lock when the holder dies, even by SIGKILL
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise LedgerInUse(f"ledger {path} is in use by another devnet process") from None
         if created:  # make the new file's directory entry durable too
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
