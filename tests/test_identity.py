@@ -7,7 +7,6 @@ import stat
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-
 from fedchain.identity import (
     Consortium,
     IdentityError,
@@ -117,3 +116,67 @@ def test_msp_loader_reads_local_msp(consortium):
     assert ident.identity.common_name == "peer0.org1.fedchain.local"
     with pytest.raises(IdentityError, match="signcerts"):
         load_signing_identity(org.msp_dir, org.msp_id)
+
+
+def _cryptogen_like_tree(root):
+    """The file names Fabric's cryptogen writes (crypto-config/), made with our cert helpers."""
+    from fedchain.identity.certs import cert_to_pem
+    from fedchain.identity.crypto import private_key_to_pem
+    from fedchain.identity.msp import write_private
+
+    def org(sub, domain, node, node_ou):
+        base = root / sub / domain
+        ca_key, ca = create_ca(f"ca.{domain}", domain)
+        tls_key, tlsca = create_ca(f"tlsca.{domain}", domain)
+        for folder, cert, key, name in ((base / "ca", ca, ca_key, f"ca.{domain}-cert.pem"),
+                                        (base / "tlsca", tlsca, tls_key, f"tlsca.{domain}-cert.pem")):
+            folder.mkdir(parents=True)
+            (folder / name).write_bytes(cert_to_pem(cert))
+            write_private(folder / "priv_sk", private_key_to_pem(key))
+        config = (f"NodeOUs:\n  Enable: true\n  ClientOUIdentifier:\n    Certificate: cacerts/ca.{domain}-cert.pem\n"
+                  f"    OrganizationalUnitIdentifier: client\n  PeerOUIdentifier:\n    Certificate: cacerts/ca.{domain}-cert.pem\n"
+                  f"    OrganizationalUnitIdentifier: peer\n")
+        for msp in (base / "msp", base / node / "msp"):
+            (msp / "cacerts").mkdir(parents=True)
+            (msp / "tlscacerts").mkdir()
+            (msp / "cacerts" / f"ca.{domain}-cert.pem").write_bytes(cert_to_pem(ca))
+            (msp / "tlscacerts" / f"tlsca.{domain}-cert.pem").write_bytes(cert_to_pem(tlsca))
+            (msp / "config.yaml").write_text(config)
+        nkey, ncert = issue_certificate(ca_key, ca, node.split("/")[-1], ou=node_ou)
+        (base / node / "msp" / "signcerts").mkdir()
+        (base / node / "msp" / "signcerts" / f"{node.split('/')[-1]}-cert.pem").write_bytes(cert_to_pem(ncert))
+        write_private(base / node / "msp" / "keystore" / "priv_sk", private_key_to_pem(nkey))
+
+    org("ordererOrganizations", "example.com", "orderers/orderer.example.com", "orderer")
+    org("peerOrganizations", "org1.example.com", "peers/peer0.org1.example.com", "peer")
+    org("peerOrganizations", "org2.example.com", "peers/peer0.org2.example.com", "peer")
+
+
+def test_import_cryptogen_tree(tmp_path):
+    from fedchain.identity import import_cryptogen
+
+    _cryptogen_like_tree(tmp_path)
+    cons = import_cryptogen(tmp_path)
+    assert [o.msp_id for o in cons.orgs] == ["Org1MSP", "Org2MSP"] and cons.orderer.msp_id == "OrdererMSP"
+    assert cons.orderer.node_name == "orderer.example.com"
+    mgr = cons.msp_manager()
+    peer = cons.org("Org2MSP").peer_identity
+    assert mgr.node_ou(mgr.verify(peer.serialize(), peer.sign(b"d"), b"d")) == "peer"
+    user = cons.enroll("Org1MSP", "hospital1", "hospital")  # signs with cryptogen's CA key
+    assert mgr.validate(user.serialize()).role == "hospital"
+    # the same tree, loaded again, needs nothing new
+    assert Consortium.load(tmp_path).org("Org1MSP").ca_cert_path.name == "ca.org1.example.com-cert.pem"
+
+
+def test_fabric_ca_style_keystore(tmp_path, consortium):
+    """Fabric CA names the key <SKI>_sk and the cert cert.pem; both load."""
+    import shutil
+
+    src = consortium.org("Org1MSP").user_dir("Admin") / "msp"
+    dst = tmp_path / "msp"
+    shutil.copytree(src, dst)
+    (dst / "keystore" / "priv_sk").rename(dst / "keystore" / "3f2a9c_sk")
+    (dst / "signcerts" / next((dst / "signcerts").iterdir()).name).rename(dst / "signcerts" / "cert.pem")
+    ident = load_signing_identity(dst, "Org1MSP")
+    assert ident.identity.role == "operator"
+    assert consortium.msp_manager().verify(ident.serialize(), ident.sign(b"x"), b"x")

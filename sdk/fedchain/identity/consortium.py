@@ -41,6 +41,24 @@ def _write_pair(folder: Path, cert: x509.Certificate, key: ec.EllipticCurvePriva
     write_private(folder / key_name, crypto.private_key_to_pem(key))
 
 
+def _find_cert(folder: Path, ours: str) -> Path:
+    """Our file name, or cryptogen's `<ca name>-cert.pem`."""
+    if (folder / ours).is_file() or not folder.is_dir():
+        return folder / ours
+    found = sorted(folder.glob("*-cert.pem")) or sorted(folder.glob("*.pem"))
+    return found[0] if found else folder / ours
+
+
+def _find_key(folder: Path, cert: x509.Certificate) -> ec.EllipticCurvePrivateKey:
+    """priv_sk (ours, cryptogen) or <ski>_sk (Fabric CA): whichever matches the certificate."""
+    for path in [folder / "priv_sk", *sorted(folder.glob("*_sk"))]:
+        if path.is_file():
+            key = crypto.load_private_key_pem(path.read_bytes())
+            if key.public_key().public_numbers() == cert.public_key().public_numbers():
+                return key
+    raise IdentityError(f"no private key in {folder} matches its CA certificate")
+
+
 @dataclass
 class Org:
     """One organisation's material on disk; keys are loaded lazily and only when asked for."""
@@ -52,12 +70,21 @@ class Org:
     kind: str  # "peer" or "orderer"
 
     @property
+    def _nodes_dir(self) -> Path:
+        return self.path / ("peers" if self.kind == "peer" else "orderers")
+
+    @property
     def node_name(self) -> str:
-        return f"{'peer' if self.kind == 'peer' else 'orderer'}0.{self.domain}"
+        """Our trees use peer0./orderer0.<domain>; cryptogen's may name the first node otherwise."""
+        default = f"{'peer' if self.kind == 'peer' else 'orderer'}0.{self.domain}"
+        if (self._nodes_dir / default).is_dir() or not self._nodes_dir.is_dir():
+            return default
+        found = sorted(p.name for p in self._nodes_dir.iterdir() if p.is_dir())
+        return found[0] if found else default
 
     @property
     def node_dir(self) -> Path:
-        return self.path / ("peers" if self.kind == "peer" else "orderers") / self.node_name
+        return self._nodes_dir / self.node_name
 
     @property
     def msp_dir(self) -> Path:
@@ -69,11 +96,11 @@ class Org:
 
     @property
     def ca_cert_path(self) -> Path:
-        return self.path / "ca" / "ca-cert.pem"
+        return _find_cert(self.path / "ca", "ca-cert.pem")
 
     @property
     def tls_ca_cert_path(self) -> Path:
-        return self.path / "tlsca" / "tlsca-cert.pem"
+        return _find_cert(self.path / "tlsca", "tlsca-cert.pem")
 
     @functools.cached_property
     def ca_cert(self) -> x509.Certificate:
@@ -85,11 +112,11 @@ class Org:
 
     @property
     def ca_key(self) -> ec.EllipticCurvePrivateKey:
-        return crypto.load_private_key_pem((self.path / "ca" / "priv_sk").read_bytes())
+        return _find_key(self.path / "ca", self.ca_cert)
 
     @property
     def tls_ca_key(self) -> ec.EllipticCurvePrivateKey:
-        return crypto.load_private_key_pem((self.path / "tlsca" / "priv_sk").read_bytes())
+        return _find_key(self.path / "tlsca", self.tls_ca_cert)
 
     @functools.cached_property
     def node_identity(self) -> SigningIdentity:
@@ -245,3 +272,34 @@ def generate_consortium(
     manifest = {"orderer": orderer.to_manifest(), "orgs": [o.to_manifest() for o in orgs]}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Consortium(root, orderer, orgs)
+
+
+def import_cryptogen(crypto_dir: str | os.PathLike, msp_ids: dict[str, str] | None = None) -> Consortium:
+    """Adopt a tree made by Fabric's `cryptogen` (crypto-config/): writes only consortium.json.
+
+    cryptogen does not record MSP ids; by default `org1.example.com` becomes Org1MSP and the
+    orderer organisation OrdererMSP. Pass msp_ids={domain: msp_id} to override.
+    """
+    root = Path(crypto_dir)
+    msp_ids = msp_ids or {}
+    if (root / MANIFEST).exists():
+        return Consortium.load(root)
+
+    def entries(sub: str, kind: str) -> list[dict]:
+        out = []
+        for d in sorted(p for p in (root / sub).glob("*") if p.is_dir()):
+            label = d.name.split(".")[0]
+            name = "Orderer" if kind == "orderer" else label[:1].upper() + label[1:]
+            out.append({"name": name, "msp_id": msp_ids.get(d.name, f"{name}MSP"), "domain": d.name, "kind": kind})
+        return out
+
+    orderers, orgs = entries("ordererOrganizations", "orderer"), entries("peerOrganizations", "peer")
+    if len(orderers) != 1 or not orgs:
+        raise IdentityError(f"{root} is not a cryptogen tree with one orderer organisation and at least one "
+                            f"peer organisation (found {len(orderers)} and {len(orgs)})")
+    (root / MANIFEST).write_text(json.dumps({"orderer": orderers[0], "orgs": orgs}, indent=2))
+    consortium = Consortium.load(root)
+    for org in [consortium.orderer, *consortium.orgs]:
+        org.msp_config  # noqa: B018 - fail now, with the folder named, if an MSP does not load
+        org.node_identity  # noqa: B018
+    return consortium
