@@ -16,7 +16,7 @@ from fabric_protos.gateway import gateway_pb2
 from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 from fedchain.audit.channel_config import channel_orgs
-from fedchain.gateway import CommitError, EndorseError, EvaluateError
+from fedchain.gateway import CommitError, EndorseError, EvaluateError, SubmitError
 from fedchain.gateway.blocks import seek_envelope
 from fedchain.identity import Identity, SigningIdentity, generate_consortium
 from fedchain.ledger import tx_validation_codes, verify_chain
@@ -331,6 +331,20 @@ def test_endorsement_by_a_client_identity_does_not_count(net):
     env.signature = net.alice.sign(env.payload)
     net.gw.context.stub.Submit(gateway_pb2.SubmitRequest(transaction_id=tx.tx_id, channel_id=CH, prepared_transaction=env))
     assert _wait_status(net, tx.tx_id) == "ENDORSEMENT_POLICY_FAILURE"
+
+
+def test_submit_and_commit_status_check_the_signature(net):
+    tx = net.contract.new_proposal("put", ["unsigned", "x"]).endorse()
+    forged = tx.with_signature(net.alice.sign(b"not the payload"))
+    with pytest.raises(SubmitError) as err:
+        forged.submit()
+    assert err.value.grpc_code == grpc.StatusCode.PERMISSION_DENIED and "does not verify" in str(err.value)
+    status_req = gateway_pb2.CommitStatusRequest(transaction_id=tx.tx_id, channel_id=CH,
+                                                 identity=net.alice.serialize()).SerializeToString()
+    with pytest.raises(grpc.RpcError) as rpc_err:
+        net.gw.context.stub.CommitStatus(gateway_pb2.SignedCommitStatusRequest(request=status_req, signature=b"0"),
+                                         timeout=5)
+    assert rpc_err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_independent_auditor_accepts_the_whole_chain(net):
