@@ -110,6 +110,9 @@ class ChaincodeConnection:
                 reason = "chaincode closed the stream"
             except grpc.RpcError as exc:
                 reason = f"chaincode stream failed: {exc.code().name if exc.code() else ''} {exc.details()}"
+            except Exception as exc:  # noqa: BLE001 - never let the peer's reader die silently
+                log.exception("%s: chaincode stream handler failed", self.peer_name)
+                reason = f"peer internal error on the chaincode stream: {type(exc).__name__}"
             finally:
                 outq.put(_CLOSE)
                 channel.close()

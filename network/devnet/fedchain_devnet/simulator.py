@@ -7,6 +7,8 @@ record what they saw for phantom-read validation.
 
 from __future__ import annotations
 
+import logging
+
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
@@ -16,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fedchain_devnet.statedb import StateDB, Version
 
+log = logging.getLogger(__name__)
 CM = chaincode_shim_pb2.ChaincodeMessage
 PAGE_SIZE = 100
 TOTAL_QUERY_LIMIT = 100_000
@@ -33,11 +36,10 @@ def _check_key(key: str) -> None:
 
 
 class TxSimulator:
-    def __init__(self, state: StateDB, namespace: str, tx_id: str, read_only: bool = False) -> None:
+    def __init__(self, state: StateDB, namespace: str, tx_id: str) -> None:
         self.state = state
         self.ns = namespace
         self.tx_id = tx_id
-        self.read_only = read_only
         self.reads: dict[str, Version | None] = {}
         self.writes: dict[str, bytes | None] = {}
         self.range_infos: list[kv_rwset_pb2.RangeQueryInfo] = []
@@ -53,6 +55,10 @@ class TxSimulator:
             return CM(type=CM.RESPONSE, payload=payload, txid=msg.txid, channel_id=msg.channel_id)
         except (SimulationError, DecodeError, UnicodeDecodeError) as exc:
             return CM(type=CM.ERROR, payload=str(exc).encode(), txid=msg.txid, channel_id=msg.channel_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. a state database error: fail this transaction, not the peer
+            log.exception("simulation of %s failed", msg.txid)
+            return CM(type=CM.ERROR, payload=f"peer internal error: {type(exc).__name__}".encode(), txid=msg.txid,
+                      channel_id=msg.channel_id)
 
     def _dispatch(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> bytes:
         t = msg.type
@@ -110,9 +116,6 @@ class TxSimulator:
 
     def put_state(self, key: str, value: bytes) -> None:
         _check_key(key)
-        key.encode("utf-8")
-        if self.read_only:
-            raise SimulationError("writes are not allowed in this query")
         self.writes[key] = value or None  # Fabric: an empty value is a delete
 
     def range_query(self, start: str, end: str) -> bytes:
