@@ -223,16 +223,17 @@ class GatewayService:
         else:
             start = ledger.height
         n = start
-        skipping = bool(req.after_transaction_id)
+        skip_through = -1  # resume after a checkpointed transaction of the start block (in transaction order)
+        if req.after_transaction_id:
+            loc = ledger.tx_location(req.after_transaction_id)
+            if loc is not None and loc[1] == start:
+                skip_through = loc[2]
         while context.is_active() and not ledger.closed:
             if n >= ledger.height:
                 ledger.wait_for_height(n + 1, 1.0)
                 continue
-            events = [ev for _, ev in ledger.block_events(n) if ev.chaincode_id == req.chaincode_id]
-            if n == start and skipping:
-                ids = [ev.tx_id for ev in events]
-                if req.after_transaction_id in ids:
-                    events = events[ids.index(req.after_transaction_id) + 1:]
+            events = [ev for txnum, ev in ledger.block_events(n)
+                      if ev.chaincode_id == req.chaincode_id and (n != start or txnum > skip_through)]
             if events:
                 yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=n)
             n += 1
