@@ -49,7 +49,8 @@ def tls_channel(net) -> grpc.Channel:
     return grpc.secure_channel(net.endpoint, creds, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
 
 
-def deliver(net, start: int, stop: int | None = None, ident: SigningIdentity | None = None) -> tuple[list, int]:
+def deliver(net, start: int, stop: int | None = None, ident: SigningIdentity | None = None,
+            method: str = "Deliver") -> tuple[list, int]:
     """Blocks [start, stop] (stop None = newest) and the final status from the Deliver service."""
     ident = ident or net.alice
     env = seek_envelope(CH, ident.serialize(), ident.sign, ab_pb2.SeekPosition(specified=ab_pb2.SeekSpecified(number=start)))
@@ -61,7 +62,7 @@ def deliver(net, start: int, stop: int | None = None, ident: SigningIdentity | N
     env = common_pb2.Envelope(payload=payload.SerializeToString())
     env.signature = ident.sign(env.payload)
     with tls_channel(net) as ch:
-        call = ch.stream_stream("/protos.Deliver/Deliver", request_serializer=lambda m: m.SerializeToString(),
+        call = ch.stream_stream(f"/protos.Deliver/{method}", request_serializer=lambda m: m.SerializeToString(),
                                 response_deserializer=lambda b: b)
         from fabric_protos.peer import events_pb2
 
@@ -70,6 +71,8 @@ def deliver(net, start: int, stop: int | None = None, ident: SigningIdentity | N
             resp = events_pb2.DeliverResponse.FromString(raw)
             if resp.HasField("block"):
                 blocks.append(resp.block)
+            elif resp.HasField("filtered_block"):
+                blocks.append(resp.filtered_block)
             else:
                 status = resp.status
                 break
@@ -345,6 +348,19 @@ def test_submit_and_commit_status_check_the_signature(net):
         net.gw.context.stub.CommitStatus(gateway_pb2.SignedCommitStatusRequest(request=status_req, signature=b"0"),
                                          timeout=5)
     assert rpc_err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_deliver_filtered_gives_ids_codes_and_event_names_only(net):
+    res = net.contract.submit("event", "Filtered", "secret-payload")
+    blocks, status = deliver(net, res.block_number, res.block_number, method="DeliverFiltered")
+    assert status == common_pb2.Status.Value("SUCCESS") and len(blocks) == 1
+    fb = blocks[0]
+    assert fb.number == res.block_number and fb.channel_id == CH
+    ftx = next(t for t in fb.filtered_transactions if t.txid == res.tx_id)
+    assert ftx.tx_validation_code == CODE.Value("VALID")
+    ev = ftx.transaction_actions.chaincode_actions[0].chaincode_event
+    assert (ev.event_name, ev.tx_id, ev.payload) == ("Filtered", res.tx_id, b"")
+    assert b"secret-payload" not in fb.SerializeToString()
 
 
 def test_independent_auditor_accepts_the_whole_chain(net):

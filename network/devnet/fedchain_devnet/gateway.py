@@ -30,6 +30,7 @@ from fedchain_devnet.proposal import ParsedProposal, parse_proposal
 
 log = logging.getLogger(__name__)
 MAX_U64 = (1 << 64) - 1
+TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
 MAX_STREAMS = 128  # long-lived event/block streams; the rest of the RPC pool stays free for transactions
 
 
@@ -254,15 +255,41 @@ class DeliverService:
         return max(0, height - 1)  # newest (and Fabric's default)
 
     def Deliver(self, request_iterator, context) -> Iterator[events_pb2.DeliverResponse]:
+        yield from self._stream(request_iterator, context, filtered=False)
+
+    def DeliverFiltered(self, request_iterator, context) -> Iterator[events_pb2.DeliverResponse]:
+        """Per transaction only id, type, validation code and chaincode event name (no payloads, no rwsets)."""
+        yield from self._stream(request_iterator, context, filtered=True)
+
+    def _stream(self, request_iterator, context, filtered: bool) -> Iterator[events_pb2.DeliverResponse]:
         if not STREAM_SLOTS.acquire():
             yield events_pb2.DeliverResponse(status=common_pb2.Status.Value("SERVICE_UNAVAILABLE"))
             return
         try:
-            yield from self._deliver(request_iterator, context)
+            yield from self._deliver(request_iterator, context, filtered)
         finally:
             STREAM_SLOTS.release()
 
-    def _deliver(self, request_iterator, context) -> Iterator[events_pb2.DeliverResponse]:
+    def _filtered(self, number: int) -> events_pb2.FilteredBlock:
+        block = self.node.ledger.block(number)
+        codes = block.metadata.metadata[TRANSACTIONS_FILTER] if len(block.metadata.metadata) > TRANSACTIONS_FILTER else b""
+        events = dict(self.node.ledger.block_events(number))
+        out = events_pb2.FilteredBlock(channel_id=self.node.channel, number=number)
+        for txnum, raw in enumerate(block.data.data):
+            ftx = out.filtered_transactions.add(tx_validation_code=codes[txnum] if txnum < len(codes) else 254)
+            try:
+                payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(raw).payload)
+                chdr = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+                ftx.txid, ftx.type = chdr.tx_id, chdr.type
+            except DecodeError:
+                continue
+            if txnum in events:
+                ev = events[txnum]
+                ftx.transaction_actions.chaincode_actions.add().chaincode_event.CopyFrom(
+                    type(ev)(chaincode_id=ev.chaincode_id, tx_id=ev.tx_id, event_name=ev.event_name))
+        return out
+
+    def _deliver(self, request_iterator, context, filtered: bool) -> Iterator[events_pb2.DeliverResponse]:
         status = common_pb2.Status
         ledger = self.node.ledger
         try:
@@ -300,7 +327,10 @@ class DeliverService:
                             break
                         ledger.wait_for_height(n + 1, 1.0)
                         continue
-                    yield events_pb2.DeliverResponse(block=ledger.block(n))
+                    if filtered:
+                        yield events_pb2.DeliverResponse(filtered_block=self._filtered(n))
+                    else:
+                        yield events_pb2.DeliverResponse(block=ledger.block(n))
                     n += 1
                 yield events_pb2.DeliverResponse(status=status.Value(outcome))
         except grpc.RpcError:
@@ -323,7 +353,8 @@ def add_services(server: grpc.Server, node: Node) -> None:
     unary["ChaincodeEvents"] = grpc.unary_stream_rpc_method_handler(
         gw.ChaincodeEvents, request_deserializer=_identity, response_serializer=_ser)
     dl = DeliverService(node)
-    deliver = {"Deliver": grpc.stream_stream_rpc_method_handler(dl.Deliver, request_deserializer=_identity,
-                                                                response_serializer=_ser)}
+    deliver = {name: grpc.stream_stream_rpc_method_handler(getattr(dl, name), request_deserializer=_identity,
+                                                           response_serializer=_ser)
+               for name in ("Deliver", "DeliverFiltered")}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("gateway.Gateway", unary),
                                      grpc.method_handlers_generic_handler("protos.Deliver", deliver)))
