@@ -78,7 +78,8 @@ def test_accept_bits_equal_plaintext_over_100_random_trials() -> None:
         policy = VerificationPolicy(norm_bound=2.0, pine_num_vectors=int(rng.choice([4, 16])),
                                     cosine_min=float(rng.choice([0.0, 0.1, -0.2])),
                                     cosine_enabled=bool(rng.random() < 0.8), krum_f=int(rng.integers(0, 3)),
-                                    outlier_factor=float(rng.choice([1.5, 2.0, 3.0])))
+                                    outlier_factor=float(rng.choice([1.5, 2.0, 3.0])),
+                                    outlier_rule=str(rng.choice(["auto", "multi_krum", "mean_distance"])))
         ns = [int(v) for v in rng.integers(1, 1000, n)]
         seed = f"trial-{trial}"
         pt, _ = plaintext.evaluate(x, ns, policy, ref, seed)

@@ -104,7 +104,7 @@ class NodeService:
 def setup_logging(cfg: NodeConfig, level: str) -> None:
     handler: logging.Handler = logging.FileHandler(cfg.log_file) if cfg.log_file else logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"%(asctime)s mpc{cfg.node_index} %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,15 +58,11 @@ def local_products(hi: np.ndarray, lo: np.ndarray, public: np.ndarray, p: int,
         raise ValueError("public rows must satisfy |v| <= 2^16 for exact float64 products")
     acc_obj = np.zeros((N_LIMBS * n, N_LIMBS * n + q), dtype=object)
     acc = np.zeros((N_LIMBS * n, N_LIMBS * n + q), dtype=np.int64)
-    rhs = np.empty((N_LIMBS * n + q, block), dtype=np.float64)
     for k, start in enumerate(range(0, d, block)):
         stop = min(d, start + block)
-        w = stop - start
-        lx = limbs(hi[:, start:stop], lo[:, start:stop]).reshape(N_LIMBS * n, w)
-        r = rhs[:, :w]
-        r[:N_LIMBS * n] = lx
-        r[N_LIMBS * n:] = public[:, start:stop]
-        acc += (lx @ r.T).astype(np.int64)
+        lx = limbs(hi[:, start:stop], lo[:, start:stop]).reshape(N_LIMBS * n, stop - start)
+        acc[:, :N_LIMBS * n] += (lx @ lx.T).astype(np.int64)  # numpy uses BLAS syrk for a @ a.T
+        acc[:, N_LIMBS * n:] += (lx @ public[:, start:stop].T).astype(np.int64)
         if (k + 1) % FLUSH_EVERY == 0:
             acc_obj += acc.astype(object)
             acc[:] = 0
@@ -74,20 +70,18 @@ def local_products(hi: np.ndarray, lo: np.ndarray, public: np.ndarray, p: int,
     return _recombine(acc_obj, n, q, p)
 
 
-def weighted_sum(hi: np.ndarray, lo: np.ndarray, weights: np.ndarray, p: int,
-                 block: int = 1 << 16) -> np.ndarray:
-    """Σ_i w_i x_i mod p (object array of length d) for small non-negative integer weights (< 2^20)."""
+def weighted_sum(hi: np.ndarray, lo: np.ndarray, weights: np.ndarray, p: int) -> np.ndarray:
+    """Σ_i w_i x_i as Python ints congruent mod p (NOT reduced: the field array constructor
+    reduces), for non-negative integer weights < 2^20 and n < 2^11 (int64 sums exact)."""
     n, d = lo.shape
-    w = np.asarray(weights, dtype=np.float64)
-    if np.any(w < 0) or np.any(w >= 2 ** 20) or n >= 2 ** 13:
-        raise ValueError("weights must be integers in [0, 2^20) and n < 8192 for exact sums")
-    out = np.empty(d, dtype=object)
-    for start in range(0, d, block):
-        stop = min(d, start + block)
-        lx = limbs(hi[:, start:stop], lo[:, start:stop])  # (4, n, w)
-        s = np.einsum("i,aij->aj", w, lx).astype(np.int64).astype(object)  # exact: < 2^53
-        out[start:stop] = (s[0] + (s[1] << 20) + (s[2] << 40) + (s[3] << 60)) % p
-    return out
+    w = np.asarray(weights, dtype=np.int64)
+    if np.any(w < 0) or np.any(w >= 2 ** 20) or n >= 2 ** 11:
+        raise ValueError("weights must be integers in [0, 2^20) and n < 2048 for exact sums")
+    mask32 = np.uint64(0xFFFFFFFF)
+    s0 = w @ (lo & mask32).astype(np.int64)  # each < 2^(20+32+11) = 2^63
+    s1 = w @ (lo >> np.uint64(32)).astype(np.int64)
+    s2 = w @ hi.astype(np.int64)
+    return s0.astype(object) + (s1.astype(object) << 32) + (s2.astype(object) << 64)
 
 
 def _rng(seed: str, label: str) -> np.random.Generator:

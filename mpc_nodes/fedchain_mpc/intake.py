@@ -189,7 +189,7 @@ class ShareIntake:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed HoldingsRequest: {exc}") from None
         round_id = int(msg.round_id)
         if not self.store.is_sealed(round_id):
-            rnd = self.ledger.get_round(round_id)
+            rnd = self.ledger.get_round(round_id, fresh=True)
             if rnd is None:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"no round {round_id} on the ledger")
             if rnd["state"] == "OPEN":

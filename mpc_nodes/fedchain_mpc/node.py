@@ -98,7 +98,7 @@ class RoundProcessor:
         local = self.state.get(round_id)
         if local is not None and local["status"] in DONE:
             return local["status"]
-        rnd = self.ledger.get_round(round_id)
+        rnd = self.ledger.get_round(round_id, fresh=True)
         if rnd is None or rnd.get("genesis"):
             return "unknown"
         st = rnd["state"]

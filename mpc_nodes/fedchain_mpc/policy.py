@@ -9,6 +9,9 @@ in the order inconsistent > norm > cosine > outlier):
   checks above), distance to/from an ineligible one = cap = 4 norm_bound^2, D_ii = 0;
   score_i = sum of the k + 1 smallest entries of row i (k = n - krum_f - 2 nearest others);
   reject if score_i > outlier_factor * lower-median(score). outlier_factor is a multiple of 1/16.
+  outlier_rule "multi_krum" uses that k; "mean_distance" uses k = n - 1 (sum over all others: no
+  per-row sorting, O(n log^2 n) instead of O(n^2 log^2 n) secure comparisons); "auto" (default)
+  is multi_krum for n <= krum_max_n, else mean_distance (n is public).
 Accept = all enabled checks pass. Fixed-point rounding (resolution 2^-16) can flip a decision
 only for values within ~1e-4 relative of a threshold; tests plant margins larger than that.
 """
@@ -39,6 +42,8 @@ class VerificationPolicy:
     outlier_enabled: bool = True
     krum_f: int = 1
     outlier_factor: float = 3.0
+    outlier_rule: str = "auto"
+    krum_max_n: int = 32
     sample_cap: int = 100_000
 
     def __post_init__(self) -> None:
@@ -57,6 +62,10 @@ class VerificationPolicy:
         q = self.outlier_factor * FACTOR_DEN
         if not (self.outlier_factor >= 1.0 and abs(q - round(q)) < 1e-9 and q <= 1024):
             raise PolicyError("outlier_factor must be a multiple of 1/16 in [1, 64]")
+        if self.outlier_rule not in ("auto", "multi_krum", "mean_distance"):
+            raise PolicyError("outlier_rule must be auto, multi_krum or mean_distance")
+        if not (isinstance(self.krum_max_n, int) and self.krum_max_n >= 3):
+            raise PolicyError("krum_max_n must be an integer >= 3")
         if not (isinstance(self.sample_cap, int) and 1 <= self.sample_cap <= 1 << 20):
             raise PolicyError("sample_cap must be an integer in 1..2^20")
 
@@ -65,8 +74,13 @@ class VerificationPolicy:
         return round(self.outlier_factor * FACTOR_DEN)
 
     def krum_k(self, n: int) -> int:
-        """How many nearest others enter a score."""
-        return max(1, n - self.krum_f - 2)
+        """How many nearest others enter a score (n - 1 = all: no per-row selection needed)."""
+        rule = self.outlier_rule
+        if rule == "auto":
+            rule = "multi_krum" if n <= self.krum_max_n else "mean_distance"
+        if rule == "mean_distance":
+            return n - 1
+        return min(n - 1, max(1, n - self.krum_f - 2))
 
     def outlier_active(self, n: int) -> bool:
         return self.outlier_enabled and n >= 3

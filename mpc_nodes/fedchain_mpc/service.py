@@ -41,7 +41,7 @@ class LedgerEvent:
 class LedgerView(Protocol):
     def get_consortium(self) -> dict[str, Any]: ...
 
-    def get_round(self, round_id: int) -> dict[str, Any] | None: ...
+    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None: ...
 
     def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None: ...
 
@@ -124,11 +124,12 @@ class FLLedger:
     def get_consortium(self) -> dict[str, Any]:
         return self._wrap("GetConsortium", self.fl.get_consortium)
 
-    def get_round(self, round_id: int) -> dict[str, Any] | None:
+    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
+        """Cached for the intake's per-share checks; `fresh` for decisions that must see the latest state."""
         now = time.monotonic()
         with self._lock:
             hit = self._rounds.get(round_id)
-            if hit is not None and now - hit[0] < self._round_ttl_s:
+            if not fresh and hit is not None and now - hit[0] < self._round_ttl_s:
                 return hit[1]
         try:
             rnd = self._wrap("GetRound", lambda: self.fl.get_round(round_id))

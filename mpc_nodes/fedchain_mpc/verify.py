@@ -92,16 +92,6 @@ async def _random_array(secint, shape: tuple[int, ...]):
     return secint.array(fld.array(r.value.reshape(shape)))
 
 
-async def _lower_median(secint, s, bound: int):
-    """Element of rank (n-1)//2 of s: ranks by one round of n^2 comparisons on distinct keys."""
-    n = s.shape[0]
-    keys = s * n + np.arange(n)  # distinct keys, same order (ties broken by index)
-    diff = keys.reshape(1, n) - keys.reshape(n, 1)  # [i, j] = key_j - key_i
-    rank = mpc.np_sum(_lt0(diff, 2 * bound * n + n), axis=1)  # how many keys are smaller than key_i
-    sel = mpc.np_sgn(rank - (n - 1) // 2, l=_bits(n), EQ=True)
-    return mpc.np_sum(sel * s)
-
-
 class _Clock:
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
@@ -202,10 +192,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         both = mpc.np_outer(elig, elig)
         dist = (both * (dist - cap) + cap) * (1 - np.eye(n, dtype=np.int64))
         kk = policy.krum_k(n)
-        small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
-        rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
-        score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
-        med = await _lower_median(secint, score, (kk + 1) * cap)
+        if kk + 1 < n:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+            small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
+            rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+            score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
+        else:  # mean-distance rule: all others, no selection
+            score = mpc.np_sum(dist, axis=1)
+        score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
+        ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
+        med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
         o_ok = 1 - _lt0(med * policy.factor_num - score * 16, (kk + 1) * cap * max(16, policy.factor_num))
         reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
     else:
@@ -227,9 +222,8 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     total = int(w.sum())
     if total > 0:
         s_loc = ff.weighted_sum(hi, lo, w, p)
-        opened = await mpc.output(secint.array(fld.array(s_loc)))
-        vals = ff.signed(np.array([int(v) for v in opened.tolist()] if hasattr(opened, "tolist") else opened,
-                                  dtype=object), p)
+        opened = await mpc.output(secint.array(fld.array(s_loc)))  # signed ints
+        vals = np.asarray(opened, dtype=object)
         agg = vals.astype(np.float64) / (float(one) * total)
     else:
         agg = np.zeros(d, dtype=np.float64)
