@@ -10,6 +10,7 @@ Modules, in request order:
   config      JSON config format, `make_devnet_config(consortium, ...)`, `ChaincodeDef`
   server      gRPC server: TLS / mutual TLS, message size limit, worker pool
   gateway     gateway.Gateway (Endorse, Evaluate, Submit, CommitStatus, ChaincodeEvents) and protos.Deliver
+              (Deliver, DeliverFiltered)
   proposal    SignedProposal checks (structure, channel, chaincode, tx id, timestamp, creator signature)
   policy      MAJORITY / ANY / ALL / list-of-orgs: endorser selection and satisfaction
   peer        one org's peer: simulate, sign the ProposalResponsePayload; the transaction envelope layout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -26,7 +27,7 @@ from fedchain_devnet.errors import RequestError, denied, invalid, not_found
 from fedchain_devnet.node import Node
 from fedchain_devnet.orderer import OrdererOverloaded
 from fedchain_devnet.peer import EndorsementFailed, build_transaction
-from fedchain_devnet.proposal import ParsedProposal, parse_proposal
+from fedchain_devnet.proposal import MAX_CLOCK_SKEW, ParsedProposal, parse_proposal
 
 log = logging.getLogger(__name__)
 MAX_U64 = (1 << 64) - 1
@@ -305,6 +306,10 @@ class DeliverService:
                     continue
                 if chdr.channel_id != self.node.channel:
                     yield events_pb2.DeliverResponse(status=status.Value("NOT_FOUND"))
+                    continue
+                skew = abs(time.time() - (chdr.timestamp.seconds + chdr.timestamp.nanos / 1e9))
+                if skew > MAX_CLOCK_SKEW.total_seconds():  # Fabric refuses stale (replayed) seek requests
+                    yield events_pb2.DeliverResponse(status=status.Value("BAD_REQUEST"))
                     continue
                 try:
                     self.node.msps.verify(bytes(shdr.creator), bytes(env.signature), bytes(env.payload))
