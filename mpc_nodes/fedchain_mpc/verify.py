@@ -147,9 +147,16 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     gram = secfxp.array(fld.array(g_loc), integral=False)
     if t > 0:
         gram = mpc._reshare(gram)
-    gram = mpc.np_trunc(gram)  # scale 2^32 → 2^16
-    g = secint.array(await mpc.gather(gram))
-    norm2 = mpc.np_sum(g * np.eye(n, dtype=np.int64), axis=1)
+    eye = np.eye(n, dtype=np.int64)
+    krum = policy.outlier_active(n) and policy.krum_k(n) + 1 < n
+    g32 = g = None
+    if krum:  # the sorting network wants small distances: truncate the whole Gram matrix once
+        g = secint.array(await mpc.gather(mpc.np_trunc(gram)))  # scale 2^32 → 2^16
+        norm2 = mpc.np_sum(g * eye, axis=1)
+    else:  # only the diagonal is truncated; distances stay at scale 2^32 (n^2 truncations saved)
+        g32 = secint.array(await mpc.gather(gram))
+        diag = mpc.np_sum(g32 * eye, axis=1)
+        norm2 = secint.array(await mpc.gather(mpc.np_trunc(secfxp.array(await mpc.gather(diag), integral=False))))
     k = policy.pine_num_vectors
     proj = secint.array(fld.array(p_loc[:, c0 + CONSISTENCY_ROWS:]))
     lim = int(round(policy.pine_c * policy.norm_bound * one))
@@ -188,16 +195,20 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     # 4. Multi-Krum-style outlier score among eligible updates
     if policy.outlier_active(n):
         cap = int(round(4 * policy.norm_bound ** 2 * one))
-        dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
         both = mpc.np_outer(elig, elig)
-        dist = (both * (dist - cap) + cap) * (1 - np.eye(n, dtype=np.int64))
         kk = policy.krum_k(n)
-        if kk + 1 < n:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+        if krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+            dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
+            dist = (both * (dist - cap) + cap) * (1 - eye)
             small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
             rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
             score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
-        else:  # mean-distance rule: all others, no selection
-            score = mpc.np_sum(dist, axis=1)
+        else:  # mean-distance rule: row sums at scale 2^32, then n truncations
+            cap32 = cap << 16
+            dist = diag.reshape(n, 1) + diag.reshape(1, n) - 2 * g32
+            dist = (both * (dist - cap32) + cap32) * (1 - eye)
+            rowsum = secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
+            score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
         score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
         ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
         med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
