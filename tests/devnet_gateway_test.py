@@ -363,6 +363,16 @@ def test_deliver_filtered_gives_ids_codes_and_event_names_only(net):
     assert b"secret-payload" not in fb.SerializeToString()
 
 
+def test_peers_and_orderers_may_read_but_not_transact(net):
+    for node in (net.consortium.orgs[1].peer_identity, net.consortium.orderer.node_identity):
+        with gateway_for(net, net.endpoint, node) as gw:
+            contract = gw.network(CH).contract("cc")
+            with pytest.raises(EndorseError) as err:
+                contract.submit("put", "by-a-node", "x")
+            assert err.value.grpc_code == grpc.StatusCode.PERMISSION_DENIED and "may not submit" in str(err.value)
+            assert contract.evaluate("get", "hello") == b"world"  # readers may query
+
+
 def test_independent_auditor_accepts_the_whole_chain(net):
     """Runs last in this module: the chain then holds VALID, MVCC, policy-failure and duplicate transactions."""
     from fedchain.audit.chain import ChainAuditor

@@ -22,6 +22,7 @@ from fedchain.identity import IdentityError
 from google.protobuf.message import DecodeError
 
 from fedchain_devnet import qscc
+from fedchain_devnet.acl import AccessDenied
 from fedchain_devnet.ccconn import ChaincodeUnavailable
 from fedchain_devnet.errors import RequestError, denied, invalid, not_found
 from fedchain_devnet.node import Node
@@ -85,8 +86,10 @@ class GatewayService:
             raise not_found(f"channel {channel_id!r} not found (this network serves {self.node.channel!r})")
 
     def _proposal(self, signed: proposal_pb2.SignedProposal, tx_id: str, allow_qscc: bool) -> ParsedProposal:
+        """Evaluate (allow_qscc) needs a channel reader; Endorse needs a writer."""
         names = set(self.node.chaincode_names) | ({"qscc"} if allow_qscc else set())
-        return parse_proposal(signed, self.node.msps, self.node.channel, names, tx_id)
+        return parse_proposal(signed, self.node.msps, self.node.channel, names, tx_id,
+                              acl=None if allow_qscc else self.node.acl)
 
     def _verify_signed(self, identity: bytes, signature: bytes, data: bytes, what: str) -> None:
         try:
@@ -172,6 +175,10 @@ class GatewayService:
         if not env.signature:
             raise invalid("prepared transaction is not signed")
         self._verify_signed(bytes(shdr.creator), bytes(env.signature), bytes(env.payload), "transaction signature")
+        try:
+            self.node.acl.check_writer(self.node.msps.validate(bytes(shdr.creator)))
+        except AccessDenied as exc:
+            raise denied(str(exc)) from None
         try:
             self.node.orderer.broadcast(env.SerializeToString())
         except OrdererOverloaded as exc:

@@ -8,6 +8,7 @@ import time
 from fedchain.identity import Consortium
 
 from fedchain_devnet import policy as policies
+from fedchain_devnet.acl import ChannelACL
 from fedchain_devnet.ccconn import ChaincodeConnection
 from fedchain_devnet.config import DevnetConfig
 from fedchain_devnet.genesis import genesis_envelope
@@ -39,6 +40,7 @@ class Node:
         self.policies: dict[str, policies.Policy] = {cc.name: cc.policy for cc in config.chaincodes}
         self.chaincode_names = list(self.policies)
         self.selector = policies.Selector(self.org_ids)
+        self.acl = ChannelACL(self.msps, self.org_ids, self.channel)
         orderer_org = self.consortium.orderer
         self.orderer_msp_id = orderer_org.msp_id
         self.ledger = Ledger(

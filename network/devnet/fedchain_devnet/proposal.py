@@ -11,6 +11,7 @@ from fabric_protos.peer import chaincode_pb2, proposal_pb2
 from fedchain.identity import Identity, IdentityError, MSPManager, SignatureError
 from google.protobuf.message import DecodeError
 
+from fedchain_devnet.acl import AccessDenied, ChannelACL
 from fedchain_devnet.errors import denied, invalid, not_found
 
 ENDORSER_TRANSACTION = common_pb2.HeaderType.Value("ENDORSER_TRANSACTION")
@@ -42,7 +43,7 @@ def _decode(cls, data: bytes, what: str):
 
 
 def parse_proposal(signed: proposal_pb2.SignedProposal, msps: MSPManager, channel: str,
-                   chaincodes: set[str], expected_tx_id: str = "") -> ParsedProposal:
+                   chaincodes: set[str], expected_tx_id: str = "", acl: ChannelACL | None = None) -> ParsedProposal:
     """Check structure, channel, chaincode, tx id and the creator's signature; raise RequestError."""
     if not signed.proposal_bytes:
         raise invalid("proposed transaction has no proposal bytes")
@@ -73,6 +74,11 @@ def parse_proposal(signed: proposal_pb2.SignedProposal, msps: MSPManager, channe
         raise denied(f"creator signature check failed: {exc}") from None
     except IdentityError as exc:
         raise denied(f"creator is not a valid member of channel {channel!r}: {exc}") from None
+    if acl is not None:
+        try:
+            acl.check_writer(creator)
+        except AccessDenied as exc:
+            raise denied(str(exc)) from None
     ext = _decode(proposal_pb2.ChaincodeHeaderExtension, chdr.extension, "chaincode header extension")
     cpp = _decode(proposal_pb2.ChaincodeProposalPayload, prop.payload, "chaincode proposal payload")
     cis = _decode(chaincode_pb2.ChaincodeInvocationSpec, cpp.input, "chaincode invocation spec")
