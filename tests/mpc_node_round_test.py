@@ -193,19 +193,18 @@ def test_party_killed_mid_run_round_completes_same_result(tmp_path):
         world.ledger.close_round(1)
         # node 2 crashes: its party is killed once it has started (the other parties are then mid-run)
         killed = threading.Event()
-        pid_file = tmp_path / "node2" / "runs" / "1" / "party.pid"
+        run_dir = tmp_path / "node2" / "runs" / "1"
 
-        def killer() -> None:
+        def killer() -> None:  # kill party 2 once all parties are connected, i.e. inside the protocol
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not killed.is_set():
-                if pid_file.exists():
-                    time.sleep(0.3)
-                    try:
-                        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                try:
+                    if b"parties connected" in (run_dir / "party.out").read_bytes():
+                        os.kill(int((run_dir / "party.pid").read_text()), signal.SIGKILL)
                         killed.set()
-                    except (ProcessLookupError, ValueError):
-                        pass
-                time.sleep(0.05)
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.005)
 
         k = threading.Thread(target=killer)
         k.start()

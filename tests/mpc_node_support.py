@@ -43,7 +43,7 @@ class FakeLedger:
         self._check("GetConsortium")
         return self.consortium
 
-    def get_round(self, round_id: int) -> dict[str, Any] | None:
+    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
         self._check("GetRound")
         return self.rounds.get(round_id)
 

@@ -11,7 +11,9 @@
       "peers": [{"index": 0, "endpoint": "127.0.0.1:7500", "tls_root_cert": "...", "server_name": null}, ...],
       "mpc": {"parties": ["127.0.0.1:11365", "127.0.0.1:11366", "127.0.0.1:11367"], "threshold": 1,
               "ssl": {"cert": "...", "key": "...", "ca": "..."} | null,
-              "timeout_s": 600, "retries": 3, "backoff_s": 2},
+              "timeout_s": 600,            # the protocol, once all parties are connected
+              "connect_timeout_s": 900,    # waiting for every party to come up
+              "retries": 3, "backoff_s": 2},
       "l": 32, "f": 16,
       "reference_dir": null,          # holds <sha256>.npz reference updates named by the round
       "poll_s": 2.0, "max_message_bytes": 67108864, "log_file": null
@@ -111,7 +113,8 @@ def load_config(path: str | os.PathLike) -> NodeConfig:
     party_tls = PartyTLS(p(ssl["cert"]), p(ssl["key"]), p(ssl["ca"])) if ssl else None
     runner = RunnerSettings(
         node_index=index, parties=parties, threshold=int(mpc.get("threshold", (len(parties) - 1) // 2)),
-        tls=party_tls, timeout_s=float(mpc.get("timeout_s", 600)), retries=int(mpc.get("retries", 3)),
+        tls=party_tls, timeout_s=float(mpc.get("timeout_s", 600)),
+        connect_timeout_s=float(mpc.get("connect_timeout_s", 900)), retries=int(mpc.get("retries", 3)),
         backoff_s=float(mpc.get("backoff_s", 2.0)),
     )
     peers = tuple(

@@ -52,7 +52,8 @@ class RunnerSettings:
     parties: tuple[str, ...]  # "host:port" of every node's MPyC party, in node index order
     threshold: int
     tls: PartyTLS | None = None
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # the protocol, from the moment all parties are connected
+    connect_timeout_s: float = 900.0  # waiting for every party to come up (a node restarting)
     retries: int = 3
     backoff_s: float = 2.0
     python: str = sys.executable
@@ -133,6 +134,85 @@ def _tail(path: Path, n: int = 2000) -> str:
         return ""
 
 
+CONNECTED = b"parties connected"
+PEER_LOST = (b"connection_lost", b"Connection reset", b"Broken pipe")
+
+
+def _new_output(files: list[tuple[Path, int]]) -> bytes:
+    out = b""
+    for path, offset in files:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                out += fh.read(1 << 20)
+        except OSError:
+            pass
+    return out
+
+
+def established_peers(pid: int) -> int | None:
+    """Linux: how many ESTABLISHED TCP connections the process holds (None where /proc is unavailable)."""
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                cols = line.split()
+                if len(cols) > 9 and cols[3] == "01" and cols[9] in inodes:
+                    count += 1
+        return count
+    except OSError:
+        return None
+
+
+def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tuple[Path, int]],
+               poll_s: float = 0.1) -> int:
+    """Wait for the party with two clocks: waiting for peers may take long (a node restarting),
+    the protocol itself may not. MPyC does not abort when a peer dies (a clean close just
+    unregisters it, a reset is only logged), so a lost peer is detected from its log and by
+    the run timeout, and the attempt fails fast instead of hanging."""
+    started = time.monotonic()
+    connected_at: float | None = None
+    short_since: float | None = None
+    while True:
+        rc = proc.poll()
+        if rc is not None:
+            return rc
+        now = time.monotonic()
+        output = _new_output(files)
+        if connected_at is None and CONNECTED in output:
+            connected_at = now
+        if connected_at is not None and any(marker in output for marker in PEER_LOST):
+            raise MPCRunError(f"MPC party {settings.node_index}: a peer party went away during the run")
+        if connected_at is not None:
+            peers = established_peers(proc.pid)
+            if peers is not None and peers < len(settings.parties) - 1:
+                short_since = short_since or now  # a finishing party closes its connections and exits
+                if now - short_since > 3.0:
+                    raise MPCRunError(f"MPC party {settings.node_index}: lost the connection to a peer party "
+                                      f"during the run")
+            else:
+                short_since = None
+        if connected_at is None and now - started > settings.connect_timeout_s:
+            raise MPCRunError(f"MPC party {settings.node_index}: not all {len(settings.parties)} parties connected "
+                              f"within {settings.connect_timeout_s:g} s (are all nodes up?)")
+        if connected_at is not None and now - connected_at > settings.timeout_s:
+            raise MPCRunError(f"MPC party {settings.node_index}: the run did not finish within "
+                              f"{settings.timeout_s:g} s of connecting (a peer may have died)")
+        time.sleep(poll_s)
+
+
 def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> dict[str, Any]:
     """One attempt: write the job, run the party, return its output JSON (raises MPCRunError)."""
     prepare_run_dir(run_dir, settings)
@@ -142,17 +222,17 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
     write_durably(job_path, json.dumps(job, sort_keys=True, indent=1).encode())
     env = {**os.environ, JOB_ENV: str(job_path), **settings.extra_env}
     stdout, stderr = run_dir / "party.out", run_dir / "party.err"
+    offsets = [p.stat().st_size if p.exists() else 0 for p in (stdout, stderr)]
     with open(stdout, "ab") as so, open(stderr, "ab") as se:
         proc = subprocess.Popen(command(settings), cwd=run_dir, env=env, stdout=so, stderr=se,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         (run_dir / "party.pid").write_text(str(proc.pid))
         try:
-            rc = proc.wait(timeout=settings.timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise MPCRunError(f"MPC party {settings.node_index} timed out after {settings.timeout_s:g} s "
-                              f"(are all {len(settings.parties)} nodes up?)") from None
+            rc = _supervise(proc, settings, [(stdout, offsets[0]), (stderr, offsets[1])])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     result: dict[str, Any] | None = None
     if out_path.exists():
         try:
