@@ -9,8 +9,9 @@ runs as a service and is driven over the chaincode protocol (DESIGN.md section 2
 Modules, in request order:
   config      JSON config format, `make_devnet_config(consortium, ...)`, `ChaincodeDef`
   server      gRPC server: TLS / mutual TLS, message size limit, worker pool
-  gateway     gateway.Gateway (Endorse, Evaluate, Submit, CommitStatus, ChaincodeEvents) and protos.Deliver
-              (Deliver, DeliverFiltered)
+  gateway     gateway.Gateway: Endorse, Evaluate, Submit, CommitStatus, ChaincodeEvents
+  deliver     protos.Deliver: Deliver, DeliverFiltered;  slots  cap on long-lived streams
+  acl         channel Writers (application clients/admins) and Readers
   proposal    SignedProposal checks (structure, channel, chaincode, tx id, timestamp, creator signature)
   policy      MAJORITY / ANY / ALL / list-of-orgs: endorser selection and satisfaction
   peer        one org's peer: simulate, sign the ProposalResponsePayload; the transaction envelope layout
