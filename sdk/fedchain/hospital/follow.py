@@ -1,0 +1,84 @@
+"""Follow the ledger: take part in every round the operator creates (`fedchain hospital run`).
+
+The event position is a FileCheckpoint in the state folder, so a restarted hospital resumes
+after the last event it handled. On start it also looks at the current round (an OPEN round
+created while it was down, before any checkpoint existed), and participation is idempotent
+(ledger + persisted shares), so seeing a RoundCreated twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from fedchain.gateway import FileCheckpoint, GatewayError
+from fedchain.gateway.qscc import chain_info
+
+from .client import HospitalClient, RoundOutcome, RoundRefused
+
+log = logging.getLogger(__name__)
+
+
+def _try(client: HospitalClient, round_id: int, done: set[int],
+         on_outcome: Callable[[RoundOutcome], None] | None) -> None:
+    if round_id in done:
+        return
+    try:
+        outcome = client.participate(round_id)
+    except RoundRefused as exc:
+        log.warning("%s: %s", client.participant_id, exc)
+        done.add(round_id)
+        return
+    done.add(round_id)
+    if on_outcome is not None:
+        on_outcome(outcome)
+
+
+def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading.Event | None = None,
+           on_outcome: Callable[[RoundOutcome], None] | None = None, reconnect_s: float = 2.0) -> int:
+    """Participate in rounds until `rounds` were handled (None = forever) or `stop` is set; returns the count."""
+    stop = stop or threading.Event()
+    done: set[int] = set()
+    handled = 0
+
+    def outcome(o: RoundOutcome) -> None:
+        nonlocal handled
+        handled += 1
+        if on_outcome is not None:
+            on_outcome(o)
+
+    cp = FileCheckpoint(client.state.checkpoint_path)
+    network = client.gateway.network(client.net.channel)
+    start_block = None if cp.block_number is not None else chain_info(network).height
+    head = client.fl.head()
+    if head["last_round_id"]:
+        rnd = client.fl.get_round(head["last_round_id"])
+        if rnd["state"] == "OPEN":
+            _try(client, int(rnd["round_id"]), done, outcome)
+    while not stop.is_set() and (rounds is None or handled < rounds):
+        try:
+            with network.chaincode_events(client.net.chaincode, start_block=start_block, checkpoint=cp) as events:
+                stopper = threading.Thread(target=lambda: (stop.wait(), events.close()), daemon=True)
+                stopper.start()
+                for ev in events:
+                    if ev.event_name == "RoundCreated":
+                        rid = int(json.loads(ev.payload)["round_id"])
+                        log.info("%s: round %d created", client.participant_id, rid)
+                        _try(client, rid, done, outcome)
+                    cp.checkpoint_event(ev)
+                    if stop.is_set() or (rounds is not None and handled >= rounds):
+                        break
+                else:
+                    if not stop.is_set():
+                        raise GatewayError("event stream ended")
+        except GatewayError as exc:
+            if stop.is_set():
+                break
+            log.warning("%s: event stream interrupted (%s); reconnecting in %.0f s", client.participant_id, exc,
+                        reconnect_s)
+            time.sleep(reconnect_s)
+        start_block = None
+    return handled

@@ -1,0 +1,117 @@
+"""Durable per-round state of a hospital: the shares it made and whether they were committed.
+
+Why: Shamir shares use fresh randomness, so re-training after a crash would produce
+*different* shares for the same round. The MPC nodes and the ledger must only ever see one
+set, so the shares are written (0600, fsynced, atomically) before any of them leaves the
+machine; a restart re-sends exactly these bytes. `status` moves prepared -> submitted.
+Layout: STATE_DIR/rounds/<round_id>/{share_<j>.bin, state.json}; state.json is written last,
+so its presence means every share file it names is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedchain.sharing import sha256_hex
+
+PREPARED = "prepared"
+SUBMITTED = "submitted"
+
+
+class StateError(Exception):
+    """Local round state is unreadable or contradicts itself (the message says which file)."""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomic, fsynced write readable by the owner only (shares are secret material)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class RoundState:
+    round_id: int
+    participant_id: str
+    base_model_hash: str
+    share_hashes: list[str]
+    n_samples: int
+    dim: int
+    status: str = PREPARED
+    tx_id: str | None = None
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class HospitalState:
+    """Files under `root` (created 0700)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def round_dir(self, round_id: int) -> Path:
+        return self.root / "rounds" / str(int(round_id))
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.root / "events-checkpoint.json"
+
+    def load(self, round_id: int) -> RoundState | None:
+        path = self.round_dir(round_id) / "state.json"
+        if not path.exists():
+            return None
+        try:
+            st = RoundState(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StateError(f"{path} is corrupt ({exc}); move it away to start this round afresh") from exc
+        if st.status not in (PREPARED, SUBMITTED) or st.round_id != int(round_id):
+            raise StateError(f"{path} is inconsistent (round {st.round_id}, status {st.status!r})")
+        return st
+
+    def save(self, st: RoundState) -> None:
+        write_private(self.round_dir(st.round_id) / "state.json",
+                      json.dumps(asdict(st), indent=1, sort_keys=True).encode())
+
+    def save_shares(self, round_id: int, shares: list[bytes]) -> list[str]:
+        hashes = []
+        for j, blob in enumerate(shares):
+            write_private(self.round_dir(round_id) / f"share_{j}.bin", blob)
+            hashes.append(sha256_hex(blob))
+        return hashes
+
+    def load_shares(self, st: RoundState) -> list[bytes]:
+        """The persisted shares, each checked against the hash recorded for it."""
+        out = []
+        for j, want in enumerate(st.share_hashes):
+            path = self.round_dir(st.round_id) / f"share_{j}.bin"
+            try:
+                blob = path.read_bytes()
+            except OSError as exc:
+                raise StateError(f"share file {path} is missing ({exc})") from exc
+            if sha256_hex(blob) != want:
+                raise StateError(f"share file {path} does not match its recorded SHA-256")
+            out.append(blob)
+        return out
+
+    def rounds(self) -> list[int]:
+        base = self.root / "rounds"
+        return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
