@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import random
+import threading
 import time
 
 import pytest
@@ -149,6 +150,25 @@ def test_round_through_the_embedded_network(network, capsys):
         # refusals travel back through the gateway with the chaincode's message
         with pytest.raises(Exception, match="CLOSED|FINALIZED"):
             op.close_round(rid)
+        # the round's events, as an application sees them from the gateway's ChaincodeEvents stream
+        start = res.block_number
+        seen = []
+        stream = gw.network(cfg.channel).chaincode_events(cfg.chaincode, start_block=start)
+        watchdog = threading.Timer(60, stream.close)  # a missing event fails the test instead of hanging it
+        watchdog.start()
+        try:
+            for ev in stream:
+                payload = json.loads(ev.payload)
+                if payload.get("round_id") == rid:
+                    seen.append(ev.event_name)
+                if ev.event_name == "RoundFinalized" and payload.get("round_id") == rid:
+                    break
+        except Exception as exc:  # closed by the watchdog
+            seen.append(f"stream ended: {type(exc).__name__}")
+        finally:
+            watchdog.cancel()
+            stream.close()
+        assert seen == ["RoundCreated", *["UpdateSubmitted"] * N_HOSPITALS, "RoundClosed", "RoundFinalized"]
     finally:
         gw.close()
 
@@ -158,3 +178,38 @@ def test_round_through_the_embedded_network(network, capsys):
     fns = [e["function"] for e in events]
     assert fns.count("SubmitUpdate") == N_HOSPITALS and fns[0] == "CreateRound" and "PublishModel" in fns
     assert all(e["validation"] == "VALID" for e in events), [e["validation"] for e in events]
+
+
+def test_refusals_through_the_network(network):
+    """Access control and argument checks hold end to end and leave the ledger as it was."""
+    from fedchain.gateway import GatewayError
+    from fedchain.identity import Consortium, Wallet
+    from fedchain.netconfig import load_network
+
+    cfg = load_network(network)
+    cons = Consortium.load(network / "crypto")
+    wallet = Wallet(network / "wallet")
+    if not wallet.exists("ccstranger"):
+        wallet.put("ccstranger", cons.enroll(cons.orgs[1].msp_id, "ccstranger", "hospital"))
+    gw, aud = _client(cfg, "auditor")
+    sgw, stranger = _client(cfg, "ccstranger")
+    try:
+        before = (aud.list_rounds(), aud.list_participants(), aud.head())
+        rid = before[2]["last_round_id"]
+        cases = [
+            (lambda: stranger.submit_update({"round_id": rid, "share_hashes": [], "n_samples": 1, "dim": 1}),
+             "not a registered participant"),
+            (lambda: stranger.get_round(rid), "not a registered participant"),
+            (lambda: aud.create_round({"round_id": rid + 1}), "this needs role operator"),
+            (lambda: aud.contract.submit("SubmitUpdate", "{not json"), "needs role hospital"),
+            (lambda: aud.contract.evaluate("GetRound", "-1"), "must be a decimal integer"),
+            (lambda: aud.contract.evaluate("NoSuchFunction"), "unknown function"),
+        ]
+        for call, text in cases:
+            with pytest.raises(GatewayError) as info:
+                call()
+            assert text in str(info.value)
+        assert (aud.list_rounds(), aud.list_participants(), aud.head()) == before
+    finally:
+        gw.close()
+        sgw.close()
