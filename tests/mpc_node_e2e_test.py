@@ -4,8 +4,9 @@
 `python -m fedchain_mpc` nodes. Hospitals send shares over mutual TLS (fedchain.mpc_client)
 and commit the hashes with SubmitUpdate; the operator closes the round; the nodes agree on
 the inputs, run MPyC (three party processes, --ssl), attest through the gateway and publish.
-Round 2 kills one node (SIGKILL) after the shares arrived and restarts it after the close:
-the round still finalizes with every share kept and the result numpy predicts.
+Round 2 kills one node (SIGKILL) after the shares arrived and restarts it after the close;
+round 3 kills it while its MPyC party is inside the protocol: both rounds still finalize
+with every share kept and the result numpy predicts.
 """
 
 from __future__ import annotations
@@ -194,6 +195,30 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
         atts = sc.op.get_round(rid)["attestations"]
         assert sorted(atts) == ["mpc0", "mpc1", "mpc2"]
         assert len({a["model_hash"] for a in atts.values()}) == 1
+
+        # ---- round C: node 1 is killed while its MPyC party is inside the protocol, then restarted
+        rid = sc.open_round()
+        ups = sc.updates(rid)
+        for name in HOSPITALS:
+            sc.submit(rid, name, ups[name])
+        out = net.layout.mpc / "mpc1" / "data" / "runs" / str(rid) / "party.out"
+        sc.op.close_round(rid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if out.exists() and b"parties connected" in out.read_bytes():
+                os.kill(node1.pid(), signal.SIGKILL)  # the party dies with it (PR_SET_PDEATHSIG)
+                break
+            time.sleep(0.005)
+        else:
+            raise AssertionError("node 1 never started its MPC party")
+        time.sleep(1)
+        node1.start(ready_timeout=60)
+        model = sc.wait_model(rid)
+        rnd = sc.op.get_round(rid)
+        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
+        assert np.max(np.abs(_flat(model["model"]) - sc.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
+        shares = sorted(p.stem for p in (net.layout.mpc / "mpc1" / "data" / "shares" / str(rid)).glob("*.share"))
+        assert shares == sorted(HOSPITALS)
 
         # ---- no plaintext update value in any node log or stored file
         needles = [f"{v:.6f}" for v in ups[HOSPITALS[0]][:50] if abs(v) > 1e-3]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from fedchain_mpc.store import write_durably
 log = logging.getLogger(__name__)
 
 JOB_ENV = "FEDCHAIN_MPC_JOB"
+PARENT_ENV = "FEDCHAIN_MPC_PARENT"
 
 
 class MPCRunError(Exception):
@@ -92,7 +94,7 @@ def prepare_run_dir(run_dir: Path, settings: RunnerSettings) -> None:
 
 
 def command(settings: RunnerSettings) -> list[str]:
-    cmd = [settings.python, "-m", "fedchain_mpc.mpc_program"]
+    cmd = [settings.python, "-m", "fedchain_mpc.runner"]  # sets PDEATHSIG, then runs fedchain_mpc.mpc_program
     for party in settings.parties:
         cmd += ["-P", party]
     cmd += ["-I", str(settings.node_index), "-T", str(settings.threshold)]
@@ -101,15 +103,21 @@ def command(settings: RunnerSettings) -> list[str]:
     return cmd
 
 
-def _die_with_parent() -> None:
-    """Linux: the party dies with the node (an orphan party would hold its port and skew a rerun)."""
+def _die_with_parent(expected_parent: int) -> None:
+    """Linux: the party dies with the node (an orphan party would hold its port and skew a rerun).
+
+    Set in the child itself, not via preexec_fn: forking a process that runs gRPC threads and
+    then running Python in the child is unsafe (gRPC's fork handlers), while subprocess's
+    vfork/posix_spawn path runs no Python in the child."""
     try:
         import ctypes
         import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != expected_parent:  # the node died before prctl took effect
+        os._exit(1)
 
 
 def completed_result(job: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
@@ -127,11 +135,19 @@ def completed_result(job: dict[str, Any], run_dir: Path) -> dict[str, Any] | Non
     return result
 
 
-def _tail(path: Path, n: int = 2000) -> str:
+_GLOG = re.compile(r"^[IWEF]\d{4} ")  # gRPC core's own log lines, not the program's
+
+
+def _last_error(path: Path, offset: int) -> str:
+    """The last meaningful line this attempt wrote to stderr (usually the exception)."""
     try:
-        return path.read_text(errors="replace")[-n:].strip()
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read(1 << 20).decode(errors="replace").splitlines()
     except OSError:
         return ""
+    lines = [ln.strip() for ln in lines if ln.strip() and not _GLOG.match(ln)]
+    return lines[-1][:500] if lines else ""
 
 
 CONNECTED = b"parties connected"
@@ -220,12 +236,12 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
     out_path = Path(job["output_path"])
     out_path.unlink(missing_ok=True)
     write_durably(job_path, json.dumps(job, sort_keys=True, indent=1).encode())
-    env = {**os.environ, JOB_ENV: str(job_path), **settings.extra_env}
+    env = {**os.environ, JOB_ENV: str(job_path), PARENT_ENV: str(os.getpid()), **settings.extra_env}
     stdout, stderr = run_dir / "party.out", run_dir / "party.err"
     offsets = [p.stat().st_size if p.exists() else 0 for p in (stdout, stderr)]
     with open(stdout, "ab") as so, open(stderr, "ab") as se:
         proc = subprocess.Popen(command(settings), cwd=run_dir, env=env, stdout=so, stderr=se,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL)
         (run_dir / "party.pid").write_text(str(proc.pid))
         try:
             rc = _supervise(proc, settings, [(stdout, offsets[0]), (stderr, offsets[1])])
@@ -240,8 +256,9 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
         except ValueError:
             result = None
     if rc != 0 or result is None or "error" in result:
-        why = (result or {}).get("error") or _tail(stderr) or f"exit code {rc}"
-        raise MPCRunError(f"MPC party {settings.node_index} failed: {why}")
+        why = (result or {}).get("error") or _last_error(stderr, offsets[1])
+        status = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+        raise MPCRunError(f"MPC party {settings.node_index} failed ({status}){': ' + why if why else ''}")
     return result
 
 
@@ -275,3 +292,10 @@ def parties_arg(parties: Sequence[str]) -> tuple[str, ...]:
         if not host or not port.isdigit():
             raise ValueError(f"MPC party address {p!r} must be host:port")
     return tuple(parties)
+
+
+if __name__ == "__main__":  # the party process: `python -m fedchain_mpc.runner <MPyC options>`
+    import runpy
+
+    _die_with_parent(int(os.environ.get(PARENT_ENV, os.getppid())))
+    runpy.run_module("fedchain_mpc.mpc_program", run_name="__main__", alter_sys=True)
