@@ -213,3 +213,54 @@ def test_refusals_through_the_network(network):
     finally:
         gw.close()
         sgw.close()
+
+
+def test_model_at_the_size_limit_round_trips(network):
+    """A model of exactly max_model_bytes is published and fetched intact; one byte more is refused clearly."""
+    from fedchain.gateway import GatewayError
+    from fedchain.netconfig import load_network
+
+    cfg = load_network(network)
+    gw, op = _client(cfg, "operator")
+    try:
+        cons = op.get_consortium()
+        limit = cons["max_model_bytes"]
+        head = op.head()
+        rid = head["last_round_id"] + 1
+        param_count = op.get_round(head["finalized_round_id"])["model_spec"]["param_count"]
+        op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
+                         "model_spec": {"param_count": param_count}, "deadline": time.time() + 600,
+                         "min_updates": 1})
+        hospital = next(p["id"] for p in op.list_participants("hospital"))
+        hgw, hc = _client(cfg, hospital)
+        try:
+            hc.submit_update({"round_id": rid, "share_hashes": ["ab" * 32] * len(cons["mpc_nodes"]),
+                              "n_samples": 1, "dim": param_count})
+        finally:
+            hgw.close()
+        op.close_round(rid)
+        big = bytes(random.Random(rid).getrandbits(8) for _ in range(1024)) * (limit // 1024)
+        big += b"\x07" * (limit - len(big))
+        att = {"round_id": rid, "model_hash": hashlib.sha256(big).hexdigest(), "accepted": [hospital],
+               "rejected": {}, "report_hash": "cd" * 32}
+        nodes = [n["id"] for n in cons["mpc_nodes"]]
+        clients = [_client(cfg, n) for n in nodes[: cons["quorum"]]]
+        try:
+            for _, node in clients:
+                node.attest_result(att)
+            node = clients[0][1]
+            with pytest.raises(GatewayError, match="over the consortium's limit|model size limit"):
+                node.publish_model(rid, big + b"\x00")
+            t0 = time.monotonic()
+            res = node.publish_model(rid, big)
+            publish_s = time.monotonic() - t0
+            assert res.validation_code_name == "VALID"
+        finally:
+            for g, _ in clients:
+                g.close()
+        t0 = time.monotonic()
+        got = op.get_model(rid)
+        print(f"\n{limit} byte model: publish {publish_s:.2f} s, fetch {time.monotonic() - t0:.2f} s")
+        assert got["model"] == big and got["size"] == limit
+    finally:
+        gw.close()
