@@ -163,12 +163,12 @@ class HospitalClient:
                                                   l=self.fp.l, f=self.fp.f, t=t, m=m)) for j in range(m)]
 
     # ------------------------------------------------------------------ round
-    def prepare(self, round_id: int,
-                transform: Callable[[dict[str, Any], nn.Module, np.ndarray], np.ndarray] | None = None,
+    def prepare(self, round_id: int, update_fn: Callable[[dict[str, Any], nn.Module], np.ndarray] | None = None,
                 ) -> Prepared | RoundOutcome:
         """Train and persist shares, or return an outcome if this round needs nothing more from us.
 
-        `transform` (evaluation only: the demo's malicious hospitals) rewrites the trained update.
+        `update_fn(round, base_model)` replaces `compute_update` (evaluation only: the demo's
+        malicious hospitals); honest hospitals never pass it.
         """
         rnd = self.fl.get_round(round_id)
         done = self._already_done(rnd)
@@ -182,9 +182,10 @@ class HospitalClient:
             raise RoundRefused(f"round {round_id} is {rnd['state']}: too late to take part")
         t0 = time.perf_counter()
         model, _ = self.fetch_base_model(rnd)
-        update = self.compute_update(rnd, model)
-        if transform is not None:
-            update = np.asarray(transform(rnd, model, update), dtype=np.float32)
+        update = np.asarray((update_fn or self.compute_update)(rnd, model), dtype=np.float32)
+        if update.shape != (int(rnd["model_spec"]["param_count"]),):
+            raise RoundRefused(f"round {round_id}: update has shape {update.shape}, the model has "
+                               f"{rnd['model_spec']['param_count']} parameters")
         t1 = time.perf_counter()
         shares = self.make_shares(rnd, update)
         hashes = self.state.save_shares(round_id, shares)

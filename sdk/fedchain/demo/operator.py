@@ -1,0 +1,129 @@
+"""The consortium operator's part of a demo round: genesis, FLTrust reference, policy, create/close.
+
+The reference update is computed by the operator from the public root set and the round's
+base model; its SHA-256 goes into the round's hyperparameters (`reference_sha256`), so every
+MPC node and auditor can check they use the same vector. How the bytes reach the nodes is one
+function, `publish_reference`: today it drops `<sha256>.npz` into each MPC node's reference
+folder (embedded network: same machine); with the contract's PublishReference it goes through
+the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.models import vector_hash
+
+log = logging.getLogger(__name__)
+
+# Largest norm bound the 32/16 fixed-point checks allow (VerificationPolicy: 8 b^2 < 2^15, pine_c * b <= 128).
+MAX_NORM_BOUND = 63.9
+MAX_PINE_PRODUCT = 128.0
+
+
+def build_policy(defense: str, reference_norm: float, *, norm_factor: float = 3.0, cosine_min: float = 0.0,
+                 outlier: bool = False, outlier_factor: float = 3.0, krum_f: int = 1) -> dict[str, Any]:
+    """Verification policy JSON for the round (fields of fedchain_mpc.policy.VerificationPolicy).
+
+    mpc: ‖Δ‖ ≤ norm_factor·‖Δ_ref‖ (public: the reference is public), cos(Δ, Δ_ref) ≥ cosine_min,
+    optional Multi-Krum outlier check. none: the same pipeline with the checks off; the norm check
+    cannot be switched off in the policy, so it is set to the widest bound the fixed-point
+    arithmetic allows (a 'none' run can therefore still reject absurdly large updates).
+    """
+    if defense == "none":
+        bound = MAX_NORM_BOUND
+        return {"norm_bound": bound, "pine_c": max(1.0, MAX_PINE_PRODUCT / bound), "cosine_enabled": False,
+                "outlier_enabled": False}
+    if defense != "mpc":
+        raise ValueError(f"unknown defense {defense!r} (mpc or none)")
+    bound = float(min(MAX_NORM_BOUND, max(1e-3, norm_factor * reference_norm)))
+    return {"norm_bound": round(bound, 6), "pine_c": float(min(8.0, MAX_PINE_PRODUCT / bound)),
+            "cosine_enabled": True, "cosine_min": cosine_min, "outlier_enabled": outlier,
+            "outlier_factor": outlier_factor, "krum_f": krum_f}
+
+
+def reference_dirs(net: Any) -> list[Path]:
+    """Reference folders of the MPC nodes this machine runs (from D/mpc/node*.json)."""
+    out = []
+    for cfg in sorted((Path(net.directory) / "mpc").glob("node*.json")):
+        ref = json.loads(cfg.read_text()).get("reference_dir")
+        if ref:
+            out.append(Path(ref))
+    return out
+
+
+def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray) -> str:
+    """Make the round's reference update available to every MPC node; returns its SHA-256."""
+    vec = np.ascontiguousarray(np.asarray(vector, dtype="<f4"))
+    sha = vector_hash(vec)
+    published = False
+    try:  # the contract's PublishReference, where it exists
+        fl.contract.submit("PublishReference", str(int(round_id)), base64.b64encode(vec.tobytes()).decode("ascii"))
+        published = True
+    except Exception as exc:  # older contract or not allowed: fall back to the nodes' folders
+        log.debug("PublishReference not used: %s", exc)
+    dirs = reference_dirs(net)
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{sha}.npz"
+        if not path.exists():
+            tmp = d / f".{sha}.npz.tmp"
+            with open(tmp, "wb") as fh:
+                np.savez(fh, delta=vec.astype(np.float64))
+            tmp.replace(path)
+    if not dirs and not published:
+        raise RuntimeError("cannot hand the reference update to the MPC nodes: no PublishReference on the ledger "
+                           f"and no node configs under {Path(net.directory) / 'mpc'}")
+    return sha
+
+
+class Operator:
+    """Operator actions through its own gateway connection."""
+
+    def __init__(self, net: Any, identity: str = "operator") -> None:
+        self.net = net
+        self.gateway = net.connect(identity)
+        self.fl = FLClient(net.contract(self.gateway))
+
+    def close(self) -> None:
+        self.gateway.close()
+
+    def ensure_genesis(self, spec: dict[str, Any], model: bytes) -> bool:
+        """Publish the genesis model unless the ledger has one; True if published now."""
+        if self.fl.head().get("model_hash") is not None:
+            return False
+        self.fl.publish_genesis_model(spec, model)
+        return True
+
+    def create_round(self, round_id: int, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
+                     policy: dict[str, Any], deadline_s: float, min_updates: int) -> dict[str, Any]:
+        self.fl.create_round({"round_id": round_id, "base_model_hash": base_hash, "model_spec": spec,
+                              "hyperparameters": hyper, "policy": policy, "min_updates": min_updates,
+                              "deadline": round(time.time() + deadline_s, 3)})
+        return self.fl.get_round(round_id)
+
+    def wait_published(self, round_id: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(round record, model record with hash-checked bytes) once the round is final and its model out."""
+        rnd = self.fl.wait_for_state(round_id, ("FINALIZED", "DISPUTED"), timeout_s=timeout_s, poll_s=0.25)
+        if rnd["state"] == "DISPUTED":
+            raise RuntimeError(f"round {round_id} is DISPUTED: MPC nodes attested different results "
+                               f"({json.dumps(rnd.get('attestations'))[:400]})")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return rnd, self.fl.get_model(round_id)
+            except ModelIntegrityError:
+                raise
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"round {round_id} finalized but its model was not published in "
+                                       f"{timeout_s:g} s") from None
+                time.sleep(0.25)
