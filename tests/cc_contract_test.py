@@ -273,3 +273,15 @@ def test_unknown_function_and_bad_arg_counts():
     w.refused(w.auditor, "GetRound", contains="takes 1 argument(s), got 0")
     w.refused(w.auditor, "ListRounds", "x", contains="takes 0 argument(s), got 1")
     assert h("a") != h("b")
+
+
+def test_queries_filter_and_report_missing_things():
+    w = finalized_world()
+    assert [p["id"] for p in w.ok(w.auditor, "ListParticipants", "mpc_node")] == ["mpc0", "mpc1", "mpc2"]
+    assert [p["node_index"] for p in w.ok(w.auditor, "ListParticipants", "mpc_node")] == [0, 1, 2]
+    assert {p["role"] for p in w.ok(w.auditor, "ListParticipants")} == {"operator", "hospital", "mpc_node", "auditor"}
+    w.refused(w.auditor, "ListParticipants", "admin", contains="role filter")
+    w.refused(w.auditor, "GetUpdates", "9", status=404, contains="no round 9")
+    w.refused(w.auditor, "GetParticipant", "nobody", status=404)
+    w.refused(w.auditor, "GetModel", "1", status=404, contains="finalized but not published yet")
+    w.refused(w.auditor, "GetModel", "2", status=404, contains="no model for round 2: there is no round 2")

@@ -259,8 +259,12 @@ class FLContract(Chaincode):
         meta = tx.get_json(keys.model(round_id))
         if meta is None:
             rnd = tx.get_json(keys.round_(round_id))
-            state = rnd["state"] if rnd else None
-            hint = "it is finalized but not published yet" if state == FINALIZED else f"round state is {state}"
+            if rnd is None:
+                hint = f"there is no round {round_id}"
+            elif rnd["state"] == FINALIZED:
+                hint = "it is finalized but not published yet"
+            else:
+                hint = f"the round is {rnd['state']}"
             raise ContractError(f"no model for round {round_id}: {hint}", 404)
         data = b"".join(tx.get_bytes(keys.model_chunk(meta["chunk_round"], i)) for i in range(meta["chunks"]))
         if _sha256(data) != meta["sha256"]:
