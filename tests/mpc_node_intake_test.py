@@ -66,6 +66,21 @@ def test_accepts_registered_hospital_and_signs_receipt(world, node):
         verify_receipt(receipt.raw, round_id=1, sha256=receipt.sha256, node_index=1)
 
 
+def test_receipt_signer_must_be_the_ledgers_mpc_node(world, node):
+    from fedchain.mpc_client import consortium_trust
+
+    nodes = [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id, "identity": s.identity.fabric_id}
+             for j, s in enumerate(world.nodes)]
+    trust = consortium_trust({"mpc_nodes": nodes}, world.consortium.msp_manager())
+    share = shares_for("hosp0")[0]
+    receipt = submit_share(node.endpoint, world.hospitals["hosp0"], 1, share, retries=0, trust=trust)
+    assert receipt.node == "mpc0"
+    swapped = [{**nodes[0], "identity": nodes[1]["identity"]}, nodes[1], nodes[2]]  # node 0 is someone else
+    with pytest.raises(ReceiptError, match="not by MPC node"):
+        verify_receipt(receipt.raw, round_id=1, sha256=receipt.sha256, node_index=0,
+                       trust=consortium_trust({"mpc_nodes": swapped}))
+
+
 def test_tampered_receipt_is_refused(world, node):
     share = shares_for("hosp0")[0]
     receipt = send(node, world.hospitals["hosp0"], share)

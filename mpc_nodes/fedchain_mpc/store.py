@@ -153,7 +153,7 @@ class ShareStore:
 
 
 # ------------------------------------------------------------------------------- round state
-PENDING, RUNNING, ATTESTED, PUBLISHED, FAILED = "pending", "running", "attested", "published", "failed"
+RUNNING, ATTESTED, PUBLISHED, FAILED = "running", "attested", "published", "failed"
 
 
 class NodeState:
@@ -205,12 +205,6 @@ class NodeState:
             sets = ", ".join(f"{k} = ?" for k in fields)
             db.execute(f"UPDATE rounds SET status = ?, updated_at = ?{', ' + sets if sets else ''} WHERE round_id = ?",
                        (status, time.time(), *fields.values(), int(round_id)))
-
-    def unfinished(self) -> list[int]:
-        with self._lock:
-            rows = self._db.execute("SELECT round_id FROM rounds WHERE status NOT IN (?, ?) ORDER BY round_id",
-                                    (PUBLISHED, ATTESTED)).fetchall()
-        return [r[0] for r in rows]
 
     def close(self) -> None:
         with self._lock:

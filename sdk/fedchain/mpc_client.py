@@ -149,11 +149,11 @@ def make_receipt(signer: SigningIdentity, statement: dict[str, Any]) -> bytes:
 
 
 def verify_receipt(raw: bytes, *, round_id: int, sha256: str, node_index: int, hospital: str | None = None,
-                   trust: Callable[[Identity], None] | None = None) -> ShareReceipt:
+                   trust: Callable[[Identity, int], None] | None = None) -> ShareReceipt:
     """Check a receipt's signature and that it is about exactly this share at this node.
 
-    `trust(identity)` should raise if the signer is not the expected MPC node (e.g. compare its
-    fabric_id with the ledger's consortium record, or validate it with an MSPManager).
+    `trust(identity, node_index)` should raise ReceiptError if the signer is not MPC node
+    `node_index` (see `consortium_trust`: the ledger's consortium record + the MSPs).
     """
     try:
         msg = Receipt.FromString(raw)
@@ -176,13 +176,34 @@ def verify_receipt(raw: bytes, *, round_id: int, sha256: str, node_index: int, h
     if wrong:
         raise ReceiptError(f"receipt from MPC node {node_index} is about another share ({', '.join(wrong)} differ)")
     if trust is not None:
-        trust(signer)
+        trust(signer, node_index)
     try:
         return ShareReceipt(node=str(body["node"]), node_index=int(body["node_index"]), round_id=int(body["round_id"]),
                             hospital=str(body["hospital"]), sha256=str(body["sha256"]), size=int(body["size"]),
                             received_at=float(body["received_at"]), signer=signer, raw=raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise ReceiptError(f"receipt from MPC node {node_index} lacks a field: {exc}") from exc
+
+
+def consortium_trust(consortium: dict[str, Any], msp: Any | None = None) -> Callable[[Identity, int], None]:
+    """Receipt signer check: it must be the ledger's MPC node j (GetConsortium's `mpc_nodes[j]`:
+    same MSP id and x509::subject::issuer) and, given an MSPManager, chain to that MSP's CA."""
+    nodes = {int(n.get("node_index", i)): n for i, n in enumerate(consortium["mpc_nodes"])}
+
+    def check(signer: Identity, node_index: int) -> None:
+        node = nodes.get(node_index)
+        if node is None:
+            raise ReceiptError(f"the consortium has no MPC node {node_index}")
+        if (signer.msp_id, signer.fabric_id) != (node["msp_id"], node["identity"]):
+            raise ReceiptError(f"receipt for node {node_index} is signed by {signer.common_name!r} "
+                               f"({signer.msp_id}), not by MPC node {node['id']}")
+        if msp is not None:
+            try:
+                msp.validate(signer.serialize())
+            except IdentityError as exc:
+                raise ReceiptError(f"receipt signer of node {node_index} is not valid: {exc}") from exc
+
+    return check
 
 
 # --------------------------------------------------------------------------------------- client
@@ -228,7 +249,7 @@ def _call_with_retries(call: Callable[[], bytes], node_index: int, retries: int,
 
 def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, share: bytes, *,
                  hospital: str | None = None, timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.5,
-                 trust: Callable[[Identity], None] | None = None) -> ShareReceipt:
+                 trust: Callable[[Identity, int], None] | None = None) -> ShareReceipt:
     """Send one share to one node; returns its verified receipt. Re-sending the same share is safe."""
     digest = sha256_hex(share)
     request = ShareSubmission(version=WIRE_VERSION, round_id=round_id, node_index=node.index, share=share,
@@ -243,7 +264,7 @@ def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, s
 
 def send_shares(round_id: int, shares: Sequence[bytes], nodes: Sequence[NodeEndpoint], identity: SigningIdentity,
                 *, hospital: str | None = None, timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.5,
-                trust: Callable[[Identity], None] | None = None) -> list[ShareReceipt]:
+                trust: Callable[[Identity, int], None] | None = None) -> list[ShareReceipt]:
     """Share j to node j, in parallel; every receipt verified. Raises the first IntakeError/ReceiptError.
 
     Submit the share hashes to the ledger (SubmitUpdate) only after this returned: then every
