@@ -14,8 +14,15 @@ values (from malicious field elements) make MPyC comparisons pseudo-random under
 a wrapped update passes each of the 2·pine_num_vectors range tests only by chance, and every
 later check is multiplied by the earlier accept bits, so garbage never reaches an honest verdict.
 
-Security model: MPyC's (passive, honest majority t < m/2). Revealed: per hospital one reason
-code (0 = accept), the public consistency bit (part of that code), and the aggregate.
+Security model: MPyC's (passive, honest majority t < m/2; malicious nodes are out of scope).
+Revealed: per hospital one reason code (0 = accept; "inconsistent" is decided publicly from
+uniformly masked combinations), the aggregate, and a "malformed comparison" flag that is always
+0 for an update inside the fixed-point range (so it says nothing about honest hospitals; for a
+wrapped update it coincides with reason "norm").
+
+Outlier rule cost: Multi-Krum needs a per-row sorting network (O(n^2 log^2 n) comparisons; used
+for n <= policy.krum_max_n), the mean-distance rule only row sums; the median is found by rank
+counting (one round) for n <= RANK_MEDIAN_MAX_N, else by sorting the n scores.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from fedchain_mpc import field as ff
 from fedchain_mpc.policy import VerificationPolicy
 
 CONSISTENCY_ROWS = 3  # 3 public combinations with coefficients < 2^16: cheating passes w.p. <= 2^-48
+RANK_MEDIAN_MAX_N = 24
 REASON_CODES = {0: "ok", 1: "norm", 2: "cosine", 3: "outlier"}
 
 
@@ -90,6 +98,16 @@ async def _random_array(secint, shape: tuple[int, ...]):
     if not isinstance(r, fld.array):
         r = await r
     return secint.array(fld.array(r.value.reshape(shape)))
+
+
+async def _lower_median(s, bound: int):
+    """Element of rank (n-1)//2 of s (|s| <= bound) by counting: ties broken by index."""
+    n = s.shape[0]
+    keys = s * n + np.arange(n)  # distinct keys, same order
+    diff = keys.reshape(1, n) - keys.reshape(n, 1)  # [i, j] = key_j - key_i
+    rank = mpc.np_sum(_lt0(diff, 2 * bound * n + n), axis=1)  # keys smaller than key_i
+    sel = mpc.np_sgn(rank - (n - 1) // 2, l=_bits(n), EQ=True)
+    return mpc.np_sum(sel * s)
 
 
 class _Clock:
@@ -209,9 +227,12 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
             dist = (both * (dist - cap32) + cap32) * (1 - eye)
             rowsum = secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
             score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
-        score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
-        ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
-        med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
+        if n <= RANK_MEDIAN_MAX_N:  # one round of n^2 comparisons beats a deep sorting network
+            med = await _lower_median(score, (kk + 1) * cap)
+        else:
+            score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
+            ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
+            med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
         o_ok = 1 - _lt0(med * policy.factor_num - score * 16, (kk + 1) * cap * max(16, policy.factor_num))
         reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
     else:
