@@ -81,6 +81,9 @@ class ShareStore:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # shares are secret-shared data: only the node's user reads them
+        for sub in ("shares", "receipts", "sealed"):
+            (self.root / sub).mkdir(exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
 
     def _share_path(self, round_id: int, hospital: str) -> Path:

@@ -268,7 +268,9 @@ def send_shares(round_id: int, shares: Sequence[bytes], nodes: Sequence[NodeEndp
     """Share j to node j, in parallel; every receipt verified. Raises the first IntakeError/ReceiptError.
 
     Submit the share hashes to the ledger (SubmitUpdate) only after this returned: then every
-    node holds the share the ledger commits to.
+    node holds the share the ledger commits to. If some node failed, keep these exact share
+    bytes and send them again (idempotent): a fresh split is refused (ALREADY_EXISTS) by the
+    nodes that stored the first one.
     """
     if len(shares) != len(nodes):
         raise ValueError(f"{len(shares)} shares for {len(nodes)} MPC nodes: need one share per node")
