@@ -143,6 +143,7 @@ def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
             "phases": {k: max(o["phases"][k] for o in outs) for k in outs[0]["phases"]},
             "bytes_sent": [o["bytes_sent"] for o in outs],
             "peak_rss_mb": [o["peak_rss_mb"] for o in outs],
+            "cpu_s": [o["cpu_s"] for o in outs],
             "max_abs_error": float(np.max(np.abs(agg - expected))),
             "accept_equals_plaintext": accept == [a for a, _ in verdicts_pt],
             "reasons": reasons, "kinds": kinds,
@@ -157,6 +158,7 @@ def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
         "phases_median_s": phases,
         "bytes_sent_per_node": reports[-1]["bytes_sent"],
         "peak_rss_mb_per_node": [max(r["peak_rss_mb"][j] for r in reports) for j in range(3)],
+        "cpu_s_per_node_median": [statistics.median(r["cpu_s"][j] for r in reports) for j in range(3)],
         "max_abs_error": max(r["max_abs_error"] for r in reports),
         "accept_equals_plaintext": all(r["accept_equals_plaintext"] for r in reports),
         "nodes_agree": all(r["nodes_agree"] for r in reports),
@@ -176,6 +178,7 @@ def table(report: dict) -> str:
         lines.append(f"{k:<24}{v:>10.3f}")
     lines.append(f"bytes sent per node: {report['bytes_sent_per_node']}")
     lines.append(f"peak RSS MiB per node: {[round(v, 1) for v in report['peak_rss_mb_per_node']]}")
+    lines.append(f"CPU s per node (whole process, median): {[round(v, 2) for v in report['cpu_s_per_node_median']]}")
     lines.append(f"max abs error vs numpy: {report['max_abs_error']:.3g}")
     lines.append(f"accept bits == plaintext: {report['accept_equals_plaintext']}; "
                  f"nodes agree: {report['nodes_agree']}")

@@ -41,7 +41,8 @@ Output JSON (written atomically to output_path by every node; identical except t
       "phases": {"load": s, "local_products": s, "consistency": s, "norm": s, "cosine": s,
                  "outlier": s, "reveal": s, "aggregate": s, "total": s},
       "bytes_sent": 12345,             # MPyC payload bytes this node sent
-      "peak_rss_mb": 123.4
+      "peak_rss_mb": 123.4,
+      "cpu_s": 1.2                     # user + system CPU seconds of this node process
     }
 Exit code 0 on success; on a bad job/share the program exits 2 with the message on stderr
 and writes {"round_id", "party", "error": "..."} to output_path.
@@ -127,6 +128,12 @@ def bytes_sent() -> int:
                if peer.pid != mpc.pid and peer.protocol is not None)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process: the load-independent cost on a shared machine."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -171,7 +178,7 @@ async def run_job(job: dict) -> dict:
         "n_accepted": sum(ok for ok, _ in res.verdicts), "total_weight": res.total_weight,
         "aggregate_path": str(agg_path), "aggregate_sha256": delta_sha256(res.aggregate),
         "model_path": str(model_path) if model_path else None, "model_sha256": model_sha,
-        "phases": phases, "bytes_sent": nbytes, "peak_rss_mb": peak_rss_mb(),
+        "phases": phases, "bytes_sent": nbytes, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_seconds(),
     }
 
 
