@@ -85,6 +85,7 @@ class ShareStore:
         for sub in ("shares", "receipts", "sealed"):
             (self.root / sub).mkdir(exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
+        self._digests: dict[Path, str] = {}  # shares never change once written: hash each file once
 
     def _share_path(self, round_id: int, hospital: str) -> Path:
         if not HOSPITAL_RE.match(hospital):
@@ -121,6 +122,7 @@ class ShareStore:
             if self._sealed_path(round_id).exists():
                 raise RoundSealed(f"round {round_id} is closed at this node; it takes no more shares")
             write_durably(path, data)
+            self._digests[path] = digest
             receipt = make_receipt(digest)
             write_durably(self._receipt_path(round_id, hospital), receipt)
             return receipt, True
@@ -145,7 +147,10 @@ class ShareStore:
             return []
         out = []
         for p in sorted(folder.glob("*.share")):
-            out.append(StoredShare(int(round_id), p.stem, sha256_hex(p.read_bytes()), p))
+            digest = self._digests.get(p)
+            if digest is None:
+                digest = self._digests[p] = sha256_hex(p.read_bytes())
+            out.append(StoredShare(int(round_id), p.stem, digest, p))
         return out
 
     def holdings(self, round_id: int) -> dict[str, str]:
