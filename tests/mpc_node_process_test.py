@@ -290,3 +290,13 @@ def test_load_config_resolves_paths_and_names_missing_fields(tmp_path):
     (tmp_path / "node.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="node_index"):
         load_config(tmp_path / "node.json")
+
+
+def test_node_entry_point_refuses_a_bad_config_clearly(tmp_path):
+    import subprocess
+
+    (tmp_path / "node.json").write_text(json.dumps({"node_index": 0}))
+    proc = subprocess.run([sys.executable, "-m", "fedchain_mpc", "--config", str(tmp_path / "node.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "missing field 'tls'" in proc.stderr and "READY" not in proc.stdout
