@@ -110,10 +110,7 @@ def ledger(net, monkeypatch):
         cfg = load_network(args.network)
         yield cfg, FakeGateway(codes), FLClient(LedgerContract(led, cfg.identity(args.identity), codes))
 
-    monkeypatch.setattr(op_cli, "session", session)
-    import fedchain.cli.audit as audit_cli
-
-    monkeypatch.setattr(audit_cli, "session", session)
+    monkeypatch.setattr(op_cli, "session", session)  # audit.py looks it up there at call time
     return led
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fedchain.cli.operator import add_connection_args, iso, run, session
+from fedchain.cli import operator as op
+from fedchain.cli.operator import add_connection_args, iso, run
 from fedchain.fl_client import FLClient
 
 
@@ -110,7 +111,7 @@ def validation_lookup(gateway: Any, channel: str) -> Callable[[str], str]:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with session(args) as (cfg, gw, client):
+    with op.session(args) as (cfg, gw, client):
         events = round_events(client, args.round)
         lookup = validation_lookup(gw, cfg.channel)
         for ev in events:
