@@ -177,7 +177,7 @@ def test_policy_validation_and_json() -> None:
     with pytest.raises(PolicyError, match="unknown"):
         VerificationPolicy.from_json('{"norm": 1}')
     with pytest.raises(PolicyError, match="overflows"):
-        VerificationPolicy(norm_bound=20.0, pine_c=4.0).check_scale(1000)
+        VerificationPolicy(norm_bound=20.0, pine_c=4.0).check_scale(50_000)
 
 
 def test_apply_delta_canonical() -> None:

@@ -89,11 +89,13 @@ class VerificationPolicy:
         """Scores must stay inside the comparison range (48-bit integers at scale 2^16)."""
         cap = 4 * self.norm_bound ** 2 * 2 ** 16
         k1 = self.krum_k(n) + 1
-        big = k1 * cap * max(FACTOR_DEN, self.factor_num)
-        if k1 == n:  # mean-distance row sums are truncated from scale 2^32 (SecFxp(32, 16) range)
-            big = max(big, k1 * cap * 2.0 ** 16 * 2)
-        if big >= 2.0 ** 46:
+        if k1 * cap * max(FACTOR_DEN, self.factor_num) >= 2.0 ** 46:
             raise PolicyError(f"n={n} with norm_bound={self.norm_bound} overflows the outlier scores")
+
+    def wide_row_sums(self, n: int) -> bool:
+        """Mean-distance rule: can row sums stay at scale 2^32 (saving n^2 truncations)?
+        Their truncation needs |value| < 2^47 (SecFxp(32, 16)); keep a factor 2 margin."""
+        return self.krum_k(n) + 1 == n and n * 4 * self.norm_bound ** 2 * 2.0 ** 32 < 2.0 ** 46
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

@@ -167,8 +167,9 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         gram = mpc._reshare(gram)
     eye = np.eye(n, dtype=np.int64)
     krum = policy.outlier_active(n) and policy.krum_k(n) + 1 < n
+    wide = policy.outlier_active(n) and policy.wide_row_sums(n)
     g32 = g = None
-    if krum:  # the sorting network wants small distances: truncate the whole Gram matrix once
+    if not wide:  # distances at scale 2^16: truncate the whole Gram matrix once
         g = secint.array(await mpc.gather(mpc.np_trunc(gram)))  # scale 2^32 → 2^16
         norm2 = mpc.np_sum(g * eye, axis=1)
     else:  # only the diagonal is truncated; distances stay at scale 2^32 (n^2 truncations saved)
@@ -215,12 +216,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         cap = int(round(4 * policy.norm_bound ** 2 * one))
         both = mpc.np_outer(elig, elig)
         kk = policy.krum_k(n)
-        if krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+        if not wide:
             dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
             dist = (both * (dist - cap) + cap) * (1 - eye)
-            small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
-            rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
-            score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
+            if krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+                small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
+                rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+                score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
+            else:
+                score = mpc.np_sum(dist, axis=1)
         else:  # mean-distance rule: row sums at scale 2^32, then n truncations
             cap32 = cap << 16
             dist = diag.reshape(n, 1) + diag.reshape(1, n) - 2 * g32
