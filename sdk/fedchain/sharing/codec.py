@@ -131,8 +131,8 @@ def split(encoded: FieldArray, t: int, m: int, fp: FixedPoint = FixedPoint(),
 
     rng=None uses the OS CSPRNG (production); pass a Generator only in tests.
     """
-    if not (0 <= t and t < m and 2 * t < m + 1):
-        raise ValueError(f"need 0 <= t < m (honest majority: 2t < m+1), got t={t}, m={m}")
+    if not (0 <= t and 2 * t < m):
+        raise ValueError(f"need 0 <= t and 2t < m (MPyC's honest majority), got t={t}, m={m}")
     p = fp.modulus
     s = to_ints(encoded)
     coeffs = [_random_field(len(s), p, rng) for _ in range(t)]
@@ -202,8 +202,8 @@ def _check_header(h: object) -> ShareHeader:
         raise ShareFormatError(f"unsupported share version {hdr.version}")
     if not (0 < hdr.dim <= MAX_DIM):
         raise ShareFormatError(f"dim {hdr.dim} out of range")
-    if not (0 <= hdr.t < hdr.m and 0 <= hdr.node_index < hdr.m):
-        raise ShareFormatError("inconsistent t, m, node_index")
+    if not (0 <= hdr.t and 2 * hdr.t < hdr.m <= 64 and 0 <= hdr.node_index < hdr.m):
+        raise ShareFormatError("inconsistent t, m, node_index (need 2t < m <= 64, node_index < m)")
     try:
         FixedPoint(hdr.l, hdr.f)
     except ValueError as e:
