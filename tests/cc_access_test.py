@@ -15,6 +15,7 @@ import pytest
 from cc_support import (
     GENESIS,
     NEW_MODEL,
+    REFERENCE,
     SPEC,
     World,
     b64,
@@ -40,6 +41,7 @@ def world(stage: str) -> World:
             "nogenesis": lambda: make_world(genesis=False),
             "genesis": make_world,
             "open": open_world,
+            "declared": lambda: open_world(publish_reference=False),
             "closed": closed_world,
             "finalized": finalized_world,
         }[stage]()
@@ -78,6 +80,8 @@ ROWS: list[tuple[str, str, Callable[[World], list], set[str], float | None]] = [
     ("GetUpdates", "finalized", lambda w: ["1"], MEMBERS, None),
     ("GetModel", "finalized", lambda w: ["0"], MEMBERS, None),
     ("GetHistory", "finalized", lambda w: ["round", "1"], MEMBERS, None),
+    ("PublishReference", "declared", lambda w: ["1", b64(REFERENCE)], {"operator"}, None),
+    ("GetReference", "finalized", lambda w: ["1"], MEMBERS, None),
 ]
 
 

@@ -19,6 +19,7 @@ T0 = 1_700_000_000.0
 GENESIS = b"genesis-model-bytes" * 10
 PARAM_COUNT = 1000
 SPEC = {"arch": "tiny_cnn", "param_count": PARAM_COUNT, "in_channels": 1}
+REFERENCE = b"".join(i.to_bytes(4, "little") for i in range(PARAM_COUNT))  # any 4*PARAM_COUNT bytes
 
 _CAS: dict[str, tuple] = {}
 
@@ -84,7 +85,8 @@ class World:
         head = self.ok(self.operator, "GetConsortium")["head"]
         return self.ok(self.operator, "CreateRound", {
             "round_id": round_id, "base_model_hash": head["model_hash"], "model_spec": SPEC,
-            "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": deadline or self.ledger.now + 3600,
+            "hyperparameters": {"lr": 0.01, "epochs": 1, "reference_sha256": hashlib.sha256(REFERENCE).hexdigest()},
+            "deadline": deadline or self.ledger.now + 3600,
             "min_updates": min_updates,
         })
 
@@ -139,10 +141,12 @@ def make_world(n_hospitals: int = 3, *, init: bool = True, genesis: bool = True)
 NEW_MODEL = b"model-after-round-1" * 7
 
 
-def open_world(n_hospitals: int = 3) -> World:
-    """Round 1 OPEN (deadline in an hour), nobody submitted yet."""
+def open_world(n_hospitals: int = 3, *, publish_reference: bool = True) -> World:
+    """Round 1 OPEN (deadline in an hour), its reference published unless told not to, nobody submitted yet."""
     w = make_world(n_hospitals)
     w.create_round(1)
+    if publish_reference:
+        w.ok(w.operator, "PublishReference", "1", b64(REFERENCE))
     return w
 
 

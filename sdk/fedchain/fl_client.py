@@ -146,6 +146,18 @@ class FLClient:
         rec["model"] = data
         return rec
 
+    def publish_reference(self, round_id: int, reference: bytes) -> Any:
+        return self._submit("PublishReference", str(int(round_id)), base64.b64encode(reference).decode("ascii"))
+
+    def get_reference(self, round_id: int) -> bytes:
+        """The round's FLTrust reference bytes, checked against the SHA-256 the round declared."""
+        rec = self._query("GetReference", str(int(round_id)))
+        data = base64.b64decode(rec["reference_b64"], validate=True)
+        want = (self.get_round(round_id).get("hyperparameters") or {}).get("reference_sha256")
+        if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want:
+            raise ModelIntegrityError(f"reference of round {round_id} does not match the declared SHA-256 {want}")
+        return data
+
     def get_history(self, kind: str, ident: str | int = "") -> list[dict[str, Any]]:
         return self._query("GetHistory", kind, str(ident))
 

@@ -38,6 +38,11 @@ Rounds: OPEN -> CLOSED -> FINALIZED | DISPUTED (round 0 = genesis, FINALIZED at 
 - PublishModel(round_id, model_b64) by an MPC node after finalization: kept only if its SHA-256
   equals the finalized hash and its size is within max_model_bytes; stored in 1 MiB chunks.
 
+- PublishReference(round_id, reference_b64) by an operator while the round is OPEN: the FLTrust
+  reference update (float32 little-endian vector of param_count values) whose SHA-256 the round
+  declared in hyperparameters.reference_sha256; GetReference(round_id) returns it. MPC nodes use it
+  for the cosine check; auditors can recompute it from the public root dataset.
+
 Queries: GetConsortium (config + head pointer), GetParticipant(id), ListParticipants([role]),
 GetRound(id), ListRounds, GetUpdates(round_id), GetModel(round_id) -> {sha256, size, model_spec,
 model_b64}, GetHistory(kind, id) with kind in round | participant | update ("round/hospital") |

@@ -272,6 +272,51 @@ class FLContract(Chaincode):
         return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
                 "model_spec": meta["model_spec"], "model_b64": base64.b64encode(data).decode("ascii")}
 
+    # ----------------------------------------------------------- FLTrust reference
+    @transaction
+    def tx_PublishReference(self, tx: Tx, params: list[str]) -> dict[str, Any]:
+        """The round's public reference update (float32 LE vector) whose SHA-256 CreateRound declared."""
+        v.expect_args("PublishReference", params, 2)
+        tx.require("operator")
+        cons = tx.consortium()
+        round_id = v.round_id(params[0])
+        data = v.model_bytes(params[1], cons["max_model_bytes"])
+        rnd = self._round(tx, round_id)
+        if rnd["state"] != OPEN:
+            raise ContractError(f"round {round_id} is {rnd['state']}; a reference is published only while OPEN", 409)
+        want = (rnd.get("hyperparameters") or {}).get("reference_sha256")
+        if not want:
+            raise ContractError(f"round {round_id} declares no hyperparameters.reference_sha256", 409)
+        if tx.get_json(keys.reference(round_id)) is not None:
+            raise ContractError(f"the reference of round {round_id} is already published", 409)
+        got = _sha256(data)
+        if got != want:
+            raise ContractError(f"reference SHA-256 {got} does not match the round's reference_sha256 {want}")
+        param_count = int(rnd["model_spec"]["param_count"])
+        if len(data) != 4 * param_count:
+            raise ContractError(f"reference has {len(data)} bytes; a float32 vector of {param_count} parameters "
+                                f"has {4 * param_count}")
+        chunks = [data[i:i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
+        for i, chunk in enumerate(chunks):
+            tx.put_bytes(keys.reference_chunk(round_id, i), chunk)
+        tx.put_json(keys.reference(round_id), {"round_id": round_id, "sha256": got, "size": len(data),
+                                               "chunks": len(chunks), "published_at": tx.timestamp})
+        return {"round_id": round_id, "sha256": got, "size": len(data)}
+
+    @transaction
+    def tx_GetReference(self, tx: Tx, params: list[str]) -> dict[str, Any]:
+        v.expect_args("GetReference", params, 1)
+        tx.require()
+        round_id = v.round_id(params[0])
+        meta = tx.get_json(keys.reference(round_id))
+        if meta is None:
+            raise ContractError(f"no reference published for round {round_id}", 404)
+        data = b"".join(tx.get_bytes(keys.reference_chunk(round_id, i)) for i in range(meta["chunks"]))
+        if _sha256(data) != meta["sha256"]:
+            raise ContractError(f"stored reference of round {round_id} does not match its hash", 500)
+        return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
+                "reference_b64": base64.b64encode(data).decode("ascii")}
+
     # ---------------------------------------------------------------------- rounds
     def _head(self, tx: Tx) -> dict[str, Any]:
         head = tx.get_json(keys.HEAD)

@@ -11,6 +11,7 @@
 | attest~{round:020d}~{node index:04d}  | that MPC node only                 |
 | model~{round:020d}                    | operators (genesis), MPC nodes     |
 | modelchunk~{round:020d}~{i:06d}       | same as model~                     |
+| reference~{round:020d} (+ refchunk~)  | operators (FLTrust reference)      |
 
 Round ids are zero-padded so that range order is numeric order.
 """
@@ -56,3 +57,11 @@ def model(round_id: int) -> str:
 
 def model_chunk(round_id: int, index: int) -> str:
     return _ck("modelchunk", [rnd(round_id), f"{index:06d}"])
+
+
+def reference(round_id: int) -> str:
+    return _ck("reference", [rnd(round_id)])
+
+
+def reference_chunk(round_id: int, index: int) -> str:
+    return _ck("refchunk", [rnd(round_id), f"{index:06d}"])

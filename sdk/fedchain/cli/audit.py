@@ -136,7 +136,13 @@ def _add_history(asub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: run(_history, args))
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_history]
+def _add_verify(asub: argparse._SubParsersAction) -> None:
+    from fedchain.cli.audit_verify import add_verify
+
+    add_verify(asub)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_history, _add_verify]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
