@@ -102,6 +102,7 @@ def _demo(args: argparse.Namespace) -> int:
     from fedchain.training import set_threads
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fedchain.hospital").setLevel(logging.WARNING)  # the live table says it all
     attack = None if args.attack == "none" else args.attack
     try:
         params = {k: float(v) for k, v in (item.split("=", 1) for item in args.attack_param)}

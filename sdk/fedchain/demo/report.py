@@ -53,18 +53,25 @@ def build_report(config: dict[str, Any], records: list[RoundRecord], baseline_ac
 
 
 TABLE_HEADER = (
-    f"{'round':>5} {'acc':>6} {'loss':>6} {'ok':>3} {'rej':>3}  {'rejected (reason)':<34} {'malicious':<16}"
-    f" {'train':>6} {'share':>6} {'mpc':>6} {'ledger':>6} {'total':>6}"
+    f"{'round':>5} {'acc':>6} {'loss':>6} {'ok':>3} {'rej':>3}  {'rejected: reason (* = malicious)':<40}"
+    f" {'missed':<10} {'train':>6} {'share':>6} {'mpc':>6} {'ledger':>6} {'total':>6}"
 )
 
 
+def short_id(hospital: str) -> str:
+    """hospital7 -> h7 (keeps the live table narrow); other ids unchanged."""
+    return "h" + hospital[8:] if hospital.startswith("hospital") and hospital[8:].isdigit() else hospital
+
+
 def table_row(r: RoundRecord) -> str:
-    rejected = ", ".join(f"{h}({why})" for h, why in sorted(r.rejected.items())) or "-"
-    mal = ", ".join(sorted(r.malicious)) or "-"
+    bad = set(r.malicious)
+    rejected = " ".join(f"{short_id(h)}{'*' if h in bad else ''}:{why}" for h, why in sorted(
+        r.rejected.items(), key=lambda kv: (len(kv[0]), kv[0]))) or "-"
+    missed = " ".join(short_id(h) for h in sorted(bad, key=lambda h: (len(h), h)) if h in r.accepted) or "-"
     t = r.timings_s
     return (
         f"{r.round:>5} {r.accuracy * 100:5.1f}% {r.loss:6.3f} {len(r.accepted):>3} {len(r.rejected):>3}  "
-        f"{rejected[:34]:<34} {mal[:16]:<16}"
+        f"{rejected:<40} {missed:<10}"
         + "".join(f" {t.get(k, 0.0):6.1f}" for k in PHASES)
     )
 

@@ -245,14 +245,8 @@ class HospitalClient:
         return RoundOutcome(rid, "already_submitted", list(on_ledger["share_hashes"]), int(on_ledger["n_samples"]),
                             tx_id=on_ledger.get("tx_id"))
 
-    def _node_trust(self) -> Callable[[Identity], None]:
-        """Receipts must be signed by an MPC node identity the consortium registered on the ledger."""
-        from fedchain.mpc_client import ReceiptError
+    def _node_trust(self) -> Callable[[Identity, int], None]:
+        """Receipt j must be signed by MPC node j as registered on the ledger (GetConsortium)."""
+        from fedchain.mpc_client import consortium_trust
 
-        nodes = {(n["msp_id"], n["identity"]) for n in self.fl.get_consortium()["mpc_nodes"]}
-
-        def trust(signer: Identity) -> None:
-            if (signer.msp_id, signer.fabric_id) not in nodes:
-                raise ReceiptError(f"receipt signed by {signer.msp_id} {signer.fabric_id}, not a registered MPC node")
-
-        return trust
+        return consortium_trust(self.fl.get_consortium())

@@ -1,0 +1,77 @@
+"""Demo building blocks without a network: policies, the attacker coalition, CLI surface."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fedchain.demo.adversary import Coalition
+from fedchain.demo.operator import build_policy
+from fedchain.hospital.client import model_spec_of, train_config_of, training_seed
+from fedchain_mpc.policy import VerificationPolicy
+
+
+@pytest.mark.parametrize("ref_norm", [0.01, 0.5, 3.0, 40.0])
+def test_policies_are_valid_for_the_mpc_nodes(ref_norm):
+    mpc = VerificationPolicy.from_json(build_policy("mpc", ref_norm))
+    assert mpc.cosine_enabled and mpc.norm_bound == pytest.approx(min(3 * ref_norm, 63.9), rel=1e-5)
+    none = VerificationPolicy.from_json(build_policy("none", ref_norm))
+    assert not none.cosine_enabled and not none.outlier_enabled
+    assert none.norm_bound > 60  # widest bound the fixed-point checks allow
+    with pytest.raises(ValueError, match="unknown defense"):
+        build_policy("krum", 1.0)
+
+
+def test_coalition_uses_only_its_members_updates():
+    rng = np.random.default_rng(0)
+    benign = {"h3": rng.normal(size=50).astype(np.float32), "h4": rng.normal(size=50).astype(np.float32)}
+    ipm = Coalition("ipm", ["h3", "h4"], n_clients=4, n_classes=4, seed=0).craft(benign)
+    want = -0.5 * (benign["h3"] + benign["h4"]) / 2
+    assert set(ipm) == {"h3", "h4"}
+    np.testing.assert_allclose(ipm["h3"], want, rtol=1e-5)
+    scaled = Coalition("scaling", ["h3", "h4"], n_clients=4, n_classes=4, seed=0).craft(benign)
+    np.testing.assert_allclose(scaled["h4"], 4 * benign["h4"], rtol=1e-6)
+
+
+def test_label_flip_poisons_data_only():
+    c = Coalition("label_flip", ["h4"], n_clients=4, n_classes=4, seed=0)
+    x = np.zeros((4, 28, 28), np.uint8)
+    _, y = c.poison_data(x, np.array([0, 1, 2, 3]))
+    assert list(y) == [3, 2, 1, 0] and not c.rewrites_updates
+
+
+def test_round_description_helpers():
+    rnd = {"round_id": 3, "model_spec": {"arch": "cnn", "in_channels": 1, "n_classes": 4, "widths": [8, 16],
+                                         "hidden": 32, "param_count": 26500},
+           "hyperparameters": {"steps": 5, "batch_size": 16, "lr": 0.1, "momentum": 0.5, "seed": 9,
+                               "reference_sha256": "00" * 32}}
+    assert model_spec_of(rnd).widths == (8, 16)
+    hp = train_config_of(rnd)
+    assert (hp.steps, hp.batch_size, hp.lr, hp.momentum) == (5, 16, 0.1, 0.5)
+    assert training_seed(rnd, "h1") == training_seed(rnd, "h1") != training_seed(rnd, "h2")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fedchain.cli.main", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_help_lists_the_options():
+    demo = _cli("demo", "--help")
+    assert demo.returncode == 0
+    for opt in ("--rounds", "--hospitals", "--malicious", "--attack", "--dataset", "--defense", "--seed",
+                "--network", "--report-json"):
+        assert opt in demo.stdout
+    hosp = _cli("hospital", "run", "--help")
+    assert hosp.returncode == 0
+    for opt in ("--wallet", "--data", "--network", "--rounds"):
+        assert opt in hosp.stdout
+
+
+def test_hospital_run_without_network_is_a_clear_error(tmp_path):
+    res = _cli("hospital", "run", "--wallet", "h1", "--data", str(tmp_path / "x.npz"), "--network",
+               str(tmp_path / "nonet"))
+    assert res.returncode == 1
+    assert "no network.json" in res.stderr and "Traceback" not in res.stderr

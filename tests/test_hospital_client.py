@@ -1,0 +1,139 @@
+"""Hospital client on a real embedded network: restarts re-send the persisted shares, never submit
+twice, and `follow` takes part in rounds announced by RoundCreated events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import find_free_port_base
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+POLICY = {"cosine_enabled": False, "outlier_enabled": False, "norm_bound": 50.0, "pine_c": 2.0}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from fedchain.data import synthesize
+    from fedchain.fl_client import FLClient, participant_entry
+    from fedchain.identity import Consortium
+    from fedchain.models import ModelSpec, build_model, param_count, to_safetensors_bytes
+    from fedchain.netconfig import load_network
+    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+
+    root = tmp_path_factory.mktemp("hosp")
+    network = EmbeddedNetwork(root / "net", EmbeddedSettings(base_port=find_free_port_base()))
+    network.up(ready_timeout=120)
+    try:
+        net = load_network(root / "net")
+        cons = Consortium.load(root / "net" / "crypto")
+        gw = net.connect("operator")
+        op = FLClient(net.contract(gw))
+        for i, name in enumerate(("h1", "h2")):
+            net.wallet.put(name, cons.enroll(cons.orgs[i].msp_id, name, "hospital"))
+            op.register_participant(participant_entry(name, net.identity(name), "hospital", sample_cap=150))
+        spec = ModelSpec(widths=(4,), hidden=0)
+        spec_json = json.loads(spec.to_json()) | {"param_count": param_count(spec)}
+        op.publish_genesis_model(spec_json, to_safetensors_bytes(build_model(spec, seed=1)))
+        x, y = synthesize(200, n_classes=4, channels=1, seed=5)
+        yield {"net": net, "op": op, "spec": spec_json, "data": (x, y.reshape(-1)), "root": root}
+        gw.close()
+    finally:
+        network.down()
+
+
+def _client(world, name: str, state: str):
+    from fedchain.hospital import HospitalClient
+
+    x, y = world["data"]
+    return HospitalClient(world["net"], world["net"].identity(name), name, x, y, world["root"] / state,
+                          progress=False)
+
+
+def _create_round(world) -> int:
+    op = world["op"]
+    head = op.head()
+    rid = head["last_round_id"] + 1
+    op.create_round({"round_id": rid, "base_model_hash": head["model_hash"], "model_spec": world["spec"],
+                     "hyperparameters": {"steps": 3, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "seed": 1},
+                     "policy": POLICY, "deadline": time.time() + 300, "min_updates": 1})
+    return rid
+
+
+def _finish(world, rid: int) -> dict:
+    op = world["op"]
+    op.close_round(rid)
+    rnd = op.wait_for_state(rid, ("FINALIZED", "DISPUTED"), timeout_s=180)
+    assert rnd["state"] == "FINALIZED", rnd
+    return rnd
+
+
+def test_restarts_never_double_submit(world):
+    from fedchain.mpc_client import endpoints_from_network, send_shares
+
+    rid = _create_round(world)
+    # h1 crashes after persisting its shares, before sending anything
+    c1 = _client(world, "h1", "s1")
+    prep = c1.prepare(rid)
+    c1.close()
+    c1 = _client(world, "h1", "s1")
+    out = c1.participate(rid)
+    assert out.status == "submitted" and out.share_hashes == prep.state.share_hashes  # the same shares, re-sent
+
+    # h2 crashes right after its commitment landed, before recording it
+    c2 = _client(world, "h2", "s2")
+    p2 = c2.prepare(rid)
+    send_shares(rid, p2.shares, endpoints_from_network(world["net"]), c2.identity, hospital="h2")
+    c2.fl.submit_update({"round_id": rid, "share_hashes": p2.state.share_hashes, "n_samples": p2.state.n_samples,
+                         "dim": p2.state.dim})
+    c2.close()
+    c2 = _client(world, "h2", "s2")
+    again = c2.participate(rid)
+    assert again.status == "already_submitted" and again.share_hashes == p2.state.share_hashes
+    assert c2.state.load(rid).status == "submitted"
+    assert c2.deliver(p2).status == "submitted"  # a stale retry is absorbed, the ledger refuses a second update
+    assert c1.participate(rid).status == "already_submitted"
+
+    ups = world["op"].get_updates(rid)
+    assert sorted(u["hospital"] for u in ups) == ["h1", "h2"]
+    assert {u["hospital"]: u["share_hashes"] for u in ups} == {"h1": prep.state.share_hashes,
+                                                               "h2": p2.state.share_hashes}
+    assert ups[0]["n_samples"] == 150  # capped by the enrolment sample_cap (200 local samples)
+    rnd = _finish(world, rid)
+    assert rnd["finalized"]["accepted"] == ["h1", "h2"]  # every node held the shares the ledger commits to
+    c1.close()
+    c2.close()
+
+
+def test_follow_takes_part_in_created_rounds(world):
+    from fedchain.hospital import follow
+
+    clients = [_client(world, "h1", "f1"), _client(world, "h2", "f2")]
+    outcomes: list = []
+    threads = [threading.Thread(target=follow, args=(c,), kwargs={"rounds": 1, "on_outcome": outcomes.append})
+               for c in clients]
+    for t in threads:
+        t.start()
+    time.sleep(3)  # followers subscribed
+    rid = _create_round(world)
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(o.round_id for o in outcomes) == [rid, rid]
+    rnd = _finish(world, rid)
+    assert rnd["finalized"]["accepted"] == ["h1", "h2"]
+    # the base each hospital loads next is exactly the finalized model
+    model, raw = clients[0].fetch_base_model({**world["op"].get_round(rid), "base_round_id": rid,
+                                              "base_model_hash": rnd["finalized"]["model_hash"]})
+    assert hashlib.sha256(raw).hexdigest() == rnd["finalized"]["model_hash"]
+    from fedchain.models import flatten
+
+    assert np.all(np.isfinite(flatten(model)))
+    assert clients[0].state.checkpoint_path.exists()
+    for c in clients:
+        c.close()
