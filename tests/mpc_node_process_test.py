@@ -33,7 +33,7 @@ class FakeRun:
         self.verdicts = verdicts
         self.fail = fail
 
-    def __call__(self, job, run_dir, settings, sleep=None, attempt_hook=None):
+    def __call__(self, job, run_dir, settings, sleep=None, attempt_hook=None, should_abort=None):
         if attempt_hook:
             attempt_hook(0, None)
         self.jobs.append(job)
@@ -300,3 +300,30 @@ def test_node_entry_point_refuses_a_bad_config_clearly(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "missing field 'tls'" in proc.stderr and "READY" not in proc.stdout
+
+
+def test_waiting_party_is_abandoned_when_the_run_is_no_longer_wanted(tmp_path):
+    from fedchain_mpc.runner import MPCAborted
+    from mpc_node_round_test import free_ports
+
+    ports = free_ports(3)
+    settings = RunnerSettings(node_index=0, parties=tuple(f"127.0.0.1:{p}" for p in ports), threshold=1,
+                              retries=3, backoff_s=0.0, abort_check_s=0.3, connect_timeout_s=60)
+    share = make_shares(np.zeros(DIM), 1, "hosp0")[0]
+    (tmp_path / "h.share").write_bytes(share)
+    job = {"round_id": "1", "party": 0, "shares": [{"hospital_id": "hosp0", "path": str(tmp_path / "h.share"),
+                                                    "n_samples": 1}],
+           "policy": NO_COSINE, "l": 32, "f": 16, "t": 1, "m": 3, "seed": "s",
+           "output_path": str(tmp_path / "run" / "result.json")}
+    asked = []
+
+    def finalized_meanwhile():
+        asked.append(1)
+        return "round 1 is FINALIZED" if len(asked) >= 2 else None
+
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(MPCAborted, match="FINALIZED"):
+        run_with_retries(job, tmp_path / "run", settings, should_abort=finalized_meanwhile)
+    assert time.monotonic() - t0 < 20 and len(asked) == 2  # no retry after an abort

@@ -34,7 +34,7 @@ import numpy as np
 from fedchain.identity import SigningIdentity
 from fedchain.mpc_client import IntakeError, NodeEndpoint, canonical_json, get_holdings
 
-from fedchain_mpc.runner import MPCRunError, RunnerSettings, run_with_retries
+from fedchain_mpc.runner import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.service import LedgerError, LedgerView
 from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore, write_durably
 
@@ -203,8 +203,19 @@ class RoundProcessor:
             def on_attempt(i: int, err: str | None) -> None:
                 self.state.update(round_id, RUNNING, attempts=attempts + i + 1, last_error=err)
 
+            def no_longer_needed() -> str | None:
+                try:
+                    now = self.ledger.get_round(round_id, fresh=True)
+                except LedgerError:
+                    return None  # cannot tell: keep waiting for the peers
+                return None if now is None or now["state"] == "CLOSED" else f"round {round_id} is {now['state']}"
+
             try:
-                result = run_with_retries(job, run_dir, self.runner, sleep=self.sleep, attempt_hook=on_attempt)
+                result = run_with_retries(job, run_dir, self.runner, sleep=self.sleep, attempt_hook=on_attempt,
+                                          should_abort=no_longer_needed)
+            except MPCAborted as exc:
+                self.state.update(round_id, RUNNING, last_error=str(exc))
+                raise RoundError(str(exc)) from exc
             except MPCRunError as exc:
                 self.state.update(round_id, FAILED, last_error=str(exc))
                 raise RoundError(str(exc)) from exc
@@ -345,9 +356,10 @@ class RoundWorker:
         self._threads.append(t)
 
     def stop(self) -> None:
+        """The events thread may sit in a blocking stream read: it is a daemon, do not wait for it."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=2.0 if t.name == "rounds" else 0.2)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -41,6 +41,13 @@ class MPCRunError(Exception):
     """The MPC run failed after all retries (the message says why, from the program's error output)."""
 
 
+class MPCAborted(MPCRunError):
+    """The run is no longer wanted (e.g. the round was finalized by the other nodes meanwhile)."""
+
+
+AbortCheck = Callable[[], "str | None"]
+
+
 @dataclass(frozen=True)
 class PartyTLS:
     cert: Path
@@ -56,6 +63,7 @@ class RunnerSettings:
     tls: PartyTLS | None = None
     timeout_s: float = 600.0  # the protocol, from the moment all parties are connected
     connect_timeout_s: float = 900.0  # waiting for every party to come up (a node restarting)
+    abort_check_s: float = 5.0  # how often a waiting party asks whether the run is still wanted
     retries: int = 3
     backoff_s: float = 2.0
     python: str = sys.executable
@@ -193,7 +201,7 @@ def established_peers(pid: int) -> int | None:
 
 
 def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tuple[Path, int]],
-               poll_s: float = 0.1) -> int:
+               poll_s: float = 0.1, should_abort: AbortCheck | None = None) -> int:
     """Wait for the party with two clocks: waiting for peers may take long (a node restarting),
     the protocol itself may not. MPyC does not abort when a peer dies (a clean close just
     unregisters it, a reset is only logged), so a lost peer is detected from its log and by
@@ -201,6 +209,7 @@ def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tup
     started = time.monotonic()
     connected_at: float | None = None
     short_since: float | None = None
+    last_abort_check = started
     while True:
         rc = proc.poll()
         if rc is not None:
@@ -220,6 +229,11 @@ def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tup
                                       f"during the run")
             else:
                 short_since = None
+        if connected_at is None and should_abort is not None and now - last_abort_check >= settings.abort_check_s:
+            last_abort_check = now
+            reason = should_abort()
+            if reason:
+                raise MPCAborted(f"MPC party {settings.node_index}: run abandoned: {reason}")
         if connected_at is None and now - started > settings.connect_timeout_s:
             raise MPCRunError(f"MPC party {settings.node_index}: not all {len(settings.parties)} parties connected "
                               f"within {settings.connect_timeout_s:g} s (are all nodes up?)")
@@ -229,7 +243,8 @@ def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tup
         time.sleep(poll_s)
 
 
-def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> dict[str, Any]:
+def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
+             should_abort: AbortCheck | None = None) -> dict[str, Any]:
     """One attempt: write the job, run the party, return its output JSON (raises MPCRunError)."""
     prepare_run_dir(run_dir, settings)
     job_path = run_dir / "job.json"
@@ -244,7 +259,7 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
                                 stdin=subprocess.DEVNULL)
         (run_dir / "party.pid").write_text(str(proc.pid))
         try:
-            rc = _supervise(proc, settings, [(stdout, offsets[0]), (stderr, offsets[1])])
+            rc = _supervise(proc, settings, [(stdout, offsets[0]), (stderr, offsets[1])], should_abort=should_abort)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -264,8 +279,13 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings) -> di
 
 def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
                      sleep: Callable[[float], None] = time.sleep,
-                     attempt_hook: Callable[[int, str | None], None] | None = None) -> dict[str, Any]:
-    """Retry a failed run (a peer restarting, a port still busy) with exponential backoff."""
+                     attempt_hook: Callable[[int, str | None], None] | None = None,
+                     should_abort: AbortCheck | None = None) -> dict[str, Any]:
+    """Retry a failed run (a peer restarting, a port still busy) with exponential backoff.
+
+    `should_abort()` is asked every few seconds while the party waits for its peers; a reason
+    string ends the run at once (MPCAborted, no retry): peers that already finished will never
+    come, e.g. because the round was finalized by the other nodes."""
     done = completed_result(job, run_dir)
     if done is not None:
         log.info("round %s: reusing the completed MPC run in %s", job["round_id"], run_dir)
@@ -280,7 +300,9 @@ def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSetting
         try:
             if attempt_hook:
                 attempt_hook(attempt, last or None)
-            return run_once(job, run_dir, settings)
+            return run_once(job, run_dir, settings, should_abort)
+        except MPCAborted:
+            raise
         except MPCRunError as exc:
             last = str(exc)
     raise MPCRunError(f"round {job['round_id']}: MPC run failed {settings.retries + 1} times; last: {last}")
