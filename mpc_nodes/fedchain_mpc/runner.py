@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JOB_ENV = "FEDCHAIN_MPC_JOB"
 PARENT_ENV = "FEDCHAIN_MPC_PARENT"
+MAX_BACKOFF_S = 4.0
 
 
 class MPCRunError(Exception):
@@ -293,7 +294,9 @@ def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSetting
     last = ""
     for attempt in range(settings.retries + 1):
         if attempt:
-            delay = settings.backoff_s * 2 ** (attempt - 1)
+            # short and capped: a waiting party costs nothing, and survivors of a dead peer should
+            # be back in their connect phase before the restarted node's party starts dialing
+            delay = min(settings.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
             log.warning("round %s: MPC run attempt %d failed (%s); retrying in %.1f s", job["round_id"], attempt,
                         last, delay)
             sleep(delay)
