@@ -61,6 +61,7 @@ class NodeService:
         self.intake = ShareIntake(settings, self.store, self.ledger, self.consortium.msp_manager(), self.signer)
         self.server = None
         self.worker: RoundWorker | None = None
+        self.fatal: str | None = None
         self._stop = threading.Event()
 
     def start_intake(self) -> str:
@@ -78,6 +79,10 @@ class NodeService:
             except LedgerError as exc:
                 log.info("waiting for the consortium on the ledger: %s", exc)
                 self._stop.wait(self.cfg.poll_s)
+            except (ConfigError, KeyError, TypeError) as exc:
+                log.error("this node does not match the consortium on the ledger: %s", exc)
+                self.fatal = str(exc)
+                return
         else:
             return
         ctx = RoundContext(node_id=node_id, node_index=self.cfg.node_index, m=self.cfg.m,
@@ -130,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     rounds = threading.Thread(target=service.start_rounds, name="start", daemon=True)
     rounds.start()
-    while not stop.is_set():
+    while not stop.is_set() and service.fatal is None:
         stop.wait(0.5)
     log.info("stopping")
     service.stop()
     time.sleep(0.1)
-    return 0
+    return 1 if service.fatal else 0
 
 
 if __name__ == "__main__":
