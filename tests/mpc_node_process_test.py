@@ -327,3 +327,24 @@ def test_waiting_party_is_abandoned_when_the_run_is_no_longer_wanted(tmp_path):
     with pytest.raises(MPCAborted, match="FINALIZED"):
         run_with_retries(job, tmp_path / "run", settings, should_abort=finalized_meanwhile)
     assert time.monotonic() - t0 < 20 and len(asked) == 2  # no retry after an abort
+
+
+def test_membership_check_against_the_ledger(tmp_path):
+    from types import SimpleNamespace
+
+    from fedchain_mpc.__main__ import check_membership
+
+    world = make_world(tmp_path, n_hospitals=1)
+    nodes = [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id, "identity": s.identity.fabric_id}
+             for j, s in enumerate(world.nodes)]
+    world.ledger.consortium = {"mpc_nodes": nodes, "threshold": 1, "quorum": 2}
+    cfg = SimpleNamespace(m=3, node_index=1, runner=SimpleNamespace(threshold=1))
+    assert check_membership(world.ledger, cfg, world.nodes[1]) == "mpc1"
+    with pytest.raises(ConfigError, match="another identity"):
+        check_membership(world.ledger, cfg, world.nodes[0])
+    with pytest.raises(ConfigError, match="threshold"):
+        check_membership(world.ledger, SimpleNamespace(m=3, node_index=1, runner=SimpleNamespace(threshold=0)),
+                         world.nodes[1])
+    with pytest.raises(ConfigError, match="3 MPC nodes"):
+        check_membership(world.ledger, SimpleNamespace(m=4, node_index=1, runner=SimpleNamespace(threshold=1)),
+                         world.nodes[1])
