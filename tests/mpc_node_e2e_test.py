@@ -119,18 +119,16 @@ class Scenario:
 
     def submit(self, rid: int, name: str, update: np.ndarray) -> list:
         from fedchain.fl_client import FLClient
-        from fedchain.mpc_client import endpoints_from_network, send_shares
-        from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
+        from fedchain.mpc_client import consortium_trust, endpoints_from_network, share_and_submit
 
-        fp = FixedPoint()
-        parts = split(encode(update, fp), 1, 3, fp)
-        shares = [share_bytes(parts[j], ShareHeader(str(rid), name, j, DIM)) for j in range(3)]
         ident = self.wallet.get(name)
-        receipts = send_shares(rid, shares, endpoints_from_network(self.cfg), ident, hospital=name)
+        trust = consortium_trust(self.op.get_consortium(), self.cons.msp_manager())
         with self.cfg.connect(ident) as gw:
-            FLClient(self.cfg.contract(gw)).submit_update({"round_id": rid, "share_hashes": [r.sha256 for r in receipts],
-                                                           "n_samples": 100 * (HOSPITALS.index(name) + 1), "dim": DIM})
-        return receipts
+            done = share_and_submit(FLClient(self.cfg.contract(gw)), rid, name, update,
+                                    100 * (HOSPITALS.index(name) + 1), endpoints_from_network(self.cfg), ident,
+                                    t=1, trust=trust)
+        assert done.submit_result.validation_code_name == "VALID"
+        return done.receipts
 
     def wait_model(self, rid: int, timeout_s: float = 240) -> dict:
         deadline = time.monotonic() + timeout_s

@@ -302,3 +302,36 @@ def get_holdings(node: NodeEndpoint, identity: SigningIdentity, round_id: int, *
     if msg.round_id != round_id:
         raise IntakeError(node.index, None, f"holdings are for round {msg.round_id}, asked for {round_id}")
     return {h.hospital: h.sha256 for h in msg.holdings}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a hospital did for one round: the receipts (keep them as evidence) and the ledger result."""
+
+    receipts: list[ShareReceipt]
+    share_hashes: list[str]
+    submit_result: Any
+
+
+def share_and_submit(fl_client: Any, round_id: int, hospital: str, update: Any, n_samples: int,
+                     nodes: Sequence[NodeEndpoint], identity: SigningIdentity, *, t: int, l: int = 32,  # noqa: E741
+                     f: int = 16, trust: Callable[[Identity, int], None] | None = None,
+                     rng: Any = None) -> Submission:
+    """The hospital's whole step 3: encode, split (share j for node j), send with receipts, then
+    SubmitUpdate(round, share hashes, n_samples, dim). Nothing reaches the ledger unless every
+    node has acknowledged its share. `rng` only for tests (default: the OS CSPRNG)."""
+    import numpy as np
+
+    from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
+
+    fp = FixedPoint(l, f)
+    vector = np.asarray(update, dtype=np.float64).reshape(-1)
+    m = len(nodes)
+    parts = split(encode(vector, fp), t, m, fp, rng=rng)
+    shares = [share_bytes(parts[j], ShareHeader(str(round_id), hospital, j, len(vector), l, f, t, m))
+              for j in range(m)]
+    receipts = send_shares(round_id, shares, nodes, identity, hospital=hospital, trust=trust)
+    hashes = [r.sha256 for r in receipts]
+    result = fl_client.submit_update({"round_id": int(round_id), "share_hashes": hashes,
+                                      "n_samples": int(n_samples), "dim": len(vector)})
+    return Submission(receipts, hashes, result)
