@@ -71,7 +71,7 @@ def test_policy_strategy_uses_verdict_fn():
 def test_defense_beats_none_under_scaling():
     cfg = SimConfig(hospitals=6, malicious=2, attack="scaling", attack_params={"factor": 20}, rounds=3,
                     n_train=1800, n_test=600, steps=15, alpha=1.0, seed=1)
-    policy = BaselinePolicy(norm_factor=4.0, cosine_min=-1.0).as_dict()
+    policy = BaselinePolicy(norm_factor=4.0, cosine_min=-1.0, outlier_factor=0.0).as_dict()
     defended = run_simulation(cfg, PolicyStrategy(evaluate, policy))
     undefended = run_simulation(cfg, FedAvg())
     det = defended.report["detection"]
@@ -81,3 +81,15 @@ def test_defense_beats_none_under_scaling():
     assert set(defended.report) >= {"config", "rounds", "final_accuracy", "detection"}
     r = defended.report["rounds"][-1]
     assert set(r) >= {"round", "accuracy", "loss", "accepted", "rejected", "malicious", "model_hash", "timings_s"}
+
+
+def test_relative_cosine_rule():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0, 1, 400)
+    honest = [ref + rng.normal(0, 2.0, 400) for _ in range(6)]  # cos ≈ 0.45
+    weak = 0.1 * ref + rng.normal(0, 1.0, 400)  # same norm range, cos ≈ 0.1: passes cosine_min=0.05
+    p = BaselinePolicy(norm_factor=5, cosine_min=0.05, outlier_factor=0, cosine_rel_min=0.5)
+    v = evaluate(honest + [weak], [1] * 7, p.as_dict(), ref)
+    assert [x.reason for x in v] == ["ok"] * 6 + ["cosine"]
+    v = evaluate(honest + [weak], [1] * 7, BaselinePolicy(norm_factor=5, outlier_factor=0).as_dict(), ref)
+    assert v[6].accept

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--norm-factor", type=float, default=BaselinePolicy.norm_factor)
     ap.add_argument("--cosine-min", type=float, default=BaselinePolicy.cosine_min)
     ap.add_argument("--outlier-factor", type=float, default=BaselinePolicy.outlier_factor)
+    ap.add_argument("--cosine-rel-min", type=float, default=BaselinePolicy.cosine_rel_min)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--report-json", default=None)
     a = ap.parse_args(argv)
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                     alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
                     warmup_epochs=a.warmup_epochs, seed=a.seed, dataset=a.dataset,
                     attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)})
-    policy = BaselinePolicy(a.norm_factor, a.cosine_min, a.outlier_factor, max(a.malicious, 1))
+    policy = BaselinePolicy(norm_factor=a.norm_factor, cosine_min=a.cosine_min, outlier_factor=a.outlier_factor,
+                            assumed_byzantine=max(a.malicious, 1), cosine_rel_min=a.cosine_rel_min)
     strategy = FedAvg() if a.defense == "none" else PolicyStrategy(evaluate, policy.as_dict())
     if not a.quiet:
         print(TABLE_HEADER)

@@ -4,6 +4,8 @@ Used to tune thresholds and in tests until/unless the MPC-core reference lands; 
 uses the real MPC. Checks, first failing reason wins (fixed order as in the MPC program):
   norm    ‖Δ‖ > norm_factor · ‖Δ_ref‖            (scaling, noise; bound is public via the reference)
   cosine  cos(Δ, Δ_ref) < cosine_min              (sign flip, IPM, noise; FLTrust direction check)
+  cosine_rel  cos(Δ, Δ_ref) < cosine_rel_min · median_i cos(Δ_i, Δ_ref)   (optional; label flip
+          under non-IID data, where absolute cosines of honest hospitals are small)
   outlier Multi-Krum score > outlier_factor · median score, where score_i = Σ of squared
           distances to its n − f − 2 nearest neighbours (Blanchard et al. 2017)
 """
@@ -18,11 +20,12 @@ import numpy as np
 from .strategy import Verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BaselinePolicy:
-    norm_factor: float = 3.0
-    cosine_min: float = 0.0
-    outlier_factor: float = 0.0  # 0 disables the outlier check
+    norm_factor: float = 2.0
+    cosine_min: float = 0.05
+    outlier_factor: float = 3.0  # 0 disables the outlier check
+    cosine_rel_min: float = 0.0  # 0 disables the relative cosine check
     assumed_byzantine: int = 2
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +65,11 @@ def evaluate(updates: list[np.ndarray], n_samples: list[int], policy: Any, refer
                 reasons[i] = "norm"
             elif cos[i] < p.cosine_min:
                 reasons[i] = "cosine"
+        med_cos = float(np.median(cos))
+        if p.cosine_rel_min > 0 and med_cos > 0:
+            for i in range(n):
+                if reasons[i] is None and cos[i] < p.cosine_rel_min * med_cos:
+                    reasons[i] = "cosine"
     if p.outlier_factor > 0 and n >= 3:
         scores = krum_scores(u, p.assumed_byzantine)
         med = float(np.median(scores))

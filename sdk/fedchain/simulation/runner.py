@@ -31,15 +31,15 @@ class SimConfig:
     malicious: int = 2
     attack: str | None = "scaling"
     attack_params: dict[str, Any] = field(default_factory=dict)
-    rounds: int = 5
-    alpha: float = 0.5
-    steps: int = 20
+    rounds: int = 6
+    alpha: float = 1.0
+    steps: int = 100
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
     server_lr: float = 1.0
     root_size: int = 200
-    warmup_epochs: int = 0  # operator pre-trains the initial model on the public root set
+    warmup_epochs: int = 5  # operator pre-trains the initial model on the public root set
     seed: int = 0
     dataset: str | None = None  # MedMNIST npz path; None = synthetic
     n_classes: int = 4
