@@ -40,6 +40,7 @@ Output JSON (written atomically to output_path by every node; identical except t
       "model_sha256": "<hex>" | null,
       "phases": {"load": s, "local_products": s, "consistency": s, "norm": s, "cosine": s,
                  "outlier": s, "reveal": s, "aggregate": s, "total": s},
+      "phases_cpu": {...},             # CPU seconds of this node per phase (same names)
       "bytes_sent": 12345,             # MPyC payload bytes this node sent
       "peak_rss_mb": 123.4,
       "cpu_s": 1.2                     # user + system CPU seconds of this node process
@@ -179,6 +180,7 @@ async def run_job(job: dict) -> dict:
         "aggregate_path": str(agg_path), "aggregate_sha256": delta_sha256(res.aggregate),
         "model_path": str(model_path) if model_path else None, "model_sha256": model_sha,
         "phases": phases, "bytes_sent": nbytes, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_seconds(),
+        "phases_cpu": res.phases_cpu,
     }
 
 

@@ -48,6 +48,7 @@ class MPCResult:
     aggregate: np.ndarray  # float64 weighted average of accepted updates (zeros if none)
     total_weight: int
     phases: dict[str, float] = dc_field(default_factory=dict)
+    phases_cpu: dict[str, float] = dc_field(default_factory=dict)
 
 
 def degree_ok(points: np.ndarray, t: int, p: int) -> np.ndarray:
@@ -111,14 +112,19 @@ async def _lower_median(s, bound: int):
 
 
 class _Clock:
+    """Wall and CPU seconds per phase (CPU time is the load-independent figure)."""
+
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self._t = time.perf_counter()
+        self._c = time.process_time()
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cnow = time.perf_counter(), time.process_time()
         self.phases[name] = self.phases.get(name, 0.0) + now - self._t
-        self._t = now
+        self.cpu[name] = self.cpu.get(name, 0.0) + cnow - self._c
+        self._t, self._c = now, cnow
 
 
 async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[int],
@@ -265,4 +271,5 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         agg = np.zeros(d, dtype=np.float64)
     clock.lap("aggregate")
     del t, m
-    return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, phases=clock.phases)
+    return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, phases=clock.phases,
+                     phases_cpu=clock.cpu)
