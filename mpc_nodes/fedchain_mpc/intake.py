@@ -234,9 +234,12 @@ def serve(intake: ShareIntake, address: str, server_cert: bytes, server_key: byt
           client_roots: bytes | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """Start the intake on `address` ("127.0.0.1:0" picks a port); returns (server, port)."""
     limit = intake.settings.max_message_bytes
+    # Bounded concurrency: each in-flight share may hold up to `limit` bytes in memory; beyond
+    # 4 x max_workers calls clients get RESOURCE_EXHAUSTED and retry with backoff.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="intake"),
                          options=[("grpc.max_receive_message_length", limit),
-                                  ("grpc.max_send_message_length", 1 * MiB)])
+                                  ("grpc.max_send_message_length", 1 * MiB)],
+                         maximum_concurrent_rpcs=4 * max_workers)
     server.add_generic_rpc_handlers((intake.generic_handler(),))
     creds = grpc.ssl_server_credentials([(server_key, server_cert)],
                                         root_certificates=client_roots or client_ca_bundle(intake.msp),
