@@ -94,12 +94,7 @@ class Scenario:
         self.reference = rng.normal(0, 0.02, DIM).astype(np.float32).astype(np.float64)
         from fedchain.models import vector_hash
 
-        self.ref_sha = vector_hash(self.reference)
-        for i in range(3):
-            folder = net.layout.mpc / f"mpc{i}" / "references"
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f"{self.ref_sha}.npz", "wb") as fh:
-                np.savez(fh, delta=self.reference)
+        self.ref_sha = vector_hash(self.reference)  # nodes fetch it from the ledger (GetReference)
 
     def open_round(self) -> int:
         head = self.op.head()
@@ -109,6 +104,7 @@ class Scenario:
                               "model_spec": {"arch": "flat", "param_count": DIM},
                               "hyperparameters": {"reference_sha256": self.ref_sha}, "policy": policy,
                               "deadline": time.time() + 600, "min_updates": 2})
+        self.op.publish_reference(rid, self.reference.astype("<f4").tobytes())
         return rid
 
     def updates(self, rid: int) -> dict[str, np.ndarray]:

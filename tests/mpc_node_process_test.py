@@ -150,7 +150,7 @@ def test_cosine_needs_a_matching_reference(setup, tmp_path):
     world.ledger.rounds[1]["policy"] = {"cosine_enabled": True}
     deliver(world, stores, "hosp0")
     world.ledger.close_round(1)
-    with pytest.raises(RoundError, match="reference"):
+    with pytest.raises(RoundError, match="reference_sha256"):
         procs[0].process(1)
     ref = np.linspace(0, 1, DIM).astype(np.float32).astype(np.float64)
     sha = hashlib.sha256(ref.astype("<f4").tobytes()).hexdigest()
@@ -164,6 +164,25 @@ def test_cosine_needs_a_matching_reference(setup, tmp_path):
         np.savez(fh, delta=ref)
     assert procs[0].process(1) == ATTESTED
     assert fake.jobs[-1]["reference_path"].endswith(f"{sha}.npz")
+
+
+def test_reference_from_the_ledger_when_not_dropped_locally(setup):
+    world, stores, procs, fake = setup
+    ref = np.linspace(0, 1, DIM).astype("<f4")
+    sha = hashlib.sha256(ref.tobytes()).hexdigest()
+    world.ledger.rounds[1]["policy"] = {"cosine_enabled": True}
+    world.ledger.rounds[1]["hyperparameters"] = {"reference_sha256": sha}
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    with pytest.raises(RoundError, match="neither in this node's reference_dir nor on the ledger"):
+        procs[1].process(1)
+    world.ledger.references[1] = (ref + 1).tobytes()  # a ledger answer that does not match the declared hash
+    with pytest.raises(RoundError, match="does not match"):
+        procs[1].process(1)
+    world.ledger.references[1] = ref.tobytes()
+    assert procs[1].process(1) == ATTESTED
+    with np.load(fake.jobs[-1]["reference_path"], allow_pickle=False) as z:
+        assert np.array_equal(z["delta"], ref.astype(np.float64))
 
 
 def test_base_model_must_match_its_hash(setup):

@@ -29,6 +29,7 @@ class FakeLedger:
     updates: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     attestations: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     models: dict[int, bytes] = field(default_factory=dict)
+    references: dict[int, bytes] = field(default_factory=dict)
     event_log: list[LedgerEvent] = field(default_factory=list)
     down: bool = False
     calls: list[str] = field(default_factory=list)
@@ -88,6 +89,12 @@ class FakeLedger:
     def get_model(self, round_id: int) -> bytes:
         self._check("GetModel")
         return self.models[round_id]
+
+    def get_reference(self, round_id: int) -> bytes:
+        self._check("GetReference")
+        if round_id not in self.references:
+            raise LedgerError(f"no reference published for round {round_id}", not_found=True)
+        return self.references[round_id]
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
         yield from list(self.event_log)

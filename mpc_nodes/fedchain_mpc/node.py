@@ -20,6 +20,7 @@ Progress lives in NodeState (SQLite), so a restarted node resumes where it stopp
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import queue
@@ -143,21 +144,38 @@ class RoundProcessor:
 
     # ------------------------------------------------------------------------ run
     def _reference(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
+        """The round's FLTrust reference as the npz the MPC program reads: from the node's reference_dir
+        if the operator dropped it there, else from the ledger (GetReference); always hash-checked."""
         if not policy.get("cosine_enabled", True):
             return None
+        rid = rnd["round_id"]
         sha = (rnd.get("hyperparameters") or {}).get("reference_sha256")
-        if not sha or self.ctx.reference_dir is None:
-            raise RoundError(f"round {rnd['round_id']}: the policy checks cosine similarity but no reference update "
-                             "is available (hyperparameters.reference_sha256 and the node's reference_dir)")
-        src = self.ctx.reference_dir / f"{sha}.npz"
-        if not src.is_file():
-            raise RoundError(f"round {rnd['round_id']}: reference {sha} not found in {self.ctx.reference_dir}")
-        with np.load(src, allow_pickle=False) as z:
-            vec = np.asarray(z["delta"], dtype=np.float64)
-        got = hashlib.sha256(np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
-        if got != sha:
-            raise RoundError(f"round {rnd['round_id']}: reference file {src.name} hashes to {got}, not {sha}")
-        return str(src)
+        if not sha:
+            raise RoundError(f"round {rid}: the policy checks cosine similarity but the round declares no "
+                             "hyperparameters.reference_sha256")
+        candidates = [run_dir / "reference.npz"]
+        if self.ctx.reference_dir is not None:
+            candidates.insert(0, self.ctx.reference_dir / f"{sha}.npz")
+        for src in candidates:
+            if src.is_file():
+                with np.load(src, allow_pickle=False) as z:
+                    vec = np.asarray(z["delta"], dtype=np.float64)
+                got = hashlib.sha256(np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
+                if got != sha:
+                    raise RoundError(f"round {rid}: reference file {src} hashes to {got}, not {sha}")
+                return str(src)
+        try:
+            data = self.ledger.get_reference(int(rid))
+        except LedgerError as exc:
+            raise RoundError(f"round {rid}: reference {sha[:16]} is neither in this node's reference_dir nor on the "
+                             f"ledger ({exc})") from exc
+        if sha256_hex(data) != sha or len(data) % 4:
+            raise RoundError(f"round {rid}: the ledger's reference does not match reference_sha256 {sha}")
+        vec = np.frombuffer(data, dtype="<f4").astype(np.float64)
+        buf = io.BytesIO()
+        np.savez(buf, delta=vec)
+        write_durably(run_dir / "reference.npz", buf.getvalue(), mode=0o644)
+        return str(run_dir / "reference.npz")
 
     def _base_model(self, rnd: dict[str, Any], run_dir: Path) -> Path:
         path = run_dir / "base.safetensors"

@@ -53,6 +53,8 @@ class LedgerView(Protocol):
 
     def get_model(self, round_id: int) -> bytes: ...
 
+    def get_reference(self, round_id: int) -> bytes: ...
+
     def list_rounds(self) -> list[dict[str, Any]]: ...
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
@@ -164,6 +166,10 @@ class FLLedger:
 
     def get_model(self, round_id: int) -> bytes:
         return self._wrap("GetModel", lambda: self.fl.get_model(round_id))["model"]
+
+    def get_reference(self, round_id: int) -> bytes:
+        """The round's FLTrust reference (float32 LE), checked against the round's reference_sha256."""
+        return self._wrap("GetReference", lambda: self.fl.get_reference(round_id))
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
         """Chaincode events from the checkpoint on; the caller checkpoints after handling each one."""
