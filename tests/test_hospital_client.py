@@ -137,3 +137,23 @@ def test_follow_takes_part_in_created_rounds(world):
     assert clients[0].state.checkpoint_path.exists()
     for c in clients:
         c.close()
+
+
+def test_hospital_run_cli_once_and_idempotent(world):
+    import subprocess
+    import sys
+
+    from fedchain.data import generate_synthetic
+
+    npz = generate_synthetic(world["root"] / "h1.npz", n_train=120, n_val=20, n_test=20, seed=3)
+    rid = _create_round(world)
+    cmd = [sys.executable, "-m", "fedchain.cli.main", "hospital", "run", "--wallet", "h1", "--data", str(npz),
+           "--network", str(world["net"].directory), "--round", str(rid), "--state-dir", str(world["root"] / "cli"),
+           "--no-progress"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"h1: round {rid}: submitted (120 samples)" in first.stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and f"round {rid}: already_submitted" in second.stdout
+    assert [u["hospital"] for u in world["op"].get_updates(rid)] == ["h1"]
+    assert _finish(world, rid)["finalized"]["accepted"] == ["h1"]

@@ -180,8 +180,10 @@ class Demo:
         timings["share"] += share_s
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=len(prepared)) as pool:
-            outcomes = list(pool.map(lambda p: self.clients[p[0]].deliver(p[1]) if isinstance(p[1], Prepared)
-                                     else p[1], prepared.items()))
+            results = list(pool.map(self._deliver, prepared.items()))
+        outcomes = [o for o in results if o is not None]
+        if not outcomes:
+            raise RuntimeError(f"round {rid}: no hospital could deliver its update")
         deliver_s = time.perf_counter() - t0
         sent = sum(o.timings_s.get("share", 0.0) for o in outcomes)
         committed = sum(o.timings_s.get("ledger", 0.0) for o in outcomes)
@@ -205,6 +207,17 @@ class Demo:
         return RoundRecord(round=rid, accuracy=acc, loss=loss, accepted=list(fin["accepted"]),
                            rejected=dict(fin["rejected"]), malicious=list(self.malicious),
                            model_hash=fin["model_hash"], timings_s=timings)
+
+    def _deliver(self, item: tuple[str, Prepared | RoundOutcome]) -> RoundOutcome | None:
+        """One hospital's delivery; a failure leaves that hospital out of the round (said on stderr)."""
+        hid, p = item
+        if not isinstance(p, Prepared):
+            return p
+        try:
+            return self.clients[hid].deliver(p)
+        except Exception as exc:  # the round goes on without it, as it would in production
+            self.out(f"warning: {hid} could not deliver its round {p.state.round_id} update: {exc}")
+            return None
 
     def _prepare_all(self, rid: int) -> tuple[dict[str, Prepared | RoundOutcome], float, float]:
         """Train every hospital (one at a time); the coalition crafts its updates from its own benign ones."""
