@@ -15,7 +15,7 @@
               "connect_timeout_s": 900,    # waiting for every party to come up
               "retries": 3, "backoff_s": 2},
       "l": 32, "f": 16,
-      "reference_dir": null,          # holds <sha256>.npz reference updates named by the round
+      "reference_dir": null,          # optional <sha256>.npz FLTrust references; else GetReference
       "poll_s": 2.0, "max_message_bytes": 67108864, "log_file": null
     }
 """

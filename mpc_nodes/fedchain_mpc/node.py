@@ -9,8 +9,9 @@ after any crash and converges (every step is idempotent):
    whose SHA-256 equals the one committed for that node; the others are rejected with
    "missing_share" at every node alike, so all nodes give MPyC the same hospital list.
 2. Run this node's MPyC party (runner.py) with the round's policy, the base model from the
-   ledger (hash checked), the reference update and a public seed derived from the committed
-   share hashes; retried with backoff on failure.
+   ledger (hash checked), the FLTrust reference (reference_dir or GetReference, hash checked)
+   and a public seed derived from the committed share hashes; retried with backoff on failure,
+   abandoned if the round is finalized by the other nodes meanwhile.
 3. Fewer accepted than the round's min_updates: the model stays the base model (chaincode rule).
    Save the new model, write the report, attest (AttestResult; 'already attested' is success).
 4. FINALIZED round: publish the model if nobody has (PublishModel; 'already published' is success).
