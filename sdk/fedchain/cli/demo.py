@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="operator pre-trains the genesis model on the public root set")
     p.add_argument("--norm-factor", type=float, default=D.norm_factor, help="norm bound = factor x |reference|")
     p.add_argument("--cosine-min", type=float, default=D.cosine_min)
-    p.add_argument("--outlier", action="store_true", help="also run the Multi-Krum outlier check")
+    p.add_argument("--outlier-factor", type=float, default=D.outlier_factor if D.outlier else 0.0,
+                   help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off)")
     p.add_argument("--network", default=None, metavar="D",
                    help="network folder: use the network running there (embedded or real Fabric), or start the "
                         "embedded one there (default: $FEDCHAIN_NETWORK or .fedchain)")
@@ -112,7 +113,8 @@ def _demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig(rounds=args.rounds, hospitals=args.hospitals, malicious=args.malicious if attack else 0,
                      attack=attack, attack_params=params, defense=args.defense, dataset=args.dataset, seed=args.seed,
                      alpha=args.alpha, steps=args.steps, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                     norm_factor=args.norm_factor, cosine_min=args.cosine_min, outlier=args.outlier)
+                     norm_factor=args.norm_factor, cosine_min=args.cosine_min, outlier=args.outlier_factor > 0,
+                     outlier_factor=args.outlier_factor if args.outlier_factor > 0 else D.outlier_factor)
     set_threads(2)
     t0 = time.perf_counter()
     started = None

@@ -27,35 +27,41 @@ from fedchain.fl_client import participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
 from fedchain.models import ModelSpec, build_model, load_model_bytes, param_count, to_safetensors_bytes
 from fedchain.reference import reference_update, root_dataset
+from fedchain.simulation import BaselinePolicy, SimConfig
 from fedchain.training import TrainConfig, evaluate
 
 from .adversary import KNOWLEDGE_NOTE, Coalition
 from .operator import Operator, build_policy, publish_reference
 from .report import RoundRecord, build_report
 
+_SIM = SimConfig()  # the ML helper's tuned plaintext settings: the demo runs the same, for real
+_POL = BaselinePolicy()
+
 
 @dataclass
 class DemoConfig:
-    rounds: int = 6
-    hospitals: int = 8
-    malicious: int = 2
-    attack: str | None = "scaling"
+    rounds: int = _SIM.rounds
+    hospitals: int = _SIM.hospitals
+    malicious: int = _SIM.malicious
+    attack: str | None = _SIM.attack
     attack_params: dict[str, Any] = field(default_factory=dict)
     defense: str = "mpc"
     dataset: str | None = None  # MedMNIST npz; None = synthetic (cached in D/data)
     seed: int = 0
-    alpha: float = 0.5  # Dirichlet non-IID concentration
-    steps: int = 20
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    root_size: int = 200
-    warmup_epochs: int = 0
-    n_train: int = 6000
-    n_test: int = 2000
-    norm_factor: float = 3.0
-    cosine_min: float = 0.0
-    outlier: bool = False
+    alpha: float = _SIM.alpha  # Dirichlet non-IID concentration
+    steps: int = _SIM.steps
+    batch_size: int = _SIM.batch_size
+    lr: float = _SIM.lr
+    momentum: float = _SIM.momentum
+    root_size: int = _SIM.root_size
+    warmup_epochs: int = _SIM.warmup_epochs
+    n_train: int = _SIM.n_train
+    n_test: int = _SIM.n_test
+    norm_factor: float = _POL.norm_factor
+    cosine_min: float = _POL.cosine_min
+    outlier: bool = _POL.outlier_factor > 0
+    outlier_factor: float = _POL.outlier_factor if _POL.outlier_factor >= 1 else 3.0
+    krum_f: int = _POL.assumed_byzantine
     min_updates: int = 2
     deadline_s: float = 600.0
     round_timeout_s: float = 300.0
@@ -69,7 +75,7 @@ def load_data(cfg: DemoConfig, net_dir: Path) -> Dataset:
         return load_npz(cfg.dataset)
     path = net_dir / "data" / f"synthetic-s{cfg.seed}-n{cfg.n_train}-t{cfg.n_test}.npz"
     if not path.exists():
-        generate_synthetic(path, n_train=cfg.n_train, n_val=max(1000, 2 * cfg.root_size), n_test=cfg.n_test,
+        generate_synthetic(path, n_train=cfg.n_train, n_val=max(200, 2 * cfg.root_size), n_test=cfg.n_test,
                            seed=cfg.seed)
     return load_npz(path)
 
@@ -164,7 +170,8 @@ class Demo:
                                seed=cfg.seed * 7 + rid)
         timings["train"] += time.perf_counter() - t0
         policy = build_policy(cfg.defense, float(np.linalg.norm(ref.vector)), norm_factor=cfg.norm_factor,
-                              cosine_min=cfg.cosine_min, outlier=cfg.outlier)
+                              cosine_min=cfg.cosine_min, outlier=cfg.outlier, outlier_factor=cfg.outlier_factor,
+                              krum_f=cfg.krum_f)
         if self.policy_check is not None:
             self.policy_check(policy)
         hyper = json.loads(self.hp.to_json()) | {"seed": cfg.seed, "reference_sha256": ref.sha256,
