@@ -240,3 +240,26 @@ def test_send_shares_to_three_nodes(world, tmp_path):
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_concurrent_sends_one_share_wins(world, node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    same = shares_for("hosp0")[0]
+    with ThreadPoolExecutor(6) as pool:
+        receipts = list(pool.map(lambda _: send(node, world.hospitals["hosp0"], same), range(6)))
+    assert len({r.raw for r in receipts}) == 1  # one receipt, however many times it raced
+
+    rivals = [shares_for("hosp1", seed=s)[0] for s in range(6)]
+
+    def attempt(share):
+        try:
+            return send(node, world.hospitals["hosp1"], share).sha256
+        except IntakeError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(attempt, rivals))
+    winners = [o for o in outcomes if isinstance(o, str)]
+    assert len(winners) == 1 and outcomes.count(grpc.StatusCode.ALREADY_EXISTS) == 5
+    assert sha256_hex(node.store.get(1, "hosp1")) == winners[0]
