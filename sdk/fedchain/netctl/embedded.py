@@ -153,11 +153,13 @@ class EmbeddedNetwork:
         progress("ready")
 
     def down(self) -> list[str]:
-        stopped = []
-        for svc in reversed(self.services()):
-            if svc.stop():
-                stopped.append(svc.name)
-        return stopped
+        """Stop every service; they shut down gracefully in parallel (each may take its grace period)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        services = list(reversed(self.services()))
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            results = list(pool.map(lambda svc: svc.stop(), services))
+        return [svc.name for svc, was_running in zip(services, results, strict=True) if was_running]
 
     def status(self) -> dict[str, dict]:
         return {
