@@ -22,7 +22,7 @@ def test_demo_small_end_to_end(tmp_path):
 
     net_dir, out = tmp_path / "net", tmp_path / "report.json"
     cmd = [sys.executable, "-m", "fedchain.cli.main", "demo", "--hospitals", "4", "--rounds", "2", "--malicious", "1",
-           "--attack", "scaling", "--network", str(net_dir), "--base-port", str(find_free_port_base()),
+           "--attack", "scaling", "--steps", "30", "--network", str(net_dir), "--base-port", str(find_free_port_base()),
            "--report-json", str(out), "--report-dir", str(tmp_path / "rep"), "--keep-network"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
