@@ -51,7 +51,7 @@ def test_public_randomness_is_deterministic_and_seed_bound() -> None:
     a = ff.pine_vectors("seed-1", 4, 100)
     assert np.array_equal(a, ff.pine_vectors("seed-1", 4, 100))
     assert not np.array_equal(a, ff.pine_vectors("seed-2", 4, 100))
-    assert set(np.unique(a)) == {-1.0, 1.0}
+    assert a.min() >= -256 and a.max() <= 256 and len(np.unique(a)) > 250
     r = ff.quantized_reference(np.array([3.0, 4.0]))
     assert list(r) == [round(0.6 * 65536), round(0.8 * 65536)]
     with pytest.raises(ValueError):

@@ -193,3 +193,27 @@ def test_apply_delta_canonical() -> None:
     assert np.allclose(flatten(out), flatten(base) + delta)
     with pytest.raises(ModelApplyError):
         apply_delta(canonical_bytes(base), np.zeros(6))
+
+
+def test_structured_wraparound_update_is_rejected() -> None:
+    """x = (M, -M, 0, ...) with 2M^2 ≡ a legal norm^2: <x, v> = M (v_0 - v_1) vanishes whenever
+    v_0 = v_1, which a ±1 check vector allows with probability 1/2; the wide vectors do not."""
+    d = 300
+    rng = np.random.default_rng(12)
+    x, ref, _ = make_round(rng, 5, d, 0)
+    hi, lo = encode_rows(x)
+    s = round(1.0 * 2 ** 32)
+    while True:
+        a = s * pow(2, -1, P) % P
+        m_ = pow(a, (P + 1) // 4, P)
+        if m_ * m_ % P == a and m_ > 2 ** 70:
+            break
+        s += 1
+    bad = np.zeros(d, dtype=object)
+    bad[0], bad[1] = m_, P - m_
+    assert (2 * m_ * m_) % P == s  # Σx² mod p looks like ||x|| = 1
+    hi[4] = (bad >> 64).astype(np.uint64)
+    lo[4] = (bad & ((1 << 64) - 1)).astype(np.uint64)
+    for seed in ("s1", "s2", "s3", "s4"):
+        res = run_mpc(hi, lo, [1] * 5, VerificationPolicy(norm_bound=2.0, pine_num_vectors=8), ref, seed)
+        assert res.verdicts[4] == (False, "norm") and all(_bits(res.verdicts[:4]))

@@ -89,9 +89,18 @@ def _rng(seed: str, label: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
+PINE_SPREAD = 256
+
+
 def pine_vectors(seed: str, k: int, d: int) -> np.ndarray:
-    """k public random ±1 vectors (float64), derived from the round's public seed."""
-    return _rng(seed, "pine").integers(0, 2, size=(k, d), dtype=np.int8).astype(np.float64) * 2 - 1
+    """k public random vectors with integer entries uniform in [-256, 256] (float64), from the seed.
+
+    Why not ±1: an update like (M, -M, 0, ...) with a huge field element M has <x, v> = 0 for a
+    ±1 vector with probability 1/2 per vector; with 513 possible entries a coordinate outside
+    the honest range lands in the accepted window with probability <= 1/513 per vector.
+    Honest bound (Hoeffding): P(|<x, v>| > c * 256 * ||x||) <= 2 exp(-c^2 / 2).
+    """
+    return _rng(seed, "pine").integers(-PINE_SPREAD, PINE_SPREAD + 1, size=(k, d), dtype=np.int16).astype(np.float64)
 
 
 def consistency_coefficients(seed: str, rows: int, d: int) -> np.ndarray:

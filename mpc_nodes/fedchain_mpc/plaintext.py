@@ -24,7 +24,7 @@ def evaluate(updates: np.ndarray, n_samples: list[int], policy: VerificationPoli
     v = ff.pine_vectors(seed, policy.pine_num_vectors, d)
     proj = x @ v.T
     norm2 = np.einsum("ij,ij->i", x, x)
-    n_ok = cons & np.all(np.abs(proj) <= policy.pine_c * b, axis=1) & (norm2 <= b * b)
+    n_ok = cons & np.all(np.abs(proj) <= policy.pine_c * b * ff.PINE_SPREAD, axis=1) & (norm2 <= b * b)
     if policy.cosine_enabled:
         if reference is None:
             raise ValueError("policy enables the cosine check but no reference update was given")

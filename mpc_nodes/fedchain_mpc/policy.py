@@ -2,8 +2,11 @@
 
 Semantics (shared by `plaintext.evaluate` and the MPC program; reason = first failing check
 in the order inconsistent > norm > cosine > outlier):
-- norm: PINE-style wrap-around check |<x, v_k>| <= pine_c * norm_bound for pine_num_vectors
-  public random ±1 vectors v_k, and ||x||^2 <= norm_bound^2.
+- norm: PINE-style wrap-around check |<x, v_k>| <= pine_c * 256 * norm_bound for pine_num_vectors
+  public random vectors v_k with integer entries uniform in [-256, 256] (field.pine_vectors),
+  and ||x||^2 <= norm_bound^2. An honest update fails a vector with probability
+  <= 2 exp(-pine_c^2 / 2) (Hoeffding; 2.5e-14 at pine_c = 8); an update with a coordinate
+  outside the honest range passes a vector with probability <= 1/513.
 - cosine: cos(x, reference) >= cosine_min (reference from the root dataset; skipped if disabled).
 - outlier (Multi-Krum style): D_ij = ||x_i - x_j||^2 among eligible updates (passed the
   checks above), distance to/from an ineligible one = cap = 4 norm_bound^2, D_ii = 0;

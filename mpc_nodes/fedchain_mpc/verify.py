@@ -11,7 +11,7 @@ of the reason codes. The aggregate is a local linear map with public integer wei
 Types: SecFxp(32, 16) for the Gram/truncations; comparisons use SecInt(48) over the SAME
 field (values as integers at scale 2^16), so sums of distances stay in range. Out-of-range
 values (from malicious field elements) make MPyC comparisons pseudo-random under fresh masks:
-a wrapped update passes each of the 2·pine_num_vectors range tests only by chance, and every
+a wrapped update passes each of the pine_num_vectors two-sided range tests only by chance, and every
 later check is multiplied by the earlier accept bits, so garbage never reaches an honest verdict.
 
 Security model: MPyC's (passive, honest majority t < m/2; malicious nodes are out of scope).
@@ -184,7 +184,8 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         norm2 = secint.array(await mpc.gather(mpc.np_trunc(secfxp.array(await mpc.gather(diag), integral=False))))
     k = policy.pine_num_vectors
     proj = secint.array(fld.array(p_loc[:, c0 + CONSISTENCY_ROWS:]))
-    lim = int(round(policy.pine_c * policy.norm_bound * one))
+    lim_x = int(round(policy.pine_c * policy.norm_bound * one))  # honest |<x, unit vector>| bound
+    lim = lim_x * ff.PINE_SPREAD
     b2 = int(round(policy.norm_bound ** 2 * one))
     norm_big = int(round((policy.pine_c * policy.norm_bound) ** 2 * one))
     raw = mpc.np_hstack((_lt0(mpc.np_hstack((proj + lim, lim - proj)), 2 * lim),
@@ -205,7 +206,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         xr_i = secint.array(await mpc.gather(xr))
         xr2_i = secint.array(await mpc.gather(xr2))
         cq = int(round(policy.cosine_min ** 2 * one))
-        pos = 1 - _lt0(xr_i, lim)
+        pos = 1 - _lt0(xr_i, lim_x)
         big = norm_big * one
         if policy.cosine_min >= 0:
             c_ok = pos * (1 - _lt0(xr2_i * one - norm2 * cq, big))
