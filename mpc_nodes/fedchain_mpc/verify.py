@@ -145,7 +145,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     policy.check_scale(n)
     one = 1 << 16
 
-    # public rows: [reference?] + consistency coefficients + ±1 wrap-check vectors
+    # public rows: [reference?] + consistency coefficients + wide wrap-check vectors
     pub = [ff.consistency_coefficients(seed, CONSISTENCY_ROWS, d), ff.pine_vectors(seed, policy.pine_num_vectors, d)]
     if policy.cosine_enabled:
         if reference is None:
