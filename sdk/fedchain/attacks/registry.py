@@ -49,10 +49,10 @@ def _scaling(u: np.ndarray, ctx: AttackContext) -> np.ndarray:
 
 
 def _gaussian(u: np.ndarray, ctx: AttackContext) -> np.ndarray:
-    """Pure noise N(0, σ²I) in place of the update; σ set so its norm is `factor`× the update's norm."""
+    """Pure noise N(0, σ²I) in place of the update; σ set so its norm is `factor`× (default 20) the update's norm."""
     sigma = ctx.params.get("sigma")
     if sigma is None:
-        sigma = float(ctx.params.get("factor", 5.0)) * float(np.linalg.norm(u)) / np.sqrt(u.size)
+        sigma = float(ctx.params.get("factor", 20.0)) * float(np.linalg.norm(u)) / np.sqrt(u.size)
     return ctx.rng.normal(0.0, float(sigma), u.shape).astype(np.float32)
 
 
@@ -106,7 +106,7 @@ ATTACKS: dict[str, Attack] = {
         Attack("label_flip", "data", "train on labels y → C−1−y", apply_data=_label_flip),
         Attack("sign_flip", "update", "send −Δ", apply_update=_sign_flip),
         Attack("scaling", "update", "send k·Δ (k = number of hospitals)", apply_update=_scaling),
-        Attack("gaussian", "update", "send Gaussian noise (5× the update's norm)", apply_update=_gaussian),
+        Attack("gaussian", "update", "send Gaussian noise (20× the update's norm)", apply_update=_gaussian),
         Attack("alie", "update", "A Little Is Enough: μ − z·σ of honest updates", apply_update=_alie,
                omniscient=True),
         Attack("ipm", "update", "Inner Product Manipulation: −ε·mean(honest)", apply_update=_ipm, omniscient=True),
