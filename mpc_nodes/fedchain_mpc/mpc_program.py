@@ -191,6 +191,9 @@ def main() -> int:
     if not path:
         print(f"{JOB_ENV} must name the job file", file=sys.stderr)
         return 2
+    from fedchain_mpc.mpyc_bind import bind_party_listener
+
+    bind_party_listener(mpc)
     try:
         job = load_job(path)
         result = mpc.run(run_job(job))

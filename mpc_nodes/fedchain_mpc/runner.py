@@ -252,7 +252,9 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
     out_path = Path(job["output_path"])
     out_path.unlink(missing_ok=True)
     write_durably(job_path, json.dumps(job, sort_keys=True, indent=1).encode())
-    env = {**os.environ, JOB_ENV: str(job_path), PARENT_ENV: str(os.getpid()), **settings.extra_env}
+    # m parties share the machine's cores: multithreaded BLAS in each would oversubscribe them
+    single_thread = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, **single_thread, JOB_ENV: str(job_path), PARENT_ENV: str(os.getpid()), **settings.extra_env}
     stdout, stderr = run_dir / "party.out", run_dir / "party.err"
     offsets = [p.stat().st_size if p.exists() else 0 for p in (stdout, stderr)]
     with open(stdout, "ab") as so, open(stderr, "ab") as se:
