@@ -48,6 +48,9 @@ def test_demo_small_end_to_end(tmp_path):
                 assert loaded == rnd["finalized"]["model_hash"] == r["model_hash"]
                 assert len(rnd["attestations"]) >= 2
                 assert all(a["model_hash"] == loaded for a in rnd["attestations"].values())
+                ref = fl.get_reference(r["round"])  # FLTrust reference on the ledger, hash-checked
+                assert hashlib.sha256(ref).hexdigest() == rnd["hyperparameters"]["reference_sha256"]
+                assert len(ref) == 4 * rnd["model_spec"]["param_count"]
             assert fl.get_round(2)["base_model_hash"] == report["rounds"][0]["model_hash"]
             assert len(fl.get_updates(2)) == 4  # each hospital exactly once
         assert all(c["equal"] for c in report["model_checks"])

@@ -1,16 +1,12 @@
 """The consortium operator's part of a demo round: genesis, FLTrust reference, policy, create/close.
 
 The reference update is computed by the operator from the public root set and the round's
-base model; its SHA-256 goes into the round's hyperparameters (`reference_sha256`), so every
-MPC node and auditor can check they use the same vector. How the bytes reach the nodes is one
-function, `publish_reference`: today it drops `<sha256>.npz` into each MPC node's reference
-folder (embedded network: same machine); with the contract's PublishReference it goes through
-the ledger.
+base model; its SHA-256 goes into the round's hyperparameters (`reference_sha256`) and the
+bytes onto the ledger (PublishReference), so every MPC node and auditor uses the same vector.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -61,17 +57,22 @@ def reference_dirs(net: Any) -> list[Path]:
 
 
 def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray) -> str:
-    """Make the round's reference update available to every MPC node; returns its SHA-256."""
+    """Hand the round's reference update to the MPC nodes through the ledger (PublishReference; the
+    nodes fetch it with GetReference and check it against reference_sha256). Returns its SHA-256.
+
+    Fallback for a contract without PublishReference: `<sha256>.npz` in the reference folder of
+    each MPC node this machine runs (D/mpc/node*.json).
+    """
     vec = np.ascontiguousarray(np.asarray(vector, dtype="<f4"))
     sha = vector_hash(vec)
-    published = False
-    try:  # the contract's PublishReference, where it exists
-        fl.contract.submit("PublishReference", str(int(round_id)), base64.b64encode(vec.tobytes()).decode("ascii"))
-        published = True
-    except Exception as exc:  # older contract or not allowed: fall back to the nodes' folders
-        log.debug("PublishReference not used: %s", exc)
-    dirs = reference_dirs(net)
-    for d in dirs:
+    try:
+        fl.publish_reference(round_id, vec.tobytes())
+        return sha
+    except Exception as exc:
+        if "PublishReference" not in str(exc) or not reference_dirs(net):
+            raise
+        log.warning("PublishReference refused (%s); handing the reference to the local MPC nodes' folders", exc)
+    for d in reference_dirs(net):
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{sha}.npz"
         if not path.exists():
@@ -79,9 +80,6 @@ def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray)
             with open(tmp, "wb") as fh:
                 np.savez(fh, delta=vec.astype(np.float64))
             tmp.replace(path)
-    if not dirs and not published:
-        raise RuntimeError("cannot hand the reference update to the MPC nodes: no PublishReference on the ledger "
-                           f"and no node configs under {Path(net.directory) / 'mpc'}")
     return sha
 
 

@@ -270,6 +270,7 @@ class Demo:
         config = self.cfg.as_dict() | {
             "network": str(self.net.directory), "network_kind": self.net.kind, "hospital_ids": self.ids,
             "malicious_ids": self.malicious, "model_spec": self.spec_json,
+            "attack_description": self.coalition.attack.description if self.coalition else None,
             "attack_knowledge": KNOWLEDGE_NOTE if self.coalition and self.coalition.attack.omniscient else None,
         }
         report = build_report(config, records, baseline_accuracy=acc0)
