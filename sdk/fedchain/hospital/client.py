@@ -174,12 +174,12 @@ class HospitalClient:
         done = self._already_done(rnd)
         if done is not None:
             return done
+        if rnd["state"] != "OPEN":
+            raise RoundRefused(f"round {round_id} is {rnd['state']}: too late to take part")
         st = self.state.load(round_id)
         if st is not None and st.base_model_hash == rnd["base_model_hash"]:
             log.info("%s: round %d: re-using the shares persisted before a restart", self.participant_id, round_id)
             return Prepared(st, self.state.load_shares(st))
-        if rnd["state"] != "OPEN":
-            raise RoundRefused(f"round {round_id} is {rnd['state']}: too late to take part")
         t0 = time.perf_counter()
         model, _ = self.fetch_base_model(rnd)
         update = np.asarray((update_fn or self.compute_update)(rnd, model), dtype=np.float32)
