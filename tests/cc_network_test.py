@@ -40,28 +40,14 @@ pytestmark = [
 N_HOSPITALS = 20
 
 
-def _free_base() -> int:
-    from fedchain.netctl.process import port_is_free
-
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 40000, 100)
-        if all(port_is_free("127.0.0.1", base + k) for k in range(0, 30)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+    from conftest import running_network
 
-    root = tmp_path_factory.mktemp("embedded")
-    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=_free_base(), with_mpc=False))
-    net.up(ready_timeout=120)
-    try:
-        yield root
-    finally:
-        net.down()
+    with running_network(tmp_path_factory.mktemp("embedded"), with_mpc=False) as net:
+        yield net.layout.root
 
 
 def _client(cfg, name):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fedchain.netctl.process import port_is_free
@@ -21,3 +24,16 @@ def find_free_port_base(span: int = 30) -> int:
 @pytest.fixture()
 def free_port_base() -> int:
     return find_free_port_base()
+
+
+@contextlib.contextmanager
+def running_network(root: Path, *, with_mpc: bool, ready_timeout: float = 120.0) -> Iterator:
+    """An embedded network (EmbeddedNetwork) on free ports in `root`, stopped on exit."""
+    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+
+    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=find_free_port_base(), with_mpc=with_mpc))
+    net.up(ready_timeout=ready_timeout)
+    try:
+        yield net
+    finally:
+        net.down()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import random
 import signal
 import time
 
@@ -32,28 +31,14 @@ DIM = 400
 HOSPITALS = ["e2eh0", "e2eh1", "e2eh2", "e2eh3"]
 
 
-def _free_base() -> int:
-    from fedchain.netctl.process import port_is_free
-
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 40000, 100)
-        if all(port_is_free("127.0.0.1", base + k) for k in range(0, 30)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+    from conftest import running_network
 
-    root = tmp_path_factory.mktemp("e2e")
-    network = EmbeddedNetwork(root, EmbeddedSettings(base_port=_free_base(), with_mpc=True))
-    network.up(ready_timeout=120)
-    try:
+    with running_network(tmp_path_factory.mktemp("e2e"), with_mpc=True) as network:
         yield network
-    finally:
-        network.down()
 
 
 def _model(dim: int) -> bytes:

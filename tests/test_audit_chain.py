@@ -6,7 +6,7 @@ import hashlib
 import time
 
 import pytest
-from conftest import find_free_port_base
+from conftest import running_network
 from fabric_protos.common import common_pb2
 from fedchain.audit.chain import ChainAuditor
 from fedchain.audit.fl import FLAuditor
@@ -23,12 +23,8 @@ TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
 
 @pytest.fixture(scope="module")
 def audited_network(tmp_path_factory):
-    from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
-
     root = tmp_path_factory.mktemp("auditnet")
-    net = EmbeddedNetwork(root, EmbeddedSettings(base_port=find_free_port_base(), with_mpc=False))
-    net.up(ready_timeout=120)
-    try:
+    with running_network(root, with_mpc=False):
         cfg = load_network(root)
         cons = Consortium.load(root / "crypto")
         hospitals = ["h1", "h2", "h3"]
@@ -58,8 +54,6 @@ def audited_network(tmp_path_factory):
         with cfg.connect("mpc0") as ngw:
             FLClient(cfg.contract(ngw)).publish_model(1, model)
         yield cfg
-    finally:
-        net.down()
 
 
 def _blocks(cfg):

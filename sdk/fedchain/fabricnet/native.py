@@ -31,7 +31,7 @@ from fedchain.fabricnet.layout import FabricLayout
 from fedchain.fabricnet.preflight import FabricTools, preflight
 from fedchain.fabricnet.procs import CommandError, PortService, gossip_peers_known, run_command
 from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
-from fedchain.identity import Consortium, Org, Wallet, generate_consortium
+from fedchain.identity import Consortium, Org, Wallet, enroll_default_identities, generate_consortium
 from fedchain.netconfig import write_network
 from fedchain.netctl.process import Service, ServiceError, python_module
 
@@ -181,13 +181,7 @@ class FabricNetwork:
 
     def enroll_defaults(self, consortium: Consortium) -> None:
         """Same wallet entries as the embedded network: operator, auditor, mpc0.. (hospitals are enrolled later)."""
-        wallet = Wallet(self.layout.wallet)
-        orgs = consortium.orgs
-        wanted = [("operator", orgs[0].msp_id, "operator"), ("auditor", orgs[-1].msp_id, "auditor")]
-        wanted += [(f"mpc{i}", orgs[i % len(orgs)].msp_id, "mpc_node") for i in range(self.settings.mpc_nodes)]
-        for name, msp_id, role in wanted:
-            if not wallet.exists(name):
-                wallet.put(name, consortium.enroll(msp_id, name, role))
+        enroll_default_identities(consortium, Wallet(self.layout.wallet), self.settings.mpc_nodes)
 
     # --- lifecycle --------------------------------------------------------------------
     def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0, *,

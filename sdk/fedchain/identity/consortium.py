@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -303,3 +304,15 @@ def import_cryptogen(crypto_dir: str | os.PathLike, msp_ids: dict[str, str] | No
         org.msp_config  # noqa: B018 - fail now, with the folder named, if an MSP does not load
         org.node_identity  # noqa: B018
     return consortium
+
+
+def enroll_default_identities(consortium: Consortium, wallet: Any, mpc_nodes: int = 3) -> None:
+    """The wallet entries every network starts with: operator (first org), auditor (last org),
+    and mpc0.. spread over the orgs in turn (each MPC node run by a different organisation).
+    Hospitals are enrolled later, one by one. Existing entries are kept."""
+    orgs = consortium.orgs
+    wanted = [("operator", orgs[0].msp_id, "operator"), ("auditor", orgs[-1].msp_id, "auditor")]
+    wanted += [(f"mpc{i}", orgs[i % len(orgs)].msp_id, "mpc_node") for i in range(mpc_nodes)]
+    for name, msp_id, role in wanted:
+        if not wallet.exists(name):
+            wallet.put(name, consortium.enroll(msp_id, name, role))

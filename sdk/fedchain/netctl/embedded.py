@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fedchain.identity import Consortium, Wallet, generate_consortium
+from fedchain.identity import Consortium, Wallet, enroll_default_identities, generate_consortium
 from fedchain.netconfig import write_network
 from fedchain.netctl.layout import NetworkLayout
 from fedchain.netctl.process import Service, ServiceError, port_is_free, python_module
@@ -128,7 +128,7 @@ class EmbeddedNetwork:
         progress("consortium identities")
         consortium = self.consortium()
         wallet = Wallet(self.layout.wallet)
-        self._enroll_defaults(consortium, wallet)
+        enroll_default_identities(consortium, wallet, self.settings.mpc_nodes)
         progress("service configuration")
         self._write_configs(consortium)
         started: list[Service] = []
@@ -168,15 +168,6 @@ class EmbeddedNetwork:
         }
 
     # --- pieces ----------------------------------------------------------------
-    def _enroll_defaults(self, consortium: Consortium, wallet: Wallet) -> None:
-        """operator (Org1), auditor (last org), one MPC node identity per org in turn."""
-        orgs = consortium.orgs
-        wanted = [("operator", orgs[0].msp_id, "operator"), ("auditor", orgs[-1].msp_id, "auditor")]
-        wanted += [(f"mpc{i}", orgs[i % len(orgs)].msp_id, "mpc_node") for i in range(self.settings.mpc_nodes)]
-        for name, msp_id, role in wanted:
-            if not wallet.exists(name):
-                wallet.put(name, consortium.enroll(msp_id, name, role))
-
     def _write_configs(self, consortium: Consortium) -> None:
         from fedchain.netctl import embedded_configs
 
