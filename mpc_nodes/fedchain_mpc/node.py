@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedchain.durable import write_durably
 from fedchain.identity import SigningIdentity
 from fedchain.mpc_client import IntakeError, NodeEndpoint, canonical_json, get_holdings
 
 from fedchain_mpc.runner import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.service import LedgerError, LedgerView
-from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore, write_durably
+from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedchain_mpc.store import write_durably
+from fedchain.durable import write_durably
 
 log = logging.getLogger(__name__)
 
