@@ -47,6 +47,7 @@ def test_layout_is_fabric_msp(consortium):
         assert (org.path / rel).exists(), rel
     key_mode = stat.S_IMODE(os.stat(org.path / "ca" / "priv_sk").st_mode)
     assert key_mode == 0o600
+    assert stat.S_IMODE(os.stat(consortium.crypto_dir).st_mode) == 0o700
     assert org.msp_config.node_ous
     assert consortium.orderer.msp_id == "OrdererMSP"
     reloaded = Consortium.load(consortium.crypto_dir)

@@ -266,6 +266,7 @@ def generate_consortium(
     if not org_names or len(set(org_names)) != len(org_names):
         raise ValueError("need at least one organisation, with distinct names")
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # holds every org's CA keys on a one-machine network
     orderer = _create_org(root, "Orderer", "OrdererMSP", f"orderer.{domain_suffix}", "orderer")
     orgs = [
         _create_org(root, name, f"{name}MSP", f"{name.lower()}.{domain_suffix}", "peer") for name in org_names
