@@ -181,3 +181,14 @@ def test_fabric_ca_style_keystore(tmp_path, consortium):
     ident = load_signing_identity(dst, "Org1MSP")
     assert ident.identity.role == "operator"
     assert consortium.msp_manager().verify(ident.serialize(), ident.sign(b"x"), b"x")
+
+
+def test_issue_tls_reissues_when_hosts_change(consortium):
+    cert1, _ = consortium.issue_tls("Org1MSP", "svc1")
+    first = cert1.read_bytes()
+    assert consortium.issue_tls("Org1MSP", "svc1")[0].read_bytes() == first  # same hosts: kept
+    cert2, _ = consortium.issue_tls("Org1MSP", "svc1", hosts=("localhost", "127.0.0.1", "node7.example"))
+    assert cert2.read_bytes() != first
+    from fedchain.identity.consortium import _covers
+
+    assert _covers(cert2, ("node7.example", "127.0.0.1")) and not _covers(cert2, ("10.0.0.9",))

@@ -42,6 +42,26 @@ def _write_pair(folder: Path, cert: x509.Certificate, key: ec.EllipticCurvePriva
     write_private(folder / key_name, crypto.private_key_to_pem(key))
 
 
+def _covers(cert_path: Path, hosts: Sequence[str]) -> bool:
+    """Whether an existing TLS certificate names every requested host (else it is reissued)."""
+    import ipaddress
+
+    try:
+        sans = certs.load_cert_pem(cert_path.read_bytes()).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    names = set(sans.get_values_for_type(x509.DNSName)) | {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    for host in hosts:
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        if host not in names:
+            return False
+    return True
+
+
 def _find_cert(folder: Path, ours: str) -> Path:
     """Our file name, or cryptogen's `<ca name>-cert.pem`."""
     if (folder / ours).is_file() or not folder.is_dir():
@@ -204,7 +224,7 @@ class Consortium:
         org = self.org(org_msp_id)
         folder = org.path / "services" / name / "tls"
         cert_path, key_path = folder / "server.crt", folder / "server.key"
-        if not cert_path.exists():
+        if not cert_path.exists() or not _covers(cert_path, hosts):
             key, cert = certs.issue_certificate(org.tls_ca_key, org.tls_ca_cert, name, tls=True, hosts=hosts)
             _write_pair(folder, cert, key, "server.crt", "server.key")
             (folder / "ca.crt").write_bytes(certs.cert_to_pem(org.tls_ca_cert))
