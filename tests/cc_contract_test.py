@@ -285,3 +285,19 @@ def test_queries_filter_and_report_missing_things():
     w.refused(w.auditor, "GetParticipant", "nobody", status=404)
     w.refused(w.auditor, "GetModel", "1", status=404, contains="finalized but not published yet")
     w.refused(w.auditor, "GetModel", "2", status=404, contains="no model for round 2: there is no round 2")
+
+
+def test_mock_stub_follows_fabric_range_rules():
+    """Plain ranges skip composite keys and refuse them as bounds, as the real stub and Fabric do."""
+    import pytest
+    from cc_support import make_world
+
+    from fedchain_cc.testing import MockStub
+
+    w = make_world()
+    sim_stub = MockStub(w.ledger, [b"x"], w.operator, "tx-range", w.ledger.now, {})
+    keys = [kv.key for kv in sim_stub.get_state_by_range("", "")]
+    assert keys and not any(k.startswith("\x00") for k in keys)  # the contract's records are all composite
+    assert [kv.key for kv in sim_stub.get_state_by_partial_composite_key("participant", [])]
+    with pytest.raises(ValueError, match="null character"):
+        sim_stub.get_state_by_range("\x00participant\x00", "")

@@ -203,14 +203,13 @@ class MockStub(ChaincodeStubAPI):
         self._check_key(key)
         self.simulation.writes[key] = None
 
-    def get_state_by_range(self, start_key: str, end_key: str) -> Iterator[KV]:
+    def _range(self, start_key: str, end_key: str) -> Iterator[KV]:
         seen = self.ledger._range(start_key, end_key)
         self.simulation.range_reads.append((start_key, end_key, seen))
         return iter([KV(k, self.ledger.state[k][0]) for k, _ in seen])
 
-    def get_state_by_range_with_pagination(self, start_key: str, end_key: str, page_size: int,
-                                           bookmark: str = "") -> tuple[list[KV], str]:
-        items = list(self.get_state_by_range(bookmark or start_key, end_key))
+    def _paged(self, start_key: str, end_key: str, page_size: int, bookmark: str) -> tuple[list[KV], str]:
+        items = list(self._range(bookmark or start_key, end_key))
         page, rest = items[:page_size], items[page_size:]
         return page, (rest[0].key if rest else "")
 

@@ -21,6 +21,17 @@ COMPOSITE_KEY_NAMESPACE = "\x00"
 MIN_UNICODE_RUNE = "\x00"
 MAX_UNICODE_RUNE = "\U0010ffff"
 
+EMPTY_KEY_SUBSTITUTE = "\x01"  # Fabric: an empty start key of a plain range means "after the composite keys"
+
+
+def simple_range_bounds(start_key: str, end_key: str) -> str:
+    """Fabric's rules for plain range queries; returns the effective start key."""
+    for key in (start_key, end_key):
+        if key.startswith(COMPOSITE_KEY_NAMESPACE):
+            raise ValueError(f"range key {key!r} starts with a null character: use the composite-key queries")
+    return start_key or EMPTY_KEY_SUBSTITUTE
+
+
 ROLE_ATTRIBUTE = "fedchain.role"  # Fabric-CA-style attribute carried in the certificate
 ATTRIBUTE_EXTENSION_OID = "1.2.3.4.5.6.7.8.1"
 
@@ -120,14 +131,24 @@ class ChaincodeStubAPI(abc.ABC):
     @abc.abstractmethod
     def del_state(self, key: str) -> None: ...
 
-    @abc.abstractmethod
     def get_state_by_range(self, start_key: str, end_key: str) -> Iterator[KV]:
-        """Keys in [start_key, end_key); "" for end_key means no upper bound."""
+        """Simple keys in [start_key, end_key); "" means unbounded. Composite keys are never
+        returned and may not be bounds (Fabric's rule: use the composite-key queries for them)."""
+        start_key = simple_range_bounds(start_key, end_key)
+        return self._range(start_key, end_key)
 
-    @abc.abstractmethod
     def get_state_by_range_with_pagination(
         self, start_key: str, end_key: str, page_size: int, bookmark: str = ""
-    ) -> tuple[list[KV], str]: ...
+    ) -> tuple[list[KV], str]:
+        start_key = simple_range_bounds(start_key, end_key)
+        return self._paged(start_key, end_key, page_size, bookmark)
+
+    @abc.abstractmethod
+    def _range(self, start_key: str, end_key: str) -> Iterator[KV]:
+        """Every key in [start_key, end_key) as stored: what the peer's range query returns."""
+
+    @abc.abstractmethod
+    def _paged(self, start_key: str, end_key: str, page_size: int, bookmark: str) -> tuple[list[KV], str]: ...
 
     @abc.abstractmethod
     def get_history_for_key(self, key: str) -> Iterator[KeyModification]: ...
@@ -151,13 +172,13 @@ class ChaincodeStubAPI(abc.ABC):
 
     def get_state_by_partial_composite_key(self, object_type: str, attributes: list[str]) -> Iterator[KV]:
         start = self.create_composite_key(object_type, attributes)
-        return self.get_state_by_range(start, start + MAX_UNICODE_RUNE)
+        return self._range(start, start + MAX_UNICODE_RUNE)
 
     def get_state_by_partial_composite_key_with_pagination(
         self, object_type: str, attributes: list[str], page_size: int, bookmark: str = ""
     ) -> tuple[list[KV], str]:
         start = self.create_composite_key(object_type, attributes)
-        return self.get_state_by_range_with_pagination(start, start + MAX_UNICODE_RUNE, page_size, bookmark)
+        return self._paged(start, start + MAX_UNICODE_RUNE, page_size, bookmark)
 
     # --- events --------------------------------------------------------------
     @abc.abstractmethod

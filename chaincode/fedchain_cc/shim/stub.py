@@ -19,9 +19,7 @@ from google.protobuf.message import DecodeError
 from fedchain_cc.shim.errors import ShimError
 from fedchain_cc.shim.identity import client_identity
 from fedchain_cc.shim.interface import (
-    COMPOSITE_KEY_NAMESPACE,
     KV,
-    MAX_UNICODE_RUNE,
     ChaincodeStubAPI,
     ClientIdentity,
     KeyModification,
@@ -29,7 +27,6 @@ from fedchain_cc.shim.interface import (
 from fedchain_cc.shim.proposal import TxContext
 
 Msg = chaincode_shim_pb2.ChaincodeMessage
-EMPTY_KEY_SUBSTITUTE = "\x01"
 MAX_PAGE_SIZE = 2**31 - 1  # QueryMetadata.pageSize is int32
 
 
@@ -42,12 +39,6 @@ class Requester(Protocol):
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not key:
         raise ValueError("key must be a non-empty string")
-
-
-def _check_simple_keys(*keys: str) -> None:
-    for key in keys:
-        if key.startswith(COMPOSITE_KEY_NAMESPACE):
-            raise ValueError(f"range key {key!r} starts with a null character: use the composite-key queries")
 
 
 def _query_response(data: bytes) -> chaincode_shim_pb2.QueryResponse:
@@ -231,28 +222,6 @@ class ChaincodeStub(ChaincodeStubAPI):
         except DecodeError as exc:
             raise ShimError(f"peer sent malformed query metadata: {exc}") from None
         return items, resp_meta.bookmark
-
-    def get_state_by_range(self, start_key: str, end_key: str) -> QueryIterator:
-        start_key = start_key or EMPTY_KEY_SUBSTITUTE
-        _check_simple_keys(start_key, end_key)
-        return self._range(start_key, end_key)
-
-    def get_state_by_range_with_pagination(
-        self, start_key: str, end_key: str, page_size: int, bookmark: str = ""
-    ) -> tuple[list[KV], str]:
-        start_key = start_key or EMPTY_KEY_SUBSTITUTE
-        _check_simple_keys(start_key, end_key)
-        return self._paged(start_key, end_key, page_size, bookmark)
-
-    def get_state_by_partial_composite_key(self, object_type: str, attributes: list[str]) -> QueryIterator:
-        start = self.create_composite_key(object_type, attributes)
-        return self._range(start, start + MAX_UNICODE_RUNE)
-
-    def get_state_by_partial_composite_key_with_pagination(
-        self, object_type: str, attributes: list[str], page_size: int, bookmark: str = ""
-    ) -> tuple[list[KV], str]:
-        start = self.create_composite_key(object_type, attributes)
-        return self._paged(start, start + MAX_UNICODE_RUNE, page_size, bookmark)
 
     def get_history_for_key(self, key: str) -> QueryIterator:
         _check_key(key)
