@@ -141,6 +141,7 @@ def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
         reports.append({
             "wall_s": wall,
             "phases": {k: max(o["phases"][k] for o in outs) for k in outs[0]["phases"]},
+            "phases_cpu": {k: max(o["phases_cpu"][k] for o in outs) for k in outs[0]["phases_cpu"]},
             "bytes_sent": [o["bytes_sent"] for o in outs],
             "peak_rss_mb": [o["peak_rss_mb"] for o in outs],
             "cpu_s": [o["cpu_s"] for o in outs],
@@ -155,9 +156,11 @@ def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
     work = ("local_products", "consistency", "norm", "cosine", "outlier", "reveal", "aggregate")
     phases["checks_and_aggregation"] = statistics.median(sum(r["phases"][k] for k in work) for r in reports)
     phases["checks_and_aggregation_cpu_max_node"] = statistics.median(r["work_cpu_s"] for r in reports)
+    phases_cpu = {k: statistics.median(r["phases_cpu"][k] for r in reports) for k in reports[0]["phases_cpu"]}
     return {
         "clients": clients, "dim": dim, "poisoned": poisoned, "reps": reps, "policy": json.loads(policy.to_json()),
         "phases_median_s": phases,
+        "phases_cpu_median_s": phases_cpu,  # max over nodes per phase: the load-independent figure
         "bytes_sent_per_node": reports[-1]["bytes_sent"],
         "peak_rss_mb_per_node": [max(r["peak_rss_mb"][j] for r in reports) for j in range(3)],
         "cpu_s_per_node_median": [statistics.median(r["cpu_s"][j] for r in reports) for j in range(3)],
@@ -175,9 +178,11 @@ def table(report: dict) -> str:
     """Human-readable summary."""
     lines = [f"MPC bench: N={report['clients']} D={report['dim']} poisoned={report['poisoned']} "
              f"reps={report['reps']} (load avg {report['load_avg']:.2f})",
-             f"{'phase':<40}{'median s':>10}"]
+             f"{'phase':<40}{'median s':>10}{'cpu s':>10}"]
+    cpu = report.get("phases_cpu_median_s", {})
     for k, v in report["phases_median_s"].items():
-        lines.append(f"{k:<40}{v:>10.3f}")
+        c = f"{cpu[k]:>10.3f}" if k in cpu else ""
+        lines.append(f"{k:<40}{v:>10.3f}{c}")
     lines.append(f"bytes sent per node: {report['bytes_sent_per_node']}")
     lines.append(f"peak RSS MiB per node: {[round(v, 1) for v in report['peak_rss_mb_per_node']]}")
     lines.append(f"CPU s per node (whole process, median): {[round(v, 2) for v in report['cpu_s_per_node_median']]}")
