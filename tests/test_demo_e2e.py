@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import find_free_port_base
@@ -54,5 +55,17 @@ def test_demo_small_end_to_end(tmp_path):
             assert fl.get_round(2)["base_model_hash"] == report["rounds"][0]["model_hash"]
             assert len(fl.get_updates(2)) == 4  # each hospital exactly once
         assert all(c["equal"] for c in report["model_checks"])
+
+        # a reused network with a round left OPEN: the demo closes it, waits, and carries on from the head
+        with net.connect("operator") as gw:
+            op = FLClient(net.contract(gw))
+            head, last = op.head(), op.get_round(2)
+            op.create_round({"round_id": 3, "base_model_hash": head["model_hash"], "model_spec": last["model_spec"],
+                             "hyperparameters": last["hyperparameters"], "policy": last["policy"],
+                             "deadline": time.time() + 300, "min_updates": 2})
+        again = subprocess.run([*cmd[:7], "1", *cmd[8:]], capture_output=True, text=True, timeout=200)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "round 3 was left OPEN" in again.stderr
+        assert [r["round"] for r in json.loads(out.read_text())["rounds"]] == [4]
     finally:
         EmbeddedNetwork(net_dir).down()

@@ -154,6 +154,24 @@ class Demo:
         head = self.operator.fl.head()
         return self.evaluate(self.operator.fl.get_model(head["finalized_round_id"])["model"])
 
+    def settle_previous_round(self) -> None:
+        """On a reused network a round may have been left OPEN or CLOSED (rounds run one at a time):
+        close it and wait until the MPC nodes finish it, so this demo's rounds can start."""
+        fl = self.operator.fl
+        last = int(fl.head()["last_round_id"])
+        if not last:
+            return
+        rnd = fl.get_round(last)
+        if rnd["state"] in ("FINALIZED", "DISPUTED"):
+            return
+        self.out(f"round {last} was left {rnd['state']}: closing it and waiting for the MPC nodes")
+        if rnd["state"] == "OPEN":
+            fl.close_round(last)
+        try:
+            self.operator.wait_published(last, self.cfg.round_timeout_s)
+        except RuntimeError as exc:  # DISPUTED also ends a round; the next one builds on the last finalized model
+            self.out(f"warning: {exc}")
+
     def evaluate(self, model_bytes: bytes) -> tuple[float, float]:
         return evaluate(load_model_bytes(model_bytes, self.spec), self.data.test.images, self.data.test.labels)
 
@@ -261,6 +279,7 @@ class Demo:
         t0 = time.perf_counter()
         self.enrol()
         acc0, _ = self.genesis()
+        self.settle_previous_round()
         records: list[RoundRecord] = []
         for _ in range(self.cfg.rounds):
             rec = self.run_round()
