@@ -21,9 +21,12 @@ uniformly masked combinations), the aggregate, and a "malformed comparison" flag
 0 for an update inside the fixed-point range (so it says nothing about honest hospitals; for a
 wrapped update it coincides with reason "norm").
 
-Outlier rule cost: Multi-Krum needs a per-row sorting network (O(n^2 log^2 n) comparisons; used
-for n <= policy.krum_max_n), the mean-distance rule only row sums; the median is found by rank
-counting (one round) for n <= RANK_MEDIAN_MAX_N, else by sorting the n scores.
+Outlier rule cost: Multi-Krum needs the k + 1 smallest distances per row: for n <= KRUM_RANK_MAX_N
+by ranking with all n(n-1)/2 pairwise comparisons per row in one batch (2 comparison stages),
+beyond that by a per-row sorting network (fewer comparisons, ~log^2 n sequential stages); the
+mean-distance rule only needs row sums. The median test for n <= RANK_MEDIAN_MAX_N compares every
+score with every scaled score in one batch (s_i passes iff at least n - (n-1)//2 scaled scores are
+>= 16 s_i), else the n scores are sorted. Rounds, not CPU, dominate the wall time of these stages.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from fedchain_mpc.policy import VerificationPolicy
 
 CONSISTENCY_ROWS = 3  # 3 public combinations with coefficients < 2^16: cheating passes w.p. <= 2^-48
 RANK_MEDIAN_MAX_N = 24
+KRUM_RANK_MAX_N = 16  # above, a sorting network's fewer comparisons beat one wide batch
 REASON_CODES = {0: "ok", 1: "norm", 2: "cosine", 3: "outlier"}
 
 
@@ -103,14 +107,32 @@ async def _random_array(secint, shape: tuple[int, ...]):
     return secint.array(fld.array(r.value.reshape(shape)))
 
 
-async def _lower_median(s, bound: int):
-    """Element of rank (n-1)//2 of s (|s| <= bound) by counting: ties broken by index."""
+def _sum_smallest(dist, count: int, cap: int):
+    """Per row of dist (n×n, entries in about [0, cap]): the sum of its `count` smallest entries.
+
+    Ranks by pairwise comparison in ONE batch (n·n(n-1)/2 comparisons) instead of a sorting
+    network (~log^2 n sequential comparison stages): order by (value, column index), so ties
+    count like a stable sort and the sum equals that of the sorted row's first `count` entries."""
+    n = dist.shape[1]
+    a, b = np.triu_indices(n, 1)
+    before = _lt0(dist[:, b] - dist[:, a], cap)  # 1: column b precedes column a (strictly smaller)
+    to_count = np.zeros((a.size, n), dtype=np.int64)  # rank_j = #columns preceding j
+    to_count[np.arange(a.size), a] = 1
+    to_count[np.arange(a.size), b] = -1
+    rank = before @ to_count + np.arange(n)  # pair (a, b): +1 to rank_a if b precedes, else to rank_b
+    chosen = _lt0(rank - count, n + 1)  # rank < count
+    return mpc.np_sum(chosen * dist, axis=1)
+
+
+def _within_factor_of_median(s, factor_num: int, bound: int):
+    """1 where 16·s_i <= factor_num · (lower median of s), for |16 s|, |factor_num s| <= bound.
+
+    With r = (n-1)//2 the median is the sorted s_(r); s_(r) >= v iff at least n - r entries are
+    >= v. So count j with factor_num·s_j < 16·s_i (one batch of n^2 comparisons) and test that
+    count <= r: the median is never formed, saving a selection and a comparison stage."""
     n = s.shape[0]
-    keys = s * n + np.arange(n)  # distinct keys, same order
-    diff = keys.reshape(1, n) - keys.reshape(n, 1)  # [i, j] = key_j - key_i
-    rank = mpc.np_sum(_lt0(diff, 2 * bound * n + n), axis=1)  # keys smaller than key_i
-    sel = mpc.np_sgn(rank - (n - 1) // 2, l=_bits(n), EQ=True)
-    return mpc.np_sum(sel * s)
+    below = _lt0(factor_num * s.reshape(1, n) - 16 * s.reshape(n, 1), bound)  # [i, j]
+    return _lt0(mpc.np_sum(below, axis=1) - ((n - 1) // 2 + 1), n + 1)
 
 
 class _Clock:
@@ -169,7 +191,9 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     cons_i = cons.astype(np.int64)
     clock.lap("consistency")
 
-    # 2. norm + PINE-style wrap check (comparison bit lengths sized to honest ranges, see module doc)
+    # 2. norm + PINE-style wrap check (comparison bit lengths sized to honest ranges, see module doc).
+    # Independent work is launched before anything is awaited (MPyC runs it concurrently), so the
+    # Gram and x·r truncations, and the norm and cosine comparisons, share communication rounds.
     gram = secfxp.array(fld.array(g_loc), integral=False)
     if t > 0:
         gram = mpc._reshare(gram)
@@ -177,11 +201,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     krum = policy.outlier_active(n) and policy.krum_k(n) + 1 < n
     wide = policy.outlier_active(n) and policy.wide_row_sums(n)
     g32 = g = None
+    g_fut = mpc.np_trunc(gram) if not wide else gram  # scale 2^32 → 2^16 (or diagonal only, below)
+    if policy.cosine_enabled:
+        xr = mpc.np_trunc(secfxp.array(fld.array(p_loc[:, 0]), integral=False))
+        xr2 = xr * xr
     if not wide:  # distances at scale 2^16: truncate the whole Gram matrix once
-        g = secint.array(await mpc.gather(mpc.np_trunc(gram)))  # scale 2^32 → 2^16
+        g = secint.array(await mpc.gather(g_fut))
         norm2 = mpc.np_sum(g * eye, axis=1)
     else:  # only the diagonal is truncated; distances stay at scale 2^32 (n^2 truncations saved)
-        g32 = secint.array(await mpc.gather(gram))
+        g32 = secint.array(await mpc.gather(g_fut))
         diag = mpc.np_sum(g32 * eye, axis=1)
         norm2 = secint.array(await mpc.gather(mpc.np_trunc(secfxp.array(await mpc.gather(diag), integral=False))))
     k = policy.pine_num_vectors
@@ -196,15 +224,11 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     # open Σ_j ρ_j b_j (b_j - 1) with secret random ρ: 0 for every honest row (reveals nothing),
     # uniformly random otherwise; such rows are rejected publicly, so later bits are true bits.
     rho = await _random_array(secint, raw.shape)
-    malformed = [int(v) != 0 for v in await mpc.output(mpc.np_sum(rho * (raw * (raw - 1)), axis=1))]
-    well = cons_i * (1 - np.array(malformed, dtype=np.int64))
-    n_ok = await _settle(secint, _lt0(mpc.np_sum(raw, axis=1) - 1, 2 * k + 2) * well)  # no failed test
-    clock.lap("norm")
+    malformed_fut = mpc.output(mpc.np_sum(rho * (raw * (raw - 1)), axis=1))
+    n_ok_raw = _lt0(mpc.np_sum(raw, axis=1) - 1, 2 * k + 2)  # no failed test (times `well` below)
 
     # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
     if policy.cosine_enabled:
-        xr = mpc.np_trunc(secfxp.array(fld.array(p_loc[:, 0]), integral=False))
-        xr2 = xr * xr
         xr_i = secint.array(await mpc.gather(xr))
         xr2_i = secint.array(await mpc.gather(xr2))
         cq = int(round(policy.cosine_min ** 2 * one))
@@ -215,9 +239,11 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         else:
             small = 1 - _lt0(norm2 * cq - xr2_i * one, big)
             c_ok = pos + small - pos * small
-        elig = await _settle(secint, n_ok * c_ok)
-    else:
-        elig = n_ok
+    malformed = [int(v) != 0 for v in await malformed_fut]
+    well = cons_i * (1 - np.array(malformed, dtype=np.int64))
+    n_ok = await _settle(secint, n_ok_raw * well)
+    clock.lap("norm")
+    elig = await _settle(secint, n_ok * c_ok) if policy.cosine_enabled else n_ok
     clock.lap("cosine")
 
     # 4. Multi-Krum-style outlier score among eligible updates
@@ -228,7 +254,9 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         if not wide:
             dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
             dist = (both * (dist - cap) + cap) * (1 - eye)
-            if krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
+            if krum and n <= KRUM_RANK_MAX_N:  # one round of pairwise comparisons per row
+                score = _sum_smallest(dist, kk + 1, cap)
+            elif krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
                 small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
                 rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
                 score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
@@ -240,13 +268,14 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
             dist = (both * (dist - cap32) + cap32) * (1 - eye)
             rowsum = secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
             score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
-        if n <= RANK_MEDIAN_MAX_N:  # one round of n^2 comparisons beats a deep sorting network
-            med = await _lower_median(score, (kk + 1) * cap)
+        bound_o = (kk + 1) * cap * max(16, policy.factor_num)
+        if n <= RANK_MEDIAN_MAX_N:  # compare every score with every scaled score: no median needed
+            o_ok = _within_factor_of_median(score, policy.factor_num, bound_o)
         else:
             score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
             ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
             med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
-        o_ok = 1 - _lt0(med * policy.factor_num - score * 16, (kk + 1) * cap * max(16, policy.factor_num))
+            o_ok = 1 - _lt0(med * policy.factor_num - score * 16, bound_o)
         reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
     else:
         reason = (1 + n_ok + elig - 3 * elig) * cons_i
