@@ -79,6 +79,7 @@ def test_restarts_never_double_submit(world):
     rid = _create_round(world)
     # h1 crashes after persisting its shares, before sending anything
     c1 = _client(world, "h1", "s1")
+    assert c1._msp_manager() is not None  # receipts are also checked against the org CAs
     prep = c1.prepare(rid)
     c1.close()
     c1 = _client(world, "h1", "s1")

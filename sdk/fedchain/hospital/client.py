@@ -246,7 +246,21 @@ class HospitalClient:
                             tx_id=on_ledger.get("tx_id"))
 
     def _node_trust(self) -> Callable[[Identity, int], None]:
-        """Receipt j must be signed by MPC node j as registered on the ledger (GetConsortium)."""
+        """Receipt j must be signed by MPC node j as registered on the ledger (GetConsortium) and, where
+        the consortium's MSP folders are at hand (D/crypto), by a certificate its org's CA issued."""
         from fedchain.mpc_client import consortium_trust
 
-        return consortium_trust(self.fl.get_consortium())
+        return consortium_trust(self.fl.get_consortium(), self._msp_manager())
+
+    def _msp_manager(self) -> Any:
+        from fedchain.identity import Consortium, IdentityError
+
+        crypto = Path(self.net.directory) / "crypto"
+        if not (crypto / "consortium.json").is_file():
+            return None
+        try:
+            return Consortium.load(crypto).msp_manager()
+        except (IdentityError, OSError, ValueError) as exc:
+            log.warning("%s: cannot load the consortium MSPs from %s (%s); receipts are checked against the "
+                        "ledger's node identities only", self.participant_id, crypto, exc)
+            return None
