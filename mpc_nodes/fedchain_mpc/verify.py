@@ -4,22 +4,23 @@ Cost structure (why it is fast): every product of a share vector with a share or
 vector is computed locally and exactly by `field.local_products` (float64 BLAS on 20-bit
 limbs). Only n×n, n×k and n-length values ever enter MPyC: the Gram matrix (degree-2t local
 products → MPyC `_reshare`, then `np_trunc`), wrap-check projections and the reference inner
-product (linear, no resharing), then comparisons, a row-wise sorting network and one opening
-of the reason codes. The aggregate is a local linear map with public integer weights
+product (linear, no resharing), then batched comparisons and small openings of each check's bit. The aggregate is a local linear map with public integer weights
 (n_samples, capped, times the revealed accept bits) and one opening of a d-vector (opening.py:
 vectorized limb arithmetic mod p = 2^80 - 65 instead of MPyC object arrays).
 
 Types: SecFxp(32, 16) for the Gram/truncations; comparisons use SecInt(48) over the SAME
 field (values as integers at scale 2^16), so sums of distances stay in range. Out-of-range
 values (from malicious field elements) make MPyC comparisons pseudo-random under fresh masks:
-a wrapped update passes each of the pine_num_vectors two-sided range tests only by chance, and every
-later check is multiplied by the earlier accept bits, so garbage never reaches an honest verdict.
+a wrapped update passes each of the pine_num_vectors two-sided range tests only by chance, non-bits
+are caught by the masked norm opening, and later checks count only for rows that passed it, so
+garbage never reaches an honest verdict.
 
 Security model: MPyC's (passive, honest majority t < m/2; malicious nodes are out of scope).
-Revealed: per hospital one reason code (0 = accept; "inconsistent" is decided publicly from
-uniformly masked combinations), the aggregate, and a "malformed comparison" flag that is always
-0 for an update inside the fixed-point range (so it says nothing about honest hospitals; for a
-wrapped update it coincides with reason "norm").
+Revealed: per hospital one reason code ("inconsistent" is decided publicly from uniformly masked
+combinations) and the aggregate. The bits behind the reason code are opened as soon as each check
+is done (n_ok, then eligibility where n_ok, then the outlier bit where eligible): exactly what the
+reason code reveals, and public bits make the later masks local and spare comparisons for rows
+whose verdict is already decided.
 
 Outlier rule cost: Multi-Krum needs the k + 1 smallest distances per row: for n <= KRUM_RANK_MAX_N
 by ranking with all n(n-1)/2 pairwise comparisons per row in one batch (2 comparison stages),
@@ -124,14 +125,16 @@ def _sum_smallest(dist, count: int, cap: int):
     return mpc.np_sum(chosen * dist, axis=1)
 
 
-def _within_factor_of_median(s, factor_num: int, bound: int):
-    """1 where 16·s_i <= factor_num · (lower median of s), for |16 s|, |factor_num s| <= bound.
+def _within_factor_of_median(s, factor_num: int, bound: int, rows: np.ndarray | None = None):
+    """1 where 16·s_i <= factor_num · (lower median of s), for |16 s|, |factor_num s| <= bound;
+    only for i in rows (default all).
 
     With r = (n-1)//2 the median is the sorted s_(r); s_(r) >= v iff at least n - r entries are
     >= v. So count j with factor_num·s_j < 16·s_i (one batch of n^2 comparisons) and test that
     count <= r: the median is never formed, saving a selection and a comparison stage."""
     n = s.shape[0]
-    below = _lt0(factor_num * s.reshape(1, n) - 16 * s.reshape(n, 1), bound)  # [i, j]
+    si = s if rows is None else s[rows]
+    below = _lt0(factor_num * s.reshape(1, n) - 16 * si.reshape(-1, 1), bound)  # [i, j]
     return _lt0(mpc.np_sum(below, axis=1) - ((n - 1) // 2 + 1), n + 1)
 
 
@@ -212,7 +215,6 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         g32 = secint.array(await mpc.gather(g_fut))
         diag = mpc.np_sum(g32 * eye, axis=1)
         norm2 = secint.array(await mpc.gather(mpc.np_trunc(secfxp.array(await mpc.gather(diag), integral=False))))
-    k = policy.pine_num_vectors
     proj = secint.array(fld.array(p_loc[:, c0 + CONSISTENCY_ROWS:]))
     lim_x = int(round(policy.pine_c * policy.norm_bound * one))  # honest |<x, unit vector>| bound
     lim = lim_x * ff.PINE_SPREAD
@@ -220,12 +222,16 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     norm_big = int(round((policy.pine_c * policy.norm_bound) ** 2 * one))
     raw = mpc.np_hstack((_lt0(mpc.np_hstack((proj + lim, lim - proj)), 2 * lim),
                          _lt0(b2 - norm2, norm_big).reshape(n, 1)))
-    # MPyC comparisons return a non-bit for inputs far outside their range (a wrapped update):
-    # open Σ_j ρ_j b_j (b_j - 1) with secret random ρ: 0 for every honest row (reveals nothing),
-    # uniformly random otherwise; such rows are rejected publicly, so later bits are true bits.
-    rho = await _random_array(secint, raw.shape)
-    malformed_fut = mpc.output(mpc.np_sum(rho * (raw * (raw - 1)), axis=1))
-    n_ok_raw = _lt0(mpc.np_sum(raw, axis=1) - 1, 2 * k + 2)  # no failed test (times `well` below)
+    # Each check's outcome is opened as soon as it is known: the reason codes reveal exactly these
+    # bits anyway (reason = first failing check), and public bits turn later masks into local
+    # multiplications and skip comparisons for rows whose verdict is already decided.
+    # norm: open v_i = Σ_j ρ_j b_j (b_j - 1) + ρ'_j b_j with secret random ρ, ρ': 0 iff every
+    # comparison bit b_j is a true bit (MPyC returns non-bits for inputs far outside their range,
+    # i.e. a wrapped update) and no test failed; otherwise uniformly random. So only n_ok is revealed,
+    # and rows with n_ok = 1 have true bits in every later check.
+    rho = await _random_array(secint, (2,) + raw.shape)
+    v = mpc.np_sum(rho[0] * (raw * (raw - 1)) + rho[1] * raw, axis=1) * cons_i  # inconsistent: open 0
+    v_fut = mpc.output(v)
 
     # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
     if policy.cosine_enabled:
@@ -239,55 +245,64 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         else:
             small = 1 - _lt0(norm2 * cq - xr2_i * one, big)
             c_ok = pos + small - pos * small
-    malformed = [int(v) != 0 for v in await malformed_fut]
-    well = cons_i * (1 - np.array(malformed, dtype=np.int64))
-    n_ok = await _settle(secint, n_ok_raw * well)
+    n_ok = cons & np.array([int(x) == 0 for x in await v_fut], dtype=bool)
     clock.lap("norm")
-    elig = await _settle(secint, n_ok * c_ok) if policy.cosine_enabled else n_ok
+    if policy.cosine_enabled:  # opened only where n_ok (c_ok of a failed row stays secret)
+        elig = n_ok & np.array([int(x) == 1 for x in await mpc.output(c_ok * n_ok.astype(np.int64))], dtype=bool)
+    else:
+        elig = n_ok
     clock.lap("cosine")
 
-    # 4. Multi-Krum-style outlier score among eligible updates
-    if policy.outlier_active(n):
+    # 4. Multi-Krum-style outlier score among eligible updates (public mask: local multiplications)
+    o_ok = np.ones(n, dtype=bool)
+    rows = np.flatnonzero(elig)
+    if policy.outlier_active(n) and rows.size:
         cap = int(round(4 * policy.norm_bound ** 2 * one))
-        both = mpc.np_outer(elig, elig)
+        both = np.outer(elig, elig).astype(np.int64)
         kk = policy.krum_k(n)
         if not wide:
             dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
-            dist = (both * (dist - cap) + cap) * (1 - eye)
-            if krum and n <= KRUM_RANK_MAX_N:  # one round of pairwise comparisons per row
-                score = _sum_smallest(dist, kk + 1, cap)
+            dist = (dist * both + cap * (1 - both)) * (1 - eye)
+            if krum and n <= KRUM_RANK_MAX_N:  # one round of pairwise comparisons per eligible row
+                # an ineligible row is (cap, .., 0, .., cap): its sum is kk·cap, public
+                pick = np.zeros((rows.size, n), dtype=np.int64)
+                pick[np.arange(rows.size), rows] = 1
+                score = _sum_smallest(dist[rows], kk + 1, cap) @ pick + kk * cap * (1 - elig.astype(np.int64))
             elif krum:  # Multi-Krum: the k + 1 smallest per row (self distance 0 included)
                 small_t = mpc.SecInt(_bits(cap), p=p)  # cheaper comparisons in the sorting network
-                rows = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
-                score = secint.array(await mpc.gather(mpc.np_sum(rows[:, :kk + 1], axis=1)))
+                srt = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+                score = secint.array(await mpc.gather(mpc.np_sum(srt[:, :kk + 1], axis=1)))
             else:
                 score = mpc.np_sum(dist, axis=1)
         else:  # mean-distance rule: row sums at scale 2^32, then n truncations
             cap32 = cap << 16
             dist = diag.reshape(n, 1) + diag.reshape(1, n) - 2 * g32
-            dist = (both * (dist - cap32) + cap32) * (1 - eye)
+            dist = (dist * both + cap32 * (1 - both)) * (1 - eye)
             rowsum = secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
             score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
         bound_o = (kk + 1) * cap * max(16, policy.factor_num)
         if n <= RANK_MEDIAN_MAX_N:  # compare every score with every scaled score: no median needed
-            o_ok = _within_factor_of_median(score, policy.factor_num, bound_o)
+            ok_rows = _within_factor_of_median(score, policy.factor_num, bound_o, rows)
         else:
             score_t = mpc.SecInt(_bits((kk + 1) * cap), p=p)
             ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
             med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))  # shape (1,)
-            o_ok = 1 - _lt0(med * policy.factor_num - score * 16, bound_o)
-        reason = (1 + n_ok + elig - 3 * (elig * o_ok)) * cons_i
-    else:
-        reason = (1 + n_ok + elig - 3 * elig) * cons_i
+            ok_rows = 1 - _lt0(med * policy.factor_num - score[rows] * 16, bound_o)
+        o_ok[rows] = [int(x) == 1 for x in await mpc.output(ok_rows)]
     clock.lap("outlier")
 
-    codes = [int(v) for v in await mpc.output(reason)]
     verdicts = []
     for i in range(n):
         if not cons[i]:
             verdicts.append((False, "inconsistent"))
+        elif not n_ok[i]:
+            verdicts.append((False, "norm"))
+        elif not elig[i]:
+            verdicts.append((False, "cosine"))
+        elif not o_ok[i]:
+            verdicts.append((False, "outlier"))
         else:
-            verdicts.append((codes[i] == 0, REASON_CODES.get(codes[i], "norm")))
+            verdicts.append((True, "ok"))
     clock.lap("reveal")
 
     # 5. aggregation: public integer weights → local linear map, one opening
