@@ -37,12 +37,18 @@ def weighted_sum_parts(hi: np.ndarray, lo: np.ndarray, weights: np.ndarray) -> n
     w = np.asarray(weights, dtype=np.int64)
     if np.any(w < 0) or np.any(w >= 2 ** 20) or n >= 2 ** 11:
         raise ValueError("weights must be integers in [0, 2^20) and n < 2048 for exact sums")
-    nz = np.flatnonzero(w)  # skip rejected rows
-    w, lo, hi = w[nz], lo[nz], hi[nz]
-    s0 = w @ (lo & np.uint64(0xFFFFFFFF)).astype(np.int64)  # each < 2^(20+32+11) = 2^63
-    s1 = w @ (lo >> np.uint64(32)).astype(np.int64)
-    s2 = w @ hi.astype(np.int64)
-    return np.stack([s0, s1, s2])
+    d = lo.shape[1]
+    out = np.zeros((3, d), dtype=np.int64)  # each part < 2^(20+32+11) = 2^63
+    tmp = np.empty(d, dtype=np.uint64)
+    m32 = np.uint64(0xFFFFFFFF)
+    for i in np.flatnonzero(w):  # row by row: no n×d temporaries (an int64 matmul is not BLAS either)
+        wi = np.uint64(w[i])  # uint64 products are exact here and bit-identical to int64 ones
+        np.bitwise_and(lo[i], m32, out=tmp)
+        out[0] += (tmp * wi).view(np.int64)
+        np.right_shift(lo[i], np.uint64(32), out=tmp)
+        out[1] += (tmp * wi).view(np.int64)
+        out[2] += (hi[i] * wi).view(np.int64)
+    return out
 
 
 def _normalize(x: list[np.ndarray]) -> list[np.ndarray]:
