@@ -55,6 +55,8 @@ def test_demo_small_end_to_end(tmp_path):
             assert fl.get_round(2)["base_model_hash"] == report["rounds"][0]["model_hash"]
             assert len(fl.get_updates(2)) == 4  # each hospital exactly once
         assert all(c["equal"] for c in report["model_checks"])
+        assert report["audit"]["ok"], report["audit"]["findings"]  # the auditor re-validated the whole chain
+        assert (tmp_path / "rep" / "audit" / "audit.md").read_text().startswith("# fedchain audit")
 
         # a reused network with a round left OPEN: the demo closes it, waits, and carries on from the head
         with net.connect("operator") as gw:

@@ -144,6 +144,14 @@ def _demo(args: argparse.Namespace) -> int:
     report["wall_time_s"] = round(time.perf_counter() - t0, 2)
     folder = Path(args.report_dir or f"reports/demo-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     write_report_folder(folder, report, demo.ids)
+    if demo.audit_report is not None:
+        from fedchain.audit.report import write_audit_report
+
+        write_audit_report(demo.audit_report, folder / "audit")
+    a = report["audit"]
+    _say(f"audit: {a['blocks']} blocks, {a['transactions']} transactions re-validated from block 0 "
+         f"(signatures, policy, MVCC replay, round protocol): "
+         + ("OK" if a["ok"] else f"{len(a['findings'])} finding(s), see {folder / 'audit' / 'audit.md'}"))
     if args.report_json:
         Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")

@@ -109,6 +109,7 @@ class Demo:
         self.operator = Operator(net)
         self.clients: dict[str, HospitalClient] = {}
         self.model_checks: list[dict[str, Any]] = []
+        self.audit_report: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- setup
     def enrol(self) -> None:
@@ -294,8 +295,19 @@ class Demo:
         }
         report = build_report(config, records, baseline_accuracy=acc0)
         report["model_checks"] = self.model_checks
+        report["audit"] = self.audit()
         report["wall_time_s"] = round(time.perf_counter() - t0, 2)
         return report
+
+    def audit(self) -> dict[str, Any]:
+        """Re-validate the whole chain from outside, as the consortium's auditor would (fedchain audit verify)."""
+        from fedchain.audit.report import run_audit
+
+        with self.net.connect("auditor") as gw:
+            self.audit_report = run_audit(gw.network(self.net.channel), self.net.chaincode)
+        chain, fl = self.audit_report["chain"], self.audit_report["fl"]
+        return {"ok": self.audit_report["ok"], "blocks": chain["height"], "transactions": chain["transactions"],
+                "validation_codes": chain["validation_codes"], "findings": chain["findings"] + fl["findings"]}
 
     def close(self) -> None:
         for c in self.clients.values():
