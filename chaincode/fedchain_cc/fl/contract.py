@@ -200,16 +200,28 @@ class FLContract(Chaincode):
         return [rec for _, rec in tx.range_json("participant", []) if role is None or rec["role"] == role]
 
     # ---------------------------------------------------------------------- models
-    def _store_model(self, tx: Tx, round_id: int, data: bytes, spec: dict[str, Any]) -> str:
+    @staticmethod
+    def _store_blob(tx: Tx, meta_key: str, chunk_key: Callable[[int], str], data: bytes,
+                    meta: dict[str, Any]) -> str:
+        """Bytes in CHUNK_SIZE values plus a metadata record (sha256, size, chunks): models, references."""
         digest = _sha256(data)
         chunks = [data[i:i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
         for i, chunk in enumerate(chunks):
-            tx.put_bytes(keys.model_chunk(round_id, i), chunk)
-        tx.put_json(keys.model(round_id), {
-            "round_id": round_id, "sha256": digest, "size": len(data), "chunks": len(chunks),
-            "chunk_round": round_id, "model_spec": spec, "published_at": tx.timestamp,
-        })
+            tx.put_bytes(chunk_key(i), chunk)
+        tx.put_json(meta_key, {**meta, "sha256": digest, "size": len(data), "chunks": len(chunks),
+                               "published_at": tx.timestamp})
         return digest
+
+    @staticmethod
+    def _load_blob(tx: Tx, meta: dict[str, Any], chunk_key: Callable[[int], str], what: str) -> bytes:
+        data = b"".join(tx.get_bytes(chunk_key(i)) for i in range(meta["chunks"]))
+        if _sha256(data) != meta["sha256"]:
+            raise ContractError(f"stored {what} does not match its hash", 500)
+        return data
+
+    def _store_model(self, tx: Tx, round_id: int, data: bytes, spec: dict[str, Any]) -> str:
+        return self._store_blob(tx, keys.model(round_id), lambda i: keys.model_chunk(round_id, i), data,
+                                {"round_id": round_id, "chunk_round": round_id, "model_spec": spec})
 
     @transaction
     def tx_PublishGenesisModel(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -266,9 +278,8 @@ class FLContract(Chaincode):
             else:
                 hint = f"the round is {rnd['state']}"
             raise ContractError(f"no model for round {round_id}: {hint}", 404)
-        data = b"".join(tx.get_bytes(keys.model_chunk(meta["chunk_round"], i)) for i in range(meta["chunks"]))
-        if _sha256(data) != meta["sha256"]:
-            raise ContractError(f"stored model of round {round_id} does not match its hash", 500)
+        data = self._load_blob(tx, meta, lambda i: keys.model_chunk(meta["chunk_round"], i),
+                               f"model of round {round_id}")
         return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
                 "model_spec": meta["model_spec"], "model_b64": base64.b64encode(data).decode("ascii")}
 
@@ -296,11 +307,8 @@ class FLContract(Chaincode):
         if len(data) != 4 * param_count:
             raise ContractError(f"reference has {len(data)} bytes; a float32 vector of {param_count} parameters "
                                 f"has {4 * param_count}")
-        chunks = [data[i:i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
-        for i, chunk in enumerate(chunks):
-            tx.put_bytes(keys.reference_chunk(round_id, i), chunk)
-        tx.put_json(keys.reference(round_id), {"round_id": round_id, "sha256": got, "size": len(data),
-                                               "chunks": len(chunks), "published_at": tx.timestamp})
+        self._store_blob(tx, keys.reference(round_id), lambda i: keys.reference_chunk(round_id, i), data,
+                         {"round_id": round_id})
         return {"round_id": round_id, "sha256": got, "size": len(data)}
 
     @transaction
@@ -311,9 +319,7 @@ class FLContract(Chaincode):
         meta = tx.get_json(keys.reference(round_id))
         if meta is None:
             raise ContractError(f"no reference published for round {round_id}", 404)
-        data = b"".join(tx.get_bytes(keys.reference_chunk(round_id, i)) for i in range(meta["chunks"]))
-        if _sha256(data) != meta["sha256"]:
-            raise ContractError(f"stored reference of round {round_id} does not match its hash", 500)
+        data = self._load_blob(tx, meta, lambda i: keys.reference_chunk(round_id, i), f"reference of round {round_id}")
         return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
                 "reference_b64": base64.b64encode(data).decode("ascii")}
 
