@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
-import grpc
 from fabric_protos.common import common_pb2
 from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import events_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fedchain.gateway.errors import EventsError, from_rpc_error
+from fedchain.gateway.errors import EventsError
+from fedchain.gateway.events import ServerStream
 from fedchain.gateway.proposal import NONCE_BYTES, compute_tx_id
 
 DELIVER_SEEK_INFO = common_pb2.HeaderType.Value("DELIVER_SEEK_INFO")
@@ -43,29 +43,11 @@ def seek_envelope(channel: str, creator: bytes, sign: Callable[[bytes], bytes], 
     return common_pb2.Envelope(payload=payload, signature=sign(payload))
 
 
-class BlockEventStream(Iterator[common_pb2.Block]):
+class BlockEventStream(ServerStream, Iterator[common_pb2.Block]):
     """Iterator over delivered blocks; `close()` cancels the stream."""
 
-    def __init__(self, call: grpc.Call) -> None:
-        self._call = call
-        self._closed = False
-
-    def __iter__(self) -> BlockEventStream:
-        return self
-
     def __next__(self) -> common_pb2.Block:
-        if self._closed:
-            raise StopIteration
-        try:
-            response: events_pb2.DeliverResponse = next(self._call)
-        except StopIteration:
-            self._closed = True
-            raise
-        except grpc.RpcError as exc:
-            if self._closed or exc.code() == grpc.StatusCode.CANCELLED:
-                self._closed = True
-                raise StopIteration from None
-            raise from_rpc_error(EventsError, exc) from exc
+        response: events_pb2.DeliverResponse = self._next_response()
         if response.HasField("block"):
             return response.block
         self._closed = True
@@ -73,10 +55,6 @@ class BlockEventStream(Iterator[common_pb2.Block]):
         if status == common_pb2.Status.Value("SUCCESS"):
             raise StopIteration
         raise EventsError(f"block delivery ended with status {common_pb2.Status.Name(status)} ({status})")
-
-    def close(self) -> None:
-        self._closed = True
-        self._call.cancel()
 
     def __enter__(self) -> BlockEventStream:
         return self

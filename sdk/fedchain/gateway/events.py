@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Protocol
 import grpc
 from fabric_protos.gateway import gateway_pb2
 
+from fedchain.durable import write_durably
 from fedchain.gateway.errors import EventsError, from_rpc_error
 
 
@@ -102,51 +102,58 @@ class FileCheckpoint(InMemoryCheckpoint):
     def _set(self, block_number: int, transaction_id: str | None) -> None:
         with self._lock:
             data = json.dumps({"blockNumber": block_number, "transactionId": transaction_id or ""})
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_durably(self.path, data.encode())
             self._block, self._tx = block_number, transaction_id or None
 
 
-class ChaincodeEventStream(Iterator[ChaincodeEvent]):
+class ServerStream:
+    """A server-streaming call as an iterator of responses: ends quietly when cancelled by close(),
+    turns any other gRPC failure into EventsError. Subclasses turn responses into items."""
+
+    def __init__(self, call: grpc.Call) -> None:
+        self._call = call
+        self._closed = False
+
+    def _next_response(self):
+        """The next response; StopIteration at the end of the stream or after close()."""
+        if self._closed:
+            raise StopIteration
+        try:
+            return next(self._call)
+        except StopIteration:
+            self._closed = True
+            raise
+        except grpc.RpcError as exc:
+            if self._closed or exc.code() == grpc.StatusCode.CANCELLED:
+                self._closed = True
+                raise StopIteration from None
+            raise from_rpc_error(EventsError, exc) from exc
+
+    def __iter__(self):
+        return self
+
+    def close(self) -> None:
+        self._closed = True
+        self._call.cancel()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ChaincodeEventStream(ServerStream, Iterator[ChaincodeEvent]):
     """Iterator over a ChaincodeEvents call; `close()` (or leaving a `with` block) cancels it."""
 
     def __init__(self, open_call: Callable[[], grpc.Call], chaincode_name: str) -> None:
-        self._call = open_call()
+        super().__init__(open_call())
         self._chaincode = chaincode_name
         self._pending: list[ChaincodeEvent] = []
-        self._closed = False
-
-    def __iter__(self) -> ChaincodeEventStream:
-        return self
 
     def __next__(self) -> ChaincodeEvent:
         while not self._pending:
-            if self._closed:
-                raise StopIteration
-            try:
-                response: gateway_pb2.ChaincodeEventsResponse = next(self._call)
-            except StopIteration:
-                self._closed = True
-                raise
-            except grpc.RpcError as exc:
-                if self._closed or exc.code() == grpc.StatusCode.CANCELLED:
-                    self._closed = True
-                    raise StopIteration from None
-                raise from_rpc_error(EventsError, exc) from exc
+            response: gateway_pb2.ChaincodeEventsResponse = self._next_response()
             self._pending = [
                 ChaincodeEvent(response.block_number, e.tx_id, e.chaincode_id or self._chaincode, e.event_name,
                                bytes(e.payload))
@@ -154,13 +161,3 @@ class ChaincodeEventStream(Iterator[ChaincodeEvent]):
             ]
             self._pending.reverse()
         return self._pending.pop()
-
-    def close(self) -> None:
-        self._closed = True
-        self._call.cancel()
-
-    def __enter__(self) -> ChaincodeEventStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
