@@ -46,7 +46,8 @@ def _recombine(acc: np.ndarray, n: int, q: int, p: int) -> tuple[np.ndarray, np.
 
 def local_products(hi: np.ndarray, lo: np.ndarray, public: np.ndarray, p: int,
                    block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """X·X^T and X·public^T mod p for shares X (n×d as hi/lo) and public rows (q×d, |v| <= 2^16).
+    """X·X^T and X·public^T mod p for shares X (n×d as hi/lo) and public rows (q×d, |v| <= 2^16;
+    float64 or an integer dtype: compact int rows avoid a q×d float64 copy at large d).
 
     Returns object arrays of Python ints in [0, p): (n×n) and (n×q).
     """
@@ -54,7 +55,7 @@ def local_products(hi: np.ndarray, lo: np.ndarray, public: np.ndarray, p: int,
     q = public.shape[0]
     if public.shape[1] != d:
         raise ValueError("public rows must have the shares' length")
-    if np.any(np.abs(public) > 2 ** 16):
+    if public.size and (public.max() > 2 ** 16 or public.min() < -2 ** 16):
         raise ValueError("public rows must satisfy |v| <= 2^16 for exact float64 products")
     acc_obj = np.zeros((N_LIMBS * n, N_LIMBS * n + q), dtype=object)
     acc = np.zeros((N_LIMBS * n, N_LIMBS * n + q), dtype=np.int64)
@@ -62,7 +63,8 @@ def local_products(hi: np.ndarray, lo: np.ndarray, public: np.ndarray, p: int,
         stop = min(d, start + block)
         lx = limbs(hi[:, start:stop], lo[:, start:stop]).reshape(N_LIMBS * n, stop - start)
         acc[:, :N_LIMBS * n] += (lx @ lx.T).astype(np.int64)  # numpy uses BLAS syrk for a @ a.T
-        acc[:, N_LIMBS * n:] += (lx @ public[:, start:stop].T).astype(np.int64)
+        pb = public[:, start:stop].astype(np.float64)  # int rows convert per block (cache-sized)
+        acc[:, N_LIMBS * n:] += (lx @ pb.T).astype(np.int64)
         if (k + 1) % FLUSH_EVERY == 0:
             acc_obj += acc.astype(object)
             acc[:] = 0
@@ -100,7 +102,12 @@ def pine_vectors(seed: str, k: int, d: int) -> np.ndarray:
     the honest range lands in the accepted window with probability <= 1/513 per vector.
     Honest bound (Hoeffding): P(|<x, v>| > c * 256 * ||x||) <= 2 exp(-c^2 / 2).
     """
-    return _rng(seed, "pine").integers(-PINE_SPREAD, PINE_SPREAD + 1, size=(k, d), dtype=np.int16).astype(np.float64)
+    return pine_vectors_int(seed, k, d).astype(np.float64)
+
+
+def pine_vectors_int(seed: str, k: int, d: int) -> np.ndarray:
+    """pine_vectors as int16 (same values): 4x less memory for the MPC program's public rows."""
+    return _rng(seed, "pine").integers(-PINE_SPREAD, PINE_SPREAD + 1, size=(k, d), dtype=np.int16)
 
 
 def consistency_coefficients(seed: str, rows: int, d: int) -> np.ndarray:

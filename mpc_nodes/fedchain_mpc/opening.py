@@ -43,11 +43,14 @@ def weighted_sum_parts(hi: np.ndarray, lo: np.ndarray, weights: np.ndarray) -> n
     m32 = np.uint64(0xFFFFFFFF)
     for i in np.flatnonzero(w):  # row by row: no n×d temporaries (an int64 matmul is not BLAS either)
         wi = np.uint64(w[i])  # uint64 products are exact here and bit-identical to int64 ones
-        np.bitwise_and(lo[i], m32, out=tmp)
-        out[0] += (tmp * wi).view(np.int64)
+        np.bitwise_and(lo[i], m32, out=tmp)  # in place: fresh d-sized temporaries cost page faults
+        tmp *= wi
+        out[0] += tmp.view(np.int64)
         np.right_shift(lo[i], np.uint64(32), out=tmp)
-        out[1] += (tmp * wi).view(np.int64)
-        out[2] += (hi[i] * wi).view(np.int64)
+        tmp *= wi
+        out[1] += tmp.view(np.int64)
+        np.multiply(hi[i], wi, out=tmp)
+        out[2] += tmp.view(np.int64)
     return out
 
 

@@ -173,14 +173,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     one = 1 << 16
 
     # public rows: [reference?] + consistency coefficients + wide wrap-check vectors
-    pub = [ff.consistency_coefficients(seed, CONSISTENCY_ROWS, d), ff.pine_vectors(seed, policy.pine_num_vectors, d)]
+    c0 = 1 if policy.cosine_enabled else 0
+    public = np.empty((c0 + CONSISTENCY_ROWS + policy.pine_num_vectors, d), dtype=np.int32)  # |v| <= 2^16
     if policy.cosine_enabled:
         if reference is None:
             raise ValueError("policy enables the cosine check but no reference update was given")
-        pub.insert(0, ff.quantized_reference(reference)[None, :])
-    public = np.vstack(pub)
+        public[0] = ff.quantized_reference(reference)
+    public[c0:c0 + CONSISTENCY_ROWS] = ff.consistency_coefficients(seed, CONSISTENCY_ROWS, d)
+    public[c0 + CONSISTENCY_ROWS:] = ff.pine_vectors_int(seed, policy.pine_num_vectors, d)
     g_loc, p_loc = ff.local_products(hi, lo, public, p)
-    c0 = 1 if policy.cosine_enabled else 0
     clock.lap("local_products")
 
     # 1. share consistency: open z + mask (z = public combination of the shares) from every party
