@@ -52,3 +52,28 @@ def test_within_factor_matches_lower_median(n: int, factor: int) -> None:
     med = np.sort(s)[(n - 1) // 2]
     assert np.array_equal(got, (16 * s <= factor * med).astype(np.int64))
     assert got[-1] == 1
+
+
+@pytest.mark.parametrize("n,rule", [(17, "multi_krum"), (26, "multi_krum"), (30, "mean_distance")])
+def test_larger_rounds_use_sorting_paths_and_agree_with_plaintext(n: int, rule: str) -> None:
+    """n > KRUM_RANK_MAX_N (per-row sorting network) and n > RANK_MEDIAN_MAX_N (sorted scores)."""
+    from fedchain_mpc import plaintext
+    from fedchain_mpc.policy import VerificationPolicy
+    from fedchain_mpc.verify import KRUM_RANK_MAX_N, RANK_MEDIAN_MAX_N
+    from mpc_core_verify_test import _bits, _scaled, encode_rows, make_round, run_mpc
+
+    assert n > KRUM_RANK_MAX_N and (n > RANK_MEDIAN_MAX_N or n == 17)
+    rng = np.random.default_rng(n)
+    policy = VerificationPolicy(norm_bound=2.0, pine_num_vectors=4, outlier_factor=1.5, outlier_rule=rule)
+    for attempt in range(5):
+        x, ref, _ = make_round(rng, n, 60, n // 4)
+        ns = [int(v) for v in rng.integers(1, 1000, n)]
+        seed = f"big-{n}-{attempt}"
+        pt, _ = plaintext.evaluate(x, ns, policy, ref, seed)
+        if any(_bits(plaintext.evaluate(x, ns, _scaled(policy, s), ref, seed)[0]) != _bits(pt) for s in (-1e-3, 1e-3)):
+            continue  # borderline under fixed-point rounding
+        res = run_mpc(*encode_rows(x), ns, policy, ref, seed)
+        assert res.verdicts == pt
+        assert sum(not a for a in _bits(pt)) >= 1
+        return
+    pytest.fail("no non-borderline round drawn")
