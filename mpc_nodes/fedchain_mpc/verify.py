@@ -226,16 +226,20 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     # Each check's outcome is opened as soon as it is known: the reason codes reveal exactly these
     # bits anyway (reason = first failing check), and public bits turn later masks into local
     # multiplications and skip comparisons for rows whose verdict is already decided.
-    # norm: open v_i = Σ_j ρ_j b_j (b_j - 1) + ρ'_j b_j with secret random ρ, ρ': 0 iff every
+    # norm: v_i = Σ_j ρ_j b_j (b_j - 1) + ρ'_j b_j with secret random ρ, ρ' is 0 iff every
     # comparison bit b_j is a true bit (MPyC returns non-bits for inputs far outside their range,
-    # i.e. a wrapped update) and no test failed; otherwise uniformly random. So only n_ok is revealed,
-    # and rows with n_ok = 1 have true bits in every later check.
-    rho = await _random_array(secint, (2,) + raw.shape)
-    v = mpc.np_sum(rho[0] * (raw * (raw - 1)) + rho[1] * raw, axis=1) * cons_i  # inconsistent: open 0
-    v_fut = mpc.output(v)
+    # i.e. a wrapped update) and no test failed; otherwise uniformly random. Rows with n_ok = 1
+    # therefore have true bits in every later check.
+    # cosine, in the SAME opening: w_i = Σ_j σ_j b_j (b_j - 1) + σ'_j b_j + τ_i (1 - c_ok_i) with
+    # fresh secret σ, σ', τ: uniformly random (independent of v and c_ok) where n_ok = 0, and
+    # 0 iff c_ok = 1 where n_ok = 1. So exactly n_ok and, where n_ok, c_ok are revealed.
+    rho = await _random_array(secint, (4,) + raw.shape)
+    bad = raw * (raw - 1)
+    v = mpc.np_sum(rho[0] * bad + rho[1] * raw, axis=1) * cons_i  # inconsistent rows: open 0
 
     # 3. cosine with the (unit, quantized) reference: x·r >= 0 and (x·r)^2 >= cmin^2 ||x||^2
     if policy.cosine_enabled:
+        tau = await _random_array(secint, (n,))
         xr_i = secint.array(await mpc.gather(xr))
         xr2_i = secint.array(await mpc.gather(xr2))
         cq = int(round(policy.cosine_min ** 2 * one))
@@ -246,13 +250,15 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
         else:
             small = 1 - _lt0(norm2 * cq - xr2_i * one, big)
             c_ok = pos + small - pos * small
-    n_ok = cons & np.array([int(x) == 0 for x in await v_fut], dtype=bool)
-    clock.lap("norm")
-    if policy.cosine_enabled:  # opened only where n_ok (c_ok of a failed row stays secret)
-        elig = n_ok & np.array([int(x) == 1 for x in await mpc.output(c_ok * n_ok.astype(np.int64))], dtype=bool)
+        w = (mpc.np_sum(rho[2] * bad + rho[3] * raw, axis=1) + tau * (1 - c_ok)) * cons_i
+        opened = [int(x) == 0 for x in await mpc.output(mpc.np_hstack((v, w)))]
+        n_ok = cons & np.array(opened[:n], dtype=bool)
+        elig = n_ok & np.array(opened[n:], dtype=bool)
     else:
+        n_ok = cons & np.array([int(x) == 0 for x in await mpc.output(v)], dtype=bool)
         elig = n_ok
-    clock.lap("cosine")
+    clock.lap("norm")
+    clock.lap("cosine")  # opened together with the norm bits; the key stays for the output format
 
     # 4. Multi-Krum-style outlier score among eligible updates (public mask: local multiplications)
     o_ok = np.ones(n, dtype=bool)
