@@ -9,7 +9,7 @@ import pytest
 from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2
 from fedchain_cc.shim import ChaincodeServer
 from fedchain_cc.testcc import TestChaincode
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,6 +52,7 @@ FUNCTIONS = st.sampled_from(
     garbage_proposal=st.one_of(st.none(), st.binary(max_size=80)),
     counter=st.integers(0, 10**9),
 )
+@example(fn=b"fail", args=[b""], creator=b"", garbage_input=None, garbage_proposal=None, counter=0)  # empty refusal
 def test_any_transaction_gets_exactly_one_answer(
     peer, fn, args, creator, garbage_input, garbage_proposal, counter
 ) -> None:

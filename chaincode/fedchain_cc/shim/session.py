@@ -263,11 +263,12 @@ class PeerSession:
             return self._error(msg, f"{type(exc).__name__}: {exc}")
         finally:
             tx.broken = tx.broken or "transaction finished"  # a leaked iterator must not talk after the end
+        message = resp.message
+        if resp.status >= 400 and not message:  # a refusal always says why, even if the contract did not
+            message = f"chaincode returned status {resp.status} without a message"
         if msg.type == Msg.INIT and resp.status >= 500:  # as Fabric's Go shim: a failed Init is an ERROR
-            return self._error(msg, resp.message)
-        payload = proposal_response_pb2.Response(
-            status=resp.status, message=resp.message, payload=resp.payload
-        )
+            return self._error(msg, message)
+        payload = proposal_response_pb2.Response(status=resp.status, message=message, payload=resp.payload)
         out = Msg(
             type=Msg.COMPLETED, payload=payload.SerializeToString(), txid=msg.txid, channel_id=msg.channel_id
         )
