@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fedchain.mpc_client import send_shares, submit_share
+from fedchain.netctl.process import free_ports
 from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor
 from fedchain_mpc.runner import RunnerSettings
 from fedchain_mpc.store import ATTESTED, PUBLISHED, NodeState
@@ -30,17 +31,6 @@ from safetensors.numpy import save as st_save
 DIM = 300
 POLICY = {"cosine_enabled": False, "norm_bound": 10.0, "outlier_enabled": False}
 
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def base_model() -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fedchain.netctl.process import free_ports
 from fedchain.sharing import ShareHeader, encode, sha256_hex, share_bytes, split
 
 from fedchain_mpc import plaintext
@@ -50,14 +50,6 @@ def synthetic(n: int, d: int, poisoned: int, rng: np.random.Generator) -> tuple[
     return x, reference, kinds
 
 
-def free_ports(k: int) -> list[int]:
-    socks = [socket.socket() for _ in range(k)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_samples: list[int],
