@@ -75,3 +75,45 @@ def test_hospital_run_without_network_is_a_clear_error(tmp_path):
                str(tmp_path / "nonet"))
     assert res.returncode == 1
     assert "no network.json" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_root_split_is_balanced_disjoint_and_deterministic():
+    from fedchain.reference import split_root
+
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 3, 0])
+    a, b = split_root(labels)
+    assert set(a).isdisjoint(b) and sorted([*a, *b]) == list(range(len(labels)))
+    for c in range(4):  # each class split as evenly as possible
+        assert abs(int((labels[a] == c).sum()) - int((labels[b] == c).sum())) <= 1
+    a2, b2 = split_root(labels.copy())
+    assert list(a) == list(a2) and list(b) == list(b2)
+
+
+def test_auto_cosine_min_follows_the_public_alignment():
+    from fedchain.demo.runner import auto_cosine_min
+
+    assert auto_cosine_min(0.4, 0.05, 0.2) == pytest.approx(0.16)
+    assert auto_cosine_min(0.1, 0.05, 0.2) == 0.05  # floor: late rounds
+    assert auto_cosine_min(0.9, 0.05, 0.2) == 0.2  # ceiling
+    assert auto_cosine_min(-0.4, 0.05, 0.2) == 0.05  # halves disagree: no signal, the floor
+    assert VerificationPolicy.from_json(build_policy("mpc", 1.0, cosine_min=auto_cosine_min(0.44, 0.05, 0.2)))
+
+
+def test_root_split_alignment_is_reproducible():
+    from fedchain.models import ModelSpec, build_model
+    from fedchain.reference import root_split_alignment
+    from fedchain.training import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(40, 28, 28), dtype=np.uint8)
+    y = np.repeat(np.arange(4), 10)
+    spec = ModelSpec(in_channels=1, n_classes=4)
+    hp = TrainConfig(steps=3, batch_size=8, lr=0.05, momentum=0.9)
+    one = root_split_alignment(build_model(spec, seed=0), x, y, hp, seed=5)
+    two = root_split_alignment(build_model(spec, seed=0), x, y, hp, seed=5)
+    assert one == two and -1.0 <= one.split_cosine <= 1.0 and one.sha256_a != one.sha256_b
+
+
+def test_cli_cosine_min_accepts_auto_or_a_number(tmp_path):
+    res = _cli("demo", "--cosine-min", "often", "--network", str(tmp_path / "n"))
+    assert res.returncode == 2 and "number or 'auto'" in res.stderr

@@ -40,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs,
                    help="operator pre-trains the genesis model on the public root set")
     p.add_argument("--norm-factor", type=float, default=D.norm_factor, help="norm bound = factor x |reference|")
-    p.add_argument("--cosine-min", type=float, default=D.cosine_min)
+    p.add_argument("--cosine-min", type=_cosine_min, default=D.cosine_min, metavar="C|auto",
+                   help="cosine threshold vs. the reference; 'auto' = per round from the public root set: "
+                        "clamp(a^2, 0.05, 0.2), a = agreement of updates trained on its two halves (recorded in the "
+                        f"round's hyperparameters), or a fixed number, e.g. 0.05 (default {D.cosine_min})")
     p.add_argument("--outlier-factor", type=float, default=D.outlier_factor if D.outlier else 0.0,
                    help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off)")
     p.add_argument("--network", default=None, metavar="D",
@@ -51,6 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-json", default=None, metavar="PATH", help="also write the report JSON here")
     p.add_argument("--report-dir", default=None, metavar="DIR", help="report folder (default reports/demo-<time>)")
     p.set_defaults(func=_demo)
+
+
+def _cosine_min(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {value!r}") from None
 
 
 def _say(msg: str) -> None:

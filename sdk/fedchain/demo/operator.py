@@ -83,6 +83,26 @@ def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray)
     return sha
 
 
+def retry_mvcc(action: Any, done: Any = None, attempts: int = 4) -> None:
+    """Run a ledger write; retry if Fabric invalidated it with MVCC_READ_CONFLICT (nothing was written).
+
+    Why: the last MPC node's attestation of the previous round can land after the quorum finalized it,
+    concurrently with the operator's next CreateRound, which reads that round (seen in the e2e test).
+    `done()` says whether a retry is still needed (e.g. another attempt already committed).
+    """
+    for attempt in range(attempts):
+        if attempt and done is not None and done():
+            return
+        try:
+            action()
+            return
+        except Exception as exc:
+            if "MVCC_READ_CONFLICT" not in str(exc) or attempt == attempts - 1:
+                raise
+            log.warning("ledger write invalidated by a concurrent one (MVCC); retrying")
+            time.sleep(0.3 * (attempt + 1))
+
+
 class Operator:
     """Operator actions through its own gateway connection."""
 
@@ -103,10 +123,18 @@ class Operator:
 
     def create_round(self, round_id: int, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
                      policy: dict[str, Any], deadline_s: float, min_updates: int) -> dict[str, Any]:
-        self.fl.create_round({"round_id": round_id, "base_model_hash": base_hash, "model_spec": spec,
+        retry_mvcc(lambda: self.fl.create_round({"round_id": round_id, "base_model_hash": base_hash, "model_spec": spec,
                               "hyperparameters": hyper, "policy": policy, "min_updates": min_updates,
-                              "deadline": round(time.time() + deadline_s, 3)})
+                              "deadline": round(time.time() + deadline_s, 3)}),
+                   done=lambda: self._round_exists(round_id))
         return self.fl.get_round(round_id)
+
+    def _round_exists(self, round_id: int) -> bool:
+        try:
+            self.fl.get_round(round_id)
+            return True
+        except Exception:
+            return False
 
     def wait_published(self, round_id: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
         """(round record, model record with hash-checked bytes) once the round is final and its model out."""

@@ -26,12 +26,12 @@ from fedchain.data import Dataset, dirichlet_split, generate_synthetic, load_npz
 from fedchain.fl_client import participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
 from fedchain.models import ModelSpec, build_model, load_model_bytes, param_count, to_safetensors_bytes
-from fedchain.reference import reference_update, root_dataset
+from fedchain.reference import reference_update, root_dataset, root_split_alignment
 from fedchain.simulation import BaselinePolicy, SimConfig
 from fedchain.training import TrainConfig, evaluate
 
 from .adversary import KNOWLEDGE_NOTE, Coalition
-from .operator import Operator, build_policy, publish_reference
+from .operator import Operator, build_policy, publish_reference, retry_mvcc
 from .report import RoundRecord, build_report
 
 _SIM = SimConfig()  # the ML helper's tuned plaintext settings: the demo runs the same, for real
@@ -58,7 +58,11 @@ class DemoConfig:
     n_train: int = _SIM.n_train
     n_test: int = _SIM.n_test
     norm_factor: float = _POL.norm_factor
-    cosine_min: float = _POL.cosine_min
+    # "auto" = per round from the public root set (auto_cosine_min), or a fixed number (the plaintext
+    # BaselinePolicy's 0.05 was the default until 2026-11-24: it let round-1 label flippers through)
+    cosine_min: float | str = "auto"
+    auto_cosine_lo: float = 0.05
+    auto_cosine_hi: float = 0.20
     outlier: bool = _POL.outlier_factor > 0
     outlier_factor: float = _POL.outlier_factor if _POL.outlier_factor >= 1 else 3.0
     krum_f: int = _POL.assumed_byzantine
@@ -78,6 +82,21 @@ def load_data(cfg: DemoConfig, net_dir: Path) -> Dataset:
         generate_synthetic(path, n_train=cfg.n_train, n_val=max(200, 2 * cfg.root_size), n_test=cfg.n_test,
                            seed=cfg.seed)
     return load_npz(path)
+
+
+def auto_cosine_min(split_cosine: float, lo: float, hi: float) -> float:
+    """Per-round cosine threshold from the public root-split agreement a = cos(Δ_A, Δ_B): clamp(a², lo, hi).
+
+    Why a²: if an update's cosine with the true direction is ρ, two independent ones agree ≈ ρ_1·ρ_2,
+    so a ≈ ρ_half² tracks how much signal a round's training still carries. Measured in plaintext on the
+    demo setup (8 hospitals, α = 1, 100 steps, seeds 0–2): round 1 a = 0.44–0.53 (→ 0.19–0.20) with honest
+    cosines 0.31–0.58 (one very skewed hospital 0.14) and label flippers ≤ 0.16; later rounds a = 0.12–0.36
+    (→ 0.05–0.13) with honest cosines down to 0.05–0.13. A linear k·a cannot do both: k ≥ 0.4 for round 1
+    rejects honest updates in round 6 (a = 0.25, honest 0.075). The ceiling 0.20 matters with few local
+    steps: at 30 steps / 4 hospitals a = 0.55–0.75, and a ceiling of 0.30 rejected 2 of 6 honest updates.
+    """
+    a = max(0.0, split_cosine)  # halves disagreeing: no signal to go by, the floor
+    return round(float(min(hi, max(lo, a * a))), 4)
 
 
 def hospital_ids(n: int) -> list[str]:
@@ -110,6 +129,7 @@ class Demo:
         self.clients: dict[str, HospitalClient] = {}
         self.model_checks: list[dict[str, Any]] = []
         self.audit_report: dict[str, Any] | None = None
+        self.cosine_min_by_round: dict[int, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- setup
     def enrol(self) -> None:
@@ -167,7 +187,7 @@ class Demo:
             return
         self.out(f"round {last} was left {rnd['state']}: closing it and waiting for the MPC nodes")
         if rnd["state"] == "OPEN":
-            fl.close_round(last)
+            retry_mvcc(lambda: fl.close_round(last), done=lambda: fl.get_round(last)["state"] != "OPEN")
         try:
             self.operator.wait_published(last, self.cfg.round_timeout_s)
         except RuntimeError as exc:  # DISPUTED also ends a round; the next one builds on the last finalized model
@@ -187,14 +207,17 @@ class Demo:
         t0 = time.perf_counter()
         ref = reference_update(load_model_bytes(base["model"], self.spec), *self.root, self.hp,
                                seed=cfg.seed * 7 + rid)
+        cosine_min, public = self._cosine_min(base["model"], rid)
+        self.cosine_min_by_round[rid] = {"cosine_min": cosine_min} | {
+            k: public[k] for k in ("root_split_cosine",) if k in public}
         timings["train"] += time.perf_counter() - t0
         policy = build_policy(cfg.defense, float(np.linalg.norm(ref.vector)), norm_factor=cfg.norm_factor,
-                              cosine_min=cfg.cosine_min, outlier=cfg.outlier, outlier_factor=cfg.outlier_factor,
+                              cosine_min=cosine_min, outlier=cfg.outlier, outlier_factor=cfg.outlier_factor,
                               krum_f=cfg.krum_f)
         if self.policy_check is not None:
             self.policy_check(policy)
         hyper = json.loads(self.hp.to_json()) | {"seed": cfg.seed, "reference_sha256": ref.sha256,
-                                                 "root_size": len(self.root[1])}
+                                                 "root_size": len(self.root[1])} | public
         t0 = time.perf_counter()
         op.create_round(rid, head["model_hash"], self.spec_json, hyper, policy, cfg.deadline_s,
                         min(cfg.min_updates, cfg.hospitals))
@@ -233,6 +256,21 @@ class Demo:
         return RoundRecord(round=rid, accuracy=acc, loss=loss, accepted=list(fin["accepted"]),
                            rejected=dict(fin["rejected"]), malicious=list(self.malicious),
                            model_hash=fin["model_hash"], timings_s=timings)
+
+    def _cosine_min(self, base_model: bytes, rid: int) -> tuple[float, dict[str, Any]]:
+        """(this round's cosine_min, public hyperparameters that let anyone recompute it)."""
+        cfg = self.cfg
+        if not isinstance(cfg.cosine_min, str):
+            return float(cfg.cosine_min), {}
+        if cfg.cosine_min != "auto":
+            raise ValueError(f"cosine_min must be a number or 'auto', not {cfg.cosine_min!r}")
+        al = root_split_alignment(load_model_bytes(base_model, self.spec), *self.root, self.hp,
+                                  seed=cfg.seed * 7 + rid)
+        value = auto_cosine_min(al.split_cosine, cfg.auto_cosine_lo, cfg.auto_cosine_hi)
+        return value, {"cosine_min_rule": f"clamp(a^2, {cfg.auto_cosine_lo:g}, {cfg.auto_cosine_hi:g}), "
+                                          "a = cos(root half A update, root half B update)",
+                       "root_split_cosine": round(al.split_cosine, 6), "root_split_sha256": [al.sha256_a, al.sha256_b],
+                       "reference_seed": cfg.seed * 7 + rid, "cosine_min": value}
 
     def _deliver(self, item: tuple[str, Prepared | RoundOutcome]) -> RoundOutcome | None:
         """One hospital's delivery; a failure leaves that hospital out of the round (said on stderr)."""
@@ -295,6 +333,8 @@ class Demo:
         }
         report = build_report(config, records, baseline_accuracy=acc0)
         report["model_checks"] = self.model_checks
+        for r in report["rounds"]:  # the threshold each round used (also in its hyperparameters on the ledger)
+            r.update(self.cosine_min_by_round.get(r["round"], {}))
         report["audit"] = self.audit()
         report["wall_time_s"] = round(time.perf_counter() - t0, 2)
         return report
