@@ -123,7 +123,7 @@ def test_round_by_hand_through_the_cli(net, ledger, tmp_path, capsys):
     report = tmp_path / "report.json"
     report.write_text('{"ok": true}')
     steps = [
-        ["consortium", "init", "--network", n, "--policy", '{"norm_bound": 5.0}'],
+        ["consortium", "init", "--network", n, "--policy", '{"norm_bound": 5.0}', "--min-accepted", "2"],
         ["participant", "register", "hospital1", "--network", n, "--role", "hospital", "--wallet-entry", "hospital1",
          "--sample-cap", "500"],
         ["participant", "register", "hospital2", "--network", n, "--role", "hospital", "--wallet-entry", "hospital2",

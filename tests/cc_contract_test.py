@@ -83,9 +83,9 @@ def test_round_ids_strictly_increase():
     w.create_round(3, min_updates=1)
     w.ok(w.hospitals["hospital1"], "SubmitUpdate", w.update(3, "hospital1"))
     w.ok(w.operator, "CloseRound", "3")
-    att = w.attestation(3, GENESIS, [], {"hospital1": "norm"})  # nobody accepted: model unchanged
+    att = {**w.attestation(3, GENESIS, [], {"hospital1": "norm"}), "outcome": "too_few_accepted"}  # nobody accepted
     w.ok(w.mpc[0], "AttestResult", att)
-    assert w.ok(w.mpc[1], "AttestResult", att)["state"] == "FINALIZED"
+    assert w.ok(w.mpc[1], "AttestResult", att)["state"] == "FAILED"
     for rid in (2, 3):
         w.refused(w.operator, "CreateRound", {"round_id": rid, "base_model_hash": sha(GENESIS), "model_spec": SPEC,
                                               "deadline": T0 + 99, "min_updates": 1}, status=409,
@@ -202,7 +202,7 @@ def test_create_round_validation():
               contains="differs from the model's 1000")
     w.refused(w.operator, "CreateRound", {**base, "policy": {"nested": {"a": 1}}}, contains="must be a number")
     rnd = w.ok(w.operator, "CreateRound", {**base, "policy": {"norm_bound": 3, "krum_f": 1}})
-    assert rnd["policy"] == {"norm_bound": 3, "krum_f": 1}
+    assert rnd["policy"] == {"norm_bound": 3, "krum_f": 1, "min_accepted": 1}  # the consortium's floor added
 
 
 def test_genesis_once_and_consortium_once():

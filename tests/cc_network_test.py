@@ -217,17 +217,19 @@ def test_model_at_the_size_limit_round_trips(network):
         op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
                          "model_spec": {"param_count": param_count}, "deadline": time.time() + 600,
                          "min_updates": 1})
-        hospital = next(p["id"] for p in op.list_participants("hospital"))
-        hgw, hc = _client(cfg, hospital)
-        try:
-            hc.submit_update({"round_id": rid, "share_hashes": ["ab" * 32] * len(cons["mpc_nodes"]),
-                              "n_samples": 1, "dim": param_count})
-        finally:
-            hgw.close()
+        # as many hospitals as the consortium's privacy floor (min_accepted) asks for an aggregate
+        hospitals = sorted(p["id"] for p in op.list_participants("hospital"))[: cons.get("min_accepted", 1)]
+        for hospital in hospitals:
+            hgw, hc = _client(cfg, hospital)
+            try:
+                hc.submit_update({"round_id": rid, "share_hashes": ["ab" * 32] * len(cons["mpc_nodes"]),
+                                  "n_samples": 1, "dim": param_count})
+            finally:
+                hgw.close()
         op.close_round(rid)
         big = bytes(random.Random(rid).getrandbits(8) for _ in range(1024)) * (limit // 1024)
         big += b"\x07" * (limit - len(big))
-        att = {"round_id": rid, "model_hash": hashlib.sha256(big).hexdigest(), "accepted": [hospital],
+        att = {"round_id": rid, "model_hash": hashlib.sha256(big).hexdigest(), "accepted": hospitals,
                "rejected": {}, "report_hash": "cd" * 32}
         nodes = [n["id"] for n in cons["mpc_nodes"]]
         clients = [_client(cfg, n) for n in nodes[: cons["quorum"]]]

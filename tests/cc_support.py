@@ -104,6 +104,7 @@ def init_config(mpc: list[ClientIdentity]) -> dict:
         "mpc_nodes": [{"id": f"mpc{j}", "msp_id": c.msp_id, "identity": c.id} for j, c in enumerate(mpc)],
         "threshold": 1, "quorum": 2, "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
         "max_model_bytes": 64 * 1024,
+        "min_accepted": 1,  # the small test worlds aggregate 1-2 updates; the default floor (3): cc_outcome_test
     }
 
 

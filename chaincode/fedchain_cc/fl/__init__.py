@@ -12,28 +12,46 @@ Roles and bindings
   `config.mpc_nodes` (role mpc_node, node_index = position: share_hashes[j] belongs to node j).
   config = {"mpc_nodes": [{"id", "msp_id", "identity"}...], "threshold": t (1 <= t, 2t < m),
   "quorum": q (t+1 <= q <= m), "default_policy": {...}, "max_model_bytes": N (<= 6 MiB),
-  "name"?, "operator_id"?}.
+  "min_accepted"? (1..10000, default 3), "name"?, "operator_id"?}. min_accepted is the privacy floor:
+  the MPC nodes never open an aggregate of fewer accepted updates (the aggregate of one update IS that
+  update). It is stored in the consortium record; a default_policy.min_accepted below it is refused.
 - RegisterParticipant({"id", "role", "msp_id", "identity", "sample_cap" (hospitals only)}) by an
   operator; roles hospital, auditor, operator. MPC nodes are fixed at InitConsortium.
 - Queries need a registered caller of any role. Participant ids match [A-Za-z0-9_.-]{1,64}.
 
-Rounds: OPEN -> CLOSED -> FINALIZED | DISPUTED (round 0 = genesis, FINALIZED at birth)
+Rounds: OPEN -> CLOSED -> FINALIZED | FAILED | DISPUTED (all three terminal; round 0 = genesis,
+FINALIZED at birth). Only FINALIZED moves the head model; after FAILED or DISPUTED the next round
+builds on the last finalized model.
 - PublishGenesisModel(spec, model_b64) (operator, once): spec is a JSON object with param_count.
 - CreateRound({"round_id", "base_model_hash", "model_spec" {param_count,...}, "hyperparameters"?,
   "policy"? (default: consortium default_policy), "deadline" (unix s), "min_updates"}) by an
-  operator: ids strictly increase, one round at a time (the previous one FINALIZED or DISPUTED),
-  base = the last finalized model, whose bytes must be published, param_count unchanged.
+  operator: ids strictly increase, one round at a time (the previous one FINALIZED, FAILED or
+  DISPUTED), base = the last finalized model, whose bytes must be published, param_count unchanged.
+  The stored policy always has "min_accepted": the consortium's when the policy has none; a policy
+  min_accepted that is not an integer or is below the consortium's is refused (400).
 - SubmitUpdate({"round_id", "share_hashes" [m hex], "n_samples" (<= sample_cap), "dim"}) by a
   registered hospital, once per round, while OPEN and while tx time < deadline.
 - CloseRound(round_id): operator any time, any registered participant once tx time >= deadline.
   Records the submitted hospital ids.
 - AttestResult({"round_id", "model_hash", "accepted" [ids], "rejected" {id: reason code},
-  "report_hash"}) by an MPC node, once per node per round, when CLOSED (or FINALIZED: a late
-  node's attestation is recorded; if it differs it is listed in round.dissent). accepted and
-  rejected must partition exactly the submitted hospitals. If fewer than min_updates are accepted
-  the model must stay the base model (averaging too few updates would expose them). When q nodes
-  attest the same (model_hash, accepted set) the round is FINALIZED; any two differing
-  attestations before that make it DISPUTED (deterministic honest nodes never differ).
+  "report_hash", "outcome"?}) by an MPC node, once per node per round, when CLOSED (or FINALIZED /
+  FAILED: a late node's attestation is recorded; if its claim differs it is listed in
+  round.dissent). accepted and rejected must partition exactly the submitted hospitals.
+  outcome (default "ok"):
+    "ok"                     the aggregate of the accepted updates was opened: needs at least the
+                             round's policy.min_accepted accepted updates;
+    "too_few_accepted"       fewer than policy.min_accepted accepted: the nodes did not open it;
+    "aggregate_out_of_range" the opened aggregate failed the nodes' sanity check: not published.
+  Any outcome but "ok" publishes no model: model_hash must equal the round's base_model_hash.
+  If fewer than min_updates are accepted the model must stay the base model. The claim compared
+  between nodes is (model_hash, accepted set, outcome). When q nodes make the same claim:
+    "ok"                     -> FINALIZED (finalized = claim + rejected + report_hash; head moves);
+    "too_few_accepted"       -> FAILED, failure_reason "too_few_accepted", agreed = the claim
+                                (+ rejected, report_hash); event RoundFailed; head unchanged;
+    "aggregate_out_of_range" -> DISPUTED, dispute_reason "aggregate_out_of_range", agreed = the
+                                claim; event RoundDisputed; head unchanged.
+  Any two differing claims before that make it DISPUTED with dispute_reason "attestations differ"
+  (deterministic honest nodes never differ). Attestation records store the outcome.
   An unchanged model (= base) is "published" at finalization by pointing at the stored bytes.
 - PublishModel(round_id, model_b64) by an MPC node after finalization: kept only if its SHA-256
   equals the finalized hash and its size is within max_model_bytes; stored in 1 MiB chunks.
@@ -52,7 +70,8 @@ Every stored record carries last_tx_creator {msp_id, participant} and last_tx_fu
 history shows who did what.
 
 Events (one per transaction): RoundCreated, UpdateSubmitted, RoundClosed, RoundFinalized,
-RoundDisputed; payload JSON with round_id.
+RoundDisputed {round_id, reason, attestations}, RoundFailed {round_id, reason, accepted, rejected};
+payload JSON with round_id.
 
 MVCC: hospitals write only update~round~hospital (plus reads), so concurrent submissions never
 conflict; round records and the head pointer are written only by operators and MPC nodes.

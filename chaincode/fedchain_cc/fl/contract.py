@@ -24,7 +24,7 @@ from fedchain_cc.shim.interface import Chaincode, ChaincodeStubAPI, Response, er
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "hospital", "mpc_node", "auditor")
-OPEN, CLOSED, FINALIZED, DISPUTED = "OPEN", "CLOSED", "FINALIZED", "DISPUTED"
+OPEN, CLOSED, FINALIZED, DISPUTED, FAILED = "OPEN", "CLOSED", "FINALIZED", "DISPUTED", "FAILED"
 CHUNK_SIZE = 1024 * 1024
 # A PublishModel transaction carries the model twice (base64 argument + raw write set): 6 MiB
 # keeps it under the 16 MiB gRPC message limit of the gateway and of Fabric's defaults.
@@ -34,8 +34,11 @@ MAX_MPC_NODES = 64
 MAX_HOSPITALS_PER_ROUND = 10_000
 MAX_SAMPLE_CAP = 10**9
 MAX_PARAM_COUNT = 10**9
+# Privacy floor: the nodes open (and publish) an aggregate only of at least this many accepted updates.
+DEFAULT_MIN_ACCEPTED = 3
 IDENTITY_MAX = 2048
-EVENTS = ("RoundCreated", "UpdateSubmitted", "RoundClosed", "RoundFinalized", "RoundDisputed")
+EVENTS = ("RoundCreated", "UpdateSubmitted", "RoundClosed", "RoundFinalized", "RoundDisputed", "RoundFailed")
+DISPUTE_DIFFER = "attestations differ"
 HISTORY_KINDS = ("round", "participant", "update", "model", "consortium", "attestation")
 
 Handler = Callable[["FLContract", Tx, list[str]], Any]
@@ -56,6 +59,18 @@ def _identity_field(f: Fields, name: str = "identity") -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _min_accepted(rnd: dict[str, Any]) -> int:
+    """The round's privacy floor (CreateRound stores it in the policy; rounds created before the field: none)."""
+    value = (rnd.get("policy") or {}).get("min_accepted")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _claim_of(record: dict[str, Any]) -> dict[str, Any]:
+    """What the nodes must agree on; records written before `outcome` existed claimed "ok"."""
+    return {"model_hash": record["model_hash"], "accepted": record["accepted"],
+            "outcome": record.get("outcome", v.OUTCOME_OK)}
 
 
 class FLContract(Chaincode):
@@ -119,7 +134,11 @@ class FLContract(Chaincode):
         max_model = f.integer("max_model_bytes", 1, HARD_MAX_MODEL_BYTES, required=False,
                               default=DEFAULT_MAX_MODEL_BYTES)
         policy = f.freeform("default_policy", required=False, scalars_only=True) or {}
+        min_accepted = f.integer("min_accepted", 1, MAX_HOSPITALS_PER_ROUND, required=False,
+                                 default=DEFAULT_MIN_ACCEPTED)
         f.done()
+        # a default policy that every CreateRound would refuse is refused now
+        v.policy_min_accepted(policy, min_accepted, MAX_HOSPITALS_PER_ROUND, "config: default_policy")
         ids = [n["id"] for n in nodes] + [operator_id]
         if len(set(ids)) != len(ids):
             raise ContractError("config: MPC node ids and operator_id must all be distinct")
@@ -132,7 +151,8 @@ class FLContract(Chaincode):
         tx.participant = operator
         tx.put_json(keys.CONSORTIUM, {
             "name": name, "mpc_nodes": nodes, "threshold": threshold, "quorum": quorum,
-            "max_model_bytes": max_model, "default_policy": policy, "initialized_at": tx.timestamp,
+            "max_model_bytes": max_model, "default_policy": policy, "min_accepted": min_accepted,
+            "initialized_at": tx.timestamp,
         })
         for rec in [operator, *({**n, "role": "mpc_node", "registered_at": tx.timestamp} for n in nodes)]:
             tx.put_json(keys.participant(rec["id"]), rec)
@@ -140,7 +160,7 @@ class FLContract(Chaincode):
         tx.put_json(keys.HEAD, {"last_round_id": 0, "finalized_round_id": None, "model_hash": None,
                                 "param_count": None})
         return {"operator_id": operator_id, "mpc_nodes": [n["id"] for n in nodes], "threshold": threshold,
-                "quorum": quorum}
+                "quorum": quorum, "min_accepted": min_accepted}
 
     @transaction
     def tx_GetConsortium(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -371,10 +391,14 @@ class FLContract(Chaincode):
                                 f"{head['param_count']} parameters")
         if deadline <= tx.timestamp:
             raise ContractError(f"round: deadline {deadline} is not after the transaction time {tx.timestamp}")
+        policy = dict(policy if policy is not None else cons["default_policy"])
+        floor = int(cons.get("min_accepted", DEFAULT_MIN_ACCEPTED))  # consortia initialized before the field: 3
+        min_accepted = v.policy_min_accepted(policy, floor, MAX_HOSPITALS_PER_ROUND, "round: policy")
+        policy["min_accepted"] = floor if min_accepted is None else min_accepted
         record = {
             "round_id": round_id, "state": OPEN, "base_model_hash": base_hash,
             "base_round_id": head["finalized_round_id"], "model_spec": spec, "hyperparameters": hyper,
-            "policy": policy if policy is not None else cons["default_policy"], "deadline": deadline,
+            "policy": policy, "deadline": deadline,
             "min_updates": min_updates, "created_at": tx.timestamp,
             "mpc": {"nodes": [n["id"] for n in cons["mpc_nodes"]], "threshold": cons["threshold"],
                     "quorum": cons["quorum"]},
@@ -382,7 +406,7 @@ class FLContract(Chaincode):
         }
         tx.put_json(keys.HEAD, {**head, "last_round_id": round_id})
         tx.event("RoundCreated", {"round_id": round_id, "base_model_hash": base_hash, "deadline": deadline,
-                                  "min_updates": min_updates})
+                                  "min_updates": min_updates, "min_accepted": policy["min_accepted"]})
         return tx.put_json(keys.round_(round_id), record)
 
     @transaction
@@ -478,6 +502,10 @@ class FLContract(Chaincode):
             if not isinstance(reason, str) or not v.REASON_RE.match(reason):
                 raise ContractError(f"attestation: reason for {hid} must match {v.REASON_HINT}")
         report_hash = f.match("report_hash", v.HEX64_RE, "a lowercase hex SHA-256")
+        outcome = f.text("outcome", 32, required=False, default=v.OUTCOME_OK)
+        if outcome not in v.OUTCOMES:
+            raise ContractError(f"attestation: field 'outcome' must be one of {', '.join(v.OUTCOMES)}, "
+                                f"got {outcome[:40]!r}")
         f.done()
         if len(set(accepted)) != len(accepted):
             raise ContractError("attestation: accepted lists a hospital twice")
@@ -485,7 +513,7 @@ class FLContract(Chaincode):
         if both:
             raise ContractError(f"attestation: {', '.join(both)} both accepted and rejected")
         rnd = self._round(tx, round_id)
-        if rnd["state"] not in (CLOSED, FINALIZED):
+        if rnd["state"] not in (CLOSED, FINALIZED, FAILED):
             raise ContractError(f"round {round_id} is {rnd['state']}; attestations are accepted once it is CLOSED", 409)
         if tx.get_json(keys.attestation(round_id, me["node_index"])) is not None:
             raise ContractError(f"MPC node {me['id']} already attested round {round_id}", 409)
@@ -496,35 +524,66 @@ class FLContract(Chaincode):
             extra = sorted(set(verdicts) - set(submitted))
             raise ContractError(f"attestation must give a verdict for exactly the submitted updates "
                                 f"(missing: {missing or 'none'}; not submitted: {extra or 'none'})")
+        min_accepted = _min_accepted(rnd)
+        if outcome != v.OUTCOME_OK and model_hash != rnd["base_model_hash"]:
+            raise ContractError(f"attestation: outcome {outcome!r} publishes no model: model_hash must be the base "
+                                f"model {rnd['base_model_hash']}")
+        if outcome == v.OUTCOME_OK and len(accepted) < min_accepted:
+            raise ContractError(f"attestation: only {len(accepted)} accepted update(s), fewer than the round's "
+                                f"policy.min_accepted {min_accepted}: the aggregate must not be opened (attest "
+                                f"outcome {v.OUTCOME_TOO_FEW!r})")
+        if outcome == v.OUTCOME_TOO_FEW and len(accepted) >= min_accepted:
+            raise ContractError(f"attestation: outcome {outcome!r} with {len(accepted)} accepted update(s), at least "
+                                f"the round's policy.min_accepted {min_accepted}")
         if len(accepted) < rnd["min_updates"] and model_hash != rnd["base_model_hash"]:
             raise ContractError(f"only {len(accepted)} accepted update(s), fewer than min_updates "
                                 f"{rnd['min_updates']}: the model must stay the base model {rnd['base_model_hash']}")
         accepted = sorted(accepted)
         attestation = {"round_id": round_id, "node": me["id"], "node_index": me["node_index"],
-                       "model_hash": model_hash, "accepted": accepted, "rejected": rejected,
+                       "model_hash": model_hash, "accepted": accepted, "rejected": rejected, "outcome": outcome,
                        "report_hash": report_hash, "attested_at": tx.timestamp, "tx_id": tx.tx_id}
         tx.put_json(keys.attestation(round_id, me["node_index"]), attestation)
-        claim = {"model_hash": model_hash, "accepted": accepted}
+        claim = {"model_hash": model_hash, "accepted": accepted, "outcome": outcome}
         # Every attestation also writes the round record: concurrent attestations then conflict on MVCC
         # and the retried one sees the others, so a quorum is never missed by parallel commits.
         record = {**rnd, "attestations": {**rnd["attestations"], me["id"]: {**claim, "tx_id": tx.tx_id}}}
-        if rnd["state"] == FINALIZED:
-            if claim != {k: rnd["finalized"][k] for k in claim}:
+        if rnd["state"] in (FINALIZED, FAILED):  # a late node: recorded, listed as dissent if it differs
+            agreed = rnd["finalized"] if rnd["state"] == FINALIZED else rnd["agreed"]
+            if claim != _claim_of(agreed):
                 record["dissent"] = sorted({*rnd["dissent"], me["id"]})
             return tx.put_json(keys.round_(round_id), record)
-        claims = [{k: a[k] for k in claim} for a in record["attestations"].values()]
+        claims = [_claim_of(a) for a in record["attestations"].values()]
+        result = {**claim, "rejected": rejected, "report_hash": report_hash}
         if any(c != claim for c in claims):
-            record["state"] = DISPUTED
-            record["disputed_at"] = tx.timestamp
-            tx.event("RoundDisputed", {"round_id": round_id, "attestations": record["attestations"]})
-        elif len(claims) >= rnd["mpc"]["quorum"]:
+            self._dispute(tx, record, DISPUTE_DIFFER)
+        elif len(claims) < rnd["mpc"]["quorum"]:
+            pass  # waiting for more nodes
+        elif outcome == v.OUTCOME_OK:
             record["state"] = FINALIZED
             record["finalized_at"] = tx.timestamp
-            record["finalized"] = {**claim, "rejected": rejected, "report_hash": report_hash}
+            record["finalized"] = result
             self._finalize(tx, rnd, model_hash)
             tx.event("RoundFinalized", {"round_id": round_id, "model_hash": model_hash, "accepted": accepted,
                                         "rejected": rejected})
+        elif outcome == v.OUTCOME_TOO_FEW:  # terminal, no model: the head stays, the next round builds on it
+            record["state"] = FAILED
+            record["failed_at"] = tx.timestamp
+            record["failure_reason"] = outcome
+            record["agreed"] = result
+            tx.event("RoundFailed", {"round_id": round_id, "reason": outcome, "accepted": accepted,
+                                     "rejected": rejected})
+        else:  # aggregate_out_of_range: the nodes agree the aggregate is unusable; no model, the head stays
+            record["agreed"] = result
+            self._dispute(tx, record, outcome)
         return tx.put_json(keys.round_(round_id), record)
+
+    @staticmethod
+    def _dispute(tx: Tx, record: dict[str, Any], reason: str) -> None:
+        record["state"] = DISPUTED
+        record["disputed_at"] = tx.timestamp
+        record["dispute_reason"] = reason
+        tx.event("RoundDisputed", {"round_id": record["round_id"], "reason": reason,
+                                   "attestations": record["attestations"]})
 
     def _finalize(self, tx: Tx, rnd: dict[str, Any], model_hash: str) -> None:
         head = self._head(tx)

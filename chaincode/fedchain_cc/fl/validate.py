@@ -26,6 +26,11 @@ REASON_HINT = "[a-z0-9_]{1,32}"
 MAX_ROUND_ID = 10**12
 MAX_TIMESTAMP = 10**11  # unix seconds (year ~5000): bounds a deadline
 MAX_INT = 2**53  # JSON-safe integers only
+# AttestResult outcomes: "ok" publishes the aggregate; the others publish nothing (model_hash = the base model).
+OUTCOME_OK = "ok"
+OUTCOME_TOO_FEW = "too_few_accepted"  # fewer than min_accepted accepted: the nodes do not open the aggregate
+OUTCOME_OUT_OF_RANGE = "aggregate_out_of_range"  # the opened aggregate failed the nodes' sanity check
+OUTCOMES = (OUTCOME_OK, OUTCOME_TOO_FEW, OUTCOME_OUT_OF_RANGE)
 
 
 class ContractError(Exception):
@@ -189,6 +194,24 @@ def check_freeform(value: dict[str, Any], what: str, *, scalars_only: bool) -> N
             check_freeform(item, f"{what}.{key}", scalars_only=True)
             continue
         raise ContractError(f"{what}: '{key}' must be a scalar, an array of scalars or a flat object")
+
+
+def policy_min_accepted(policy: dict[str, Any], floor: int, hi: int, what: str) -> int | None:
+    """A policy's `min_accepted`: None when absent, else an integer in [floor, hi] (floor = consortium minimum).
+
+    The floor is a privacy bound (the aggregate of one update IS that update): a round may raise it, never lower it.
+    """
+    value = policy.get("min_accepted")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError(f"{what}.min_accepted must be an integer, got {type_name(value)}")
+    if value < floor:
+        raise ContractError(f"{what}.min_accepted {value} is below the consortium's minimum {floor}: an aggregate of "
+                            f"fewer accepted updates would expose them (a round may raise the floor, never lower it)")
+    if value > hi:
+        raise ContractError(f"{what}.min_accepted {value} is above the maximum {hi}")
+    return value
 
 
 def round_id(arg: str, what: str = "round_id", lo: int = 1) -> int:

@@ -131,6 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quorum", type=int, default=None, help="attestations needed to finalize (default: t+1)")
     p.add_argument("--policy", default=None, help="default verification policy: JSON or @file")
     p.add_argument("--max-model-bytes", type=int, default=None, help="model size limit (chaincode default 4 MiB)")
+    p.add_argument("--min-accepted", type=int, default=None,
+                   help="privacy floor: fewest accepted updates the MPC nodes aggregate (chaincode default 3)")
     p.add_argument("--operator-id", default=None, help="participant id for the caller (default 'operator')")
     p.add_argument("--config", default=None, help="the whole InitConsortium config as JSON or @file")
     _cmd(csub, "show", "GetConsortium: configuration and the head pointer", _cons_show)
@@ -219,6 +221,8 @@ def _init(args: argparse.Namespace) -> int:
             config["default_policy"] = json_arg(args.policy, "--policy")
         if args.max_model_bytes:
             config["max_model_bytes"] = args.max_model_bytes
+        if args.min_accepted is not None:
+            config["min_accepted"] = args.min_accepted
         if args.operator_id:
             config["operator_id"] = args.operator_id
     with session(args) as (_, _, client):
