@@ -38,7 +38,8 @@ def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
         f"- blocks: {chain['height']}, head `{chain['head_hash'][:16]}…`, transactions: {chain['transactions']}",
         f"- validation codes: {', '.join(f'{k}={v}' for k, v in chain['validation_codes'].items())}",
         f"- organisations (from the config block): {', '.join(chain['application_orgs'])}",
-        f"- genesis model: `{fl['genesis_model_hash']}`; attestation quorum: {fl['quorum']}",
+        f"- genesis model: `{fl['genesis_model_hash']}`; attestation quorum: {fl['quorum']}; "
+        f"privacy floor (min accepted updates per aggregate): {fl.get('min_accepted')}",
         f"- calls: {', '.join(f'{k}×{v}' for k, v in fl['calls'].items())}", "",
         "| round | state | submitted | attested by | accepted | rejected | model hash | published |",
         "|---|---|---|---|---|---|---|---|",
@@ -46,10 +47,16 @@ def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
     for r in fl["rounds"]:
         if r["round_id"] == 0:
             continue
+        # FAILED and DISPUTED rounds end without a model: the next round builds on the last FINALIZED one
+        state = f"{r['state']} ({r['reason']})" if r.get("reason") else r["state"]
+        if r["state"] == "FINALIZED":
+            published = "yes" if r["published_hash"] == r["finalized_hash"] else "no"
+        else:
+            published = "no model" if r["published_hash"] is None else "yes (not allowed)"
         lines.append(
-            f"| {r['round_id']} | {r['state']} | {len(r['submitted'])} | {len(r['attested_by'])} | "
+            f"| {r['round_id']} | {state} | {len(r['submitted'])} | {len(r['attested_by'])} | "
             f"{', '.join(r['accepted']) or '-'} | {', '.join(f'{k} ({v})' for k, v in r['rejected'].items()) or '-'} | "
-            f"`{(r['finalized_hash'] or '-')[:16]}` | {'yes' if r['published_hash'] == r['finalized_hash'] else 'no'} |"
+            f"`{(r['finalized_hash'] or '-')[:16]}` | {published} |"
         )
     findings = chain["findings"] + fl["findings"]
     lines += ["", "## Findings", ""] + (
