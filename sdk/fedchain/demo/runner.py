@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,9 @@ class Demo:
         self.spec_json = json.loads(self.spec.to_json()) | {"param_count": param_count(self.spec)}
         self.hp = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum)
         self.root = root_dataset(self.data.val.images, self.data.val.labels, cfg.root_size, seed=cfg.seed)
+        if cfg.dataset:  # a given npz sets the sizes (e.g. digits: val 179 < root_size 200): report the real ones
+            self.cfg = cfg = replace(cfg, root_size=len(self.root[1]), n_train=len(self.data.train),
+                                     n_test=len(self.data.test))
         self.operator = Operator(net)
         self.clients: dict[str, HospitalClient] = {}
         self.model_checks: list[dict[str, Any]] = []
