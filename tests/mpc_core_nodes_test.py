@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fedchain.verification import VerificationPolicy
 from fedchain_mpc import bench, plaintext
 from fedchain_mpc.aggregate import canonical_bytes, delta_sha256
 from fedchain_mpc.mpc_program import JobError, load_job, load_shares
-from fedchain_mpc.policy import VerificationPolicy
 
 POLICY = VerificationPolicy(norm_bound=2.0, outlier_factor=1.5)
 
@@ -31,7 +31,8 @@ def test_three_nodes_verify_aggregate_and_reject_inconsistent_shares(tmp_path: P
     verdicts = [outs[0]["verdicts"][f"h{i}"] for i in range(8)]
     consistent = np.ones(8, dtype=bool)
     consistent[5] = False
-    expected, agg_pt = plaintext.evaluate(x, ns, POLICY, ref, "it", consistent=consistent)
+    assert len({o["seed"] for o in outs}) == 1 and outs[0]["seed"] != "it"  # joint randomness, agreed
+    expected, agg_pt = plaintext.evaluate(x, ns, POLICY, ref, outs[0]["seed"], consistent=consistent)
     assert [(v["accept"], v["reason"]) for v in verdicts] == expected
     reasons = [v["reason"] for v in verdicts]
     assert reasons[:2] == ["cosine", "norm"] and reasons[5] == "inconsistent"
@@ -41,7 +42,9 @@ def test_three_nodes_verify_aggregate_and_reject_inconsistent_shares(tmp_path: P
         assert o["aggregate_sha256"] == outs[0]["aggregate_sha256"]
         assert o["model_sha256"] == outs[0]["model_sha256"] is not None
         assert o["bytes_sent"] > 0 and o["peak_rss_mb"] > 0
-        assert set(o["phases"]) >= {"local_products", "norm", "outlier", "aggregate", "total"}
+        assert set(o["phases"]) >= {"seed", "local_products", "inconsistent", "range", "norm+cosine", "outlier",
+                                   "aggregate", "total"}
+        assert o["outcome"] == "ok"
     agg = np.load(outs[0]["aggregate_path"], allow_pickle=False)["delta"]
     assert delta_sha256(agg) == outs[0]["aggregate_sha256"]
     assert np.max(np.abs(agg - agg_pt)) <= 1e-5

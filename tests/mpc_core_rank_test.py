@@ -1,10 +1,13 @@
-"""verify._sum_smallest / _within_factor_of_median (one-batch rank counting) equal numpy, ties included."""
+"""checks.outlier.sum_smallest / within_factor_of_median and mpcops.count_median_test (one-batch rank
+counting) equal numpy, ties included."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedchain_mpc.verify import _sum_smallest, _within_factor_of_median
+from fedchain_mpc import mpcops
+from fedchain_mpc.checks.outlier import sum_smallest as _sum_smallest
+from fedchain_mpc.checks.outlier import within_factor_of_median as _within_factor_of_median
 from mpyc.runtime import mpc
 
 
@@ -57,23 +60,43 @@ def test_within_factor_matches_lower_median(n: int, factor: int) -> None:
 @pytest.mark.parametrize("n,rule", [(17, "multi_krum"), (26, "multi_krum"), (30, "mean_distance")])
 def test_larger_rounds_use_sorting_paths_and_agree_with_plaintext(n: int, rule: str) -> None:
     """n > KRUM_RANK_MAX_N (per-row sorting network) and n > RANK_MEDIAN_MAX_N (sorted scores)."""
+    from fedchain.verification import VerificationPolicy
     from fedchain_mpc import plaintext
-    from fedchain_mpc.policy import VerificationPolicy
-    from fedchain_mpc.verify import KRUM_RANK_MAX_N, RANK_MEDIAN_MAX_N
-    from mpc_core_verify_test import _bits, _scaled, encode_rows, make_round, run_mpc
+    from fedchain_mpc.checks.outlier import KRUM_RANK_MAX_N, RANK_MEDIAN_MAX_N
+    from mpc_core_verify_test import _bits, borderline, encode_rows, make_round, run_mpc
 
     assert n > KRUM_RANK_MAX_N and (n > RANK_MEDIAN_MAX_N or n == 17)
     rng = np.random.default_rng(n)
-    policy = VerificationPolicy(norm_bound=2.0, pine_num_vectors=4, outlier_factor=1.5, outlier_rule=rule)
+    policy = VerificationPolicy(value_bound=8.0, norm_bound=2.0, norm_rel_factor=0.0, outlier_factor=1.5,
+                                outlier_rule=rule)
     for attempt in range(5):
         x, ref, _ = make_round(rng, n, 60, n // 4)
         ns = [int(v) for v in rng.integers(1, 1000, n)]
         seed = f"big-{n}-{attempt}"
-        pt, _ = plaintext.evaluate(x, ns, policy, ref, seed)
-        if any(_bits(plaintext.evaluate(x, ns, _scaled(policy, s), ref, seed)[0]) != _bits(pt) for s in (-1e-3, 1e-3)):
+        if borderline(x, ns, policy, ref, seed, rng):
             continue  # borderline under fixed-point rounding
-        res = run_mpc(*encode_rows(x), ns, policy, ref, seed)
+        pt, _ = plaintext.evaluate(x, ns, policy, ref, seed)
+        res = run_mpc(*encode_rows(x), ns, policy, ref, seed, joint=False)
         assert res.verdicts == pt
         assert sum(not a for a in _bits(pt)) >= 1
         return
     pytest.fail("no non-borderline round drawn")
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("n,q", [(3, 64), (6, 144), (9, 23), (12, 256)])
+def test_count_median_test_matches_plaintext_on_a_row_subset(n: int, q: int, upper: bool) -> None:
+    """The relative norm / cosine rules: REL_DEN v_i <= q med (or >=), median over a public subset."""
+    rng = np.random.default_rng(n * 7 + q + upper)
+    v = rng.integers(-40, 200, n) * 100
+    v[: n // 3] = v[n // 3]  # ties
+    cols = np.sort(rng.choice(n, max(2, n - 2), replace=False))
+    secint = mpc.SecInt(48)
+    bound = int(np.abs(v).max()) * max(64, q) + 1
+
+    async def body():
+        return await mpc.output(mpcops.count_median_test(secint.array(v), q, 64, bound, cols, cols, upper))
+
+    got = np.array(_run(body), dtype=np.int64)
+    want = mpcops.median_rule_plain(v.astype(np.float64), q, 64, cols, upper)[cols]
+    assert np.array_equal(got, want.astype(np.int64))

@@ -1,4 +1,5 @@
-"""Agreement with the plaintext policy over 100 random trials, three MPyC parties as processes (slow)."""
+"""Agreement with the plaintext pipeline over 100 random trials (crafted field elements included),
+three MPyC parties as processes (slow)."""
 
 from __future__ import annotations
 
@@ -32,5 +33,5 @@ def test_three_party_accept_bits_equal_plaintext_over_100_trials(tmp_path: Path)
                 p.kill()
     s = json.loads(out.read_text())
     assert s["mismatches"] == 0, s
-    assert s["compared"] >= 90 and s["rejected"] >= 30, s
+    assert s["compared"] >= 85 and s["rejected"] >= 30 and s["crafted"] >= 10, s
     assert s["max_abs_error"] <= 1e-5, s

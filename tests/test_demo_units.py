@@ -10,7 +10,7 @@ import pytest
 from fedchain.demo.adversary import Coalition
 from fedchain.demo.operator import build_policy
 from fedchain.hospital.client import model_spec_of, train_config_of, training_seed
-from fedchain_mpc.policy import VerificationPolicy
+from fedchain.verification import VerificationPolicy
 
 
 @pytest.mark.parametrize("ref_norm", [0.01, 0.5, 3.0, 40.0])

@@ -16,12 +16,13 @@ Job file (JSON, written by the node service):
         {"hospital_id": "h1", "path": "/.../h1.share", "n_samples": 500,
          "sha256": "<hex, optional: checked against the file>"}
       ],
-      "policy": {...},                 # fedchain_mpc.policy.VerificationPolicy JSON (the round's)
+      "policy": {...},                 # fedchain.verification.VerificationPolicy JSON (the round's)
       "reference_path": "/.../ref.npz",   # npz with array "delta" (float64, length dim); optional
                                           # if policy.cosine_enabled is false
       "base_model_path": "/.../base.safetensors",  # optional: then the new model is written
       "l": 32, "f": 16, "t": 1, "m": 3,
-      "seed": "<public randomness agreed via the ledger, e.g. hash of all share hashes>",
+      "seed": "<public ledger context (round, committed share hashes); the checks' randomness is
+               generated jointly by the nodes inside the run and mixed with it>",
       "output_path": "/.../result.json"
     }
 Share files are `fedchain.sharing` share bytes (parsed strictly; header must match round_id,
@@ -34,6 +35,10 @@ Output JSON (written atomically to output_path by every node; identical except t
       "verdicts": {"h1": {"accept": true, "reason": "ok"}, ...},
                     # reason in ok | inconsistent | norm | cosine | outlier
       "n_accepted": 2, "total_weight": 1234,
+      "outcome": "ok" | "too_few_accepted" | "aggregate_out_of_range",
+                    # not ok: no aggregate was opened (privacy floor) or it failed the sanity check;
+                    # then model_path is null and the node attests the base model with the outcome
+      "seed": "<hex: the joint public randomness the checks used (recorded for auditors)>",
       "aggregate_path": "<output_path>.aggregate.npz",   # npz "delta" float64 (weighted average)
       "aggregate_sha256": "<hex of the delta's float64 little-endian bytes>",
       "model_path": "<output_path>.model.safetensors" | null,   # base + delta, canonical
@@ -140,10 +145,10 @@ def peak_rss_mb() -> float:
 
 
 async def run_job(job: dict) -> dict:
+    from fedchain.verification import VerificationPolicy
     from mpyc.runtime import mpc
 
     from fedchain_mpc.aggregate import apply_delta, delta_sha256
-    from fedchain_mpc.policy import VerificationPolicy
     from fedchain_mpc.verify import verify_and_aggregate
 
     started = time.perf_counter()
@@ -168,7 +173,7 @@ async def run_job(job: dict) -> dict:
     with open(agg_path, "wb") as fh:
         np.savez(fh, delta=res.aggregate)
     model_path = model_sha = None
-    if job.get("base_model_path"):
+    if job.get("base_model_path") and res.outcome == "ok":
         data, model_sha = apply_delta(Path(job["base_model_path"]).read_bytes(), res.aggregate)
         model_path = out.with_name(out.name + ".model.safetensors")
         model_path.write_bytes(data)
@@ -177,6 +182,7 @@ async def run_job(job: dict) -> dict:
         "round_id": job["round_id"], "party": job["party"],
         "verdicts": {h: {"accept": ok, "reason": why} for h, (ok, why) in zip(ids, res.verdicts, strict=True)},
         "n_accepted": sum(ok for ok, _ in res.verdicts), "total_weight": res.total_weight,
+        "outcome": res.outcome, "seed": res.seed,
         "aggregate_path": str(agg_path), "aggregate_sha256": delta_sha256(res.aggregate),
         "model_path": str(model_path) if model_path else None, "model_sha256": model_sha,
         "phases": phases, "bytes_sent": nbytes, "peak_rss_mb": peak_rss_mb(), "cpu_s": cpu_seconds(),

@@ -10,9 +10,13 @@ after any crash and converges (every step is idempotent):
    "missing_share" at every node alike, so all nodes give MPyC the same hospital list.
 2. Run this node's MPyC party (runner.py) with the round's policy, the base model from the
    ledger (hash checked), the FLTrust reference (reference_dir or GetReference, hash checked)
-   and a public seed derived from the committed share hashes; retried with backoff on failure,
-   abandoned if the round is finalized by the other nodes meanwhile.
-3. Fewer accepted than the round's min_updates: the model stays the base model (chaincode rule).
+   and the public ledger context (committed share hashes; the checks' random values are generated
+   jointly inside the run, after sealing); retried with backoff on failure, abandoned if the
+   round is finalized by the other nodes meanwhile.
+3. Fewer accepted than the policy's min_accepted (privacy floor: the run did not open the
+   aggregate) or an aggregate that failed the sanity check: attest the base model with that
+   outcome (the round ends FAILED / DISPUTED, nothing is published). Fewer accepted than the
+   round's min_updates: the model stays the base model (chaincode rule).
    Save the new model, write the report, attest (AttestResult; 'already attested' is success).
 4. FINALIZED round: publish the model if nobody has (PublishModel; 'already published' is success).
 Progress lives in NodeState (SQLite), so a restarted node resumes where it stopped.
@@ -44,7 +48,7 @@ from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, 
 log = logging.getLogger(__name__)
 
 MISSING_SHARE = "missing_share"
-DONE = (PUBLISHED, "disputed")
+DONE = (PUBLISHED, "disputed", "round_failed")  # round_failed: the ledger's FAILED (not a local run failure)
 
 
 class RoundError(Exception):
@@ -107,11 +111,14 @@ class RoundProcessor:
         st = rnd["state"]
         if st == "OPEN":
             return "open"
-        if st == "DISPUTED":
+        if st in ("DISPUTED", "FAILED"):  # over without a model: nothing to run or publish
+            status = "disputed" if st == "DISPUTED" else "round_failed"
             self.store.seal(round_id)
-            self.state.update(round_id, "disputed")
-            log.error("round %d is DISPUTED on the ledger; nothing more to do here", round_id)
-            return "disputed"
+            self.state.update(round_id, status)
+            (log.error if st == "DISPUTED" else log.warning)(
+                "round %d is %s on the ledger (%s); nothing more to do here", round_id, st,
+                rnd.get("dispute_reason") or rnd.get("failure_reason") or "-")
+            return status
         if st == "CLOSED" and (local is None or local["status"] != ATTESTED):
             self._run_and_attest(round_id, rnd)
             return ATTESTED
@@ -242,15 +249,22 @@ class RoundProcessor:
             verdicts = result["verdicts"]
         accepted = sorted(h for h, v in verdicts.items() if v["accept"])
         rejected.update({h: v["reason"] for h, v in verdicts.items() if not v["accept"]})
-        if result is not None and len(accepted) >= int(rnd.get("min_updates", 1)) and result.get("model_path"):
+        # no aggregate below the privacy floor (the MPC run did not open it); an aggregate that failed
+        # the sanity check is not published: both attest the base model with the outcome
+        outcome = result.get("outcome", "ok") if result is not None else "too_few_accepted"
+        if outcome == "ok" and len(accepted) < int((rnd.get("policy") or {}).get("min_accepted", 1)):
+            outcome = "too_few_accepted"
+        if (outcome == "ok" and result is not None and len(accepted) >= int(rnd.get("min_updates", 1))
+                and result.get("model_path")):
             model = Path(result["model_path"]).read_bytes()
         model_hash = sha256_hex(model)
         write_durably(self.model_path(round_id), model, mode=0o644)
         report = {
             "round_id": round_id, "node": self.ctx.node_id, "node_index": self.ctx.node_index,
             "base_model_hash": rnd["base_model_hash"], "model_hash": model_hash, "accepted": accepted,
-            "rejected": dict(sorted(rejected.items())), "seed": seed,
-            "aggregate_sha256": result["aggregate_sha256"] if result else None,
+            "rejected": dict(sorted(rejected.items())), "seed": seed, "outcome": outcome,
+            "joint_seed": result.get("seed") if result else None,
+            "aggregate_sha256": result["aggregate_sha256"] if result and outcome == "ok" else None,
             "n_accepted": len(accepted), "total_weight": result["total_weight"] if result else 0,
             "inputs": [{"hospital": u["hospital"], "sha256": u["share_hashes"][self.ctx.node_index]} for u in present],
         }
@@ -258,6 +272,8 @@ class RoundProcessor:
         write_durably(self.report_path(round_id), report_bytes, mode=0o644)
         attestation = {"round_id": round_id, "model_hash": model_hash, "accepted": accepted,
                        "rejected": dict(sorted(rejected.items())), "report_hash": sha256_hex(report_bytes)}
+        if outcome != "ok":
+            attestation["outcome"] = outcome
         try:
             self.ledger.attest(attestation)
         except LedgerError as exc:

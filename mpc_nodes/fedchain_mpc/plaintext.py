@@ -1,66 +1,63 @@
-"""Reference semantics of the verification policy in plain float64 (see policy.py).
+"""Reference semantics of the verification pipeline in plain float64 (fedchain.verification.policy).
 
-The MPC program must produce the same accept bits (tested over random trials). It uses the
-same public randomness (seed) and the same quantized unit reference, so the only differences
-are fixed-point rounding (2^-16) of inputs and intermediate values.
+Runs the same registered checks (fedchain_mpc.checks) as the MPC driver, stage by stage over the
+rows still eligible, with the same public randomness (pass MPCResult.seed) and the same quantized
+unit reference; the only differences are fixed-point rounding (2^-16) of inputs and intermediate
+values. Used by tests, benchmarks and simulations (through the CLI layer).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from fedchain.sharing import field_modulus
+from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import field as ff
-from fedchain_mpc.policy import VerificationPolicy
+from fedchain_mpc.checks import PlainRound
+from fedchain_mpc.verify import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
 
 
 def evaluate(updates: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
              reference: np.ndarray | None, seed: str,
              consistent: np.ndarray | None = None) -> tuple[list[tuple[bool, str]], np.ndarray]:
-    """Verdicts [(accept, reason)] and the weighted average of accepted updates (float64)."""
+    """Verdicts [(accept, reason)] and the weighted average of accepted updates (float64; zeros if
+    fewer than min_accepted were accepted)."""
+    verdicts, agg, _ = evaluate_round(updates, n_samples, policy, reference, seed, consistent)
+    return verdicts, agg
+
+
+def evaluate_round(updates: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
+                   reference: np.ndarray | None, seed: str, consistent: np.ndarray | None = None
+                   ) -> tuple[list[tuple[bool, str]], np.ndarray, str]:
+    """(verdicts, aggregate, outcome) with outcome ok | too_few_accepted | aggregate_out_of_range."""
     x = np.asarray(updates, dtype=np.float64)
     n, d = x.shape
-    cons = np.ones(n, dtype=bool) if consistent is None else np.asarray(consistent, dtype=bool)
-    b = policy.norm_bound
-    v = ff.pine_vectors(seed, policy.pine_num_vectors, d)
-    proj = x @ v.T
-    norm2 = np.einsum("ij,ij->i", x, x)
-    n_ok = cons & np.all(np.abs(proj) <= policy.pine_c * b * ff.PINE_SPREAD, axis=1) & (norm2 <= b * b)
-    if policy.cosine_enabled:
-        if reference is None:
-            raise ValueError("policy enables the cosine check but no reference update was given")
-        r = ff.quantized_reference(reference) / 2.0 ** 16
-        xr = x @ r
-        c2 = policy.cosine_min ** 2
-        if policy.cosine_min >= 0:
-            c_ok = (xr >= 0) & (xr * xr >= c2 * norm2)
-        else:
-            c_ok = (xr >= 0) | (xr * xr <= c2 * norm2)
-    else:
-        c_ok = np.ones(n, dtype=bool)
-    elig = n_ok & c_ok
-    o_ok = np.ones(n, dtype=bool)
-    if policy.outlier_active(n):
-        cap = 4 * b * b
-        sq = norm2[:, None] + norm2[None, :] - 2 * (x @ x.T)
-        dist = np.where(np.outer(elig, elig), sq, cap)
-        np.fill_diagonal(dist, 0.0)
-        k = policy.krum_k(n)
-        score = np.sort(dist, axis=1)[:, :k + 1].sum(axis=1)
-        med = np.sort(score)[(n - 1) // 2]
-        o_ok = score * 16 <= med * policy.factor_num
-    verdicts: list[tuple[bool, str]] = []
-    for i in range(n):
-        if not cons[i]:
-            verdicts.append((False, "inconsistent"))
-        elif not n_ok[i]:
-            verdicts.append((False, "norm"))
-        elif not c_ok[i]:
-            verdicts.append((False, "cosine"))
-        elif not o_ok[i]:
-            verdicts.append((False, "outlier"))
-        else:
-            verdicts.append((True, "ok"))
+    ref = ff.quantized_reference(reference) / 2.0 ** 16 if reference is not None else None
+    rnd = PlainRound(x=x, policy=policy, seed=seed, reference=ref, consistent=consistent)
+    reasons: list[str | None] = [None] * n
+    rows = np.arange(n)
+    checks = active_checks(policy)
+    for stage in sorted({c.stage for c in checks}):
+        group = [c for c in checks if c.stage == stage]
+        results = [(c, c.plaintext(rnd, rows)) for c in group]
+        for c, passed in results:
+            for i in rows:
+                if reasons[i] is None and not passed[i]:
+                    reasons[i] = c.reason
+        rows = np.array([i for i in rows if reasons[i] is None], dtype=np.int64)
+    verdicts = [(r is None, r or "ok") for r in reasons]
     w = np.array([min(int(s), policy.sample_cap) if ok else 0 for s, (ok, _) in zip(n_samples, verdicts, strict=True)],
                  dtype=np.float64)
-    agg = (w @ x) / w.sum() if w.sum() > 0 else np.zeros(d)
-    return verdicts, agg
+    if sum(ok for ok, _ in verdicts) < policy.min_accepted:
+        return verdicts, np.zeros(d), TOO_FEW
+    agg = (w @ x) / w.sum()
+    return verdicts, agg, OK if aggregate_is_sane(agg, policy) else OUT_OF_RANGE
+
+
+def decode_field_rows(rows: np.ndarray, f: int = 16) -> np.ndarray:
+    """Field elements (ints mod p, object array) → the real values they stand for (signed, / 2^f).
+    A crafted element (a fraction mod p) decodes to a huge value: the ideal rule then rejects it."""
+    p = field_modulus()
+    v = np.asarray(rows, dtype=object) % p
+    signed = np.where(v > p // 2, v - p, v)
+    return signed.astype(np.float64) / 2.0 ** f

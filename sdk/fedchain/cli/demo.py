@@ -102,7 +102,7 @@ def _ensure_network(directory: Path, base_port: int):
 
 def _policy_check():
     try:
-        from fedchain_mpc.policy import VerificationPolicy
+        from fedchain.verification import VerificationPolicy
     except ImportError:  # hospitals-only install: the ledger's MPC nodes will judge the policy
         return None
     return lambda policy: VerificationPolicy.from_json(policy)

@@ -139,6 +139,6 @@ def bootstrap_ledger(net: EmbeddedNetwork) -> None:
 
 
 def _default_policy() -> dict:
-    from fedchain_mpc.policy import VerificationPolicy
+    from fedchain.verification import VerificationPolicy
 
     return json.loads(VerificationPolicy().to_json())

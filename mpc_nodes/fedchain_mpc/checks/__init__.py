@@ -1,0 +1,17 @@
+"""The verification pipeline's checks, in order (the reason code is the first failing one).
+
+Add a check: write a module with a `Check` subclass (base.py says what it defines) and list an
+instance here. The MPC driver (fedchain_mpc.verify) and the plaintext reference
+(fedchain_mpc.plaintext) both run exactly this list.
+"""
+
+from .base import Check, PlainRound
+from .consistency import Consistency, degree_ok
+from .cosine import Cosine
+from .norm import Norm
+from .outlier import Outlier
+from .range_check import Range
+
+CHECKS: tuple[Check, ...] = (Consistency(), Range(), Norm(), Cosine(), Outlier())
+
+__all__ = ["CHECKS", "Check", "PlainRound", "degree_ok"]

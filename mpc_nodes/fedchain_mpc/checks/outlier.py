@@ -1,0 +1,139 @@
+"""Outlier score (Multi-Krum style) among the updates that passed every earlier check.
+
+D_ij = ||x_i - x_j||^2 from the Gram matrix (no extra pass over the shares); a row of an update
+that is no longer eligible is (cap, .., 0, .., cap), cap = policy.distance_cap(), so it counts like a far
+point and its score is public. score_i = sum of the k + 1 smallest entries of row i (self distance
+0 included; k = n - krum_f - 2 for multi_krum, n - 1 for mean_distance). Pass iff
+16 score_i <= factor_num * lower-median(score) or score_i <= floor_score (k + 1 times outlier_floor^2
+plus 4 units of 2^-16): identical updates (score 0) always pass, nearly identical ones pass under the
+floor.
+
+Cost: for n <= KRUM_RANK_MAX_N the k + 1 smallest per row by ranking with all pairwise comparisons
+in one batch (2 comparison stages), beyond that a per-row sorting network; the mean-distance rule
+needs only row sums. The median test for n <= RANK_MEDIAN_MAX_N compares every score with every
+scaled score in one batch, else the n scores are sorted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fedchain.verification import FACTOR_DEN
+from mpyc.runtime import mpc
+
+from fedchain_mpc import mpcops
+
+from .base import Check, PlainRound
+
+RANK_MEDIAN_MAX_N = 24
+KRUM_RANK_MAX_N = 16  # above, a sorting network's fewer comparisons beat one wide batch
+
+
+def sum_smallest(dist: Any, count: int, cap: int) -> Any:
+    """Per row of dist (rows × n, entries in about [0, cap]): the sum of its `count` smallest entries.
+
+    Ranks by pairwise comparison in ONE batch instead of a sorting network: order by (value, column
+    index), so ties count like a stable sort and the sum equals that of the sorted row's first
+    `count` entries."""
+    n = dist.shape[1]
+    a, b = np.triu_indices(n, 1)
+    before = mpcops.lt0(dist[:, b] - dist[:, a], cap)  # 1: column b precedes column a (strictly smaller)
+    to_count = np.zeros((a.size, n), dtype=np.int64)  # rank_j = #columns preceding j
+    to_count[np.arange(a.size), a] = 1
+    to_count[np.arange(a.size), b] = -1
+    rank = before @ to_count + np.arange(n)
+    chosen = mpcops.lt0(rank - count, n + 1)  # rank < count
+    return mpc.np_sum(chosen * dist, axis=1)
+
+
+def within_factor_of_median(s: Any, factor_num: int, bound: int, rows: np.ndarray | None = None) -> Any:
+    """1 where 16·s_i <= factor_num · (lower median of all n scores), for i in rows (default all)."""
+    n = s.shape[0]
+    rows = np.arange(n) if rows is None else rows
+    return mpcops.count_median_test(s, factor_num, FACTOR_DEN, bound, rows, np.arange(n), upper=False)
+
+
+RESOLUTION_SLACK = 4 * 2.0 ** -16  # per distance: truncation noise of N_i + N_j - 2 G_ij at scale 2^16
+
+
+def floor_score(policy: Any, k: int) -> float:
+    """Scores at or below this always pass: (k + 1) (outlier_floor^2 + resolution slack). Without the
+    slack, identical updates (true score 0) would fail on fixed-point noise against a median of 0."""
+    return (k + 1) * (policy.outlier_floor ** 2 + RESOLUTION_SLACK)
+
+
+class Outlier(Check):
+    reason = "outlier"
+    stage = 3
+    fields = ("outlier_enabled", "krum_f", "outlier_factor", "outlier_rule", "krum_max_n", "outlier_floor")
+
+    def enabled(self, policy: Any) -> bool:
+        return policy.outlier_enabled
+
+    def plaintext(self, rnd: PlainRound, rows: np.ndarray) -> np.ndarray:
+        pol = rnd.policy
+        n = rnd.n
+        if not pol.outlier_active(n):
+            return np.ones(n, dtype=bool)
+        elig = np.zeros(n, dtype=bool)
+        elig[rows] = True
+        n2 = rnd.norm2()
+        sq = n2[:, None] + n2[None, :] - 2 * rnd.gram()
+        dist = np.where(np.outer(elig, elig), sq, pol.distance_cap())
+        np.fill_diagonal(dist, 0.0)
+        k = pol.krum_k(n)
+        score = np.sort(dist, axis=1)[:, :k + 1].sum(axis=1)
+        med = np.sort(score)[(n - 1) // 2]
+        return (score * FACTOR_DEN <= med * pol.factor_num) | (score <= floor_score(pol, k))
+
+    async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+        pol = rnd.policy
+        n = rnd.n
+        if not pol.outlier_active(n) or not rows.size:
+            return []
+        one = rnd.one
+        secint = rnd.secint
+        eye = np.eye(n, dtype=np.int64)
+        elig = np.zeros(n, dtype=bool)
+        elig[rows] = True
+        cap = int(round(pol.distance_cap() * one))
+        both = np.outer(elig, elig).astype(np.int64)
+        kk = pol.krum_k(n)
+        krum = kk + 1 < n
+        if not rnd.wide:
+            g = await rnd.gram()
+            norm2 = await rnd.norm2()
+            dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
+            dist = (dist * both + cap * (1 - both)) * (1 - eye)
+            if krum and n <= KRUM_RANK_MAX_N:  # an ineligible row's sum is kk·cap, public
+                pick = np.zeros((rows.size, n), dtype=np.int64)
+                pick[np.arange(rows.size), rows] = 1
+                score = sum_smallest(dist[rows], kk + 1, cap) @ pick + kk * cap * (1 - elig.astype(np.int64))
+            elif krum:
+                small_t = mpc.SecInt(mpcops.bits_for(cap), p=rnd.p)  # cheaper comparisons in the sorting network
+                srt = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+                score = secint.array(await mpc.gather(mpc.np_sum(srt[:, :kk + 1], axis=1)))
+            else:
+                score = mpc.np_sum(dist, axis=1)
+        else:  # mean-distance rule: row sums at scale 2^32, then n truncations
+            g32, diag = await rnd.gram32()
+            cap32 = cap << 16
+            dist = diag.reshape(n, 1) + diag.reshape(1, n) - 2 * g32
+            dist = (dist * both + cap32 * (1 - both)) * (1 - eye)
+            rowsum = rnd.secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
+            score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
+        bound_o = (kk + 1) * cap * max(FACTOR_DEN, pol.factor_num)
+        if n <= RANK_MEDIAN_MAX_N:
+            ok = within_factor_of_median(score, pol.factor_num, bound_o, rows)
+        else:
+            score_t = mpc.SecInt(mpcops.bits_for((kk + 1) * cap), p=rnd.p)
+            ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
+            med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))
+            ok = 1 - mpcops.lt0(med * pol.factor_num - score[rows] * FACTOR_DEN, bound_o)
+        pick = np.zeros((rows.size, n), dtype=np.int64)
+        pick[np.arange(rows.size), rows] = 1
+        fail = (1 - ok) @ pick
+        floor = int(round(floor_score(pol, kk) * one))
+        fail = fail * mpcops.lt0(floor - score, (kk + 1) * cap)  # 1 where score > floor
+        return [fail]

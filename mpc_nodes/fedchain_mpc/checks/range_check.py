@@ -1,0 +1,54 @@
+"""Validity: every element of an update is an honest fixed-point value (soundness against crafted
+field elements), and ||x|| <= value_bound, the largest update the fixed-point checks handle.
+
+A hospital may send any field element. Squares and inner products are computed mod p, so a
+"fraction" such as B + 2^-1 mod p can have a small square, and a huge value can wrap. PINE-style
+test: K public random vectors v_k (entries uniform in [-256, 256], from the seed the nodes open
+jointly after the inputs are sealed: no hospital can predict or re-roll them) and the zone test of
+mpcops.zone_terms on s_k = <x, v_k>: an honest s_k is an integer with |s_k| <= pine_c * 256 * ||x||
+(Hoeffding: fails w.p. <= 2 exp(-pine_c^2 / 2)); if x has a non-integral element, s_k is non-integral
+(hence ~p/q, far outside) for at least half of the values of one v-entry, so each vector catches
+it w.p. >= 256/513, and K >= 41 vectors leave <= 2^-40. Integral elements too large for the zone
+make s_k leave it w.p. >= 512/513. Once every s_k is in the zone, x is a real vector of moderate
+norm and ||x||^2 (computed mod p) is exact, so the norm cap below is sound.
+
+Plaintext rule: every |s_k| < range_limit (the MPC zone always passes below it; it always fails
+beyond 8 range_limit) and ||x|| <= value_bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedchain_mpc import field as ff
+from fedchain_mpc import mpcops
+
+from .base import Check, PlainRound
+
+
+class Range(Check):
+    reason = "range"
+    stage = 1
+    fields = ("range_enabled", "value_bound", "pine_num_vectors", "pine_c")
+
+    def enabled(self, policy: Any) -> bool:
+        return policy.range_enabled
+
+    def public_rows(self, policy: Any, seed: str, d: int, reference: np.ndarray | None) -> np.ndarray:
+        return ff.pine_vectors_int(seed, policy.pine_num_vectors, d)
+
+    def plaintext(self, rnd: PlainRound, rows: np.ndarray) -> np.ndarray:
+        pol = rnd.policy
+        v = ff.pine_vectors(rnd.seed, pol.pine_num_vectors, rnd.x.shape[1])
+        proj = rnd.x @ v.T
+        return np.all(np.abs(proj) < pol.range_limit(), axis=1) & (rnd.norm2() <= pol.value_bound ** 2)
+
+    async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+        pol = rnd.policy
+        proj = rnd.secint.array(rnd.field.array(rnd.products(self)))
+        zone = await mpcops.zone_terms(rnd.secint, proj, pol.range_bits())
+        cap = int(round(pol.value_bound ** 2 * rnd.one))
+        over = mpcops.lt0(cap - await rnd.norm2(), 2 * cap)  # 1 (or a non-bit, if x is garbage): too big
+        return [zone, over]

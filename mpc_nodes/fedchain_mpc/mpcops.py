@@ -1,0 +1,155 @@
+"""MPyC building blocks of the checks: comparisons, zone tests, counted medians, joint randomness.
+
+Every function runs inside an MPyC session (between mpc.start() and mpc.shutdown()) and is called
+by every party with its own shares. Secure integers are SecInt(48) over the field of
+SecFxp(32, 16) (values at scale 2^16), so shares made by hospitals need no conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from mpyc.runtime import mpc
+
+MAX_CMP_BITS = 48
+
+
+def bits_for(bound: int) -> int:
+    """Bit length for comparing values with |v| <= bound (MPyC's signed range 2^(l-1))."""
+    return min(MAX_CMP_BITS, int(bound).bit_length() + 2)
+
+
+def lt0(a, bound: int):
+    """1 where a < 0, for |a| <= bound (out-of-range inputs give a pseudo-random, often non-bit value)."""
+    return mpc.np_sgn(a, l=bits_for(bound), LT=True)
+
+
+async def settle(stype, a):
+    """Wait for a secure array's shares, so phase timings mean what they say (MPyC is lazy)."""
+    return stype.array(await mpc.gather(a))
+
+
+async def random_array(secint, shape: tuple[int, ...]):
+    """Secret uniformly random field elements (MPyC's PRSS), as a secure array of this shape."""
+    fld = secint.field
+    size = int(np.prod(shape))
+    r = mpc._np_randoms(fld, size)
+    if not isinstance(r, fld.array):
+        r = await r
+    return secint.array(fld.array(r.value.reshape(shape)))
+
+
+async def _bounded_randoms(fld, size: int, bits: int) -> tuple[np.ndarray, int]:
+    """Shares of random values that are sums of D independent uniforms in [0, 2^bits), and D.
+
+    With PRSS every party misses the key of at least one summand, so the sum mod 2^bits is uniform
+    to it; D = C(m, t) (PRSS) or t + 1 (without PRSS)."""
+    d = (mpc.threshold + 1) if mpc.options.no_prss else math.comb(len(mpc.parties), mpc.threshold)
+    r = mpc._np_randoms(fld, size, d << bits)  # MPyC: each summand < 2^(bitlen(bound // d) - 1) = 2^bits
+    if not isinstance(r, fld.array):
+        r = await r
+    return r.value, d
+
+
+async def zone_terms(secint, s, bits: int):
+    """Per element of s (secure ints): a value that is 0 iff s lies in the zone, else nonzero.
+
+    Honest zone: |s| < 2^(bits-1) always passes; s outside [-2^(bits+2), 2^(bits+2)) always fails,
+    and so does every non-integral field element (a "fraction" mod p sits near a multiple of p/q,
+    far outside). How: y = s + 2^(bits-1) and random r = r_mod + 2^bits r_div (r_mod a sum of D
+    uniforms in [0, 2^bits), r_div of D uniforms in [0, 2^k)); open c = y + r; then
+    t = floor(c / 2^bits) - r_div = floor((y + r_mod) / 2^bits) lies in {0..D} iff y + r_mod is in
+    [0, (D+1) 2^bits), and prod_j (t - j) is zero exactly then. c hides y like MPyC's own
+    comparison does (c mod 2^bits is uniform; the carry is hidden by r_div statistically, 2^-k).
+    Cost: no random bits and no bitwise products, one opening and log2(D+1) multiplication rounds.
+    """
+    fld = secint.field
+    k = mpc.options.sec_param
+    size = int(np.prod(s.shape))
+    if bits + k + 4 >= fld.modulus.bit_length():
+        raise ValueError(f"zone of {bits} bits does not fit the field with security parameter {k}")
+    r_mod, d = await _bounded_randoms(fld, size, bits)
+    r_div, _ = await _bounded_randoms(fld, size, k)
+    y = s.reshape(-1) + (1 << (bits - 1))
+    c = await mpc.output(y + secint.array(fld.array(r_mod + (r_div << bits))))
+    top = np.asarray([(int(v) % fld.modulus) >> bits for v in np.asarray(c).reshape(-1)], dtype=object)
+    t = secint.array(fld.array(top)) - secint.array(fld.array(r_div))
+    factors = [t - j for j in range(d + 1)]
+    while len(factors) > 1:  # product tree: log2(D + 1) multiplication rounds
+        nxt = [factors[i] * factors[i + 1] for i in range(0, len(factors) - 1, 2)]
+        if len(factors) % 2:
+            nxt.append(factors[-1])
+        factors = nxt
+    return factors[0].reshape(s.shape)
+
+
+async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray) -> list[np.ndarray]:
+    """Open one stage's verdicts: for each check j, the rows that passed checks 0..j of the stage.
+
+    checks_terms[j]: secure arrays of shape (n, ...) that are all zero in row i iff row i passes
+    check j (and nonzero if it fails or an input was out of range). Opens, per row in `rows` and per
+    check j, z_j = sum over checks j' <= j of (fresh secret random) * terms_j': zero iff every check
+    up to j passes, else uniformly random. So only the index of the first failing check (the reason
+    code) is revealed, in one opening and one multiplication round.
+    """
+    if not checks_terms:
+        return []
+    flat = [[mpc.np_reshape(t, (n, -1))[rows] for t in terms] for terms in checks_terms]
+    z = []
+    for j in range(len(flat)):
+        acc = None
+        for terms in flat[:j + 1]:
+            for term in terms:
+                rho = await random_array(secint, term.shape)
+                part = mpc.np_sum(rho * term, axis=1)
+                acc = part if acc is None else acc + part
+        z.append(acc)
+    opened = await mpc.output(mpc.np_hstack(z))
+    vals = np.array([int(v) == 0 for v in opened], dtype=bool).reshape(len(flat), rows.size)
+    out = []
+    for j in range(len(flat)):
+        passed = np.zeros(n, dtype=bool)
+        passed[rows] = vals[j]
+        out.append(passed)
+    return out
+
+
+def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
+                      upper: bool):
+    """Secret bits, for i in rows, of den * v_i <= scale_num * median(v[cols]) (upper=False) or
+    den * v_i >= scale_num * median(v[cols]) (upper=True); median = lower median of v over cols.
+
+    The median is never formed: with r = (c - 1) // 2 (c = len(cols)), the lower median s_(r)
+    satisfies scale_num * s_(r) >= den * v_i iff at least c - r entries do, and
+    scale_num * s_(r) <= den * v_i iff at least r + 1 entries do: one batch of |rows| * c
+    comparisons and one of |rows|. |den v|, |scale_num v| <= bound.
+    """
+    c = cols.size
+    r = (c - 1) // 2
+    vi = values[rows].reshape(-1, 1)
+    vj = values[cols].reshape(1, c)
+    if upper:  # count j with scale_num v_j <= den v_i, i.e. not (den v_i < scale_num v_j)
+        le = 1 - lt0(den * vi - scale_num * vj, bound)
+        return 1 - lt0(mpc.np_sum(le, axis=1) - (r + 1), c + 1)
+    below = lt0(scale_num * vj - den * vi, bound)  # scale_num v_j < den v_i
+    return lt0(mpc.np_sum(below, axis=1) - (r + 1), c + 1)  # count <= r
+
+
+def median_rule_plain(values: np.ndarray, scale_num: int, den: int, cols: np.ndarray, upper: bool) -> np.ndarray:
+    """Plaintext twin of count_median_test (for all rows)."""
+    med = np.sort(values[cols])[(cols.size - 1) // 2]
+    return den * values >= scale_num * med if upper else den * values <= scale_num * med
+
+
+async def joint_seed(secint, context: str) -> str:
+    """Public randomness fixed only now, after the inputs are sealed: the nodes open two random field
+    elements they generated jointly (PRSS), so no hospital can predict or re-roll it."""
+    fld = secint.field
+    r = mpc._np_randoms(fld, 2)
+    if not isinstance(r, fld.array):
+        r = await r
+    opened = await mpc.output(secint.array(r))
+    material = "|".join([context, *(str(int(v)) for v in opened)])
+    return hashlib.sha256(material.encode()).hexdigest()
