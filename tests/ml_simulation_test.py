@@ -1,20 +1,22 @@
-"""Plaintext FL simulation: strategies, verdict normalization, baseline policy, defense beats none."""
+"""Plaintext FL simulation: strategies, verdict normalization, the nodes' plaintext rules plugged in,
+defense beats none."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from fedchain.simulation import (
-    BaselinePolicy,
     FedAvg,
     PolicyStrategy,
     SimConfig,
     Verdict,
-    evaluate,
     normalize_verdicts,
     run_simulation,
     weighted_average,
 )
+from fedchain.simulation.__main__ import main as sim_main
+from fedchain.simulation.__main__ import plaintext_verdicts
+from fedchain.verification.presets import PolicySettings
 
 
 def test_weighted_average_and_none_accepted():
@@ -40,20 +42,16 @@ def test_normalize_verdicts_count_mismatch():
         normalize_verdicts([True], 2)
 
 
-def test_baseline_policy_reasons():
+def test_simulation_uses_the_nodes_plaintext_rules():
+    """The simulation's verdicts are fedchain_mpc.plaintext's, under the operator's round policy."""
     rng = np.random.default_rng(0)
-    ref = rng.normal(0, 1, 200)
-    honest = [ref + rng.normal(0, 0.6, 200) for _ in range(6)]
-    ups = honest + [10 * ref, -ref, ref + rng.normal(0, 4, 200)]
-    v = evaluate(ups, [10] * 9, BaselinePolicy(norm_factor=3, cosine_min=0.1, outlier_factor=3,
-                                               assumed_byzantine=2).as_dict(), ref)
-    assert [x.reason for x in v] == ["ok"] * 6 + ["norm", "cosine", "norm"]
-    assert [x.accept for x in v] == [True] * 6 + [False] * 3
-    # a same-direction outlier passes norm and cosine but not the Krum-style score
-    far = ref + rng.normal(0, 2.5, 200)
-    v = evaluate(honest + [far], [10] * 7, BaselinePolicy(norm_factor=5, cosine_min=0.1, outlier_factor=3,
-                                                          assumed_byzantine=1).as_dict(), ref)
-    assert [x.reason for x in v] == ["ok"] * 6 + ["outlier"]
+    ref = rng.normal(0, 1, 200) / 14
+    honest = [ref + rng.normal(0, 0.6, 200) / 14 for _ in range(6)]
+    ups = honest + [10 * ref, -ref, ref + rng.normal(0, 4, 200) / 14]
+    s = PolicyStrategy(plaintext_verdicts, PolicySettings().round_policy)
+    _, v = s.aggregate(ups, [10] * 9, reference=ref)
+    assert [x.reason for x in v[:6]] == ["ok"] * 6
+    assert [x.reason for x in v[6:]] == ["norm", "cosine", "norm"]
 
 
 def test_policy_strategy_uses_verdict_fn():
@@ -71,8 +69,7 @@ def test_policy_strategy_uses_verdict_fn():
 def test_defense_beats_none_under_scaling():
     cfg = SimConfig(hospitals=6, malicious=2, attack="scaling", attack_params={"factor": 20}, rounds=3,
                     n_train=1800, n_test=600, steps=15, alpha=1.0, seed=1)
-    policy = BaselinePolicy(norm_factor=4.0, cosine_min=-1.0, outlier_factor=0.0).as_dict()
-    defended = run_simulation(cfg, PolicyStrategy(evaluate, policy))
+    defended = run_simulation(cfg, PolicyStrategy(plaintext_verdicts, PolicySettings().round_policy))
     undefended = run_simulation(cfg, FedAvg())
     det = defended.report["detection"]
     assert det["fn"] == 0 and det["tp"] == 2 * 3  # every poisoned update rejected in every round
@@ -93,3 +90,8 @@ def test_relative_cosine_rule():
     assert [x.reason for x in v] == ["ok"] * 6 + ["cosine"]
     v = evaluate(honest + [weak], [1] * 7, BaselinePolicy(norm_factor=5, outlier_factor=0).as_dict(), ref)
     assert v[6].accept
+
+
+def test_simulation_cli_rejects_a_bad_setting(capsys):
+    assert sim_main(["--norm-rel", "0.5", "--rounds", "1"]) == 2
+    assert "norm_rel_factor" in capsys.readouterr().err

@@ -137,12 +137,6 @@ def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.nda
     return lt0(mpc.np_sum(below, axis=1) - (r + 1), c + 1)  # count <= r
 
 
-def median_rule_plain(values: np.ndarray, scale_num: int, den: int, cols: np.ndarray, upper: bool) -> np.ndarray:
-    """Plaintext twin of count_median_test (for all rows)."""
-    med = np.sort(values[cols])[(cols.size - 1) // 2]
-    return den * values >= scale_num * med if upper else den * values <= scale_num * med
-
-
 async def joint_seed(secint, context: str) -> str:
     """Public randomness fixed only now, after the inputs are sealed: the nodes open two random field
     elements they generated jointly (PRSS), so no hospital can predict or re-roll it."""

@@ -14,7 +14,7 @@ from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import field as ff
 from fedchain_mpc.checks import PlainRound
-from fedchain_mpc.verify import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
+from fedchain_mpc.pipeline import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
 
 
 def evaluate(updates: np.ndarray, n_samples: list[int], policy: VerificationPolicy,

@@ -38,12 +38,11 @@ from mpyc.runtime import mpc
 from fedchain_mpc import field as ff
 from fedchain_mpc import mpcops
 from fedchain_mpc import opening as op
-from fedchain_mpc.checks import CHECKS, Check
+from fedchain_mpc.checks import Check
 from fedchain_mpc.checks.consistency import degree_ok
+from fedchain_mpc.pipeline import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
 
-__all__ = ["MPCResult", "degree_ok", "sanity_bound", "verify_and_aggregate"]
-
-OK, TOO_FEW, OUT_OF_RANGE = "ok", "too_few_accepted", "aggregate_out_of_range"
+__all__ = ["MPCResult", "degree_ok", "verify_and_aggregate"]
 
 
 @dataclass
@@ -150,24 +149,6 @@ class MPCRound:
     async def gram32(self) -> tuple[Any, Any]:
         await self._gram_parts()
         return self._g32, self._diag
-
-
-def active_checks(policy: VerificationPolicy) -> list[Check]:
-    return [c for c in CHECKS if c.enabled(policy)]
-
-
-def sanity_bound(policy: VerificationPolicy) -> float:
-    """The largest ||aggregate|| a weighted mean of accepted updates can have (plus rounding slack)."""
-    b = policy.value_bound
-    if policy.norm_enabled and policy.norm_bound > 0:
-        b = min(b, policy.norm_bound)
-    return b * (1 + 1e-3) + 1e-3
-
-
-def aggregate_is_sane(agg: np.ndarray, policy: VerificationPolicy) -> bool:
-    if not np.all(np.isfinite(agg)):
-        return False
-    return float(np.linalg.norm(agg)) <= sanity_bound(policy)
 
 
 async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[int],

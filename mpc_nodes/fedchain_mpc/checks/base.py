@@ -6,6 +6,9 @@ rules return "fail terms" (secure arrays that are zero in a row iff the row pass
 opens only the index of the first failing check per row (mpcops.open_stage). A stage sees only the
 rows that passed every earlier stage (public by then), so its medians and masks are over those.
 
+MPC rules import MPyC (and mpcops) inside `mpc()`, so the plaintext reference runs without MPyC,
+which parses sys.argv when imported.
+
 Adding a check = one module here with a Check subclass + one line in checks/__init__.py.
 """
 
@@ -66,3 +69,10 @@ class Check:
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any] | np.ndarray:
         """Fail terms (secure arrays, zero in a row iff it passes), or public pass bits (n,)."""
         raise NotImplementedError
+
+
+def median_rule_plain(values: np.ndarray, scale_num: int, den: int, cols: np.ndarray, upper: bool) -> np.ndarray:
+    """Plaintext twin of mpcops.count_median_test (for all rows): den v_i <= scale_num median(v[cols])
+    (or >=, upper=True), lower median."""
+    med = np.sort(values[cols])[(cols.size - 1) // 2]
+    return den * values >= scale_num * med if upper else den * values <= scale_num * med

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from mpyc.runtime import mpc
 
 from fedchain_mpc import field as ff
 
@@ -56,6 +55,9 @@ class Consistency(Check):
         return np.ones(rnd.n, dtype=bool) if rnd.consistent is None else np.asarray(rnd.consistent, dtype=bool)
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> np.ndarray:
+        from mpyc.runtime import mpc
+
+
         z = rnd.products(self).reshape(-1)
         fld = rnd.secfxp.field
         mask = mpc._np_randoms(fld, z.size)

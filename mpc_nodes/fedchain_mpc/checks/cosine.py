@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 from fedchain.verification import REL_DEN
-from mpyc.runtime import mpc
 
 from fedchain_mpc import field as ff
-from fedchain_mpc import mpcops
 
-from .base import Check, PlainRound
+from .base import Check, PlainRound, median_rule_plain
 
 EPS = 2.0 ** -16  # keeps the division defined for a zero update (its cosine is then 0)
 
@@ -54,10 +52,14 @@ class Cosine(Check):
             ok = (xr >= 0) | (xr * xr <= c2 * n2)
         if pol.cosine_rel > 0 and rows.size:
             s = self.signed_cos2(xr, n2)
-            ok &= mpcops.median_rule_plain(s, pol.cosine_rel_num, REL_DEN, rows, upper=True)
+            ok &= median_rule_plain(s, pol.cosine_rel_num, REL_DEN, rows, upper=True)
         return ok
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+        from mpyc.runtime import mpc
+
+        from fedchain_mpc import mpcops
+
         pol = rnd.policy
         one = rnd.one
         xr_fx = await rnd.reference_product(self)  # secfxp, x.r at scale 2^16

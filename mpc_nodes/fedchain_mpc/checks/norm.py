@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 from fedchain.verification import REL_DEN
 
-from fedchain_mpc import mpcops
-
-from .base import Check, PlainRound
+from .base import Check, PlainRound, median_rule_plain
 
 
 class Norm(Check):
@@ -33,11 +31,14 @@ class Norm(Check):
         if pol.norm_bound > 0:
             ok &= n2 <= pol.norm_bound ** 2
         if pol.norm_rel_factor > 0 and rows.size:
-            rel = mpcops.median_rule_plain(n2, pol.norm_rel_num, REL_DEN, rows, upper=False)
+            rel = median_rule_plain(n2, pol.norm_rel_num, REL_DEN, rows, upper=False)
             ok &= rel | (n2 <= pol.norm_floor ** 2)
         return ok
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+
+        from fedchain_mpc import mpcops
+
         pol = rnd.policy
         n2 = await rnd.norm2()
         vmax = int(round(pol.value_bound ** 2 * rnd.one))

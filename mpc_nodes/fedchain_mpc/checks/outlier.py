@@ -20,9 +20,6 @@ from typing import Any
 
 import numpy as np
 from fedchain.verification import FACTOR_DEN
-from mpyc.runtime import mpc
-
-from fedchain_mpc import mpcops
 
 from .base import Check, PlainRound
 
@@ -36,6 +33,10 @@ def sum_smallest(dist: Any, count: int, cap: int) -> Any:
     Ranks by pairwise comparison in ONE batch instead of a sorting network: order by (value, column
     index), so ties count like a stable sort and the sum equals that of the sorted row's first
     `count` entries."""
+    from mpyc.runtime import mpc
+
+    from fedchain_mpc import mpcops
+
     n = dist.shape[1]
     a, b = np.triu_indices(n, 1)
     before = mpcops.lt0(dist[:, b] - dist[:, a], cap)  # 1: column b precedes column a (strictly smaller)
@@ -49,6 +50,8 @@ def sum_smallest(dist: Any, count: int, cap: int) -> Any:
 
 def within_factor_of_median(s: Any, factor_num: int, bound: int, rows: np.ndarray | None = None) -> Any:
     """1 where 16·s_i <= factor_num · (lower median of all n scores), for i in rows (default all)."""
+    from fedchain_mpc import mpcops
+
     n = s.shape[0]
     rows = np.arange(n) if rows is None else rows
     return mpcops.count_median_test(s, factor_num, FACTOR_DEN, bound, rows, np.arange(n), upper=False)
@@ -88,6 +91,10 @@ class Outlier(Check):
         return (score * FACTOR_DEN <= med * pol.factor_num) | (score <= floor_score(pol, k))
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+        from mpyc.runtime import mpc
+
+        from fedchain_mpc import mpcops
+
         pol = rnd.policy
         n = rnd.n
         if not pol.outlier_active(n) or not rows.size:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from fedchain_mpc import field as ff
-from fedchain_mpc import mpcops
 
 from .base import Check, PlainRound
 
@@ -46,6 +45,9 @@ class Range(Check):
         return np.all(np.abs(proj) < pol.range_limit(), axis=1) & (rnd.norm2() <= pol.value_bound ** 2)
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
+
+        from fedchain_mpc import mpcops
+
         pol = rnd.policy
         proj = rnd.secint.array(rnd.field.array(rnd.products(self)))
         zone = await mpcops.zone_terms(rnd.secint, proj, pol.range_bits())

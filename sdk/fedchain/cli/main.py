@@ -13,6 +13,8 @@ import importlib
 import logging
 import sys
 
+from ..mpyc_import import import_quietly
+
 COMMAND_MODULES = [
     "fedchain.cli.network",
     "fedchain.cli.data",
@@ -25,21 +27,11 @@ COMMAND_MODULES = [
 
 
 def _import_mpyc_quietly() -> None:
-    """Import mpyc with an empty command line. `import mpyc` parses sys.argv (mpyc/__init__.py:
-    parse_known_args), so fedchain's own options leaked into it: `--out` is an ambiguous prefix of
-    mpyc's --output-file/--output-windows and made `fedchain data synth --out F` exit with mpyc's usage;
-    others (e.g. the demo's --base-port) silently set mpyc options. The MPC parties run as their own
-    processes (fedchain_mpc.mpc_program) with their own command lines, unaffected."""
-    if "mpyc" in sys.modules:
-        return
-    saved = sys.argv
-    sys.argv = saved[:1]
+    """See fedchain.mpyc_import: MPyC must not parse fedchain's command line."""
     try:
-        import mpyc  # noqa: F401
+        import_quietly("mpyc")
     except ImportError:
         pass
-    finally:
-        sys.argv = saved
 
 
 def build_parser() -> argparse.ArgumentParser:

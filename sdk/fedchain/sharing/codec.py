@@ -20,7 +20,8 @@ import struct
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from mpyc import finfields
+
+from ..mpyc_import import import_quietly
 
 MAGIC = b"FCSH"
 VERSION = 1
@@ -36,6 +37,7 @@ class ShareFormatError(ValueError):
 @functools.cache
 def field_modulus(l: int = 32, f: int = 16) -> int:  # noqa: E741 - MPyC's name
     """The prime MPyC's SecFxp(l, f) uses (with the default security parameter 30)."""
+    finfields = import_quietly("mpyc.finfields")
     return int(finfields.find_prime_root(l + f + SEC_PARAM + 2, n=2)[0])
 
 

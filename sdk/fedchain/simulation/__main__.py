@@ -1,18 +1,40 @@
-"""`python -m fedchain.simulation`: plaintext FL rounds, defense vs none, per-attack table."""
+"""`python -m fedchain.simulation`: plaintext FL rounds, defense vs none, per-attack table.
+
+A CLI entry point: it plugs the MPC nodes' plaintext reference (fedchain_mpc.plaintext, the same
+registered checks the nodes run) into the simulation, with the round policies the demo's operator
+builds (fedchain.verification.PolicySettings).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
+from typing import Any
+
+import numpy as np
 
 from ..demo.report import TABLE_HEADER, table_row
-from . import BaselinePolicy, FedAvg, PolicyStrategy, SimConfig, evaluate, run_simulation
+from ..verification import PolicyError
+from ..verification.presets import PolicySettings
+from . import FedAvg, PolicyStrategy, SimConfig, run_simulation
+
+
+def plaintext_verdicts(updates: list[np.ndarray], n_samples: list[int], policy: Any,
+                       reference: np.ndarray | None) -> list[tuple[bool, str]]:
+    """The nodes' rules in plaintext, with fresh public randomness (as the joint seed would be)."""
+    from fedchain_mpc import plaintext  # CLI layer: the only place fedchain may import the node package
+
+    verdicts, _ = plaintext.evaluate(np.stack(updates), n_samples, policy, reference, secrets.token_hex(16))
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fedchain.simulation", description=__doc__)
+    d = PolicySettings()
+    ap = argparse.ArgumentParser(prog="python -m fedchain.simulation", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--hospitals", type=int, default=8)
     ap.add_argument("--malicious", type=int, default=2)
     ap.add_argument("--attack", default="scaling", help="attack name, or 'none'")
@@ -28,30 +50,36 @@ def main(argv: list[str] | None = None) -> int:
                     help="attack parameter, e.g. factor=20 or epsilon=0.5 (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default=None, help="MedMNIST npz (default: synthetic)")
-    ap.add_argument("--defense", choices=["policy", "none"], default="policy")
-    ap.add_argument("--norm-factor", type=float, default=BaselinePolicy.norm_factor)
-    ap.add_argument("--cosine-min", type=float, default=BaselinePolicy.cosine_min)
-    ap.add_argument("--outlier-factor", type=float, default=BaselinePolicy.outlier_factor)
-    ap.add_argument("--cosine-rel-min", type=float, default=BaselinePolicy.cosine_rel_min)
+    ap.add_argument("--defense", choices=["mpc", "none"], default="mpc")
+    ap.add_argument("--norm-factor", type=float, default=d.norm_factor)
+    ap.add_argument("--norm-rel", type=float, default=d.norm_rel_factor)
+    ap.add_argument("--cosine-min", type=float, default=d.cosine_min)
+    ap.add_argument("--cosine-rel", type=float, default=d.cosine_rel)
+    ap.add_argument("--outlier-factor", type=float, default=d.outlier_factor)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--report-json", default=None)
     a = ap.parse_args(argv)
     attack = None if a.attack in ("none", "") else a.attack
+    try:
+        settings = PolicySettings(defense=a.defense, norm_factor=a.norm_factor, norm_rel_factor=a.norm_rel,
+                                  cosine_min=a.cosine_min, cosine_rel=a.cosine_rel, outlier_factor=a.outlier_factor,
+                                  krum_f=max(a.malicious, 1))
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = SimConfig(hospitals=a.hospitals, malicious=a.malicious if attack else 0, attack=attack, rounds=a.rounds,
                     alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
                     warmup_epochs=a.warmup_epochs, seed=a.seed, dataset=a.dataset,
                     attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)})
-    policy = BaselinePolicy(norm_factor=a.norm_factor, cosine_min=a.cosine_min, outlier_factor=a.outlier_factor,
-                            assumed_byzantine=max(a.malicious, 1), cosine_rel_min=a.cosine_rel_min)
-    strategy = FedAvg() if a.defense == "none" else PolicyStrategy(evaluate, policy.as_dict())
+    strategy = FedAvg() if a.defense == "none" else PolicyStrategy(plaintext_verdicts, settings.round_policy)
     if not a.quiet:
         print(TABLE_HEADER)
     t = time.perf_counter()
     res = run_simulation(cfg, strategy, on_round=None if a.quiet else (lambda r: print(table_row(r), flush=True)))
-    res.report["config"]["policy"] = policy.as_dict()
-    d = res.report["detection"]
+    res.report["config"]["policy_settings"] = settings.as_dict()
+    det = res.report["detection"]
     print(f"attack={attack} defense={a.defense} final_accuracy={res.report['final_accuracy']:.4f} "
-          f"tp={d['tp']} fp={d['fp']} fn={d['fn']} tn={d['tn']} seconds={time.perf_counter() - t:.1f}")
+          f"tp={det['tp']} fp={det['fp']} fn={det['fn']} tn={det['tn']} seconds={time.perf_counter() - t:.1f}")
     if a.report_json:
         with open(a.report_json, "w") as fh:
             json.dump(res.report, fh, indent=2)

@@ -3,9 +3,10 @@
 `FedAvg` accepts everything (the "no defense" baseline). `PolicyStrategy` asks a pluggable
 verdict function which updates to accept, then averages those weighted by n_samples. The
 verdict function is a parameter on purpose: the real one is `fedchain_mpc.plaintext.evaluate`
-(the reference semantics of the MPC checks), and `fedchain` must not import `fedchain_mpc`
-(only the CLI wires them together). `fedchain.simulation.policy.evaluate` is a stand-in with
-the same shape, used for tuning and in tests.
+(the reference semantics of the MPC checks, the same registered checks the nodes run), and
+`fedchain` must not import `fedchain_mpc` (only the CLI layer wires them together:
+`python -m fedchain.simulation`). The policy may be a fixed object or a callable
+reference_norm -> policy (PolicySettings.round_policy), as the operator builds it per round.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ class PolicyStrategy:
 
     def aggregate(self, updates: list[np.ndarray], n_samples: list[int], *,
                   reference: np.ndarray | None = None) -> tuple[np.ndarray, list[Verdict]]:
-        raw = self.verdict_fn([u.astype(np.float64) for u in updates], list(n_samples), self.policy,
-                              None if reference is None else reference.astype(np.float64))
+        ref = None if reference is None else reference.astype(np.float64)
+        policy = self.policy
+        if callable(policy):  # per round, from public data (the reference's norm)
+            policy = policy(float(np.linalg.norm(ref)) if ref is not None else 1.0)
+        raw = self.verdict_fn([u.astype(np.float64) for u in updates], list(n_samples), policy, ref)
         verdicts = normalize_verdicts(raw, len(updates))
         return weighted_average(updates, n_samples, [v.accept for v in verdicts]), verdicts

@@ -1,0 +1,26 @@
+"""Import MPyC without letting it read our command line.
+
+`import mpyc` parses sys.argv (mpyc/__init__.py: parse_known_args), so a fedchain command's own
+options leaked into it: `--out` is an ambiguous prefix of MPyC's --output-file/--output-windows and
+made `fedchain data synth --out F` exit with MPyC's usage; others (e.g. --base-port) silently set
+MPyC options. Every SDK module that needs MPyC (the sharing codec's field) imports it through here.
+The MPC parties run as their own processes (fedchain_mpc.mpc_program) with their own command lines.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+
+def import_quietly(name: str = "mpyc") -> ModuleType:
+    """Import `name` (mpyc or one of its submodules) with an empty command line."""
+    if name in sys.modules:
+        return sys.modules[name]
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.argv = saved

@@ -1,0 +1,65 @@
+"""An operator's verification settings → each round's VerificationPolicy, from public data only.
+
+The demo, `fedchain operator` and the plaintext simulation all build round policies here, so no
+caller hard-codes the fixed-point limits (they live in VerificationPolicy). The only per-round input
+is the norm of the FLTrust reference update (public: computed from the consortium's root set and
+published on the ledger), which scales the absolute norm cap and the outlier floor.
+
+Defaults (docs/demo.md has the measurements behind them, synthetic and real images, seeds 0-2):
+relative rules do the work (FLAME-style norm within 2.5x the round's median, cosine at least 0.3 of
+the round's median cosine and never against the reference, Multi-Krum at 4x the median score with a
+floor), with a loose absolute norm cap (5x the reference) for rounds where attackers are many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .policy import MAX_VALUE_BOUND, PolicyError, VerificationPolicy
+
+DEFENSES = ("mpc", "none")
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    defense: str = "mpc"  # mpc: the checks; none: plain FedAvg through the same pipeline (checks off)
+    norm_factor: float = 5.0  # absolute cap ||Δ|| <= norm_factor * ||Δ_ref|| (0: no absolute cap)
+    norm_rel_factor: float = 2.5  # ||Δ_i|| <= factor * median ||Δ_j|| (0: off)
+    cosine_min: float = 0.0  # cos(Δ, Δ_ref) >= this (absolute)
+    cosine_rel: float = 0.3  # cos_i >= cosine_rel * median cos_j (0: off)
+    outlier_factor: float = 4.0  # Multi-Krum score <= factor * median (0: outlier check off)
+    outlier_floor_factor: float = 0.1  # scores of updates closer than this * ||Δ_ref|| always pass
+    krum_f: int = 2
+    min_accepted: int = 3  # privacy floor: no aggregate of fewer accepted updates
+
+    def __post_init__(self) -> None:
+        if self.defense not in DEFENSES:
+            raise PolicyError(f"defense must be one of {', '.join(DEFENSES)}, not {self.defense!r}")
+        if not 0 <= self.norm_factor <= 1000:
+            raise PolicyError("norm_factor must be in [0, 1000] (0: no absolute cap)")
+        if self.outlier_factor and not 1 <= self.outlier_factor <= 64:
+            raise PolicyError("outlier_factor must be 0 (off) or in [1, 64]")
+        if not 0 <= self.outlier_floor_factor <= 10:
+            raise PolicyError("outlier_floor_factor must be in [0, 10]")
+        # the remaining fields are validated by VerificationPolicy itself
+        self.round_policy(1.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def round_policy(self, reference_norm: float) -> VerificationPolicy:
+        """This round's policy, given ||Δ_ref|| (public)."""
+        if self.defense == "none":
+            return VerificationPolicy(range_enabled=False, norm_enabled=False, cosine_enabled=False,
+                                      outlier_enabled=False, min_accepted=self.min_accepted)
+        r = max(float(reference_norm), 1e-6)
+        cap = min(MAX_VALUE_BOUND, self.norm_factor * r) if self.norm_factor > 0 else 0.0
+        return VerificationPolicy(
+            norm_enabled=bool(cap > 0 or self.norm_rel_factor > 0), norm_bound=round(cap, 6),
+            norm_rel_factor=self.norm_rel_factor,
+            cosine_min=self.cosine_min, cosine_rel=self.cosine_rel,
+            outlier_enabled=self.outlier_factor > 0,
+            outlier_factor=round(max(self.outlier_factor, 1.0) * 16) / 16,
+            outlier_floor=round(min(MAX_VALUE_BOUND, self.outlier_floor_factor * r), 6),
+            krum_f=self.krum_f, min_accepted=self.min_accepted)
