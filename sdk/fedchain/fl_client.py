@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 # racing a late submission, a publish racing a late attestation); re-endorsing sees the winner.
 RETRYABLE_CODES = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
 
+# Round states (fedchain_cc.fl): OPEN -> CLOSED -> FINALIZED | FAILED | DISPUTED. Only FINALIZED has a
+# model; FAILED (too few accepted updates to aggregate) and DISPUTED end the round without one, and the
+# next round builds on the last FINALIZED model.
+TERMINAL_STATES = ("FINALIZED", "FAILED", "DISPUTED")
+# AttestResult outcomes: "ok" publishes the aggregate; the others attest the base model.
+OUTCOMES = ("ok", "too_few_accepted", "aggregate_out_of_range")
+
 
 class ContractLike(Protocol):
     def submit(self, function: str, *args: str | bytes, transient: dict[str, bytes] | None = None) -> Any: ...
@@ -113,6 +120,7 @@ class FLClient:
         return self._submit("CloseRound", str(int(round_id)), retry=True)
 
     def attest_result(self, attestation: dict[str, Any]) -> Any:
+        """{round_id, model_hash, accepted, rejected, report_hash, outcome? (one of OUTCOMES, default "ok")}."""
         return self._submit("AttestResult", _json(attestation), retry=True)
 
     def publish_model(self, round_id: int, model: bytes) -> Any:
@@ -165,6 +173,10 @@ class FLClient:
     def head(self) -> dict[str, Any]:
         """Last round id, last finalized round and its model hash (what CreateRound builds on)."""
         return self.get_consortium()["head"]
+
+    def round_over(self, round_id: int) -> bool:
+        """Whether the round reached a terminal state (FINALIZED, FAILED or DISPUTED)."""
+        return self.get_round(round_id)["state"] in TERMINAL_STATES
 
     def wait_for_state(self, round_id: int, states: tuple[str, ...], timeout_s: float = 120.0,
                        poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
 from fedchain.models import vector_hash
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,19 @@ class Operator:
         except Exception:
             return False
 
-    def wait_published(self, round_id: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(round record, model record with hash-checked bytes) once the round is final and its model out."""
-        rnd = self.fl.wait_for_state(round_id, ("FINALIZED", "DISPUTED"), timeout_s=timeout_s, poll_s=0.25)
+    def wait_published(self, round_id: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(round record, model record with hash-checked bytes) once the round is final and its model out.
+
+        A FAILED round (fewer accepted updates than the privacy floor: the MPC nodes did not aggregate)
+        has no model: (round record, None); the next round builds on the last finalized model.
+        A DISPUTED round raises RuntimeError (one line, with the reason)."""
+        rnd = self.fl.wait_for_state(round_id, TERMINAL_STATES, timeout_s=timeout_s, poll_s=0.25)
+        if rnd["state"] == "FAILED":
+            return rnd, None
         if rnd["state"] == "DISPUTED":
+            if rnd.get("dispute_reason") == "aggregate_out_of_range":
+                raise RuntimeError(f"round {round_id} is DISPUTED: the MPC nodes agree its aggregate failed their "
+                                   f"sanity check (aggregate_out_of_range); no model was published")
             raise RuntimeError(f"round {round_id} is DISPUTED: MPC nodes attested different results "
                                f"({json.dumps(rnd.get('attestations'))[:400]})")
         deadline = time.monotonic() + timeout_s

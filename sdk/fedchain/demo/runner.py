@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from fedchain.data import Dataset, dirichlet_split, generate_synthetic, load_npz
-from fedchain.fl_client import participant_entry
+from fedchain.fl_client import TERMINAL_STATES, participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
 from fedchain.models import ModelSpec, build_model, load_model_bytes, param_count, to_safetensors_bytes
 from fedchain.reference import reference_update, root_dataset, root_split_alignment
@@ -186,15 +186,25 @@ class Demo:
         if not last:
             return
         rnd = fl.get_round(last)
-        if rnd["state"] in ("FINALIZED", "DISPUTED"):
+        if rnd["state"] in TERMINAL_STATES:
             return
         self.out(f"round {last} was left {rnd['state']}: closing it and waiting for the MPC nodes")
         if rnd["state"] == "OPEN":
             retry_mvcc(lambda: fl.close_round(last), done=lambda: fl.get_round(last)["state"] != "OPEN")
         try:
-            self.operator.wait_published(last, self.cfg.round_timeout_s)
+            rnd, model = self.operator.wait_published(last, self.cfg.round_timeout_s)
+            if model is None:  # FAILED: no model; the next round builds on the last finalized model
+                self.out(f"warning: {self._failed_note(rnd)}")
         except RuntimeError as exc:  # DISPUTED also ends a round; the next one builds on the last finalized model
             self.out(f"warning: {exc}")
+
+    @staticmethod
+    def _failed_note(rnd: dict[str, Any]) -> str:
+        agreed = rnd.get("agreed") or {}
+        floor = (rnd.get("policy") or {}).get("min_accepted")
+        return (f"round {rnd['round_id']} FAILED ({rnd.get('failure_reason')}): {len(agreed.get('accepted') or [])} "
+                f"update(s) accepted, the privacy floor is {floor}; no new model, the next round builds on "
+                f"round {rnd.get('base_round_id')}'s model")
 
     def evaluate(self, model_bytes: bytes) -> tuple[float, float]:
         return evaluate(load_model_bytes(model_bytes, self.spec), self.data.test.images, self.data.test.labels)
@@ -250,6 +260,14 @@ class Demo:
         timings["ledger"] += t1 - t0
         rnd, model = op.wait_published(rid, cfg.round_timeout_s)
         timings["mpc"] = time.perf_counter() - t1
+        if model is None:  # FAILED: too few accepted to aggregate; the model stays the base model
+            self.out(f"warning: {self._failed_note(rnd)}")
+            agreed = rnd.get("agreed") or {}
+            acc, loss = self.evaluate(base["model"])
+            timings["total"] = time.perf_counter() - t_start
+            return RoundRecord(round=rid, accuracy=acc, loss=loss, accepted=list(agreed.get("accepted") or []),
+                               rejected=dict(agreed.get("rejected") or {}), malicious=list(self.malicious),
+                               model_hash=rnd["base_model_hash"], timings_s=timings)
         fin = rnd["finalized"]
         if model["sha256"] != fin["model_hash"]:
             raise RuntimeError(f"round {rid}: published model {model['sha256']} is not the finalized {fin['model_hash']}")

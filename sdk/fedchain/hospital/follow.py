@@ -3,7 +3,9 @@
 The event position is a FileCheckpoint in the state folder, so a restarted hospital resumes
 after the last event it handled. On start it also looks at the current round (an OPEN round
 created while it was down, before any checkpoint existed), and participation is idempotent
-(ledger + persisted shares), so seeing a RoundCreated twice is harmless.
+(ledger + persisted shares), so seeing a RoundCreated twice is harmless. A round that ends FAILED
+or DISPUTED needs nothing from a hospital: the next RoundCreated builds on the last finalized model
+(base_round_id), which is what the hospital fetches.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
                         rid = int(json.loads(ev.payload)["round_id"])
                         log.info("%s: round %d created", client.participant_id, rid)
                         _try(client, rid, done, outcome)
+                    elif ev.event_name in ("RoundFailed", "RoundDisputed"):
+                        # over without a model (too few accepted, or disputed): the next round builds on the
+                        # last finalized model; keep following
+                        info = json.loads(ev.payload)
+                        log.info("%s: round %s ended %s (%s) without a new model", client.participant_id,
+                                 info.get("round_id"), "FAILED" if ev.event_name == "RoundFailed" else "DISPUTED",
+                                 info.get("reason") or "-")
                     cp.checkpoint_event(ev)
                     if stop.is_set() or (rounds is not None and handled >= rounds):
                         break
