@@ -76,10 +76,10 @@ def load(path: Path) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
 
 
 GRID = {
-    "norm_rel_factor": [0.0, 2.0, 2.5, 3.0],
-    "cosine_rel": [0.0, 0.2, 0.3, 0.4],
-    "outlier_factor": [0.0, 3.0, 4.0, 6.0],
-    "norm_factor": [0.0, 5.0],
+    "norm_rel_factor": [2.5, 3.0, 4.0],
+    "cosine_rel": [0.0, 0.3, 0.5],
+    "cosine_slack": [0.03, 0.06, 0.1],
+    "outlier_factor": [0.0, 4.0, 8.0],
 }
 
 

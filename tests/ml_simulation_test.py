@@ -82,13 +82,14 @@ def test_defense_beats_none_under_scaling():
 
 def test_relative_cosine_rule():
     rng = np.random.default_rng(3)
-    ref = rng.normal(0, 1, 400)
-    honest = [ref + rng.normal(0, 2.0, 400) for _ in range(6)]  # cos ≈ 0.45
-    weak = 0.1 * ref + rng.normal(0, 1.0, 400)  # same norm range, cos ≈ 0.1: passes cosine_min=0.05
-    p = BaselinePolicy(norm_factor=5, cosine_min=0.05, outlier_factor=0, cosine_rel_min=0.5)
-    v = evaluate(honest + [weak], [1] * 7, p.as_dict(), ref)
+    ref = rng.normal(0, 1, 400) / 40
+    honest = [(40 * ref + rng.normal(0, 2.0, 400)) / 40 for _ in range(6)]  # cos ≈ 0.45
+    weak = (4 * ref + rng.normal(0, 1.0, 400)) / 40  # same norm range, cos ≈ 0.1: passes cosine_min=0.05
+    p = PolicySettings(norm_factor=5, cosine_min=0.05, outlier_factor=0, cosine_rel=0.5, cosine_slack=0.0)
+    _, v = PolicyStrategy(plaintext_verdicts, p.round_policy).aggregate(honest + [weak], [1] * 7, reference=ref)
     assert [x.reason for x in v] == ["ok"] * 6 + ["cosine"]
-    v = evaluate(honest + [weak], [1] * 7, BaselinePolicy(norm_factor=5, outlier_factor=0).as_dict(), ref)
+    p = PolicySettings(norm_factor=5, cosine_min=0.05, outlier_factor=0, cosine_rel=0.0)
+    _, v = PolicyStrategy(plaintext_verdicts, p.round_policy).aggregate(honest + [weak], [1] * 7, reference=ref)
     assert v[6].accept
 
 

@@ -8,20 +8,21 @@ import sys
 import numpy as np
 import pytest
 from fedchain.demo.adversary import Coalition
-from fedchain.demo.operator import build_policy
 from fedchain.hospital.client import model_spec_of, train_config_of, training_seed
-from fedchain.verification import VerificationPolicy
+from fedchain.verification import PolicyError, VerificationPolicy
+from fedchain.verification.presets import PolicySettings
 
 
 @pytest.mark.parametrize("ref_norm", [0.01, 0.5, 3.0, 40.0])
 def test_policies_are_valid_for_the_mpc_nodes(ref_norm):
-    mpc = VerificationPolicy.from_json(build_policy("mpc", ref_norm))
-    assert mpc.cosine_enabled and mpc.norm_bound == pytest.approx(min(3 * ref_norm, 63.9), rel=1e-5)
-    none = VerificationPolicy.from_json(build_policy("none", ref_norm))
-    assert not none.cosine_enabled and not none.outlier_enabled
-    assert none.norm_bound > 60  # widest bound the fixed-point checks allow
-    with pytest.raises(ValueError, match="unknown defense"):
-        build_policy("krum", 1.0)
+    s = PolicySettings()
+    mpc = VerificationPolicy.from_json(s.round_policy(ref_norm).to_json())
+    assert mpc.cosine_enabled and mpc.norm_bound == pytest.approx(min(s.norm_factor * ref_norm, 63.9), rel=1e-5)
+    assert mpc.range_enabled and mpc.pine_num_vectors >= 41 and mpc.min_accepted == 3
+    none = PolicySettings(defense="none").round_policy(ref_norm)
+    assert not (none.range_enabled or none.norm_enabled or none.cosine_enabled or none.outlier_enabled)
+    with pytest.raises(PolicyError, match="defense"):
+        PolicySettings(defense="krum")
 
 
 def test_coalition_uses_only_its_members_updates():
@@ -96,7 +97,7 @@ def test_auto_cosine_min_follows_the_public_alignment():
     assert auto_cosine_min(0.1, 0.05, 0.2) == 0.05  # floor: late rounds
     assert auto_cosine_min(0.9, 0.05, 0.2) == 0.2  # ceiling
     assert auto_cosine_min(-0.4, 0.05, 0.2) == 0.05  # halves disagree: no signal, the floor
-    assert VerificationPolicy.from_json(build_policy("mpc", 1.0, cosine_min=auto_cosine_min(0.44, 0.05, 0.2)))
+    assert PolicySettings(cosine_min=auto_cosine_min(0.44, 0.05, 0.2)).round_policy(1.0).cosine_min == 0.1936
 
 
 def test_root_split_alignment_is_reproducible():

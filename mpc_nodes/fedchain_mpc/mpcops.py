@@ -85,6 +85,38 @@ async def zone_terms(secint, s, bits: int):
     return factors[0].reshape(s.shape)
 
 
+async def mul_trunc(secint, a, b, f: int = 16, bits: int = 46):
+    """a * b / 2^f for secure ints at scale 2^f (b secure, or a public integer array): ONE opening.
+
+    The local product of the shares (degree 2t; degree t for a public b) is masked with
+    r = r_mod + 2^f r_div (r_mod a sum of D uniforms in [0, 2^f), so (ab + r) mod 2^f is uniform;
+    r_div hides the rest statistically, 2^-k) and opened with threshold 2t, which also does the
+    degree reduction: floor(c / 2^f) - r_div is a fresh degree-t sharing of floor((ab + r_mod) / 2^f)
+    = ab / 2^f + e, e in [0, D], re-centred by D // 2. So the result is ab / 2^f within about D/2 + 1
+    units of 2^-f (MPyC's multiply-then-np_trunc: 1 unit, but a resharing round and f random bits
+    per value). Requires |ab| < 2^(bits-1) at scale 2^(2f)."""
+    fld = secint.field
+    k = mpc.options.sec_param
+    av = await mpc.gather(a)
+    if hasattr(b, "share"):
+        prod = av * await mpc.gather(b)
+        threshold = 2 * mpc.threshold
+    else:
+        prod = av * fld.array(np.asarray(b, dtype=object) % fld.modulus)
+        threshold = mpc.threshold
+    shape = prod.shape
+    size = int(np.prod(shape))
+    r_mod, d = await _bounded_randoms(fld, size, f)
+    if (d + 2) << (bits + k) >= fld.modulus:
+        raise ValueError(f"{bits}-bit products do not fit the field with security parameter {k}")
+    r_div, _ = await _bounded_randoms(fld, size, bits - f + k)
+    mask = fld.array((r_mod + (r_div << f)).reshape(shape))
+    c = await mpc.output(prod + mask + (1 << (bits - 1)), threshold=threshold)
+    top = np.asarray([int(v) >> f for v in np.asarray(c.value).reshape(-1)], dtype=object)
+    out = fld.array(top - (1 << (bits - 1 - f)) - d // 2) - fld.array(r_div)
+    return secint.array(out.reshape(shape))
+
+
 async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray) -> list[np.ndarray]:
     """Open one stage's verdicts: for each check j, the rows that passed checks 0..j of the stage.
 
@@ -117,9 +149,10 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
 
 
 def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
-                      upper: bool):
-    """Secret bits, for i in rows, of den * v_i <= scale_num * median(v[cols]) (upper=False) or
-    den * v_i >= scale_num * median(v[cols]) (upper=True); median = lower median of v over cols.
+                      upper: bool, offset: int = 0):
+    """Secret bits, for i in rows, of den * v_i <= scale_num * median(v[cols]) + offset (upper=False)
+    or den * v_i + offset >= scale_num * median(v[cols]) (upper=True); median = lower median of v
+    over cols (offset: a public integer at the values' scale times den).
 
     The median is never formed: with r = (c - 1) // 2 (c = len(cols)), the lower median s_(r)
     satisfies scale_num * s_(r) >= den * v_i iff at least c - r entries do, and
@@ -128,12 +161,12 @@ def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.nda
     """
     c = cols.size
     r = (c - 1) // 2
-    vi = values[rows].reshape(-1, 1)
+    vi = values[rows].reshape(-1, 1) * den + (offset if upper else -offset)
     vj = values[cols].reshape(1, c)
     if upper:  # count j with scale_num v_j <= den v_i, i.e. not (den v_i < scale_num v_j)
-        le = 1 - lt0(den * vi - scale_num * vj, bound)
+        le = 1 - lt0(vi - scale_num * vj, bound)
         return 1 - lt0(mpc.np_sum(le, axis=1) - (r + 1), c + 1)
-    below = lt0(scale_num * vj - den * vi, bound)  # scale_num v_j < den v_i
+    below = lt0(scale_num * vj - vi, bound)  # scale_num v_j < den v_i - offset
     return lt0(mpc.np_sum(below, axis=1) - (r + 1), c + 1)  # count <= r
 
 

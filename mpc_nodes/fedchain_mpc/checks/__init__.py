@@ -8,10 +8,10 @@ instance here. The MPC driver (fedchain_mpc.verify) and the plaintext reference
 from .base import Check, PlainRound
 from .consistency import Consistency, degree_ok
 from .cosine import Cosine
-from .norm import Norm
+from .norm import Norm, NormCap
 from .outlier import Outlier
 from .range_check import Range
 
-CHECKS: tuple[Check, ...] = (Consistency(), Range(), Norm(), Cosine(), Outlier())
+CHECKS: tuple[Check, ...] = (Consistency(), Range(), NormCap(), Norm(), Cosine(), Outlier())
 
 __all__ = ["CHECKS", "Check", "PlainRound", "degree_ok"]

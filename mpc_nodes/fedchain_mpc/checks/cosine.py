@@ -1,11 +1,16 @@
-"""Cosine against the FLTrust reference (the consortium's public root-set update, hash on the ledger):
-absolute cos(x, ref) >= cosine_min, and relative to the round's valid updates:
-s_i >= (cosine_rel)^2 * median_j s_j with s = cos |cos| (quantized: REL_DEN * s_i >= q * median(s)).
+"""Cosine against the FLTrust reference (the consortium's public root-set update, hash on the ledger).
 
-MPC: x.ref with the public unit reference rounded to 2^-16 is a local product; the absolute rule
-compares (x.r)^2 with cosine_min^2 ||x||^2 and the sign of x.r (no division, no square root); the
-relative rule needs s_i = (x.r)|x.r| / (||x||^2 + 2^-16): |rows| secure divisions, then one batch of
-|rows|^2 comparisons. Inputs are valid rows only, so every value is in range.
+Absolute: cos(x, ref) >= cosine_min. Relative (cosine_rel > 0): cos_i >= cosine_rel * median_j cos_j
+- cosine_slack over the rows that passed so far (quantized, see fedchain.verification.policy).
+
+MPC: x.r with the public unit reference rounded to 2^-16 is a local product. The absolute rule
+compares (x.r)^2 with cosine_min^2 ||x||^2 and the sign of x.r (no division, no square root). The
+relative rule needs cos_i itself: cos_i = (x_i.r / b) y_i with y_i ~ 1 / sqrt(N_i / b^2 + EPS) by
+Newton's iteration y <- 1.5 y - (h y) y^2 (h = N' / 2) from y = 2^J, J counted by one batch of 6
+comparisons per row (b = eligible_bound: every row here is below it), then COSINE_NEWTON_STEPS
+steps of 2 openings each with mpcops.mul_trunc (no random bits,
+no bit decomposition, unlike MPyC's division), then one batch of |rows|^2 comparisons. The
+plaintext rule runs the same iteration, so both decide on the same number (up to 2^-15 rounding).
 """
 
 from __future__ import annotations
@@ -13,19 +18,32 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fedchain.verification import REL_DEN
+from fedchain.verification import COSINE_NEWTON_STEPS, REL_DEN
 
 from fedchain_mpc import field as ff
 
-from .base import Check, PlainRound, median_rule_plain
+from .base import Check, PlainRound
 
-EPS = 2.0 ** -16  # keeps the division defined for a zero update (its cosine is then 0)
+START_LEVELS = 6  # the start 2^J covers N' down to 4^-6: with EPS, every N' (y <= 64)
+EPS = 1.0 / 4096  # added to N / b^2: keeps y <= 64 (in the fixed-point range) even for a zero update
+
+
+def cosine_plain(xr: np.ndarray, n2: np.ndarray, b: float) -> np.ndarray:
+    """The MPC rule's cosine, in float64: (x.r / b) * y with y ~ 1 / sqrt(N / b^2 + EPS) by Newton's
+    iteration y <- 1.5 y - (h y) y^2 (h = N' / 2) from y = 2^J, J = #{j <= 6: N' < 4^-j}, which is
+    within a factor 2 of the answer, so COSINE_NEWTON_STEPS = 5 steps reach 2^-17."""
+    h = n2 / (2 * b * b) + EPS / 2
+    levels = sum((2 * h < 4.0 ** -j).astype(int) for j in range(1, START_LEVELS + 1))
+    y = 2.0 ** levels  # within a factor 2 of 1 / sqrt(N')
+    for _ in range(COSINE_NEWTON_STEPS):
+        y = 1.5 * y - (h * y) * (y * y)
+    return (xr / b) * y
 
 
 class Cosine(Check):
     reason = "cosine"
     stage = 2
-    fields = ("cosine_enabled", "cosine_min", "cosine_rel")
+    fields = ("cosine_enabled", "cosine_min", "cosine_rel", "cosine_slack")
 
     def enabled(self, policy: Any) -> bool:
         return policy.cosine_enabled
@@ -34,10 +52,6 @@ class Cosine(Check):
         if reference is None:
             raise ValueError("policy enables the cosine check but no reference update was given")
         return ff.quantized_reference(reference).reshape(1, d)
-
-    @staticmethod
-    def signed_cos2(xr: np.ndarray, n2: np.ndarray) -> np.ndarray:
-        return xr * np.abs(xr) / (n2 + EPS)
 
     def plaintext(self, rnd: PlainRound, rows: np.ndarray) -> np.ndarray:
         pol = rnd.policy
@@ -51,8 +65,10 @@ class Cosine(Check):
         else:
             ok = (xr >= 0) | (xr * xr <= c2 * n2)
         if pol.cosine_rel > 0 and rows.size:
-            s = self.signed_cos2(xr, n2)
-            ok &= median_rule_plain(s, pol.cosine_rel_num, REL_DEN, rows, upper=True)
+            cos = cosine_plain(xr, n2, pol.eligible_bound())
+            shifted = cos + round(REL_DEN * pol.cosine_slack * 2 ** 16) / (REL_DEN * 2.0 ** 16)
+            med = np.sort(cos[rows])[(rows.size - 1) // 2]
+            ok &= REL_DEN * shifted >= pol.cosine_rel_num * med
         return ok
 
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
@@ -66,9 +82,10 @@ class Cosine(Check):
         xr = rnd.secint.array(await mpc.gather(xr_fx))
         xr2 = rnd.secint.array(await mpc.gather(xr_fx * xr_fx))
         n2 = await rnd.norm2()
-        vmax = int(round(pol.value_bound ** 2 * one))
+        eb = pol.eligible_bound()  # these rows passed the range check and the norm cap
+        vmax = int(round(eb ** 2 * one)) + 1
         big = vmax * one
-        neg = mpcops.lt0(xr, max(vmax, 2 * int(pol.value_bound * one)))  # |x.r| <= ||x|| <= value_bound
+        neg = mpcops.lt0(xr, max(vmax, 2 * int(eb * one) + 1))  # |x.r| <= ||x|| (|r| = 1)
         cq = int(round(pol.cosine_min ** 2 * one))
         terms: list[Any] = []
         if pol.cosine_min >= 0:
@@ -77,20 +94,28 @@ class Cosine(Check):
             small = 1 - mpcops.lt0(n2 * cq - xr2 * one, big)
             terms.append(neg * (1 - small))
         if pol.cosine_rel > 0 and rows.size:
-            sgn = 1 - 2 * neg[rows]
-            num = rnd.secfxp.array(await mpc.gather(xr2[rows] * sgn), integral=False)
-            den = rnd.secfxp.array(await mpc.gather(n2[rows] + 1), integral=False)
-            s_rows = rnd.secint.array(await mpc.gather(num / den))
-            s = _scatter_rows(rnd, s_rows, rows)
-            bound = one * max(REL_DEN, pol.cosine_rel_num)
-            rel = mpcops.count_median_test(s, pol.cosine_rel_num, REL_DEN, bound, rows, rows, upper=True)
+            si = rnd.secint
+            full = np.full(rows.size, 1, dtype=object)
+            h = await mpcops.mul_trunc(si, n2[rows], full * round(one / (2 * eb ** 2)))
+            h = h + round(EPS * one / 2)  # N' / 2 with N' = N / b^2 + EPS <= 1 + EPS
+            xb = mpcops.mul_trunc(si, xr[rows], full * round(one / eb))  # x.r / b, in parallel
+            # start within a factor 2 of 1 / sqrt(N'): y0 = 2^J, J = #{j <= 6: N' < 4^-j} (nested bits, so
+            # y0 = 1 + sum_j 2^(j-1) b_j is linear): one comparison batch instead of 9 more Newton steps
+            thr = np.array([round(one * 4.0 ** -j) for j in range(1, START_LEVELS + 1)], dtype=object)
+            below = mpcops.lt0(h.reshape(1, -1) * 2 - thr.reshape(-1, 1), 2 * one)  # (levels, rows)
+            y = one + mpc.np_sum(below * np.array([one << (j - 1) for j in range(1, START_LEVELS + 1)],
+                                                  dtype=object).reshape(-1, 1), axis=0)
+            for _ in range(COSINE_NEWTON_STEPS):  # y <- 1.5 y - (h y) y^2: 2 openings per step
+                hy, yy, y15 = (mpcops.mul_trunc(si, h, y), mpcops.mul_trunc(si, y, y),
+                               mpcops.mul_trunc(si, y, full * (3 * one // 2)))
+                y = await y15 - await mpcops.mul_trunc(si, await hy, await yy)
+            cos_rows = await mpcops.mul_trunc(si, await xb, y)  # scale 2^16, |cos| <~ 1
             pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
             pick[np.arange(rows.size), rows] = 1
+            cos = cos_rows @ pick
+            off = round(REL_DEN * pol.cosine_slack * one)
+            bound = 2 * one * max(REL_DEN, pol.cosine_rel_num) + off
+            rel = mpcops.count_median_test(cos, pol.cosine_rel_num, REL_DEN, bound, rows, rows, upper=True,
+                                           offset=off)
             terms.append((1 - rel) @ pick)
         return terms
-
-
-def _scatter_rows(rnd: Any, vals: Any, rows: np.ndarray) -> Any:
-    pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
-    pick[np.arange(rows.size), rows] = 1
-    return vals @ pick

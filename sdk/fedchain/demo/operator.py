@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,43 +19,6 @@ from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
 from fedchain.models import vector_hash
 
 log = logging.getLogger(__name__)
-
-# Largest norm bound the 32/16 fixed-point checks allow (VerificationPolicy: 8 b^2 < 2^15, pine_c * b <= 128).
-MAX_NORM_BOUND = 63.9
-MAX_PINE_PRODUCT = 128.0
-
-
-def _pine_c(bound: float) -> float:
-    """Largest PINE slack c <= 8 with c * bound <= 128, rounded *down* to 1e-9: computed from the bound
-    exactly as sent (c = 128 / b can give c * b = 128.00000000000003, which the policy refuses; with
-    bounds above 16 that happened for about half of all values)."""
-    c = min(8.0, MAX_PINE_PRODUCT / bound)
-    c = math.floor(c * 1e9) / 1e9
-    while c * bound > MAX_PINE_PRODUCT:
-        c = math.nextafter(c, 0.0)
-    return float(c)
-
-
-def build_policy(defense: str, reference_norm: float, *, norm_factor: float = 3.0, cosine_min: float = 0.0,
-                 outlier: bool = False, outlier_factor: float = 3.0, krum_f: int = 1) -> dict[str, Any]:
-    """Verification policy JSON for the round (fields of fedchain_mpc.policy.VerificationPolicy).
-
-    mpc: ‖Δ‖ ≤ norm_factor·‖Δ_ref‖ (public: the reference is public), cos(Δ, Δ_ref) ≥ cosine_min,
-    optional Multi-Krum outlier check. none: the same pipeline with the checks off; the norm check
-    cannot be switched off in the policy, so it is set to the widest bound the fixed-point
-    arithmetic allows (a 'none' run can therefore still reject absurdly large updates).
-    """
-    if defense == "none":
-        bound = MAX_NORM_BOUND
-        return {"norm_bound": bound, "pine_c": max(1.0, _pine_c(bound)), "cosine_enabled": False,
-                "outlier_enabled": False}
-    if defense != "mpc":
-        raise ValueError(f"unknown defense {defense!r} (mpc or none)")
-    bound = round(float(min(MAX_NORM_BOUND, max(1e-3, norm_factor * reference_norm))), 6)
-    return {"norm_bound": bound, "pine_c": _pine_c(bound),
-            "cosine_enabled": True, "cosine_min": cosine_min, "outlier_enabled": outlier,
-            "outlier_factor": outlier_factor, "krum_f": krum_f}
-
 
 def reference_dirs(net: Any) -> list[Path]:
     """Reference folders of the MPC nodes this machine runs (from D/mpc/node*.json)."""

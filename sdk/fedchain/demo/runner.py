@@ -27,15 +27,15 @@ from fedchain.fl_client import TERMINAL_STATES, participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
 from fedchain.models import ModelSpec, build_model, load_model_bytes, param_count, to_safetensors_bytes
 from fedchain.reference import reference_update, root_dataset, root_split_alignment
-from fedchain.simulation import BaselinePolicy, SimConfig
+from fedchain.simulation import SimConfig
 from fedchain.training import TrainConfig, evaluate
+from fedchain.verification.presets import PolicySettings
 
 from .adversary import KNOWLEDGE_NOTE, Coalition
-from .operator import Operator, build_policy, publish_reference, retry_mvcc
+from .operator import Operator, publish_reference, retry_mvcc
 from .report import RoundRecord, build_report
 
-_SIM = SimConfig()  # the ML helper's tuned plaintext settings: the demo runs the same, for real
-_POL = BaselinePolicy()
+_SIM = SimConfig()  # the plaintext simulation's settings: the demo runs the same, for real
 
 
 @dataclass
@@ -57,15 +57,14 @@ class DemoConfig:
     warmup_epochs: int = _SIM.warmup_epochs
     n_train: int = _SIM.n_train
     n_test: int = _SIM.n_test
-    norm_factor: float = _POL.norm_factor
-    # "auto" = per round from the public root set (auto_cosine_min), or a fixed number (the plaintext
-    # BaselinePolicy's 0.05 was the default until 2026-11-24: it let round-1 label flippers through)
-    cosine_min: float | str = "auto"
+    # the operator's verification settings (fedchain.verification.presets): each round's policy is
+    # built from them and the public reference update's norm
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    # "auto" = the absolute cosine floor per round from the public root set (auto_cosine_min), or None
+    # for policy.cosine_min (the relative rule does the work since 2026-11-30)
+    cosine_min_auto: bool = False
     auto_cosine_lo: float = 0.05
     auto_cosine_hi: float = 0.20
-    outlier: bool = _POL.outlier_factor > 0
-    outlier_factor: float = _POL.outlier_factor if _POL.outlier_factor >= 1 else 3.0
-    krum_f: int = _POL.assumed_byzantine
     min_updates: int = 2
     deadline_s: float = 600.0
     round_timeout_s: float = 300.0
@@ -110,6 +109,9 @@ class Demo:
                  policy_check: Callable[[dict[str, Any]], None] | None = None, progress: bool | None = None) -> None:
         if cfg.malicious > cfg.hospitals or cfg.hospitals < 2:
             raise ValueError("need at least 2 hospitals and no more malicious hospitals than hospitals")
+        if cfg.defense == "mpc" and cfg.hospitals < cfg.policy.min_accepted:
+            raise ValueError(f"{cfg.hospitals} hospitals cannot reach the privacy floor of {cfg.policy.min_accepted} "
+                             "accepted updates: every round would fail")
         self.cfg = cfg
         self.net = net
         self.out = out
@@ -224,9 +226,8 @@ class Demo:
         self.cosine_min_by_round[rid] = {"cosine_min": cosine_min} | {
             k: public[k] for k in ("root_split_cosine",) if k in public}
         timings["train"] += time.perf_counter() - t0
-        policy = build_policy(cfg.defense, float(np.linalg.norm(ref.vector)), norm_factor=cfg.norm_factor,
-                              cosine_min=cosine_min, outlier=cfg.outlier, outlier_factor=cfg.outlier_factor,
-                              krum_f=cfg.krum_f)
+        settings = replace(cfg.policy, defense=cfg.defense, cosine_min=cosine_min)
+        policy = settings.round_policy(float(np.linalg.norm(ref.vector))).to_dict()
         if self.policy_check is not None:
             self.policy_check(policy)
         hyper = json.loads(self.hp.to_json()) | {"seed": cfg.seed, "reference_sha256": ref.sha256,
@@ -281,10 +282,8 @@ class Demo:
     def _cosine_min(self, base_model: bytes, rid: int) -> tuple[float, dict[str, Any]]:
         """(this round's cosine_min, public hyperparameters that let anyone recompute it)."""
         cfg = self.cfg
-        if not isinstance(cfg.cosine_min, str):
-            return float(cfg.cosine_min), {}
-        if cfg.cosine_min != "auto":
-            raise ValueError(f"cosine_min must be a number or 'auto', not {cfg.cosine_min!r}")
+        if not cfg.cosine_min_auto:
+            return float(cfg.policy.cosine_min), {}
         al = root_split_alignment(load_model_bytes(base_model, self.spec), *self.root, self.hp,
                                   seed=cfg.seed * 7 + rid)
         value = auto_cosine_min(al.split_cosine, cfg.auto_cosine_lo, cfg.auto_cosine_hi)

@@ -5,6 +5,14 @@ without importing the MPC node package (DESIGN §1); the checks that read it are
 `fedchain_mpc.checks`.
 """
 
-from .policy import FACTOR_DEN, REASONS, REL_DEN, VALUE_LIMIT, PolicyError, VerificationPolicy
+from .policy import (
+    COSINE_NEWTON_STEPS,
+    FACTOR_DEN,
+    REASONS,
+    REL_DEN,
+    VALUE_LIMIT,
+    PolicyError,
+    VerificationPolicy,
+)
 
-__all__ = ["FACTOR_DEN", "REASONS", "REL_DEN", "VALUE_LIMIT", "PolicyError", "VerificationPolicy"]
+__all__ = ["COSINE_NEWTON_STEPS", "FACTOR_DEN", "REASONS", "REL_DEN", "VALUE_LIMIT", "PolicyError", "VerificationPolicy"]

@@ -11,11 +11,16 @@ Checks run in this order; the reason code of a rejected update is the first chec
   B + 2^-1, or a value that wraps) makes <x, v_k> non-integral or huge with probability >= 1/2 per
   vector, so it passes with probability <= 2^-K (K >= 41: <= 2^-40). value_bound is the largest
   update the fixed-point arithmetic handles (not a robustness threshold).
-- norm (robustness): ||x|| <= norm_bound (absolute cap; 0 = none) and, if norm_rel_factor > 0,
-  ||x_i|| <= norm_rel_factor * median ||x_j|| over the round's valid updates (FLAME-style), unless
-  ||x_i|| <= norm_floor.
+- norm (robustness): ||x|| <= norm_bound (absolute cap; 0 = none; decided with the range check)
+  and, if norm_rel_factor > 0, ||x_i|| <= norm_rel_factor * median ||x_j|| over the round's updates
+  that passed so far (FLAME-style), unless ||x_i|| <= norm_floor.
 - cosine: cos(x, reference) >= cosine_min (absolute; reference = FLTrust update of the public root
-  set) and, if cosine_rel > 0, cos_i >= cosine_rel * median cos_j over the valid updates.
+  set) and, if cosine_rel > 0, cos_i >= cosine_rel * median cos_j - cosine_slack over the same
+  updates as the relative norm rule (decided together with it). The slack keeps honest updates
+  when training has converged and the reference carries little signal (median cosine ~0.02).
+  cos_i here is (x_i.r / b) y_i with y_i ~ 1 / sqrt(||x_i||^2 / b^2 + 2^-12) by Newton's iteration
+  (b = norm_bound if set, else value_bound; checks/cosine.py): exact for ||x_i|| >= b/64, pulled
+  towards 0 for smaller updates. Plaintext and MPC run the same iteration.
 - outlier (Multi-Krum style): D_ij = ||x_i - x_j||^2 among updates that passed the checks above,
   distance to/from any other = cap = 4 b^2 (b = norm_bound if set, else value_bound), D_ii = 0; score_i = sum of the k + 1 smallest
   entries of row i (k = n - krum_f - 2 nearest others; "mean_distance": k = n - 1); reject if
@@ -44,6 +49,7 @@ REL_DEN = 64  # relative norm / cosine factors are compared as squares in multip
 VALUE_LIMIT = 2.0 ** 15  # |values| the 32/16 fixed-point checks may handle (norms², distances)
 MIN_SOUND_VECTORS = 41  # (257/513)^41 < 2^-40: a half-integer passes every range test at most that often
 MAX_VALUE_BOUND = 63.9  # 4 b^2 * 2 < 2^15: outlier distances stay in the fixed-point range
+COSINE_NEWTON_STEPS = 5  # y <- y (3 - N y^2) / 2 from within a factor 2 of 1/||x||: 2^-17
 MAX_RANGE_BITS = 44  # projections at scale 2^16 with |v| < 2^(l-1): l + 30 (MPyC's -K) + 4 < 80
 
 
@@ -55,7 +61,7 @@ class PolicyError(ValueError):
 class VerificationPolicy:
     range_enabled: bool = True
     value_bound: float = MAX_VALUE_BOUND
-    pine_num_vectors: int = 48
+    pine_num_vectors: int = 44
     pine_c: float = 8.0
     norm_enabled: bool = True
     norm_bound: float = 0.0
@@ -64,6 +70,7 @@ class VerificationPolicy:
     cosine_enabled: bool = True
     cosine_min: float = 0.0
     cosine_rel: float = 0.0
+    cosine_slack: float = 0.05
     outlier_enabled: bool = True
     krum_f: int = 1
     outlier_factor: float = 3.0
@@ -95,6 +102,8 @@ class VerificationPolicy:
             raise PolicyError("cosine_min must be in [-1, 1]")
         if not (_number(self.cosine_rel) and 0.0 <= self.cosine_rel <= 1.0):
             raise PolicyError("cosine_rel must be in [0, 1] (0: off)")
+        if not (_number(self.cosine_slack) and 0.0 <= self.cosine_slack <= 1.0):
+            raise PolicyError("cosine_slack must be in [0, 1]")
         if not (isinstance(self.krum_f, int) and self.krum_f >= 0):
             raise PolicyError("krum_f must be a non-negative integer")
         q = self.outlier_factor * FACTOR_DEN
@@ -124,8 +133,8 @@ class VerificationPolicy:
 
     @property
     def cosine_rel_num(self) -> int:
-        """q of the relative cosine rule REL_DEN * s_i >= q * median(s), s = cos |cos|."""
-        return round(self.cosine_rel ** 2 * REL_DEN)
+        """q of the relative cosine rule REL_DEN * c_i + slack >= q * median(c)."""
+        return round(self.cosine_rel * REL_DEN)
 
     def range_limit(self) -> float:
         """|<x, v_k>| below this (real units) always passes the range check; honest updates stay below

@@ -27,7 +27,8 @@ class PolicySettings:
     norm_factor: float = 5.0  # absolute cap ||Δ|| <= norm_factor * ||Δ_ref|| (0: no absolute cap)
     norm_rel_factor: float = 2.5  # ||Δ_i|| <= factor * median ||Δ_j|| (0: off)
     cosine_min: float = 0.0  # cos(Δ, Δ_ref) >= this (absolute)
-    cosine_rel: float = 0.3  # cos_i >= cosine_rel * median cos_j (0: off)
+    cosine_rel: float = 0.3  # cos_i >= cosine_rel * median cos_j - cosine_slack (0: off)
+    cosine_slack: float = 0.05
     outlier_factor: float = 4.0  # Multi-Krum score <= factor * median (0: outlier check off)
     outlier_floor_factor: float = 0.1  # scores of updates closer than this * ||Δ_ref|| always pass
     krum_f: int = 2
@@ -58,7 +59,7 @@ class PolicySettings:
         return VerificationPolicy(
             norm_enabled=bool(cap > 0 or self.norm_rel_factor > 0), norm_bound=round(cap, 6),
             norm_rel_factor=self.norm_rel_factor,
-            cosine_min=self.cosine_min, cosine_rel=self.cosine_rel,
+            cosine_min=self.cosine_min, cosine_rel=self.cosine_rel, cosine_slack=self.cosine_slack,
             outlier_enabled=self.outlier_factor > 0,
             outlier_factor=round(max(self.outlier_factor, 1.0) * 16) / 16,
             outlier_floor=round(min(MAX_VALUE_BOUND, self.outlier_floor_factor * r), 6),
