@@ -291,7 +291,6 @@ def test_mock_stub_follows_fabric_range_rules():
     """Plain ranges skip composite keys and refuse them as bounds, as the real stub and Fabric do."""
     import pytest
     from cc_support import make_world
-
     from fedchain_cc.testing import MockStub
 
     w = make_world()
