@@ -76,10 +76,12 @@ def load(path: Path) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
 
 
 GRID = {
-    "norm_rel_factor": [2.5, 3.0, 4.0],
-    "cosine_rel": [0.0, 0.3, 0.5],
-    "cosine_slack": [0.03, 0.06, 0.1],
-    "outlier_factor": [0.0, 4.0, 8.0],
+    "cosine_min": [-1.0],
+    "norm_factor": [0.0, 5.0, 10.0],
+    "norm_rel_factor": [4.0, 6.0, 10.0],
+    "cosine_rel": [0.5, 0.7],
+    "cosine_slack": [0.06, 0.1],
+    "outlier_factor": [0.0, 8.0],
 }
 
 
@@ -114,7 +116,9 @@ def sweep(args: argparse.Namespace) -> int:
                      "honest_rejected_late": late["rej"] / max(1, late["n"]),
                      "honest_reasons": {k[4:]: v for k, v in honest.items() if k.startswith("why:") and v},
                      "poisoned_caught": {a: c["caught"] / max(1, c["n"]) for a, c in poisoned.items()}})
-    rows.sort(key=lambda r: (-min(r["poisoned_caught"].values() or [1.0]), r["honest_rejected"]))
+    # first the settings that keep honest rejections at or below 5 %, best detection first
+    rows.sort(key=lambda r: (r["honest_rejected"] > 0.05, -min(r["poisoned_caught"].values() or [1.0]),
+                             r["honest_rejected"]))
     for r in rows[:args.top]:
         print(json.dumps(r))
     if args.json:

@@ -51,7 +51,7 @@ def test_simulation_uses_the_nodes_plaintext_rules():
     s = PolicyStrategy(plaintext_verdicts, PolicySettings().round_policy)
     _, v = s.aggregate(ups, [10] * 9, reference=ref)
     assert [x.reason for x in v[:6]] == ["ok"] * 6
-    assert [x.reason for x in v[6:]] == ["norm", "cosine", "norm"]
+    assert [x.reason for x in v[6:]] == ["norm", "cosine", "outlier"]  # 10x; against; noise (far from all)
 
 
 def test_policy_strategy_uses_verdict_fn():
@@ -68,12 +68,14 @@ def test_policy_strategy_uses_verdict_fn():
 
 def test_defense_beats_none_under_scaling():
     cfg = SimConfig(hospitals=6, malicious=2, attack="scaling", attack_params={"factor": 20}, rounds=3,
-                    n_train=1800, n_test=600, steps=15, alpha=1.0, seed=1)
+                    n_train=1800, n_test=600, steps=30, alpha=1.0, seed=1)
     defended = run_simulation(cfg, PolicyStrategy(plaintext_verdicts, PolicySettings().round_policy))
     undefended = run_simulation(cfg, FedAvg())
     det = defended.report["detection"]
     assert det["fn"] == 0 and det["tp"] == 2 * 3  # every poisoned update rejected in every round
-    assert det["fp"] <= 1
+    # hospital5's data points elsewhere (round-1 cosine 0.17 against a median of 0.53): the relative
+    # cosine rule may reject it; the demo's measured honest rejection rate is in docs/demo.md
+    assert det["fp"] <= 2
     assert defended.report["final_accuracy"] > undefended.report["final_accuracy"] + 0.1
     assert set(defended.report) >= {"config", "rounds", "final_accuracy", "detection"}
     r = defended.report["rounds"][-1]

@@ -42,7 +42,7 @@ def test_three_nodes_verify_aggregate_and_reject_inconsistent_shares(tmp_path: P
         assert o["aggregate_sha256"] == outs[0]["aggregate_sha256"]
         assert o["model_sha256"] == outs[0]["model_sha256"] is not None
         assert o["bytes_sent"] > 0 and o["peak_rss_mb"] > 0
-        assert set(o["phases"]) >= {"seed", "local_products", "inconsistent", "range+norm", "norm+cosine", "outlier",
+        assert set(o["phases"]) >= {"seed", "local_products", "inconsistent", "range+norm", "cosine", "outlier",
                                    "aggregate", "total"}
         assert o["outcome"] == "ok"
     agg = np.load(outs[0]["aggregate_path"], allow_pickle=False)["delta"]

@@ -14,7 +14,8 @@ from conftest import find_free_port_base
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-POLICY = {"cosine_enabled": False, "outlier_enabled": False, "norm_bound": 50.0, "pine_c": 2.0}
+# two hospitals: this consortium's privacy floor is 1 (the default 3 is tested elsewhere)
+POLICY = {"cosine_enabled": False, "outlier_enabled": False, "norm_bound": 50.0, "pine_c": 2.0, "min_accepted": 1}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def world(tmp_path_factory):
     from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
 
     root = tmp_path_factory.mktemp("hosp")
-    network = EmbeddedNetwork(root / "net", EmbeddedSettings(base_port=find_free_port_base()))
+    network = EmbeddedNetwork(root / "net", EmbeddedSettings(base_port=find_free_port_base(), min_accepted=1))
     network.up(ready_timeout=120)
     try:
         net = load_network(root / "net")
@@ -111,6 +112,19 @@ def test_restarts_never_double_submit(world):
     c2.close()
 
 
+def _wait_published(world, rid: int, timeout_s: float = 60.0) -> None:
+    """FINALIZED comes first; an MPC node publishes the model bytes in a later transaction."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            world["op"].get_model(rid)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
 def test_follow_takes_part_in_created_rounds(world):
     from fedchain.hospital import follow
 
@@ -128,6 +142,7 @@ def test_follow_takes_part_in_created_rounds(world):
     assert sorted(o.round_id for o in outcomes) == [rid, rid]
     rnd = _finish(world, rid)
     assert rnd["finalized"]["accepted"] == ["h1", "h2"]
+    _wait_published(world, rid)
     # the base each hospital loads next is exactly the finalized model
     model, raw = clients[0].fetch_base_model({**world["op"].get_round(rid), "base_round_id": rid,
                                               "base_model_hash": rnd["finalized"]["model_hash"]})

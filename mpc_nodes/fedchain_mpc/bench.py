@@ -26,9 +26,11 @@ from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import plaintext
 
-# every check on: range (48 vectors), absolute + relative norm, absolute + relative cosine, Multi-Krum
-BENCH_POLICY = VerificationPolicy(norm_bound=2.0, norm_rel_factor=2.0, cosine_min=0.0, cosine_rel=0.5,
-                                  krum_f=1, outlier_factor=1.5, min_accepted=3)
+# the operator's default round policy (PolicySettings) with every check on, plus an absolute norm cap:
+# range (44 vectors), norm cap + relative norm, absolute + relative cosine, Multi-Krum
+BENCH_POLICY = VerificationPolicy(norm_bound=2.0, norm_rel_factor=6.0, cosine_min=0.0, cosine_rel=0.7,
+                                  cosine_slack=0.06, krum_f=1, outlier_factor=1.5, outlier_floor=0.1,
+                                  min_accepted=3)
 
 
 def synthetic(n: int, d: int, poisoned: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:

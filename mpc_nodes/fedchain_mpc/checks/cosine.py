@@ -62,8 +62,10 @@ class Cosine(Check):
         c2 = pol.cosine_min ** 2
         if pol.cosine_min >= 0:
             ok = (xr >= 0) & (xr * xr >= c2 * n2)
-        else:
+        elif pol.cosine_min > -1:
             ok = (xr >= 0) | (xr * xr <= c2 * n2)
+        else:  # -1: no absolute floor
+            ok = np.ones(rnd.n, dtype=bool)
         if pol.cosine_rel > 0 and rows.size:
             cos = cosine_plain(xr, n2, pol.eligible_bound())
             shifted = cos + round(REL_DEN * pol.cosine_slack * 2 ** 16) / (REL_DEN * 2.0 ** 16)
@@ -90,7 +92,7 @@ class Cosine(Check):
         terms: list[Any] = []
         if pol.cosine_min >= 0:
             terms += [neg, mpcops.lt0(xr2 * one - n2 * cq, big)]
-        else:
+        elif pol.cosine_min > -1:
             small = 1 - mpcops.lt0(n2 * cq - xr2 * one, big)
             terms.append(neg * (1 - small))
         if pol.cosine_rel > 0 and rows.size:

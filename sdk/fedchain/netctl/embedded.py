@@ -39,6 +39,7 @@ class EmbeddedSettings:
     batch_timeout_ms: int = 50
     max_message_count: int = 100
     with_mpc: bool = True
+    min_accepted: int = 3  # the consortium's privacy floor (InitConsortium): no aggregate of fewer updates
 
     @property
     def gateway_port(self) -> int:

@@ -131,14 +131,15 @@ def bootstrap_ledger(net: EmbeddedNetwork) -> None:
             "mpc_nodes": nodes,
             "threshold": THRESHOLD,
             "quorum": THRESHOLD + 1,
-            "default_policy": _default_policy(),
+            "default_policy": _default_policy(net.settings.min_accepted),
             "max_model_bytes": MAX_MODEL_BYTES,
+            "min_accepted": net.settings.min_accepted,
         }
         client.init_consortium(config)
         client.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
 
 
-def _default_policy() -> dict:
+def _default_policy(min_accepted: int) -> dict:
     from fedchain.verification import VerificationPolicy
 
-    return json.loads(VerificationPolicy().to_json())
+    return json.loads(VerificationPolicy(min_accepted=min_accepted).to_json())

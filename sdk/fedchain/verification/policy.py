@@ -65,7 +65,7 @@ class VerificationPolicy:
     pine_c: float = 8.0
     norm_enabled: bool = True
     norm_bound: float = 0.0
-    norm_rel_factor: float = 2.0
+    norm_rel_factor: float = 0.0  # relative rules are off unless a policy asks (PolicySettings does)
     norm_floor: float = 0.0
     cosine_enabled: bool = True
     cosine_min: float = 0.0
