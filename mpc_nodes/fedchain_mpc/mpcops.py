@@ -85,36 +85,57 @@ async def zone_terms(secint, s, bits: int):
     return factors[0].reshape(s.shape)
 
 
-async def mul_trunc(secint, a, b, f: int = 16, bits: int = 46):
-    """a * b / 2^f for secure ints at scale 2^f (b secure, or a public integer array): ONE opening.
+async def trunc_shares(secint, shares, degree: int, f: int = 16, bits: int = 46):
+    """Shares (a field array: this party's share of each value, of polynomial degree t or 2t) of
+    values v at scale 2^(2f) → a fresh degree-t secure array of v / 2^f, with ONE opening.
 
-    The local product of the shares (degree 2t; degree t for a public b) is masked with
-    r = r_mod + 2^f r_div (r_mod a sum of D uniforms in [0, 2^f), so (ab + r) mod 2^f is uniform;
-    r_div hides the rest statistically, 2^-k) and opened with threshold 2t, which also does the
-    degree reduction: floor(c / 2^f) - r_div is a fresh degree-t sharing of floor((ab + r_mod) / 2^f)
-    = ab / 2^f + e, e in [0, D], re-centred by D // 2. So the result is ab / 2^f within about D/2 + 1
-    units of 2^-f (MPyC's multiply-then-np_trunc: 1 unit, but a resharing round and f random bits
-    per value). Requires |ab| < 2^(bits-1) at scale 2^(2f)."""
+    The shares are masked with r = r_mod + 2^f r_div (r_mod a sum of D uniforms in [0, 2^f), so
+    (v + r) mod 2^f is uniform; r_div hides the rest statistically, 2^-k) and opened with threshold
+    `degree`, which also reduces a degree-2t sharing: floor(c / 2^f) - r_div shares
+    floor((v + r_mod) / 2^f) = v / 2^f + e, e in [0, D], re-centred by D // 2. So the result is
+    v / 2^f within about D/2 + 1 units of 2^-f (MPyC's reshare + np_trunc: 1 unit, but a resharing
+    round and f random bits per value). Requires |v| < 2^(bits-1): an out-of-range v is NOT hidden
+    by the mask, so only values of validated rows (or of one row's own data) may be truncated."""
+    (out,) = await trunc_batch(secint, [shares], degree, f, bits)
+    return out
+
+
+async def trunc_batch(secint, parts: list, degree: int, f: int = 16, bits: int = 46) -> list:
+    """trunc_shares of several field arrays in one opening (threshold `degree`: 2t if any part holds
+    products of two sharings). Returns one secure array per part, same shapes."""
     fld = secint.field
     k = mpc.options.sec_param
-    av = await mpc.gather(a)
-    if hasattr(b, "share"):
-        prod = av * await mpc.gather(b)
-        threshold = 2 * mpc.threshold
-    else:
-        prod = av * fld.array(np.asarray(b, dtype=object) % fld.modulus)
-        threshold = mpc.threshold
-    shape = prod.shape
-    size = int(np.prod(shape))
+    flat = [np.asarray(p.value, dtype=object).reshape(-1) for p in parts]
+    sizes = [v.size for v in flat]
+    size = sum(sizes)
     r_mod, d = await _bounded_randoms(fld, size, f)
     if (d + 2) << (bits + k) >= fld.modulus:
-        raise ValueError(f"{bits}-bit products do not fit the field with security parameter {k}")
+        raise ValueError(f"{bits}-bit values do not fit the field with security parameter {k}")
     r_div, _ = await _bounded_randoms(fld, size, bits - f + k)
-    mask = fld.array((r_mod + (r_div << f)).reshape(shape))
-    c = await mpc.output(prod + mask + (1 << (bits - 1)), threshold=threshold)
+    masked = fld.array(np.concatenate(flat)) + fld.array(r_mod + (r_div << f)) + (1 << (bits - 1))
+    c = await mpc.output(masked, threshold=degree)
     top = np.asarray([int(v) >> f for v in np.asarray(c.value).reshape(-1)], dtype=object)
-    out = fld.array(top - (1 << (bits - 1 - f)) - d // 2) - fld.array(r_div)
-    return secint.array(out.reshape(shape))
+    res = fld.array(top - (1 << (bits - 1 - f)) - d // 2) - fld.array(r_div)
+    out, off = [], 0
+    for part, n in zip(parts, sizes, strict=True):
+        out.append(secint.array(fld.array(res.value[off:off + n].reshape(part.shape))))
+        off += n
+    return out
+
+
+async def local_product(secint, a, b):
+    """This party's share of a * b, NOT reduced: a field array of degree 2t (t if b is public ints)."""
+    av = await mpc.gather(a)
+    if hasattr(b, "share"):
+        return av * await mpc.gather(b)
+    return av * secint.field.array(np.asarray(b, dtype=object) % secint.field.modulus)
+
+
+async def mul_trunc(secint, a, b, f: int = 16, bits: int = 46):
+    """a * b / 2^f for secure ints at scale 2^f (b secure, or a public integer array), with ONE opening
+    (the opening of trunc_shares also does the degree reduction). |a b| < 2^(bits-1) at scale 2^(2f)."""
+    degree = 2 * mpc.threshold if hasattr(b, "share") else mpc.threshold
+    return await trunc_shares(secint, await local_product(secint, a, b), degree, f, bits)
 
 
 async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray) -> list[np.ndarray]:

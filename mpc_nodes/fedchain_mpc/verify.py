@@ -85,7 +85,6 @@ class MPCRound:
         self.n, self.d = lo.shape
         self.t = mpc.threshold
         self.one = 1 << 16
-        self.wide = policy.outlier_active(self.n) and policy.wide_row_sums(self.n)
         self._cols: dict[str, slice] = {}
         rows, start = [], 0
         for c in checks:
@@ -103,52 +102,47 @@ class MPCRound:
         self._launch()
 
     def _launch(self) -> None:
-        """Start the Gram truncation and x·r truncation now: MPyC runs them concurrently with later work."""
-        gram = self.secfxp.array(self.field.array(self.g_loc), integral=False)
-        if self.t > 0:
-            gram = mpc._reshare(gram)
-        full = self.policy.outlier_active(self.n) and not self.wide
-        self._g_fut = mpc.np_trunc(gram) if full else gram
-        self._full = full
-        self._xr_fut = None
+        """Truncations of what involves only each row's own data (||x_i||^2, x_i·r) happen together at
+        first use (one opening). Cross terms x_i·x_j are truncated only for validated rows
+        (gram(rows)): a truncation opening does not hide an out-of-range value, and a crafted x_j would
+        make x_i·x_j reveal x_i to a node that colludes with the crafting hospital."""
+        self._norm2 = self._xr = None
+        self._gram: dict[tuple[int, ...], Any] = {}
+
+    async def _own_terms(self) -> None:
+        if self._norm2 is not None:
+            return
+        diag = self.field.array(np.array([self.g_loc[i, i] for i in range(self.n)], dtype=object))
+        parts = [diag]
         if "cosine" in self._cols:
-            col = self._cols["cosine"].start
-            self._xr_fut = mpc.np_trunc(self.secfxp.array(self.field.array(self.p_loc[:, col]), integral=False))
-        self._g = self._g32 = self._diag = self._norm2 = None
+            parts.append(self.field.array(self.p_loc[:, self._cols["cosine"].start]))
+        got = await mpcops.trunc_batch(self.secint, parts, 2 * self.t)  # 2t: diag = products of shares
+        self._norm2 = got[0]
+        self._xr = got[1] if len(got) > 1 else None
 
     def products(self, check: Check) -> np.ndarray:
         """(n, q) field ints: this party's shares of x_i · (the check's public rows)."""
         return self.p_loc[:, self._cols[check.reason]]
 
     async def reference_product(self, check: Check) -> Any:
-        """x·r (secfxp, scale 2^16) for the check's single public row (truncated once)."""
-        return self._xr_fut
-
-    async def _gram_parts(self) -> None:
-        if self._norm2 is not None:
-            return
-        eye = np.eye(self.n, dtype=np.int64)
-        if self._full:  # distances at scale 2^16: the whole Gram matrix truncated once
-            self._g = self.secint.array(await mpc.gather(self._g_fut))
-            self._norm2 = mpc.np_sum(self._g * eye, axis=1)
-        else:  # only the diagonal is truncated (the mean-distance rule keeps scale 2^32)
-            self._g32 = self.secint.array(await mpc.gather(self._g_fut))
-            self._diag = mpc.np_sum(self._g32 * eye, axis=1)
-            fx = self.secfxp.array(await mpc.gather(self._diag), integral=False)
-            self._norm2 = self.secint.array(await mpc.gather(mpc.np_trunc(fx)))
+        """x·r (secint at scale 2^16) for the check's single public row (truncated once)."""
+        await self._own_terms()
+        return self._xr
 
     async def norm2(self) -> Any:
         """||x_i||^2 at scale 2^16 (secint)."""
-        await self._gram_parts()
+        await self._own_terms()
         return self._norm2
 
-    async def gram(self) -> Any:
-        await self._gram_parts()
-        return self._g
-
-    async def gram32(self) -> tuple[Any, Any]:
-        await self._gram_parts()
-        return self._g32, self._diag
+    async def gram(self, rows: np.ndarray) -> Any:
+        """x_i·x_j at scale 2^16 (secint n×n) for i, j in rows (validated: in range); 0 elsewhere."""
+        key = tuple(int(i) for i in rows)
+        if key not in self._gram:
+            keep = np.zeros((self.n, self.n), dtype=bool)
+            keep[np.ix_(rows, rows)] = True
+            masked = np.where(keep, self.g_loc, 0)
+            self._gram[key] = await mpcops.trunc_shares(self.secint, self.field.array(masked), 2 * self.t)
+        return self._gram[key]
 
 
 async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[int],

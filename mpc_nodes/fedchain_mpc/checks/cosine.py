@@ -80,9 +80,7 @@ class Cosine(Check):
 
         pol = rnd.policy
         one = rnd.one
-        xr_fx = await rnd.reference_product(self)  # secfxp, x.r at scale 2^16
-        xr = rnd.secint.array(await mpc.gather(xr_fx))
-        xr2 = rnd.secint.array(await mpc.gather(xr_fx * xr_fx))
+        xr = await rnd.reference_product(self)  # x.r at scale 2^16
         n2 = await rnd.norm2()
         eb = pol.eligible_bound()  # these rows passed the range check and the norm cap
         vmax = int(round(eb ** 2 * one)) + 1
@@ -90,6 +88,8 @@ class Cosine(Check):
         neg = mpcops.lt0(xr, max(vmax, 2 * int(eb * one) + 1))  # |x.r| <= ||x|| (|r| = 1)
         cq = int(round(pol.cosine_min ** 2 * one))
         terms: list[Any] = []
+        if pol.cosine_min > -1:
+            xr2 = await mpcops.mul_trunc(rnd.secint, xr, xr)
         if pol.cosine_min >= 0:
             terms += [neg, mpcops.lt0(xr2 * one - n2 * cq, big)]
         elif pol.cosine_min > -1:
@@ -98,9 +98,11 @@ class Cosine(Check):
         if pol.cosine_rel > 0 and rows.size:
             si = rnd.secint
             full = np.full(rows.size, 1, dtype=object)
-            h = await mpcops.mul_trunc(si, n2[rows], full * round(one / (2 * eb ** 2)))
-            h = h + round(EPS * one / 2)  # N' / 2 with N' = N / b^2 + EPS <= 1 + EPS
-            xb = mpcops.mul_trunc(si, xr[rows], full * round(one / eb))  # x.r / b, in parallel
+            t2 = 2 * mpc.threshold
+            h, xb = await mpcops.trunc_batch(si, [  # N' / 2 (N' = N / b^2 + EPS <= 1 + EPS) and x.r / b
+                await mpcops.local_product(si, n2[rows], full * round(one / (2 * eb ** 2))),
+                await mpcops.local_product(si, xr[rows], full * round(one / eb))], mpc.threshold)
+            h = h + round(EPS * one / 2)
             # start within a factor 2 of 1 / sqrt(N'): y0 = 2^J, J = #{j <= 6: N' < 4^-j} (nested bits, so
             # y0 = 1 + sum_j 2^(j-1) b_j is linear): one comparison batch instead of 9 more Newton steps
             thr = np.array([round(one * 4.0 ** -j) for j in range(1, START_LEVELS + 1)], dtype=object)
@@ -108,10 +110,11 @@ class Cosine(Check):
             y = one + mpc.np_sum(below * np.array([one << (j - 1) for j in range(1, START_LEVELS + 1)],
                                                   dtype=object).reshape(-1, 1), axis=0)
             for _ in range(COSINE_NEWTON_STEPS):  # y <- 1.5 y - (h y) y^2: 2 openings per step
-                hy, yy, y15 = (mpcops.mul_trunc(si, h, y), mpcops.mul_trunc(si, y, y),
-                               mpcops.mul_trunc(si, y, full * (3 * one // 2)))
-                y = await y15 - await mpcops.mul_trunc(si, await hy, await yy)
-            cos_rows = await mpcops.mul_trunc(si, await xb, y)  # scale 2^16, |cos| <~ 1
+                hy, yy, y15 = await mpcops.trunc_batch(si, [
+                    await mpcops.local_product(si, h, y), await mpcops.local_product(si, y, y),
+                    await mpcops.local_product(si, y, full * (3 * one // 2))], t2)
+                y = y15 - await mpcops.mul_trunc(si, hy, yy)
+            cos_rows = await mpcops.mul_trunc(si, xb, y)  # scale 2^16, |cos| <~ 1
             pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
             pick[np.arange(rows.size), rows] = 1
             cos = cos_rows @ pick

@@ -108,28 +108,20 @@ class Outlier(Check):
         both = np.outer(elig, elig).astype(np.int64)
         kk = pol.krum_k(n)
         krum = kk + 1 < n
-        if not rnd.wide:
-            g = await rnd.gram()
-            norm2 = await rnd.norm2()
-            dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
-            dist = (dist * both + cap * (1 - both)) * (1 - eye)
-            if krum and n <= KRUM_RANK_MAX_N:  # an ineligible row's sum is kk·cap, public
-                pick = np.zeros((rows.size, n), dtype=np.int64)
-                pick[np.arange(rows.size), rows] = 1
-                score = sum_smallest(dist[rows], kk + 1, cap) @ pick + kk * cap * (1 - elig.astype(np.int64))
-            elif krum:
-                small_t = mpc.SecInt(mpcops.bits_for(cap), p=rnd.p)  # cheaper comparisons in the sorting network
-                srt = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
-                score = secint.array(await mpc.gather(mpc.np_sum(srt[:, :kk + 1], axis=1)))
-            else:
-                score = mpc.np_sum(dist, axis=1)
-        else:  # mean-distance rule: row sums at scale 2^32, then n truncations
-            g32, diag = await rnd.gram32()
-            cap32 = cap << 16
-            dist = diag.reshape(n, 1) + diag.reshape(1, n) - 2 * g32
-            dist = (dist * both + cap32 * (1 - both)) * (1 - eye)
-            rowsum = rnd.secfxp.array(await mpc.gather(mpc.np_sum(dist, axis=1)), integral=False)
-            score = secint.array(await mpc.gather(mpc.np_trunc(rowsum)))
+        g = await rnd.gram(rows)  # only eligible rows' cross terms are ever truncated (opened masked)
+        norm2 = await rnd.norm2()
+        dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
+        dist = (dist * both + cap * (1 - both)) * (1 - eye)
+        if krum and n <= KRUM_RANK_MAX_N:  # an ineligible row's sum is kk·cap, public
+            pick = np.zeros((rows.size, n), dtype=np.int64)
+            pick[np.arange(rows.size), rows] = 1
+            score = sum_smallest(dist[rows], kk + 1, cap) @ pick + kk * cap * (1 - elig.astype(np.int64))
+        elif krum:
+            small_t = mpc.SecInt(mpcops.bits_for(cap), p=rnd.p)  # cheaper comparisons in the sorting network
+            srt = mpc.np_sort(small_t.array(await mpc.gather(dist)), axis=1)
+            score = secint.array(await mpc.gather(mpc.np_sum(srt[:, :kk + 1], axis=1)))
+        else:  # mean-distance rule: row sums, no per-row selection
+            score = mpc.np_sum(dist, axis=1)
         bound_o = (kk + 1) * cap * max(FACTOR_DEN, pol.factor_num)
         if n <= RANK_MEDIAN_MAX_N:
             ok = within_factor_of_median(score, pol.factor_num, bound_o, rows)

@@ -174,11 +174,6 @@ class VerificationPolicy:
         if k1 * cap * max(FACTOR_DEN, self.factor_num) >= 2.0 ** 46:
             raise PolicyError(f"n={n} with value_bound={self.value_bound} overflows the outlier scores")
 
-    def wide_row_sums(self, n: int) -> bool:
-        """Mean-distance rule: can row sums stay at scale 2^32 (saving n^2 truncations)?
-        Their truncation needs |value| < 2^47 (SecFxp(32, 16)); keep a factor 2 margin."""
-        return self.krum_k(n) + 1 == n and n * self.distance_cap() * 2.0 ** 32 < 2.0 ** 46
-
     # ------------------------------------------------------------------------ JSON
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
