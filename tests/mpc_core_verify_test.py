@@ -406,3 +406,35 @@ def test_apply_delta_canonical() -> None:
     assert np.allclose(flatten(out), flatten(base) + delta)
     with pytest.raises(ModelApplyError):
         apply_delta(canonical_bytes(base), np.zeros(6))
+
+
+def test_no_cross_term_with_a_crafted_row_is_ever_truncated(monkeypatch) -> None:
+    """A truncation opening hides only in-range values: x_i.x_j with a crafted x_j = (M, 0, ...) is
+    M x_i[0] mod p, which a node colluding with x_j's sender could read off the masked opening. Only
+    each row's own terms and the eligible rows' Gram may ever be truncated."""
+    from fedchain_mpc import mpcops
+
+    seen: list[int] = []
+    real = mpcops.trunc_batch
+
+    async def spy(secint, parts, degree, f=16, bits=46):
+        for part in parts:
+            seen.extend(int(v) % P for v in np.asarray(part.value).reshape(-1))
+        return await real(secint, parts, degree, f, bits)
+
+    monkeypatch.setattr(mpcops, "trunc_batch", spy)
+    rng = np.random.default_rng(31)
+    x, ref, _ = make_round(rng, 5, 64, 0)
+    hi, lo = encode_rows(x)
+    m_big = (P // 3) | 1
+    bad = np.zeros(64, dtype=object)
+    bad[0] = m_big
+    set_field_row(hi, lo, 4, bad)
+    policy = VerificationPolicy(norm_rel_factor=2.0, cosine_rel=0.5, outlier_factor=2.0, min_accepted=2)
+    res = run_mpc(hi, lo, [1] * 5, policy, ref, "cross")
+    assert res.verdicts[4] == (False, "range") and all(_bits(res.verdicts[:4]))
+    honest = field_rows(hi[:4], lo[:4])
+    cross = {int(m_big * v) % P for v in honest[:, 0]}
+    assert seen and not cross & set(seen)
+    gram = {int(sum(a * b for a, b in zip(honest[i], honest[j], strict=True))) % P for i in range(4) for j in range(4)}
+    assert gram <= set(seen)  # the eligible rows' Gram was truncated (the outlier check ran)

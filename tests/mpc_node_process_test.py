@@ -28,10 +28,11 @@ NO_COSINE = {"cosine_enabled": False}
 class FakeRun:
     """Stands in for the MPyC run: records jobs, returns given verdicts and a model (base + 1)."""
 
-    def __init__(self, verdicts: dict[str, bool] | None = None, fail: int = 0) -> None:
+    def __init__(self, verdicts: dict[str, bool] | None = None, fail: int = 0, outcome: str | None = None) -> None:
         self.jobs: list[dict] = []
         self.verdicts = verdicts
         self.fail = fail
+        self.outcome = outcome
 
     def __call__(self, job, run_dir, settings, sleep=None, attempt_hook=None, should_abort=None):
         if attempt_hook:
@@ -47,9 +48,12 @@ class FakeRun:
         out.write_bytes(data)
         ids = [s["hospital_id"] for s in job["shares"]]
         ok = self.verdicts or {h: True for h in ids}
-        return {"verdicts": {h: {"accept": ok[h], "reason": "ok" if ok[h] else "norm"} for h in ids},
-                "model_path": str(out), "model_sha256": sha, "aggregate_sha256": "00", "total_weight": 1,
-                "phases": {"total": 0.1}}
+        res = {"verdicts": {h: {"accept": ok[h], "reason": "ok" if ok[h] else "norm"} for h in ids},
+               "model_path": str(out), "model_sha256": sha, "aggregate_sha256": "00", "total_weight": 1,
+               "phases": {"total": 0.1}, "seed": "joint"}
+        if self.outcome is not None:
+            res["outcome"] = self.outcome
+        return res
 
 
 @pytest.fixture
@@ -143,6 +147,35 @@ def test_fewer_accepted_than_min_updates_keeps_the_base_model(setup, monkeypatch
     procs[0].process(1)
     att = world.ledger.attestations[1]["mpc0"]
     assert att["model_hash"] == BASE_HASH and att["rejected"] == {"hosp1": "norm"}
+
+
+@pytest.mark.parametrize("outcome", ["too_few_accepted", "aggregate_out_of_range"])
+def test_an_outcome_without_aggregate_attests_the_base_model(setup, monkeypatch, outcome):
+    """Privacy floor or failed sanity check: the run opened (or published) no aggregate; the node
+    attests the base model with the outcome, whatever model file a run may have left."""
+    world, stores, procs, fake = setup
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", seed=1)
+    monkeypatch.setattr(node_mod, "run_with_retries", FakeRun(outcome=outcome))
+    world.ledger.close_round(1)
+    procs[0].process(1)
+    att = world.ledger.attestations[1]["mpc0"]
+    assert att["model_hash"] == BASE_HASH and att["outcome"] == outcome
+    assert att["accepted"] == ["hosp0", "hosp1"]
+    report = json.loads((procs[0].ctx.data_dir / "reports" / "1.json").read_text())
+    assert report["outcome"] == outcome and report["aggregate_sha256"] is None and report["joint_seed"] == "joint"
+
+
+def test_accepted_below_the_policy_floor_is_never_published(setup, monkeypatch):
+    """Defence in depth: even if a run reports ok, fewer accepted than policy.min_accepted is too few."""
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["policy"] = {**NO_COSINE, "min_accepted": 3}
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", seed=1)
+    world.ledger.close_round(1)
+    procs[0].process(1)
+    att = world.ledger.attestations[1]["mpc0"]
+    assert att["model_hash"] == BASE_HASH and att["outcome"] == "too_few_accepted"
 
 
 def test_cosine_needs_a_matching_reference(setup, tmp_path):
