@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--policy", default="MAJORITY",
                     help="endorsement policy: MAJORITY (default), ANY, ALL or a comma list of MSP ids")
     up.add_argument("--no-mpc", action="store_true", help="ledger only, without MPC nodes")
+    up.add_argument("--min-accepted", type=_positive, default=3, metavar="N",
+                    help="the consortium's privacy floor for a new ledger: no round may aggregate fewer accepted "
+                         "updates (default 3; the aggregate of one update is that update)")
     up.add_argument("--fabric", action="store_true",
                     help="bring up a REAL Hyperledger Fabric 2.5 network from native binaries "
                     "(needs FABRIC_BIN, FABRIC_CFG, FABRIC_CCAAS_BUILDER; see network/fabric/README.md)")
@@ -59,6 +62,16 @@ def _is_fabric(directory) -> bool:
     return (directory / "fabric.json").is_file()
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
+    return n
+
+
 def _up(args: argparse.Namespace) -> int:
     directory = network_dir(args.dir)
     if args.fabric:
@@ -68,7 +81,7 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = EmbeddedSettings(
         base_port=args.base_port, orgs=[f"Org{i + 1}" for i in range(args.orgs)],
-        endorsement_policy=args.policy, with_mpc=not args.no_mpc,
+        endorsement_policy=args.policy, with_mpc=not args.no_mpc, min_accepted=args.min_accepted,
     )
     net = EmbeddedNetwork(directory, settings)
     print(f"starting the embedded network in {net.layout.root}", file=sys.stderr)
@@ -92,7 +105,7 @@ def _up_fabric(args: argparse.Namespace, directory) -> int:
     settings = fabricnet.FabricSettings(orgs=orgs)
     # MPC ports come from --base-port (default 7050: intake 7060.., parties 7070..), clear of Fabric's ports
     mpc = EmbeddedNetwork(directory, EmbeddedSettings(base_port=args.base_port, orgs=orgs,
-                                                      with_mpc=not args.no_mpc))
+                                                      with_mpc=not args.no_mpc, min_accepted=args.min_accepted))
     try:
         if not fabricnet.FabricNetwork(directory, settings).status()["services"]:
             # first start: refuse before writing anything when a binary, config or port is missing
