@@ -57,12 +57,21 @@ def _client(world, name: str, state: str):
 
 
 def _create_round(world) -> int:
+    from fedchain.demo.operator import retry_mvcc
+
     op = world["op"]
     head = op.head()
     rid = head["last_round_id"] + 1
-    op.create_round({"round_id": rid, "base_model_hash": head["model_hash"], "model_spec": world["spec"],
-                     "hyperparameters": {"steps": 3, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "seed": 1},
-                     "policy": POLICY, "deadline": time.time() + 300, "min_updates": 1})
+
+    def exists() -> bool:
+        return op.head()["last_round_id"] >= rid
+
+    # the previous round's last MPC node may attest after the quorum finalized it, concurrently with
+    # this CreateRound (both touch the round records): retried like the operator does
+    retry_mvcc(lambda: op.create_round({
+        "round_id": rid, "base_model_hash": head["model_hash"], "model_spec": world["spec"],
+        "hyperparameters": {"steps": 3, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "seed": 1},
+        "policy": POLICY, "deadline": time.time() + 300, "min_updates": 1}), done=exists)
     return rid
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from types import ModuleType
+
+_LOCK = threading.Lock()
 
 
 def import_quietly(name: str = "mpyc") -> ModuleType:
-    """Import `name` (mpyc or one of its submodules) with an empty command line."""
-    if name in sys.modules:
-        return sys.modules[name]
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.argv = saved
+    """Import `name` (mpyc or one of its submodules) with an empty command line. Call it at module
+    level: sys.argv is process-wide, and a module another thread is still importing is incomplete."""
+    with _LOCK:
+        saved = sys.argv
+        sys.argv = saved[:1]
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.argv = saved

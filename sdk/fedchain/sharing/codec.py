@@ -23,6 +23,10 @@ import numpy as np
 
 from ..mpyc_import import import_quietly
 
+# imported here, once, under the import lock: a lazy import from concurrent gRPC handler threads let one
+# thread see a partially initialized mpyc.finfields (seen in an MPC node's intake)
+finfields = import_quietly("mpyc.finfields")
+
 MAGIC = b"FCSH"
 VERSION = 1
 SEC_PARAM = 30  # MPyC's default -K; enters the field size
@@ -37,7 +41,6 @@ class ShareFormatError(ValueError):
 @functools.cache
 def field_modulus(l: int = 32, f: int = 16) -> int:  # noqa: E741 - MPyC's name
     """The prime MPyC's SecFxp(l, f) uses (with the default security parameter 30)."""
-    finfields = import_quietly("mpyc.finfields")
     return int(finfields.find_prime_root(l + f + SEC_PARAM + 2, n=2)[0])
 
 

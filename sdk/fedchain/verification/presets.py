@@ -7,8 +7,8 @@ published on the ledger), which scales the absolute norm cap and the outlier flo
 
 Defaults, chosen by bench/tune_policy.py on 12-round campaigns (synthetic and the real digits
 images, seeds 0-2, no attack and label flip; docs/demo.md): relative rules only. An update's norm
-within 6x the round's median (FLAME-style; honest stragglers reach 5-9x once training converges on
-real data, label flippers 6-45x), its cosine with the reference at least 0.5x the round's median
+within 4x the round's median (FLAME-style; honest stragglers reach 5-9x once training converges on
+real data, label flippers 6-45x; 6x rejects fewer stragglers and catches fewer label flips), its cosine with the reference at least 0.5x the round's median
 minus 0.06 (the slack keeps honest updates once the median cosine falls to ~0.02), and Multi-Krum
 at 8x the median score. No absolute cosine floor and no absolute norm cap by default: the
 reference's norm shrinks as the model converges, and a cap of 5x it rejected honest hospitals on the
@@ -29,7 +29,7 @@ DEFENSES = ("mpc", "none")
 class PolicySettings:
     defense: str = "mpc"  # mpc: the checks; none: plain FedAvg through the same pipeline (checks off)
     norm_factor: float = 0.0  # absolute cap ||Δ|| <= norm_factor * ||Δ_ref|| (0: no absolute cap)
-    norm_rel_factor: float = 6.0  # ||Δ_i|| <= factor * median ||Δ_j|| (0: off)
+    norm_rel_factor: float = 4.0  # ||Δ_i|| <= factor * median ||Δ_j|| (0: off)
     cosine_min: float = -1.0  # cos(Δ, Δ_ref) >= this (absolute; -1: off)
     cosine_rel: float = 0.5  # cos_i >= cosine_rel * median cos_j - cosine_slack (0: off)
     cosine_slack: float = 0.06
