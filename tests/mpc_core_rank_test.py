@@ -50,7 +50,7 @@ def test_within_factor_matches_lower_median(n: int, factor: int) -> None:
     bound = int(s.max()) * max(16, factor) + 1
 
     async def body():
-        return await mpc.output(_within_factor_of_median(secint.array(s), factor, bound))
+        return await mpc.output(await _within_factor_of_median(secint.array(s), factor, bound))
 
     got = np.array(_run(body), dtype=np.int64)
     med = np.sort(s)[(n - 1) // 2]
@@ -60,7 +60,8 @@ def test_within_factor_matches_lower_median(n: int, factor: int) -> None:
 
 @pytest.mark.parametrize("n,rule", [(17, "multi_krum"), (26, "multi_krum"), (30, "mean_distance")])
 def test_larger_rounds_use_sorting_paths_and_agree_with_plaintext(n: int, rule: str) -> None:
-    """n > KRUM_RANK_MAX_N (per-row sorting network) and n > RANK_MEDIAN_MAX_N (sorted scores)."""
+    """n > KRUM_RANK_MAX_N (per-row sorting network), n > RANK_MEDIAN_MAX_N (sorted scores) and the
+    relative norm and cosine medians by sorting (mpcops.SORT_MEDIAN_ABOVE)."""
     from fedchain.verification import VerificationPolicy
     from fedchain_mpc import plaintext
     from fedchain_mpc.checks.outlier import KRUM_RANK_MAX_N, RANK_MEDIAN_MAX_N
@@ -68,7 +69,7 @@ def test_larger_rounds_use_sorting_paths_and_agree_with_plaintext(n: int, rule: 
 
     assert n > KRUM_RANK_MAX_N and (n > RANK_MEDIAN_MAX_N or n == 17)
     rng = np.random.default_rng(n)
-    policy = VerificationPolicy(value_bound=8.0, norm_bound=2.0, norm_rel_factor=0.0, outlier_factor=1.5,
+    policy = VerificationPolicy(value_bound=8.0, norm_bound=2.0, norm_rel_factor=3.0, cosine_rel=0.5, outlier_factor=1.5,
                                 outlier_rule=rule)
     for attempt in range(5):
         x, ref, _ = make_round(rng, n, 60, n // 4)
@@ -85,7 +86,7 @@ def test_larger_rounds_use_sorting_paths_and_agree_with_plaintext(n: int, rule: 
 
 
 @pytest.mark.parametrize("upper", [False, True])
-@pytest.mark.parametrize("n,q", [(3, 64), (6, 144), (9, 23), (12, 256)])
+@pytest.mark.parametrize("n,q", [(3, 64), (6, 144), (9, 23), (12, 256), (30, 100), (41, 32)])
 def test_count_median_test_matches_plaintext_on_a_row_subset(n: int, q: int, upper: bool) -> None:
     """The relative norm / cosine rules: REL_DEN v_i <= q med (or >=), median over a public subset."""
     rng = np.random.default_rng(n * 7 + q + upper)
@@ -96,7 +97,7 @@ def test_count_median_test_matches_plaintext_on_a_row_subset(n: int, q: int, upp
     bound = int(np.abs(v).max()) * max(64, q) + 1
 
     async def body():
-        return await mpc.output(mpcops.count_median_test(secint.array(v), q, 64, bound, cols, cols, upper))
+        return await mpc.output(await mpcops.count_median_test(secint.array(v), q, 64, bound, cols, cols, upper))
 
     got = np.array(_run(body), dtype=np.int64)
     want = median_rule_plain(v.astype(np.float64), q, 64, cols, upper)[cols]

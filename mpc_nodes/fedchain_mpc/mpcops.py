@@ -169,20 +169,32 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
     return out
 
 
-def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
-                      upper: bool, offset: int = 0):
+SORT_MEDIAN_ABOVE = 24  # more values: sort them (~c log^2 c comparisons) instead of c^2 pairwise counts
+
+
+async def count_median_test(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
+                            upper: bool, offset: int = 0, value_bound: int | None = None):
     """Secret bits, for i in rows, of den * v_i <= scale_num * median(v[cols]) + offset (upper=False)
     or den * v_i + offset >= scale_num * median(v[cols]) (upper=True); median = lower median of v
     over cols (offset: a public integer at the values' scale times den).
 
-    The median is never formed: with r = (c - 1) // 2 (c = len(cols)), the lower median s_(r)
-    satisfies scale_num * s_(r) >= den * v_i iff at least c - r entries do, and
+    For c = len(cols) <= SORT_MEDIAN_ABOVE the median is never formed: with r = (c - 1) // 2 the
+    lower median s_(r) satisfies scale_num * s_(r) >= den * v_i iff at least c - r entries do, and
     scale_num * s_(r) <= den * v_i iff at least r + 1 entries do: one batch of |rows| * c
-    comparisons and one of |rows|. |den v|, |scale_num v| <= bound.
+    comparisons and one of |rows|. Above, the c values are sorted (MPyC's sorting network on the
+    shortest integers that hold |v| <= value_bound) and the median compared with each row.
+    |den v|, |scale_num v| <= bound.
     """
     c = cols.size
     r = (c - 1) // 2
     vi = values[rows].reshape(-1, 1) * den + (offset if upper else -offset)
+    if c > SORT_MEDIAN_ABOVE:
+        short = mpc.SecInt(bits_for(value_bound if value_bound is not None else bound), p=type(values).sectype.field.modulus)
+        ranked = mpc.np_sort(short.array(await mpc.gather(values[cols])))
+        med = type(values).sectype.array(await mpc.gather(ranked[r:r + 1])).reshape(1, 1)
+        if upper:  # den v_i + offset >= scale_num med
+            return (1 - lt0(vi - scale_num * med, bound)).reshape(-1)
+        return (1 - lt0(scale_num * med - vi, bound)).reshape(-1)  # den v_i - offset <= scale_num med
     vj = values[cols].reshape(1, c)
     if upper:  # count j with scale_num v_j <= den v_i, i.e. not (den v_i < scale_num v_j)
         le = 1 - lt0(vi - scale_num * vj, bound)

@@ -120,7 +120,7 @@ class Cosine(Check):
             cos = cos_rows @ pick
             off = round(REL_DEN * pol.cosine_slack * one)
             bound = 2 * one * max(REL_DEN, pol.cosine_rel_num) + off
-            rel = mpcops.count_median_test(cos, pol.cosine_rel_num, REL_DEN, bound, rows, rows, upper=True,
-                                           offset=off)
+            rel = await mpcops.count_median_test(cos, pol.cosine_rel_num, REL_DEN, bound, rows, rows, upper=True,
+                                                 offset=off, value_bound=2 * one)
             terms.append((1 - rel) @ pick)
         return terms

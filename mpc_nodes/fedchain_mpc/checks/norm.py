@@ -62,7 +62,8 @@ class Norm(Check):
         n2 = await rnd.norm2()
         vmax = int(round(pol.eligible_bound() ** 2 * rnd.one)) + 1  # rows passed the cap and range
         bound = vmax * max(REL_DEN, pol.norm_rel_num)
-        rel = mpcops.count_median_test(n2, pol.norm_rel_num, REL_DEN, bound, rows, rows, upper=False)
+        rel = await mpcops.count_median_test(n2, pol.norm_rel_num, REL_DEN, bound, rows, rows, upper=False,
+                                             value_bound=vmax)
         pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
         pick[np.arange(rows.size), rows] = 1
         fail = (1 - rel) @ pick  # 0 outside rows (their verdict is already decided)

@@ -48,13 +48,13 @@ def sum_smallest(dist: Any, count: int, cap: int) -> Any:
     return mpc.np_sum(chosen * dist, axis=1)
 
 
-def within_factor_of_median(s: Any, factor_num: int, bound: int, rows: np.ndarray | None = None) -> Any:
+async def within_factor_of_median(s: Any, factor_num: int, bound: int, rows: np.ndarray | None = None) -> Any:
     """1 where 16·s_i <= factor_num · (lower median of all n scores), for i in rows (default all)."""
     from fedchain_mpc import mpcops
 
     n = s.shape[0]
     rows = np.arange(n) if rows is None else rows
-    return mpcops.count_median_test(s, factor_num, FACTOR_DEN, bound, rows, np.arange(n), upper=False)
+    return await mpcops.count_median_test(s, factor_num, FACTOR_DEN, bound, rows, np.arange(n), upper=False)
 
 
 RESOLUTION_SLACK = 4 * 2.0 ** -16  # per distance: truncation noise of N_i + N_j - 2 G_ij at scale 2^16
@@ -124,7 +124,7 @@ class Outlier(Check):
             score = mpc.np_sum(dist, axis=1)
         bound_o = (kk + 1) * cap * max(FACTOR_DEN, pol.factor_num)
         if n <= RANK_MEDIAN_MAX_N:
-            ok = within_factor_of_median(score, pol.factor_num, bound_o, rows)
+            ok = await within_factor_of_median(score, pol.factor_num, bound_o, rows)
         else:
             score_t = mpc.SecInt(mpcops.bits_for((kk + 1) * cap), p=rnd.p)
             ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
