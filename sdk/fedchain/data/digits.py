@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .npz import save_npz
+
 SIZE = 28
 DIGITS_MAX = 16.0  # load_digits pixel values are 0..16
 
@@ -96,11 +98,4 @@ def digits_arrays(*, seed: int = 0, fractions: tuple[float, float, float] = (0.7
 def generate_digits(path: str | Path, *, seed: int = 0,
                     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> Path:
     """Write the digits npz (MedMNIST format, loadable with fedchain.data.load_npz) and return its path."""
-    arrays = digits_arrays(seed=seed, fractions=fractions)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
-    return path
+    return save_npz(path, digits_arrays(seed=seed, fractions=fractions))

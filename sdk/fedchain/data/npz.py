@@ -95,3 +95,14 @@ def load_npz(path: str | Path, *, max_bytes: int = 2 << 30) -> Dataset:
     if n_classes < 2:
         raise DatasetError(f"{path}: need at least 2 classes")
     return Dataset(splits["train"], splits["val"], splits["test"], n_classes, channels, str(path))
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write a MedMNIST-format npz atomically (temp file, then rename): a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    tmp.replace(path)
+    return path

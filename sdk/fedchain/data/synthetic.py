@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .npz import save_npz
+
 SIZE = 28
 MAX_LESIONS = 6
 
@@ -130,9 +132,4 @@ def generate_synthetic(path: str | Path, *, n_train: int = 6000, n_val: int = 10
     for k, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
         images, labels = synthesize(n, n_classes=n_classes, channels=channels, seed=seed * 1000 + k)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
-    return path
+    return save_npz(path, arrays)
