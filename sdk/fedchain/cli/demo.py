@@ -45,24 +45,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     pol = p.add_argument_group("verification policy (each round's policy is built from these and the public "
                                "reference update's norm; see docs/demo.md for the measurements behind the defaults)")
     pol.add_argument("--norm-factor", type=float, default=P.norm_factor,
-                     help="absolute norm cap = factor x |reference| (0 = no cap)")
+                     help="absolute norm cap = factor x |reference| (0 = no cap) (default %(default)s)")
     pol.add_argument("--norm-rel", type=float, default=P.norm_rel_factor,
-                     help="reject |update| above this x the round's median |update| (FLAME-style; 0 = off)")
+                     help="reject |update| above this x the round's median |update| (FLAME-style; 0 = off) (default %(default)s)")
     pol.add_argument("--cosine-min", type=_cosine_min, default=P.cosine_min, metavar="C|auto",
                      help="absolute cosine floor vs. the reference; 'auto' = per round from the public root set: "
                           "clamp(a^2, 0.05, 0.2), a = agreement of updates trained on its two halves (recorded in "
-                          "the round's hyperparameters)")
+                          "the round's hyperparameters) (default %(default)s)")
     pol.add_argument("--cosine-rel", type=float, default=P.cosine_rel,
-                     help="reject cos below this x the round's median cos minus --cosine-slack (0 = off)")
+                     help="reject cos below this x the round's median cos minus --cosine-slack (0 = off) (default %(default)s)")
     pol.add_argument("--cosine-slack", type=float, default=P.cosine_slack,
                      help="absolute slack of the relative cosine rule (keeps honest updates once training has "
-                          "converged and the reference carries little signal)")
+                          "converged and the reference carries little signal) (default %(default)s)")
     pol.add_argument("--outlier-factor", type=float, default=P.outlier_factor,
-                     help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off)")
+                     help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off) (default %(default)s)")
     pol.add_argument("--outlier-floor", type=float, default=P.outlier_floor_factor,
-                     help="scores of updates closer than this x |reference| always pass (nearly identical updates)")
+                     help="scores of updates closer than this x |reference| always pass (nearly identical updates) (default %(default)s)")
     pol.add_argument("--min-accepted", type=int, default=P.min_accepted,
-                     help="privacy floor: no aggregate of fewer accepted updates (the round FAILS instead)")
+                     help="privacy floor: no aggregate of fewer accepted updates (the round FAILS instead) (default %(default)s)")
     p.add_argument("--network", default=None, metavar="D",
                    help="network folder: use the network running there (embedded or real Fabric), or start the "
                         "embedded one there (default: $FEDCHAIN_NETWORK or .fedchain)")
