@@ -11,6 +11,7 @@ import hashlib
 import math
 
 import numpy as np
+from mpyc import thresha
 from mpyc.runtime import mpc
 
 MAX_CMP_BITS = 48
@@ -91,7 +92,8 @@ async def trunc_shares(secint, shares, degree: int, f: int = 16, bits: int = 46)
 
     The shares are masked with r = r_mod + 2^f r_div (r_mod a sum of D uniforms in [0, 2^f), so
     (v + r) mod 2^f is uniform; r_div hides the rest statistically, 2^-k) and opened with threshold
-    `degree`, which also reduces a degree-2t sharing: floor(c / 2^f) - r_div shares
+    `degree`, which also reduces a degree-2t sharing (re-randomized first by a pseudorandom sharing of
+    zero, see _rerandomize): floor(c / 2^f) - r_div shares
     floor((v + r_mod) / 2^f) = v / 2^f + e, e in [0, D], re-centred by D // 2. So the result is
     v / 2^f within about D/2 + 1 units of 2^-f (MPyC's reshare + np_trunc: 1 unit, but a resharing
     round and f random bits per value). Requires |v| < 2^(bits-1): an out-of-range v is NOT hidden
@@ -113,6 +115,8 @@ async def trunc_batch(secint, parts: list, degree: int, f: int = 16, bits: int =
         raise ValueError(f"{bits}-bit values do not fit the field with security parameter {k}")
     r_div, _ = await _bounded_randoms(fld, size, bits - f + k)
     masked = fld.array(np.concatenate(flat)) + fld.array(r_mod + (r_div << f)) + (1 << (bits - 1))
+    if degree > mpc.threshold:  # products of two sharings: hide the product polynomial (below)
+        masked, degree = await _rerandomize(fld, masked, size)
     c = await mpc.output(masked, threshold=degree)
     top = np.asarray([int(v) >> f for v in np.asarray(c.value).reshape(-1)], dtype=object)
     res = fld.array(top - (1 << (bits - 1 - f)) - d // 2) - fld.array(r_div)
@@ -121,6 +125,19 @@ async def trunc_batch(secint, parts: list, degree: int, f: int = 16, bits: int =
         out.append(secint.array(fld.array(res.value[off:off + n].reshape(part.shape))))
         off += n
     return out
+
+
+async def _rerandomize(fld, shares, size: int):
+    """A degree-2t sharing made of local products reveals more than its value when opened: its other
+    coefficients tie the factors to the opener's own shares (with small secrets a, b and t = 1, the
+    x^2 coefficient alone pins down both). The mask r is bounded, so it cannot hide them. Add a
+    pseudorandom degree-2t sharing of zero with field-uniform coefficients (MPyC's PRZS), so only the
+    masked value is revealed; without PRSS, reshare to degree t instead."""
+    if mpc.options.no_prss:
+        return await mpc._reshare(shares), mpc.threshold
+    zero = thresha.np_pseudorandom_share_0(fld, len(mpc.parties), mpc.pid, mpc.prfs(fld.order),
+                                           mpc._prss_uci(), size)
+    return shares + zero, 2 * mpc.threshold
 
 
 async def local_product(secint, a, b):
