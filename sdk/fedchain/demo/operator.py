@@ -114,15 +114,13 @@ class Operator:
         """(round record, model record with hash-checked bytes) once the round is final and its model out.
 
         A FAILED round (fewer accepted updates than the privacy floor: the MPC nodes did not aggregate)
-        has no model: (round record, None); the next round builds on the last finalized model.
-        A DISPUTED round raises RuntimeError (one line, with the reason)."""
+        and a round DISPUTED because the nodes agree its aggregate failed their sanity check have no
+        model: (round record, None); the next round builds on the last finalized model. A round
+        DISPUTED because the nodes attested different results raises RuntimeError (one line)."""
         rnd = self.fl.wait_for_state(round_id, TERMINAL_STATES, timeout_s=timeout_s, poll_s=0.25)
-        if rnd["state"] == "FAILED":
+        if rnd["state"] == "FAILED" or rnd.get("dispute_reason") == "aggregate_out_of_range":
             return rnd, None
         if rnd["state"] == "DISPUTED":
-            if rnd.get("dispute_reason") == "aggregate_out_of_range":
-                raise RuntimeError(f"round {round_id} is DISPUTED: the MPC nodes agree its aggregate failed their "
-                                   f"sanity check (aggregate_out_of_range); no model was published")
             raise RuntimeError(f"round {round_id} is DISPUTED: MPC nodes attested different results "
                                f"({json.dumps(rnd.get('attestations'))[:400]})")
         deadline = time.monotonic() + timeout_s

@@ -203,6 +203,10 @@ class Demo:
     @staticmethod
     def _failed_note(rnd: dict[str, Any]) -> str:
         agreed = rnd.get("agreed") or {}
+        if rnd["state"] == "DISPUTED":
+            return (f"round {rnd['round_id']} DISPUTED ({rnd.get('dispute_reason')}): the MPC nodes refused to "
+                    f"publish its aggregate; no new model, the next round builds on round "
+                    f"{rnd.get('base_round_id')}'s model")
         floor = (rnd.get("policy") or {}).get("min_accepted")
         return (f"round {rnd['round_id']} FAILED ({rnd.get('failure_reason')}): {len(agreed.get('accepted') or [])} "
                 f"update(s) accepted, the privacy floor is {floor}; no new model, the next round builds on "
@@ -261,7 +265,7 @@ class Demo:
         timings["ledger"] += t1 - t0
         rnd, model = op.wait_published(rid, cfg.round_timeout_s)
         timings["mpc"] = time.perf_counter() - t1
-        if model is None:  # FAILED: too few accepted to aggregate; the model stays the base model
+        if model is None:  # FAILED (too few accepted) or aggregate out of range: the model stays the base model
             self.out(f"warning: {self._failed_note(rnd)}")
             agreed = rnd.get("agreed") or {}
             acc, loss = self.evaluate(base["model"])
