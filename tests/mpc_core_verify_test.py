@@ -228,7 +228,7 @@ def test_crafted_wraparound_update_is_rejected() -> None:
 
 def test_structured_wraparound_update_is_rejected() -> None:
     """x = (M, -M, 0, ...) with 2M^2 ≡ a legal norm^2: <x, v> = M (v_0 - v_1) vanishes only when
-    v_0 = v_1 (probability 1/513 per vector)."""
+    v_0 = v_1 (probability 1/512 per vector)."""
     d = 300
     rng = np.random.default_rng(12)
     x, ref, _ = make_round(rng, 5, d, 0)
@@ -285,7 +285,7 @@ def test_half_integer_attack_with_grinding_attacker_is_rejected() -> None:
 
 def test_half_integers_are_caught_by_about_half_of_the_vectors() -> None:
     """Per vector the catch probability is ~1/2 (the parity of the vector's sum on the crafted
-    coordinates), which is why the policy insists on >= 41 vectors: (257/513)^41 < 2^-40."""
+    coordinates), which is why the policy insists on >= 41 vectors: 2^-41 < 2^-40."""
     d, coords = 4096, [5, 77, 901]
     v = ff.pine_vectors_int("any", 2000, d)[:, coords].astype(np.int64)
     odd = float(np.mean(v.sum(axis=1) % 2 == 1))

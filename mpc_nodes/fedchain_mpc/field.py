@@ -87,19 +87,23 @@ def weighted_sum(hi: np.ndarray, lo: np.ndarray, weights: np.ndarray, p: int) ->
 
 
 def _rng(seed: str, label: str) -> np.random.Generator:
+    """A fast PRG (SFC64) keyed by SHA-256 of the seed. Statistical quality is what matters: the seed
+    is opened only after every input is committed, so no hospital can adapt to the stream."""
     digest = hashlib.sha256(f"fedchain-mpc|{label}|{seed}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest, "big"))
+    return np.random.Generator(np.random.SFC64(int.from_bytes(digest, "big")))
 
 
 PINE_SPREAD = 256
 
 
 def pine_vectors(seed: str, k: int, d: int) -> np.ndarray:
-    """k public random vectors with integer entries uniform in [-256, 256] (float64), from the seed.
+    """k public random vectors with integer entries uniform in [-256, 255] (float64), from the seed.
 
     Why not ±1: an update like (M, -M, 0, ...) with a huge field element M has <x, v> = 0 for a
-    ±1 vector with probability 1/2 per vector; with 513 possible entries a coordinate outside
-    the honest range lands in the accepted window with probability <= 1/513 per vector.
+    ±1 vector with probability 1/2 per vector; with 512 possible entries a coordinate outside
+    the honest range lands in the accepted window with probability about 1/512 per vector, and a
+    half-integer coordinate makes <x, v> non-integral exactly when its entry is odd (probability
+    1/2). 512 = 2^9 values: the generator draws them without rejection.
     Honest bound (Hoeffding): P(|<x, v>| > c * 256 * ||x||) <= 2 exp(-c^2 / 2).
     """
     return pine_vectors_int(seed, k, d).astype(np.float64)
@@ -107,12 +111,14 @@ def pine_vectors(seed: str, k: int, d: int) -> np.ndarray:
 
 def pine_vectors_int(seed: str, k: int, d: int) -> np.ndarray:
     """pine_vectors as int16 (same values): 4x less memory for the MPC program's public rows."""
-    return _rng(seed, "pine").integers(-PINE_SPREAD, PINE_SPREAD + 1, size=(k, d), dtype=np.int16)
+    v = _rng(seed, "pine").integers(0, 2 * PINE_SPREAD, size=(k, d), dtype=np.int16)
+    v -= PINE_SPREAD
+    return v
 
 
 def consistency_coefficients(seed: str, rows: int, d: int) -> np.ndarray:
-    """Public random coefficients in [0, 2^16) for the share-consistency combination."""
-    return _rng(seed, "rho").integers(0, 1 << 16, size=(rows, d)).astype(np.float64)
+    """Public random coefficients in [0, 2^16) for the share-consistency combination (int32)."""
+    return _rng(seed, "rho").integers(0, 1 << 16, size=(rows, d), dtype=np.uint16).astype(np.int32)
 
 
 def quantized_reference(reference: np.ndarray, f: int = 16) -> np.ndarray:

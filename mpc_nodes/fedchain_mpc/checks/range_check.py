@@ -3,13 +3,13 @@ field elements), and ||x|| <= value_bound, the largest update the fixed-point ch
 
 A hospital may send any field element. Squares and inner products are computed mod p, so a
 "fraction" such as B + 2^-1 mod p can have a small square, and a huge value can wrap. PINE-style
-test: K public random vectors v_k (entries uniform in [-256, 256], from the seed the nodes open
+test: K public random vectors v_k (entries uniform in [-256, 255], from the seed the nodes open
 jointly after the inputs are sealed: no hospital can predict or re-roll them) and the zone test of
 mpcops.zone_terms on s_k = <x, v_k>: an honest s_k is an integer with |s_k| <= pine_c * 256 * ||x||
 (Hoeffding: fails w.p. <= 2 exp(-pine_c^2 / 2)); if x has a non-integral element, s_k is non-integral
 (hence ~p/q, far outside) for at least half of the values of one v-entry, so each vector catches
-it w.p. >= 256/513, and K >= 41 vectors leave <= 2^-40. Integral elements too large for the zone
-make s_k leave it w.p. >= 512/513. Once every s_k is in the zone, x is a real vector of moderate
+it w.p. >= 1/2 (its entry is odd), and K >= 41 vectors leave <= 2^-41. Integral elements too large for the zone
+make s_k leave it w.p. about 511/512. Once every s_k is in the zone, x is a real vector of moderate
 norm and ||x||^2 (computed mod p) is exact, so the norm cap below is sound.
 
 Plaintext rule: every |s_k| < range_limit (the MPC zone always passes below it; it always fails

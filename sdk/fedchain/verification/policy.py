@@ -5,7 +5,7 @@ Checks run in this order; the reason code of a rejected update is the first chec
 
 - inconsistent: the hospital's shares do not lie on one degree-t polynomial.
 - range (validity): every element must be an honest fixed-point value. K = pine_num_vectors public
-  random vectors v_k (entries uniform in [-256, 256]), drawn from randomness the MPC nodes generate
+  random vectors v_k (entries uniform in [-256, 255]), drawn from randomness the MPC nodes generate
   jointly AFTER the round's inputs are sealed, and |<x, v_k>| <= pine_c * 256 * value_bound for
   every k, and ||x|| <= value_bound. A crafted field element (a "fraction" mod p such as
   B + 2^-1, or a value that wraps) makes <x, v_k> non-integral or huge with probability >= 1/2 per
@@ -47,7 +47,7 @@ REASONS = ("ok", "inconsistent", "range", "norm", "cosine", "outlier")
 FACTOR_DEN = 16  # outlier_factor is a multiple of 1/16
 REL_DEN = 64  # relative norm / cosine factors are compared as squares in multiples of 1/64
 VALUE_LIMIT = 2.0 ** 15  # |values| the 32/16 fixed-point checks may handle (norms², distances)
-MIN_SOUND_VECTORS = 41  # (257/513)^41 < 2^-40: a half-integer passes every range test at most that often
+MIN_SOUND_VECTORS = 41  # 2^-41 < 2^-40: a half-integer passes each range test with probability 1/2
 MAX_VALUE_BOUND = 63.9  # 4 b^2 * 2 < 2^15: outlier distances stay in the fixed-point range
 COSINE_NEWTON_STEPS = 5  # y <- y (3 - N y^2) / 2 from within a factor 2 of 1/||x||: 2^-17
 MAX_RANGE_BITS = 44  # projections at scale 2^16 with |v| < 2^(l-1): l + 30 (MPyC's -K) + 4 < 80
