@@ -170,17 +170,14 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     for stage in sorted({c.stage for c in checks}):
         group = [c for c in checks if c.stage == stage]
         outs = [await c.mpc(rnd, rows) for c in group]
-        secret = [(c, o) for c, o in zip(group, outs, strict=True) if not isinstance(o, np.ndarray) and o]
-        passed_by_check: dict[str, np.ndarray] = {}
-        for c, o in zip(group, outs, strict=True):
-            if isinstance(o, np.ndarray):
-                passed_by_check[c.reason] = o
+        # keyed by position in the stage: two checks may share a reason code (norm cap and relative norm)
+        secret = [(j, o) for j, o in enumerate(outs) if not isinstance(o, np.ndarray) and o]
+        passed_by_check: dict[int, np.ndarray] = {j: o for j, o in enumerate(outs) if isinstance(o, np.ndarray)}
         if secret:
             opened = await mpcops.open_stage(secint, [o for _, o in secret], n, rows)
-            for (c, _), passed in zip(secret, opened, strict=True):
-                passed_by_check[c.reason] = passed
-        for c in group:  # cumulative: first failing check of the stage names the reason
-            passed = passed_by_check.get(c.reason)
+            passed_by_check.update({j: passed for (j, _), passed in zip(secret, opened, strict=True)})
+        for j, c in enumerate(group):  # cumulative: first failing check of the stage names the reason
+            passed = passed_by_check.get(j)
             if passed is None:
                 continue
             for i in rows:
