@@ -82,13 +82,17 @@ class Scenario:
         self.ref_sha = vector_hash(self.reference)  # nodes fetch it from the ledger (GetReference)
 
     def open_round(self) -> int:
+        from fedchain.demo.operator import retry_mvcc
+
         head = self.op.head()
         rid = head["last_round_id"] + 1
         policy = {"cosine_enabled": True, "cosine_min": 0.0, "norm_bound": 10.0, "outlier_enabled": False}
-        self.op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
-                              "model_spec": {"arch": "flat", "param_count": DIM},
-                              "hyperparameters": {"reference_sha256": self.ref_sha}, "policy": policy,
-                              "deadline": time.time() + 600, "min_updates": 2})
+        # the previous round's last attestation may land after its quorum, concurrently with this
+        # CreateRound (both touch the round records): retried as the operator does
+        retry_mvcc(lambda: self.op.create_round({
+            "round_id": rid, "base_model_hash": head["model_hash"], "model_spec": {"arch": "flat", "param_count": DIM},
+            "hyperparameters": {"reference_sha256": self.ref_sha}, "policy": policy,
+            "deadline": time.time() + 600, "min_updates": 2}), done=lambda: self.op.head()["last_round_id"] >= rid)
         self.op.publish_reference(rid, self.reference.astype("<f4").tobytes())
         return rid
 
