@@ -33,7 +33,7 @@ Output JSON (written atomically to output_path by every node; identical except t
       "round_id": "r1",
       "party": 0,
       "verdicts": {"h1": {"accept": true, "reason": "ok"}, ...},
-                    # reason in ok | inconsistent | norm | cosine | outlier
+                    # reason in ok | inconsistent | range | norm | cosine | outlier
       "n_accepted": 2, "total_weight": 1234,
       "outcome": "ok" | "too_few_accepted" | "aggregate_out_of_range",
                     # not ok: no aggregate was opened (privacy floor) or it failed the sanity check;
