@@ -27,11 +27,6 @@ def lt0(a, bound: int):
     return mpc.np_sgn(a, l=bits_for(bound), LT=True)
 
 
-async def settle(stype, a):
-    """Wait for a secure array's shares, so phase timings mean what they say (MPyC is lazy)."""
-    return stype.array(await mpc.gather(a))
-
-
 async def random_array(secint, shape: tuple[int, ...]):
     """Secret uniformly random field elements (MPyC's PRSS), as a secure array of this shape."""
     fld = secint.field
