@@ -29,6 +29,28 @@ def find_free_port_base(span: int = 30) -> int:
     raise RuntimeError("no free range of ports on 127.0.0.1")
 
 
+def run_mpyc_parties(script: Path, env: dict[str, str], timeout: float, parties: int = 3) -> None:
+    """Run `script` as `parties` MPyC parties on free 127.0.0.1 ports (-P list, -I i); every party must
+    exit 0 (its stderr tail is the assertion message); none is left running."""
+    import subprocess
+    import sys
+
+    from fedchain.netctl.process import free_ports
+
+    args = [a for port in free_ports(parties) for a in ("-P", f"127.0.0.1:{port}")]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **env)
+    procs = [subprocess.Popen([sys.executable, str(script), *args, "-I", str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(parties)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err.decode()[-2000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
 @pytest.fixture()
 def free_port_base() -> int:
     return find_free_port_base()

@@ -8,12 +8,9 @@ opened polynomial still has the product as its value but an unrelated x^2 coeffi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from fedchain.netctl.process import free_ports
+from conftest import run_mpyc_parties
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,19 +25,7 @@ def _coefficients(ys: list[int], p: int) -> list[int]:
 
 
 def test_rerandomized_product_hides_the_x2_coefficient(tmp_path: Path) -> None:
-    ports = free_ports(3)
-    args = [a for port in ports for a in ("-P", f"127.0.0.1:{port}")]
-    env = dict(os.environ, FC_OUT=str(tmp_path), OPENBLAS_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(HERE / "mpc_core_przs_party.py"), *args, "-I", str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(3)]
-    try:
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err.decode()[-2000:]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    run_mpyc_parties(HERE / "mpc_core_przs_party.py", {"FC_OUT": str(tmp_path)}, timeout=120)
     parts = [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(3)]
     assert all(x["degree"] == 2 for x in parts)
     from mpyc.runtime import mpc
