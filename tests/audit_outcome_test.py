@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 from typing import Any
 
@@ -16,6 +15,7 @@ from cc_support import make_identity
 from fedchain.audit.chain import ChainAudit, TxRecord
 from fedchain.audit.fl import FLAuditor
 from fedchain.ledger.txparse import TxInfo
+from fedchain.sharing import sha256_hex as sha
 
 GENESIS = b"genesis" * 10
 MODEL1 = b"model-1" * 10
@@ -23,10 +23,6 @@ IDS = {name: make_identity(name, role) for name, role in
        [("operator", "operator"), ("mpc0", "mpc_node"), ("mpc1", "mpc_node"), ("h1", "hospital"),
         ("h2", "hospital"), ("h3", "hospital"), ("h4", "hospital")]}
 HOSPITALS = ["h1", "h2", "h3", "h4"]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class Chain:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import fedchain_cc.fl.contract as contract_mod
@@ -19,10 +18,7 @@ from cc_support import (
     make_world,
     open_world,
 )
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from fedchain.sharing import sha256_hex as sha
 
 
 def test_whole_round_and_events():

@@ -8,7 +8,6 @@ the head model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -23,11 +22,8 @@ from cc_support import (
     init_config,
     make_world,
 )
+from fedchain.sharing import sha256_hex as sha
 from fedchain_cc.fl import keys
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def default_world(n_hospitals: int = 4, **config) -> World:
