@@ -379,6 +379,15 @@ def test_degree_check() -> None:
         assert not ok[3] and ok.sum() == 19
 
 
+def test_every_policy_field_belongs_to_a_check_or_the_aggregation() -> None:
+    """A check declares the fields it reads; a new field nobody reads (or a typo) shows up here."""
+    from fedchain_mpc.checks import CHECKS
+    from fedchain_mpc.pipeline import AGGREGATION_FIELDS
+
+    declared = {f for c in CHECKS for f in c.fields} | set(AGGREGATION_FIELDS)
+    assert declared == set(VerificationPolicy.__dataclass_fields__)
+
+
 def test_policy_validation_and_json() -> None:
     p = VerificationPolicy(norm_bound=3.0, cosine_min=0.25, cosine_rel=0.4)
     assert VerificationPolicy.from_json(p.to_json()) == p

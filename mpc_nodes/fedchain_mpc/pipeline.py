@@ -10,6 +10,7 @@ from fedchain_mpc.checks import CHECKS, Check
 
 OK, TOO_FEW, OUT_OF_RANGE = "ok", "too_few_accepted", "aggregate_out_of_range"
 OUTCOMES = (OK, TOO_FEW, OUT_OF_RANGE)
+AGGREGATION_FIELDS = ("min_accepted", "sample_cap")  # the policy fields read after the checks
 
 
 def active_checks(policy: VerificationPolicy) -> list[Check]:
