@@ -78,8 +78,7 @@ class MPCRound:
     def __init__(self, hi: np.ndarray, lo: np.ndarray, policy: VerificationPolicy, checks: list[Check],
                  seed: str, reference: np.ndarray | None) -> None:
         self.policy = policy
-        self.secfxp = mpc.SecFxp(32, 16)
-        self.field = self.secfxp.field
+        self.field = mpc.SecFxp(32, 16).field
         self.p = self.field.modulus
         self.secint = mpc.SecInt(48, p=self.p)
         self.n, self.d = lo.shape
@@ -99,14 +98,12 @@ class MPCRound:
             public[off:off + pub.shape[0]] = pub
             off += pub.shape[0]
         self.g_loc, self.p_loc = ff.local_products(hi, lo, public, self.p)
-        self._launch()
-
-    def _launch(self) -> None:
-        """Truncations of what involves only each row's own data (||x_i||^2, x_i·r) happen together at
-        first use (one opening). Cross terms x_i·x_j are truncated only for validated rows
-        (gram(rows)): a truncation opening does not hide an out-of-range value, and a crafted x_j would
-        make x_i·x_j reveal x_i to a node that colludes with the crafting hospital."""
-        self._norm2 = self._xr = None
+        # Truncations of what involves only each row's own data (||x_i||^2, x_i·r) happen together at
+        # first use (one opening). Cross terms x_i·x_j are truncated only for validated rows
+        # (gram(rows)): a truncation opening does not hide an out-of-range value, and a crafted x_j
+        # would make x_i·x_j reveal x_i to a node that colludes with the crafting hospital.
+        self._norm2: Any = None
+        self._xr: Any = None
         self._gram: dict[tuple[int, ...], Any] = {}
 
     async def _own_terms(self) -> None:

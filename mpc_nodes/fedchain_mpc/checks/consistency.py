@@ -59,7 +59,7 @@ class Consistency(Check):
 
 
         z = rnd.products(self).reshape(-1)
-        fld = rnd.secfxp.field
+        fld = rnd.field
         mask = mpc._np_randoms(fld, z.size)
         if not isinstance(mask, fld.array):
             mask = await mask
