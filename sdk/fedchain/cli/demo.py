@@ -148,6 +148,10 @@ def _demo(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if settings.defense == "mpc" and args.hospitals < settings.min_accepted:
+        print(f"error: {args.hospitals} hospitals cannot reach the privacy floor of {settings.min_accepted} accepted "
+              "updates (--min-accepted): every round would fail", file=sys.stderr)
+        return 2
     cfg = DemoConfig(rounds=args.rounds, hospitals=args.hospitals, malicious=args.malicious if attack else 0,
                      attack=attack, attack_params=params, defense=args.defense, dataset=args.dataset, seed=args.seed,
                      alpha=args.alpha, steps=args.steps, lr=args.lr, warmup_epochs=args.warmup_epochs,
