@@ -69,7 +69,8 @@ ROWS: list[tuple[str, str, Callable[[World], list], set[str], float | None]] = [
         "min_updates": 1}], {"operator"}, None),
     ("SubmitUpdate", "open", lambda w: [w.update(1, "x")], {"hospital"}, None),
     ("CloseRound", "open", lambda w: ["1"], {"operator"}, None),
-    ("CloseRound", "open", lambda w: ["1"], MEMBERS, AFTER_DEADLINE),
+    # after deadline + the default max_clock_skew_s (900 s): every registered member may close
+    ("CloseRound", "open", lambda w: ["1"], MEMBERS, AFTER_DEADLINE + 900),
     ("AttestResult", "closed", lambda w: [w.attestation(1, NEW_MODEL, sorted(w.hospitals))], {"mpc_node"}, None),
     ("PublishModel", "finalized", lambda w: ["1", b64(NEW_MODEL)], {"mpc_node"}, None),
     ("GetConsortium", "finalized", lambda w: [], MEMBERS, None),

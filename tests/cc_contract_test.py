@@ -15,6 +15,7 @@ from cc_support import (
     closed_world,
     finalized_world,
     h,
+    init_config,
     make_world,
     open_world,
 )
@@ -182,11 +183,50 @@ def test_submit_rules():
 def test_close_after_deadline_by_anyone_registered():
     w = open_world()
     deadline = w.ok(w.auditor, "GetRound", "1")["deadline"]
-    w.refused(w.hospitals["hospital2"], "CloseRound", "1", status=403, contains="only after its deadline",
+    skew = w.ok(w.auditor, "GetConsortium")["max_clock_skew_s"]
+    assert skew == 900  # Fabric's default proposal time window
+    w.refused(w.hospitals["hospital2"], "CloseRound", "1", status=403, contains="only from",
               timestamp=deadline - 1)
-    rnd = w.ok(w.hospitals["hospital2"], "CloseRound", "1", timestamp=deadline)
+    rnd = w.ok(w.hospitals["hospital2"], "CloseRound", "1", timestamp=deadline + skew)
     assert rnd["state"] == "CLOSED" and rnd["submitted"] == []
     assert rnd["last_tx_creator"]["participant"] == "hospital2"
+
+
+def test_forward_dated_close_by_a_hospital_is_refused():
+    """A hospital forward-dates CloseRound by up to the skew: still refused before deadline + skew,
+    so no client can close a round before its deadline and lock honest hospitals out."""
+    w = open_world()
+    deadline = w.ok(w.auditor, "GetRound", "1")["deadline"]
+    hosp = w.hospitals["hospital2"]
+    for ts in (deadline - 600, deadline, deadline + 899.999):  # e.g. 10 min early, forward-dated 15 min
+        msg = w.refused(hosp, "CloseRound", "1", status=403, contains="max_clock_skew_s", timestamp=ts)
+        assert "operators may close it any time" in msg
+    w.refused(w.auditor, "CloseRound", "1", status=403, timestamp=deadline + 10)
+    assert w.ok(w.auditor, "GetRound", "1")["state"] == "OPEN"
+
+
+def test_mpc_node_closes_at_the_deadline_not_before():
+    w = open_world()
+    deadline = w.ok(w.auditor, "GetRound", "1")["deadline"]
+    node = w.mpc[0]
+    w.refused(node, "CloseRound", "1", status=403, contains="only from", timestamp=deadline - 0.001)
+    assert w.ok(node, "CloseRound", "1", timestamp=deadline)["state"] == "CLOSED"
+
+
+def test_clock_skew_is_a_consortium_setting():
+    w = make_world(init=False)
+    cfg = {**init_config(w.mpc), "max_clock_skew_s": 60}
+    assert w.ok(w.operator, "InitConsortium", cfg)["max_clock_skew_s"] == 60
+    w2 = make_world(init=False)
+    w2.refused(w2.operator, "InitConsortium", {**init_config(w2.mpc), "max_clock_skew_s": -1},
+               contains="max_clock_skew_s")
+
+
+def test_round_records_its_creating_transaction():
+    w = open_world()
+    rnd = w.ok(w.auditor, "GetRound", "1")
+    hist = w.ok(w.auditor, "GetHistory", "round", "1")
+    assert rnd["created_tx_id"] and rnd["created_tx_id"] == hist[0]["tx_id"]
 
 
 def test_create_round_validation():

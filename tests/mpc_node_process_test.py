@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fedchain.gateway import InMemoryCheckpoint
 from fedchain_mpc.config import ConfigError, load_config
+from fedchain_mpc.guard import LedgerMismatch
 from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor, RoundWorker
 from fedchain_mpc.runner import MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.service import LedgerEvent, ParticipantCache
@@ -289,6 +290,76 @@ def test_worker_reconciles_and_checkpoints_events(setup):
         time.sleep(0.02)
     worker.stop()
     assert (cp.block_number, cp.transaction_id) == (7, "txb")
+
+
+def test_a_round_replaced_on_the_ledger_is_refused_not_skipped(setup, caplog):
+    """Rollback: the node finished round 1; the ledger now holds another round 1 (a restored older copy
+    where the operator created it again). The node must say so, not skip it silently."""
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["created_tx_id"] = "tx-original"
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    procs[0].process(1)
+    procs[1].process(1)
+    assert procs[0].process(1) == PUBLISHED
+    assert procs[0].state.get(1)["created_tx_id"] == "tx-original"
+    world.ledger.open_round(1, DIM, policy=NO_COSINE)  # the re-created round on the restored ledger
+    world.ledger.rounds[1].update(created_tx_id="tx-recreated", state="CLOSED")
+    with pytest.raises(LedgerMismatch, match="created by transaction tx-recreated"):
+        procs[0].process(1)
+    worker = RoundWorker(procs[0], procs[0].ledger, poll_s=0.05)
+    worker.reconcile()
+    assert worker.queue.get_nowait()[0] == 1  # queued although done locally: the mismatch must surface
+    with caplog.at_level("ERROR"):
+        worker.handle(1)
+    assert any("REFUSING THE LEDGER" in r.message and "round 1" in r.message for r in caplog.records)
+    assert len(world.ledger.attestations[1]) == 2  # nothing attested on the replaced round
+
+
+def test_guard_refusal_stops_all_processing(setup, tmp_path):
+    from fedchain.gateway.watermark import LedgerWatermark
+    from fedchain_mpc.guard import LedgerGuard
+
+    world, stores, procs, fake = setup
+
+    class Head:
+        def __init__(self, n):
+            self.n = n
+
+        def chain_head(self):
+            return self.n, f"{self.n:064x}"
+
+        def block_hash(self, number):
+            return f"{number:064x}"
+
+    guard = LedgerGuard(LedgerWatermark(tmp_path / "wm.json"), Head(10))
+    procs[0].guard = guard
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    guard.check()
+    guard.source = Head(7)  # the ledger went backwards
+    calls_before = len(world.ledger.calls)
+    with pytest.raises(LedgerMismatch, match="went backwards"):
+        procs[0].process(1)
+    worker = RoundWorker(procs[0], procs[0].ledger, poll_s=0.05)
+    worker.reconcile()
+    assert worker.queue.empty() and len(world.ledger.calls) == calls_before  # not even ListRounds
+    assert fake.jobs == [] and 1 not in world.ledger.attestations
+
+
+def test_worker_closes_an_open_round_at_its_deadline(setup):
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["deadline"] = 1000.0
+    now = [999.0]
+    first = RoundWorker(procs[0], procs[0].ledger, clock=lambda: now[0])
+    backup = RoundWorker(procs[2], procs[2].ledger, clock=lambda: now[0])  # node 2 waits 2 s more
+    first.reconcile()
+    assert world.ledger.rounds[1]["state"] == "OPEN"
+    now[0] = 1001.0
+    backup.reconcile()
+    assert world.ledger.rounds[1]["state"] == "OPEN"
+    first.reconcile()
+    assert world.ledger.rounds[1]["state"] == "CLOSED"
 
 
 def test_participant_cache_refreshes_on_miss_at_most_every_interval():

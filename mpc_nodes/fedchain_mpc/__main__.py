@@ -16,9 +16,11 @@ import time
 from typing import Any
 
 from fedchain.gateway import FileCheckpoint
+from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark
 from fedchain.identity import Consortium
 
 from fedchain_mpc.config import ConfigError, NodeConfig, load_config
+from fedchain_mpc.guard import LedgerGuard
 from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
 from fedchain_mpc.node import RoundContext, RoundProcessor, RoundWorker
 from fedchain_mpc.service import FLLedger, LedgerError, LedgerView
@@ -56,9 +58,15 @@ class NodeService:
         self.store = ShareStore(cfg.data_dir)
         self.state = NodeState(cfg.data_dir / "state.sqlite")
         self.checkpoint = FileCheckpoint(cfg.data_dir / "events.checkpoint.json")
+        try:
+            watermark = LedgerWatermark(cfg.data_dir / "ledger.watermark.json")
+        except LedgerRollback as exc:
+            raise ConfigError(str(exc)) from None
+        self.guard = LedgerGuard(watermark, self.ledger)
         settings = IntakeSettings(node_id=cfg.node_id, node_index=cfg.node_index, m=cfg.m, t=cfg.runner.threshold,
                                   l=cfg.l, f=cfg.f, max_message_bytes=cfg.max_message_bytes)
-        self.intake = ShareIntake(settings, self.store, self.ledger, self.consortium.msp_manager(), self.signer)
+        self.intake = ShareIntake(settings, self.store, self.ledger, self.consortium.msp_manager(), self.signer,
+                                  ledger_refusal=lambda: self.guard.failure)
         self.server = None
         self.worker: RoundWorker | None = None
         self.fatal: str | None = None
@@ -89,7 +97,7 @@ class NodeService:
                            t=self.cfg.runner.threshold, l=self.cfg.l, f=self.cfg.f, data_dir=self.cfg.data_dir,
                            reference_dir=self.cfg.reference_dir)
         processor = RoundProcessor(ctx, self.ledger, self.store, self.state, self.cfg.runner, self.signer,
-                                   self.cfg.peers)
+                                   self.cfg.peers, guard=self.guard)
         self.worker = RoundWorker(processor, self.ledger, poll_s=self.cfg.poll_s)
         self.worker.start()
         self.worker.follow_events(lambda: self.ledger.events(self.checkpoint), self.checkpoint)

@@ -9,7 +9,7 @@ Checks, in order, each with its own gRPC status (the message says what to fix):
   share file, header not matching (round, hospital, node, dim = the round's parameter count,
   t, m, l, f), any element >= p, size not matching dim.
 - NOT_FOUND: no such round. FAILED_PRECONDITION: round not OPEN, past its deadline (node clock),
-  or already sealed here.
+  already sealed here, or this node refuses the ledger (it went backwards or forked: guard.py).
 - ALREADY_EXISTS: a different share for a (round, hospital) that already has one.
 - RESOURCE_EXHAUSTED: message over the size cap (gRPC's own max_receive_message_length).
 - UNAVAILABLE: the ledger cannot be reached (the client retries).
@@ -72,8 +72,10 @@ class ShareIntake:
     """The ShareIntake service logic (transport-independent apart from the gRPC context it reads)."""
 
     def __init__(self, settings: IntakeSettings, store: ShareStore, ledger: LedgerView, msp: MSPManager,
-                 signer: SigningIdentity, clock: Callable[[], float] = time.time) -> None:
+                 signer: SigningIdentity, clock: Callable[[], float] = time.time,
+                 ledger_refusal: Callable[[], str | None] = lambda: None) -> None:
         self.settings = settings
+        self.ledger_refusal = ledger_refusal  # why this node refuses the ledger it sees (rolled back), or None
         self.store = store
         self.ledger = ledger
         self.msp = msp
@@ -120,9 +122,16 @@ class ShareIntake:
         return rec
 
     # ------------------------------------------------------------------ SubmitShare
+    def _refuse_if_ledger_refused(self) -> None:
+        why = self.ledger_refusal()
+        if why:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"MPC node {self.settings.node_index} refuses the "
+                          f"ledger it sees: {why}")
+
     def submit(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         ident = self._peer_identity(context)
         hospital = self._participant(ident, "hospital")["id"]
+        self._refuse_if_ledger_refused()
         try:
             msg = ShareSubmission.FromString(request)
         except Exception as exc:  # protobuf DecodeError
@@ -183,6 +192,7 @@ class ShareIntake:
     def holdings(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         ident = self._peer_identity(context)
         caller = self._participant(ident, "mpc_node")["id"]
+        self._refuse_if_ledger_refused()
         try:
             msg = HoldingsRequest.FromString(request)
         except Exception as exc:

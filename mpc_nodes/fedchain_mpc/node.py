@@ -20,6 +20,13 @@ after any crash and converges (every step is idempotent):
    Save the new model, write the report, attest (AttestResult; 'already attested' is success).
 4. FINALIZED round: publish the model if nobody has (PublishModel; 'already published' is success).
 Progress lives in NodeState (SQLite), so a restarted node resumes where it stopped.
+
+Ledger memory (guard.py): before acting, the node checks that the ledger did not go backwards or
+fork since it last looked, and that a round it already worked on is still the round it knew (the
+transaction that created it). Otherwise it refuses to act, loudly, instead of skipping or redoing.
+Deadlines: an OPEN round whose deadline passed on the node's clock is closed by the node
+(CloseRound; MPC nodes may close at the deadline, hospitals only after deadline + clock skew), so an
+update committed after the deadline, whatever timestamp its proposal claims, finds the round closed.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from fedchain.durable import write_durably
 from fedchain.identity import SigningIdentity
 from fedchain.mpc_client import IntakeError, NodeEndpoint, canonical_json, get_holdings
 
+from fedchain_mpc.guard import LedgerGuard, LedgerMismatch, check_same_round
 from fedchain_mpc.runner import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.service import LedgerError, LedgerView
 from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore
@@ -78,7 +86,7 @@ class RoundProcessor:
     def __init__(self, ctx: RoundContext, ledger: LedgerView, store: ShareStore, state: NodeState,
                  runner: RunnerSettings, signer: SigningIdentity, peers: Sequence[NodeEndpoint],
                  holdings: Callable[[NodeEndpoint, SigningIdentity, int], dict[str, str]] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, guard: LedgerGuard | None = None) -> None:
         self.ctx = ctx
         self.ledger = ledger
         self.store = store
@@ -88,6 +96,7 @@ class RoundProcessor:
         self.peers = sorted(peers, key=lambda p: p.index)
         self._holdings = holdings or (lambda node, ident, rid: get_holdings(node, ident, rid, retries=0))
         self.sleep = sleep
+        self.guard = guard
 
     # ------------------------------------------------------------------------ paths
     def _dir(self, kind: str, round_id: int) -> Path:
@@ -101,13 +110,26 @@ class RoundProcessor:
 
     # ------------------------------------------------------------------------ entry
     def process(self, round_id: int) -> str:
-        """Advance one round as far as the ledger allows; returns this node's status for it."""
+        """Advance one round as far as the ledger allows; returns this node's status for it.
+
+        Raises LedgerMismatch (and does nothing) on a ledger that is not the one this node saw."""
+        if self.guard is not None:
+            self.guard.check()
         local = self.state.get(round_id)
         if local is not None and local["status"] in DONE:
+            check_same_round(round_id, local.get("created_tx_id"), self.ledger.get_round(round_id))
             return local["status"]
         rnd = self.ledger.get_round(round_id, fresh=True)
+        if local is not None:
+            check_same_round(round_id, local.get("created_tx_id"), rnd)
         if rnd is None or rnd.get("genesis"):
             return "unknown"
+        try:
+            return self._advance(round_id, rnd, local)
+        finally:
+            self.state.remember_creation(round_id, rnd.get("created_tx_id"))
+
+    def _advance(self, round_id: int, rnd: dict[str, Any], local: dict[str, Any] | None) -> str:
         st = rnd["state"]
         if st == "OPEN":
             return "open"
@@ -309,8 +331,12 @@ class RoundWorker:
     """One thread works the queue of rounds; a failing round is retried on the next poll with backoff."""
 
     def __init__(self, processor: RoundProcessor, ledger: LedgerView, poll_s: float = 2.0,
-                 max_backoff_s: float = 60.0) -> None:
+                 max_backoff_s: float = 60.0, clock: Callable[[], float] = time.time,
+                 close_stagger_s: float = 1.0) -> None:
         self.processor = processor
+        self.clock = clock
+        self.close_stagger_s = close_stagger_s
+        self._refused: dict[int, str] = {}
         self.ledger = ledger
         self.poll_s = poll_s
         self.max_backoff_s = max_backoff_s
@@ -320,19 +346,45 @@ class RoundWorker:
         self._threads: list[threading.Thread] = []
 
     def reconcile(self) -> None:
-        """Queue every round the ledger says needs work from us (start-up catch-up and safety net)."""
+        """Queue every round the ledger says needs work from us (start-up catch-up and safety net);
+        close OPEN rounds whose deadline passed on this node's clock."""
+        guard = self.processor.guard
         try:
+            if guard is not None:
+                guard.check()
             rounds = self.ledger.list_rounds()
+        except LedgerMismatch:
+            return  # the guard logged it; nothing is done on this ledger
         except LedgerError as exc:
             log.warning("cannot list rounds: %s", exc)
             return
+        except Exception as exc:  # the ledger head could not be read (unreachable): try again next poll
+            log.warning("cannot check the ledger head: %s", exc)
+            return
         for rnd in rounds:
             rid = int(rnd["round_id"])
-            if rnd.get("genesis") or rnd["state"] == "OPEN":
+            if rnd.get("genesis"):
+                continue
+            if rnd["state"] == "OPEN":
+                self._close_if_due(rnd)
                 continue
             local = self.processor.state.get(rid)
             if local is None or local["status"] not in DONE:
                 self.queue.put((rid, None))
+            elif local.get("created_tx_id") and local["created_tx_id"] != rnd.get("created_tx_id"):
+                self.queue.put((rid, None))  # process() refuses it loudly
+
+    def _close_if_due(self, rnd: dict[str, Any]) -> None:
+        """Close an OPEN round once its deadline passed here (node i waits i extra seconds: one close suffices)."""
+        due = float(rnd.get("deadline", float("inf"))) + self.close_stagger_s * self.processor.ctx.node_index
+        if self.clock() < due:
+            return
+        rid = int(rnd["round_id"])
+        try:
+            self.ledger.close_round(rid)
+            log.info("round %d: deadline passed, closed it", rid)
+        except LedgerError as exc:  # another node or the operator was first: fine
+            log.debug("round %d: close at deadline: %s", rid, exc)
 
     def handle(self, round_id: int) -> None:
         until, delay = self._retry_at.get(round_id, (0.0, 0.0))
@@ -341,6 +393,12 @@ class RoundWorker:
         try:
             self.processor.process(round_id)
             self._retry_at.pop(round_id, None)
+        except LedgerMismatch as exc:
+            delay = self.max_backoff_s
+            self._retry_at[round_id] = (time.monotonic() + delay, delay)
+            if str(exc) != self._refused.get(round_id):
+                log.error("round %d: REFUSING THE LEDGER: %s", round_id, exc)
+                self._refused[round_id] = str(exc)
         except (RoundError, LedgerError) as exc:
             delay = min(self.max_backoff_s, max(self.poll_s, delay * 2))
             self._retry_at[round_id] = (time.monotonic() + delay, delay)

@@ -59,6 +59,12 @@ class LedgerView(Protocol):
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
 
+    def close_round(self, round_id: int) -> None: ...
+
+    def chain_head(self) -> tuple[int, str]: ...
+
+    def block_hash(self, number: int) -> str: ...
+
 
 class ParticipantCache:
     """(msp_id, fabric_id) -> participant record, refreshed from ListParticipants on a miss."""
@@ -166,6 +172,23 @@ class FLLedger:
 
     def get_model(self, round_id: int) -> bytes:
         return self._wrap("GetModel", lambda: self.fl.get_model(round_id))["model"]
+
+    def close_round(self, round_id: int) -> None:
+        """CloseRound as this node (MPC nodes may close once the deadline passed)."""
+        self._wrap("CloseRound", lambda: self.fl.close_round(round_id))
+        with self._lock:
+            self._rounds.pop(round_id, None)
+
+    def chain_head(self) -> tuple[int, str]:
+        """(newest block number, its header hash hex) via qscc: the node's ledger watermark reads it."""
+        from fedchain.gateway.watermark import NetworkHeads
+
+        return self._wrap("GetChainInfo", NetworkHeads(self._network).chain_head)
+
+    def block_hash(self, number: int) -> str:
+        from fedchain.gateway.watermark import NetworkHeads
+
+        return self._wrap("GetBlockByNumber", lambda: NetworkHeads(self._network).block_hash(number))
 
     def get_reference(self, round_id: int) -> bytes:
         """The round's FLTrust reference (float32 LE), checked against the round's reference_sha256."""

@@ -152,6 +152,9 @@ class NodeState:
         self._db.execute("""CREATE TABLE IF NOT EXISTS rounds (
             round_id INTEGER PRIMARY KEY, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
             result TEXT, model_hash TEXT, last_error TEXT, updated_at REAL NOT NULL)""")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(rounds)")}
+        if "created_tx_id" not in columns:  # state files from before the column: add it (NULL = not recorded)
+            self._db.execute("ALTER TABLE rounds ADD COLUMN created_tx_id TEXT")
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -166,11 +169,12 @@ class NodeState:
 
     def get(self, round_id: int) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute("SELECT round_id, status, attempts, result, model_hash, last_error, updated_at "
-                                   "FROM rounds WHERE round_id = ?", (int(round_id),)).fetchone()
+            row = self._db.execute("SELECT round_id, status, attempts, result, model_hash, last_error, updated_at, "
+                                   "created_tx_id FROM rounds WHERE round_id = ?", (int(round_id),)).fetchone()
         if row is None:
             return None
-        keys = ("round_id", "status", "attempts", "result", "model_hash", "last_error", "updated_at")
+        keys = ("round_id", "status", "attempts", "result", "model_hash", "last_error", "updated_at",
+                "created_tx_id")
         rec = dict(zip(keys, row, strict=True))
         rec["result"] = json.loads(rec["result"]) if rec["result"] else None
         return rec
@@ -188,6 +192,15 @@ class NodeState:
             sets = ", ".join(f"{k} = ?" for k in fields)
             db.execute(f"UPDATE rounds SET status = ?, updated_at = ?{', ' + sets if sets else ''} WHERE round_id = ?",
                        (status, time.time(), *fields.values(), int(round_id)))
+
+    def remember_creation(self, round_id: int, created_tx_id: str | None) -> None:
+        """Record which ledger transaction created the round this node worked on (once, never overwritten):
+        a later ledger whose round of the same id has another creator is a rolled-back or replaced ledger."""
+        if not created_tx_id:
+            return
+        with self._tx() as db:
+            db.execute("UPDATE rounds SET created_tx_id = ? WHERE round_id = ? AND created_tx_id IS NULL",
+                       (str(created_tx_id), int(round_id)))
 
     def close(self) -> None:
         with self._lock:

@@ -36,6 +36,11 @@ MAX_SAMPLE_CAP = 10**9
 MAX_PARAM_COUNT = 10**9
 # Privacy floor: the nodes open (and publish) an aggregate only of at least this many accepted updates.
 DEFAULT_MIN_ACCEPTED = 3
+# How far a client's proposal timestamp may differ from the peers' clocks (Fabric's default
+# peer.authentication.timewindow is 15 minutes). Deadlines that a client could move by this much
+# are checked against deadline + skew: a hospital cannot close a round early by forward-dating.
+DEFAULT_MAX_CLOCK_SKEW_S = 900
+MAX_CLOCK_SKEW_S = 24 * 3600
 IDENTITY_MAX = 2048
 EVENTS = ("RoundCreated", "UpdateSubmitted", "RoundClosed", "RoundFinalized", "RoundDisputed", "RoundFailed")
 DISPUTE_DIFFER = "attestations differ"
@@ -65,6 +70,22 @@ def _min_accepted(rnd: dict[str, Any]) -> int:
     """The round's privacy floor (CreateRound stores it in the policy; rounds created before the field: none)."""
     value = (rnd.get("policy") or {}).get("min_accepted")
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _earliest_close(role: str, deadline: float, consortium: dict[str, Any]) -> float:
+    """When a caller of `role` may close a round. Operators: any time (they run the campaign).
+    MPC nodes: at the deadline (honest-but-curious: their clocks are trusted, they close on time so
+    that nothing committed after the deadline joins the round). Anyone else: deadline + the
+    proposal clock skew, so that no forward-dated proposal can close a round before its deadline."""
+    if role == "operator":
+        return float("-inf")
+    if role == "mpc_node":
+        return deadline
+    return deadline + int(consortium.get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S))
+
+
+def _skew_note(role: str) -> str:
+    return "" if role in ("operator", "mpc_node") else " + max_clock_skew_s"
 
 
 def _claim_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +157,8 @@ class FLContract(Chaincode):
         policy = f.freeform("default_policy", required=False, scalars_only=True) or {}
         min_accepted = f.integer("min_accepted", 1, MAX_HOSPITALS_PER_ROUND, required=False,
                                  default=DEFAULT_MIN_ACCEPTED)
+        max_skew = f.integer("max_clock_skew_s", 0, MAX_CLOCK_SKEW_S, required=False,
+                             default=DEFAULT_MAX_CLOCK_SKEW_S)
         f.done()
         # a default policy that every CreateRound would refuse is refused now
         v.policy_min_accepted(policy, min_accepted, MAX_HOSPITALS_PER_ROUND, "config: default_policy")
@@ -152,7 +175,7 @@ class FLContract(Chaincode):
         tx.put_json(keys.CONSORTIUM, {
             "name": name, "mpc_nodes": nodes, "threshold": threshold, "quorum": quorum,
             "max_model_bytes": max_model, "default_policy": policy, "min_accepted": min_accepted,
-            "initialized_at": tx.timestamp,
+            "max_clock_skew_s": max_skew, "initialized_at": tx.timestamp,
         })
         for rec in [operator, *({**n, "role": "mpc_node", "registered_at": tx.timestamp} for n in nodes)]:
             tx.put_json(keys.participant(rec["id"]), rec)
@@ -160,7 +183,7 @@ class FLContract(Chaincode):
         tx.put_json(keys.HEAD, {"last_round_id": 0, "finalized_round_id": None, "model_hash": None,
                                 "param_count": None})
         return {"operator_id": operator_id, "mpc_nodes": [n["id"] for n in nodes], "threshold": threshold,
-                "quorum": quorum, "min_accepted": min_accepted}
+                "quorum": quorum, "min_accepted": min_accepted, "max_clock_skew_s": max_skew}
 
     @transaction
     def tx_GetConsortium(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -399,7 +422,7 @@ class FLContract(Chaincode):
             "round_id": round_id, "state": OPEN, "base_model_hash": base_hash,
             "base_round_id": head["finalized_round_id"], "model_spec": spec, "hyperparameters": hyper,
             "policy": policy, "deadline": deadline,
-            "min_updates": min_updates, "created_at": tx.timestamp,
+            "min_updates": min_updates, "created_at": tx.timestamp, "created_tx_id": tx.tx_id,
             "mpc": {"nodes": [n["id"] for n in cons["mpc_nodes"]], "threshold": cons["threshold"],
                     "quorum": cons["quorum"]},
             "closed_at": None, "submitted": None, "attestations": {}, "finalized": None, "dissent": [],
@@ -474,10 +497,11 @@ class FLContract(Chaincode):
         rnd = self._round(tx, round_id)
         if rnd["state"] != OPEN:
             raise ContractError(f"round {round_id} is {rnd['state']}; only an OPEN round can be closed", 409)
-        if me["role"] != "operator" and tx.timestamp < rnd["deadline"]:
-            raise ContractError(f"caller {me['id']} ({me['role']}) may close round {round_id} only after its "
-                                f"deadline {rnd['deadline']} (transaction time {tx.timestamp}); operators may "
-                                f"close it any time", 403)
+        earliest = _earliest_close(me["role"], rnd["deadline"], tx.consortium())
+        if tx.timestamp < earliest:
+            raise ContractError(f"caller {me['id']} ({me['role']}) may close round {round_id} only from "
+                                f"{earliest} on (deadline {rnd['deadline']}{_skew_note(me['role'])}; transaction "
+                                f"time {tx.timestamp}); operators may close it any time", 403)
         submitted = sorted(rec["hospital"] for _, rec in tx.range_json("update", [keys.rnd(round_id)]))
         record = {**rnd, "state": CLOSED, "closed_at": tx.timestamp, "submitted": submitted}
         tx.event("RoundClosed", {"round_id": round_id, "n_updates": len(submitted), "hospitals": submitted})

@@ -45,8 +45,10 @@ def _signing_identity(net, wallet: str):
 def _run(args: argparse.Namespace) -> int:
     from fedchain.data import DatasetError, load_npz
     from fedchain.gateway import GatewayError
+    from fedchain.gateway.watermark import LedgerRollback
     from fedchain.hospital import HospitalClient, RoundRefused, follow
     from fedchain.identity import IdentityError
+    from fedchain.mpc_client import IntakeError
     from fedchain.netconfig import NetworkConfigError, load_network
     from fedchain.training import set_threads
 
@@ -61,8 +63,12 @@ def _run(args: argparse.Namespace) -> int:
     pid = args.participant_id or name
     state_dir = Path(args.state_dir) if args.state_dir else net.directory / "hospitals" / pid
     set_threads()
-    client = HospitalClient(net, ident, pid, data.train.images, data.train.labels, state_dir,
-                            progress=not args.no_progress)
+    try:
+        client = HospitalClient(net, ident, pid, data.train.images, data.train.labels, state_dir,
+                                progress=not args.no_progress)
+    except (LedgerRollback, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -79,7 +85,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except (RoundRefused, GatewayError) as exc:
+    except LedgerRollback as exc:
+        print(f"error: refusing the ledger: {exc}", file=sys.stderr)
+        return 3
+    except (RoundRefused, GatewayError, IntakeError) as exc:
         from fedchain.cli.operator import describe_gateway_error
 
         msg = describe_gateway_error(exc) if isinstance(exc, GatewayError) else str(exc)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
+from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.models import vector_hash
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,19 @@ def retry_mvcc(action: Any, done: Any = None, attempts: int = 4) -> None:
 class Operator:
     """Operator actions through its own gateway connection."""
 
-    def __init__(self, net: Any, identity: str = "operator") -> None:
+    def __init__(self, net: Any, identity: str = "operator", watermark_path: Path | None = None) -> None:
         self.net = net
         self.gateway = net.connect(identity)
         self.fl = FLClient(net.contract(self.gateway))
+        # the newest block this operator saw: a ledger that went backwards or forked is refused
+        self.watermark = LedgerWatermark(watermark_path or Path(net.directory) / "operator" / f"{identity}.watermark.json")
+
+    def check_ledger(self) -> None:
+        """Raise LedgerRollback if the ledger went backwards or forked since this operator last looked."""
+        try:
+            self.watermark.check(NetworkHeads(self.gateway.network(self.net.channel)))
+        except LedgerRollback as exc:
+            raise LedgerRollback(self.watermark.explain(exc)) from None
 
     def close(self) -> None:
         self.gateway.close()
@@ -97,6 +107,7 @@ class Operator:
 
     def create_round(self, round_id: int, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
                      policy: dict[str, Any], deadline_s: float, min_updates: int) -> dict[str, Any]:
+        self.check_ledger()
         retry_mvcc(lambda: self.fl.create_round({"round_id": round_id, "base_model_hash": base_hash, "model_spec": spec,
                               "hyperparameters": hyper, "policy": policy, "min_updates": min_updates,
                               "deadline": round(time.time() + deadline_s, 3)}),

@@ -7,6 +7,8 @@ Shamir-split, PERSIST shares → send share j to MPC node j over mutual TLS (sig
 checked against the node identities registered on the ledger) → SubmitUpdate(share hashes,
 n_samples, dim). Restarts consult the ledger (GetUpdates) and the local state first, so a
 hospital never submits twice and never makes a second, different set of shares.
+Before each round the client checks its ledger watermark: a ledger that went backwards or forked
+since this hospital last looked (restored from an older copy) is refused with LedgerRollback.
 
 `prepare` (train + persist) and `deliver` (send + commit) are separate so a caller can train
 several hospitals one after another and deliver concurrently (the demo does).
@@ -27,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.identity import Identity, SigningIdentity
 from fedchain.models import ModelSpec, load_model_bytes
 from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
@@ -94,6 +97,7 @@ class HospitalClient:
         if len(self.images) != len(self.labels) or len(self.labels) == 0:
             raise ValueError(f"{participant_id}: need matching, non-empty images and labels")
         self.state = HospitalState(state_dir)
+        self.watermark = LedgerWatermark(self.state.watermark_path)
         self.progress = progress
         self.fp = fixed_point or FixedPoint()
         self._gateway = None
@@ -125,6 +129,13 @@ class HospitalClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check_ledger(self) -> None:
+        """Raise LedgerRollback if the ledger went backwards or forked since this hospital last looked."""
+        try:
+            self.watermark.check(NetworkHeads(self.gateway.network(self.net.channel)))
+        except LedgerRollback as exc:
+            raise LedgerRollback(self.watermark.explain(exc)) from None
 
     def ledger_update(self, round_id: int) -> dict[str, Any] | None:
         return next((u for u in self.fl.get_updates(round_id) if u["hospital"] == self.participant_id), None)
@@ -170,6 +181,7 @@ class HospitalClient:
         `update_fn(round, base_model)` replaces `compute_update` (evaluation only: the demo's
         malicious hospitals); honest hospitals never pass it.
         """
+        self.check_ledger()
         rnd = self.fl.get_round(round_id)
         done = self._already_done(rnd)
         if done is not None:

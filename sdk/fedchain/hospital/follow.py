@@ -5,7 +5,9 @@ after the last event it handled. On start it also looks at the current round (an
 created while it was down, before any checkpoint existed), and participation is idempotent
 (ledger + persisted shares), so seeing a RoundCreated twice is harmless. A round that ends FAILED
 or DISPUTED needs nothing from a hospital: the next RoundCreated builds on the last finalized model
-(base_round_id), which is what the hospital fetches.
+(base_round_id), which is what the hospital fetches. A round the MPC nodes refuse our shares for
+(closed meanwhile, deadline passed) is logged and skipped; the follower keeps following. A ledger
+that went backwards or forked (LedgerRollback) stops the follower: it must not act on it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 from fedchain.gateway import FileCheckpoint, GatewayError
 from fedchain.gateway.qscc import chain_info
+from fedchain.mpc_client import IntakeError
 
 from .client import HospitalClient, RoundOutcome, RoundRefused
 
@@ -30,8 +33,8 @@ def _try(client: HospitalClient, round_id: int, done: set[int],
         return
     try:
         outcome = client.participate(round_id)
-    except RoundRefused as exc:
-        log.warning("%s: %s", client.participant_id, exc)
+    except (RoundRefused, IntakeError) as exc:
+        log.warning("%s: round %d: %s", client.participant_id, round_id, exc)
         done.add(round_id)
         return
     done.add(round_id)
@@ -53,6 +56,7 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
             on_outcome(o)
 
     cp = FileCheckpoint(client.state.checkpoint_path)
+    client.check_ledger()
     network = client.gateway.network(client.net.channel)
     start_block = None if cp.block_number is not None else chain_info(network).height
     head = client.fl.head()
@@ -66,6 +70,7 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
                 stopper = threading.Thread(target=lambda: (stop.wait(), events.close()), daemon=True)
                 stopper.start()
                 for ev in events:
+                    client.check_ledger()
                     if ev.event_name == "RoundCreated":
                         rid = int(json.loads(ev.payload)["round_id"])
                         log.info("%s: round %d created", client.participant_id, rid)

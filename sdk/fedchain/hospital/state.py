@@ -59,6 +59,11 @@ class HospitalState:
     def checkpoint_path(self) -> Path:
         return self.root / "events-checkpoint.json"
 
+    @property
+    def watermark_path(self) -> Path:
+        """The newest ledger block this hospital has seen (fedchain.gateway.watermark)."""
+        return self.root / "ledger.watermark.json"
+
     def load(self, round_id: int) -> RoundState | None:
         path = self.round_dir(round_id) / "state.json"
         if not path.exists():
