@@ -133,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-model-bytes", type=int, default=None, help="model size limit (chaincode default 4 MiB)")
     p.add_argument("--min-accepted", type=int, default=None,
                    help="privacy floor: fewest accepted updates the MPC nodes aggregate (chaincode default 3)")
+    p.add_argument("--max-clock-skew", type=int, default=None, metavar="S",
+                   help="how far a proposal timestamp may be off, in seconds (the peers' time window; chaincode "
+                        "default 900 = Fabric's 15 min): hospitals may close a round only at deadline + S")
     p.add_argument("--operator-id", default=None, help="participant id for the caller (default 'operator')")
     p.add_argument("--config", default=None, help="the whole InitConsortium config as JSON or @file")
     _cmd(csub, "show", "GetConsortium: configuration and the head pointer", _cons_show)
@@ -223,6 +226,8 @@ def _init(args: argparse.Namespace) -> int:
             config["max_model_bytes"] = args.max_model_bytes
         if args.min_accepted is not None:
             config["min_accepted"] = args.min_accepted
+        if args.max_clock_skew is not None:
+            config["max_clock_skew_s"] = args.max_clock_skew
         if args.operator_id:
             config["operator_id"] = args.operator_id
     with session(args) as (_, _, client):
