@@ -20,6 +20,7 @@ Modules, in request order:
   orderer     batch cutting (batch timeout, max count) feeding the committer thread
   validator   TxValidationCode per transaction (signatures, policy, duplicates, MVCC, phantoms)
   ledger      blocks (hash chain, orderer signature, filter, commit hash), start-up verification and replay
+  integrity   start-up proof that state, history and tx-id index equal the blocks' valid write sets
   blockstore  append-only fsync'ed block file;  statedb  state/history/tx-id index in SQLite
   genesis     block 0: the channel config with every org's MSP
   qscc        GetChainInfo, GetBlockByNumber/ByHash/ByTxID, GetTransactionByID

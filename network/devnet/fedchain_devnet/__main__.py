@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--verify", action="store_true",
                         help="verify the ledger (hash chain, orderer signatures, commit hashes), catch the state up, "
-                             "print the chain head and exit; 2 = corrupt (stop the devnet first: one process per ledger)")
+                             "check the state DB against the blocks, print the chain head and exit; 2 = corrupt "
+                             "(stop the devnet first: one process per ledger)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -4,7 +4,8 @@ Commit order per block: validate → append + fsync the block → apply state in
 transaction (savepoint = block number) → notify waiters. At start the whole chain is
 verified (data hash, previous-hash link, orderer signature, commit hash); a bad block
 stops the start with an error naming it, and blocks newer than the state savepoint
-(crash between append and state commit) are replayed.
+(crash between append and state commit) are replayed. Then the state DB must equal what
+the blocks' valid write sets imply (integrity.check_state), or the start is refused.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 from fabric_protos.common import common_pb2, ledger_pb2
-from fabric_protos.ledger.rwset import rwset_pb2
-from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import chaincode_event_pb2, proposal_pb2, proposal_response_pb2, transaction_pb2
 from fedchain.identity import IdentityError, MSPManager, SigningIdentity
 from fedchain.ledger import ChainError, block_data_hash, block_header_bytes, block_header_hash, verify_block
 
 from fedchain_devnet.blockstore import BlockStore
-from fedchain_devnet.statedb import StateDB, Write
-from fedchain_devnet.validator import INDEXED_CODES, BlockResult, Validator
+from fedchain_devnet.integrity import ExpectedState, LedgerCorrupt, block_effects, check_state
+from fedchain_devnet.statedb import StateDB
+from fedchain_devnet.validator import BlockResult, Validator
 
 log = logging.getLogger(__name__)
 IDX = common_pb2.BlockMetadataIndex
@@ -36,10 +36,6 @@ COMMIT_HASH = IDX.Value("COMMIT_HASH")
 LAST_CONFIG = IDX.Value("LAST_CONFIG")
 N_METADATA = len(IDX.values())
 VALID = transaction_pb2.TxValidationCode.Value("VALID")
-
-
-class LedgerCorrupt(Exception):
-    """The block file fails verification; the message names the first bad block."""
 
 
 def commit_hash(previous: bytes, header: common_pb2.BlockHeader, flags: bytes) -> bytes:
@@ -74,14 +70,17 @@ class Ledger:
 
     # --- start-up ----------------------------------------------------------------------
     def open(self, genesis_envelope) -> None:
-        """Verify the chain, create block 0 if the ledger is new, replay what state lacks."""
+        """Verify the chain, create block 0 if the ledger is new, replay what state lacks, prove the state DB."""
         savepoint = self.state.savepoint()
         if savepoint >= self.blocks.height:
             raise LedgerCorrupt(f"state database {self.state.path} has applied block {savepoint} but the block file "
                                 f"{self.blocks.path} holds only {self.blocks.height} blocks: wrong or lost block file")
+        expected = ExpectedState()
         if self.blocks.height == 0:
             env = genesis_envelope()
-            self._append([env], [VALID], BlockResult(flags=[VALID]))
+            block = self._append([env], [VALID], BlockResult(flags=[VALID]))
+            expected.add_block(0, *block_effects(block))
+            check_state(self.state, expected)  # a new ledger starts from an empty state
             log.info("created channel %s: genesis block written", self.channel)
             return
         t0 = time.monotonic()
@@ -90,12 +89,17 @@ class Ledger:
         for n in range(self.blocks.height):
             block = self._read_verified(n, prev, prev_commit)
             prev, prev_commit = block, self._commit_hash_of(block)
-            if n > savepoint:
-                self._replay(block)
+            writes, txids = block_effects(block)
+            expected.add_block(n, writes, txids)
+            if n > savepoint:  # crash between append and state commit: the block file is the record
+                self.state.apply_block(n, writes, txids)
+                log.info("replayed block %d into state (%d writes)", n, len(writes))
+        t1 = time.monotonic()
+        check_state(self.state, expected)
         self._last_header = prev.header
         self._last_commit_hash = prev_commit
-        log.info("verified %d blocks in %.2f s (state savepoint was %d)", self.blocks.height,
-                 time.monotonic() - t0, savepoint)
+        log.info("verified %d blocks in %.2f s and the state DB against them in %.2f s (%d keys; state savepoint "
+                 "was %d)", self.blocks.height, t1 - t0, time.monotonic() - t1, len(expected.state), savepoint)
 
     @staticmethod
     def _meta(block: common_pb2.Block, index: int) -> bytes:
@@ -145,36 +149,6 @@ class Ledger:
             if ident.msp_id in self.orderer_msp_ids:
                 return
         raise ChainError(n, "no valid orderer signature over the block header")
-
-    def _replay(self, block: common_pb2.Block) -> None:
-        """Re-apply a durable block's valid writes (its validation result is in the block)."""
-        n = block.header.number
-        flags = self._meta(block, TRANSACTIONS_FILTER)
-        writes: list[Write] = []
-        txids = []
-        seen = set()
-        for txnum, raw in enumerate(block.data.data):
-            try:
-                payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(raw).payload)
-                chdr = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
-            except Exception:
-                continue
-            if chdr.tx_id and chdr.tx_id not in seen and flags[txnum] in INDEXED_CODES:
-                seen.add(chdr.tx_id)
-                txids.append((chdr.tx_id, txnum, flags[txnum]))
-            if flags[txnum] != VALID or chdr.type != common_pb2.HeaderType.Value("ENDORSER_TRANSACTION"):
-                continue
-            tx = transaction_pb2.Transaction.FromString(payload.data)
-            cap = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
-            prp = proposal_response_pb2.ProposalResponsePayload.FromString(cap.action.proposal_response_payload)
-            action = proposal_pb2.ChaincodeAction.FromString(prp.extension)
-            ts = (chdr.timestamp.seconds, chdr.timestamp.nanos)
-            for ns in rwset_pb2.TxReadWriteSet.FromString(action.results).ns_rwset:
-                for w in kv_rwset_pb2.KVRWSet.FromString(ns.rwset).writes:
-                    writes.append(Write(ns.namespace, w.key, None if w.is_delete else bytes(w.value), txnum,
-                                        chdr.tx_id, ts))
-        self.state.apply_block(n, writes, txids)
-        log.info("replayed block %d into state (%d writes)", n, len(writes))
 
     # --- commit (one committer thread) ----------------------------------------------------
     def commit(self, envelopes: list[bytes]) -> common_pb2.Block:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,21 @@ class StateDB:
     def savepoint(self) -> int:
         row = self._conn().execute("SELECT v FROM meta WHERE k='savepoint'").fetchone()
         return -1 if row is None else int(row[0])
+
+    # --- full scans for the start-up integrity check (rows stream; values are not collected) ---------
+    def scan_state(self) -> Iterator[tuple[str, str, bytes, int, int]]:
+        """(ns, key, value, block, txnum) of every key, in key order."""
+        yield from self._conn().execute("SELECT ns, key, value, block, txnum FROM state ORDER BY ns, key")
+
+    def scan_history(self) -> Iterator[tuple[str, str, int, int, str, bytes | None, int, int, int]]:
+        """(ns, key, block, txnum, tx_id, value, is_delete, ts_seconds, ts_nanos), grouped by key, oldest first."""
+        yield from self._conn().execute(
+            "SELECT ns, key, block, txnum, tx_id, value, is_delete, ts_seconds, ts_nanos FROM history "
+            "ORDER BY ns, key, block, txnum")
+
+    def scan_txids(self) -> Iterator[tuple[str, int, int, int]]:
+        """(tx_id, block, txnum, code) of every indexed transaction."""
+        yield from self._conn().execute("SELECT tx_id, block, txnum, code FROM txids ORDER BY tx_id")
 
     # --- the committer's single write path -----------------------------------------
     def apply_block(self, block: int, writes: Iterable[Write], txids: Iterable[tuple[str, int, int]]) -> None:
