@@ -2,17 +2,21 @@
 
 Uses Fabric's standard config tree (Config.channel_group → Application / Orderer →
 org → "MSP" value = MSPConfig(FabricMSPConfig)), so the same code reads a real Fabric
-channel's genesis block and the embedded network's.
+channel's genesis block and the embedded network's. The Application group's policies
+(LifecycleEndorsement, Endorsement) and each org's (Endorsement) are read too: they decide
+which endorsements a lifecycle or non-FL transaction needs. The embedded network's block 0
+carries no policies; the chain audit then uses Fabric's defaults and says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from fabric_protos.common import common_pb2, configtx_pb2
 from fabric_protos.msp import msp_config_pb2
 
+from fedchain.audit.policy import ApplicationPolicies, Policy, PolicyParseError, parse_policy
 from fedchain.identity import MSPConfig, MSPManager
 
 
@@ -24,6 +28,7 @@ class ConfigBlockError(ValueError):
 class ChannelOrgs:
     application: list[MSPConfig]
     orderer: list[MSPConfig]
+    policies: ApplicationPolicies = field(default_factory=ApplicationPolicies)
 
     def msp_manager(self) -> MSPManager:
         return MSPManager(self.application + self.orderer)
@@ -78,4 +83,26 @@ def channel_orgs(config_block: common_pb2.Block) -> ChannelOrgs:
     app = orgs("Application")
     if not app:
         raise ConfigBlockError("config block lists no application organisations")
-    return ChannelOrgs(application=app, orderer=orgs("Orderer"))
+    return ChannelOrgs(application=app, orderer=orgs("Orderer"), policies=_application_policies(groups["Application"]))
+
+
+def _policies(group: configtx_pb2.ConfigGroup, where: str) -> dict[str, Policy]:
+    out: dict[str, Policy] = {}
+    for name, cp in group.policies.items():
+        try:
+            policy = parse_policy(cp.policy, f"{where}/{name}")
+        except PolicyParseError as exc:
+            raise ConfigBlockError(str(exc)) from exc
+        if policy is not None:
+            out[name] = policy
+    return out
+
+
+def _application_policies(app: configtx_pb2.ConfigGroup) -> ApplicationPolicies:
+    """/Channel/Application's policies, and each org's keyed by its MSP id (what endorsers carry)."""
+    orgs: dict[str, dict[str, Policy]] = {}
+    for name, group in app.groups.items():
+        msp = _msp_from_group(group)
+        if msp is not None:
+            orgs[msp.msp_id] = _policies(group, f"/Channel/Application/{name}")
+    return ApplicationPolicies(group=_policies(app, "/Channel/Application"), orgs=orgs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,17 @@ def run_audit(network: Any, chaincode: str = "fedchain", policy: str | list[str]
     from fedchain.gateway import qscc
 
     height = qscc.chain_info(network).height
-    auditor = ChainAuditor(policies={chaincode: policy})
     blocks = qscc.blocks(network, 0, height)
     if progress:
         from tqdm import tqdm
 
         blocks = tqdm(blocks, total=height, desc="audit", unit="block", leave=False)
-    chain = auditor.feed_all(blocks)
+    return audit_blocks(blocks, chaincode, policy)
+
+
+def audit_blocks(blocks: Iterable[Any], chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY") -> dict[str, Any]:
+    """The offline part of the audit: blocks from 0 in order -> report dict."""
+    chain = ChainAuditor(policies={chaincode: policy}).feed_all(blocks)
     fl = FLAuditor(chaincode).run(chain)
     return {"chain": chain.summary(), "fl": fl.summary(), "ok": chain.ok and not fl.findings}
 
