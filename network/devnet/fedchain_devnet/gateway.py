@@ -24,7 +24,7 @@ from fedchain_devnet.ccconn import ChaincodeUnavailable
 from fedchain_devnet.deliver import DeliverService
 from fedchain_devnet.errors import RequestError, denied, invalid, not_found
 from fedchain_devnet.node import Node
-from fedchain_devnet.orderer import OrdererOverloaded
+from fedchain_devnet.orderer import AlreadySubmitted, OrdererOverloaded
 from fedchain_devnet.peer import EndorsementFailed, build_transaction
 from fedchain_devnet.proposal import ParsedProposal, parse_proposal
 from fedchain_devnet.slots import STREAM_SLOTS
@@ -160,7 +160,9 @@ class GatewayService:
         except AccessDenied as exc:
             raise denied(str(exc)) from None
         try:
-            self.node.orderer.broadcast(env.SerializeToString())
+            self.node.orderer.broadcast(env.SerializeToString(), chdr.tx_id)
+        except AlreadySubmitted as exc:  # a re-sent envelope would only take a DUPLICATE_TXID slot
+            raise RequestError(grpc.StatusCode.ALREADY_EXISTS, str(exc)) from None
         except OrdererOverloaded as exc:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"ordering service: {exc}",
                                [ErrorDetail("orderer0", self.node.orderer_msp_id, str(exc))]) from None

@@ -58,7 +58,7 @@ class Node:
                 self.connections.append(conn)
             self.peers[org.msp_id] = Peer(org.msp_id, org.node_name, org.peer_identity, self.ledger.state, conns)
         self.orderer = Orderer(self.ledger.commit, config.batch_timeout_ms / 1000, config.max_message_count,
-                               config.max_pending, config.preferred_max_bytes)
+                               config.max_pending, config.preferred_max_bytes, tx_status=self.ledger.tx_status)
 
     def select_endorsers(self, chaincode: str) -> list[str]:
         return self.selector.select(self.policies[chaincode])
