@@ -47,15 +47,22 @@ class Chain:
 
     # --- protocol steps ------------------------------------------------------------------------------------
     def init(self, **cfg: Any) -> None:
-        self.tx("operator", "InitConsortium", {"mpc_nodes": [], "threshold": 1, "quorum": 2, **cfg})
+        nodes = [{"id": n, "msp_id": IDS[n].msp_id, "identity": IDS[n].id} for n in ("mpc0", "mpc1")]
+        self.tx("operator", "InitConsortium", {"mpc_nodes": nodes, "threshold": 1, "quorum": 2, **cfg})
+        for h in HOSPITALS:
+            self.tx("operator", "RegisterParticipant", {"id": h, "role": "hospital", "msp_id": IDS[h].msp_id,
+                                                        "identity": IDS[h].id, "sample_cap": 1000})
         self.tx("operator", "PublishGenesisModel", {"param_count": 10}, base64.b64encode(GENESIS))
 
     def round(self, rid: int, base: bytes, hospitals: list[str], **extra: Any) -> None:
+        # these rounds check no cosine similarity: they publish no FLTrust reference (audit_rules_test does)
+        extra["policy"] = {"cosine_enabled": False, **extra.get("policy", {})}
         self.tx("operator", "CreateRound", {"round_id": rid, "base_model_hash": sha(base),
                                             "model_spec": {"param_count": 10}, "deadline": 1e10,
                                             "min_updates": 1, **extra})
         for h in hospitals:
-            self.tx(h, "SubmitUpdate", {"round_id": rid, "share_hashes": [sha(f"{rid}{h}".encode())]})
+            self.tx(h, "SubmitUpdate", {"round_id": rid, "share_hashes": [sha(f"{rid}{h}".encode())],
+                                        "n_samples": 100, "dim": 10})
         self.tx("operator", "CloseRound", str(rid))
 
     def attest(self, rid: int, model: bytes, accepted: list[str], outcome: str | None = None,

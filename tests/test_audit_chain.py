@@ -17,6 +17,8 @@ from fedchain.netconfig import load_network
 
 pytestmark = pytest.mark.slow
 TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
+REFERENCE = b"\x07" * 2048  # the rounds' FLTrust reference: 512 float32 (their policy checks cosine similarity)
+REFERENCE_HYPER = {"reference_sha256": hashlib.sha256(REFERENCE).hexdigest()}
 
 
 
@@ -38,7 +40,8 @@ def audited_network(tmp_path_factory):
             op.publish_genesis_model({"arch": "test", "param_count": 512}, genesis)
             head = op.head()
             op.create_round({"round_id": 1, "base_model_hash": head["model_hash"], "model_spec": {"param_count": 512},
-                             "deadline": time.time() + 600, "min_updates": 2})
+                             "deadline": time.time() + 600, "min_updates": 2, "hyperparameters": REFERENCE_HYPER})
+            op.publish_reference(1, REFERENCE)
             for name in hospitals:
                 with cfg.connect(name) as hgw:
                     FLClient(cfg.contract(hgw)).submit_update({
@@ -67,7 +70,8 @@ def _round(cfg, rid: int, base: str, hospitals: list[str]) -> None:
     with cfg.connect("operator") as gw:
         op = FLClient(cfg.contract(gw))
         op.create_round({"round_id": rid, "base_model_hash": base, "model_spec": {"param_count": 512},
-                         "deadline": time.time() + 600, "min_updates": 1})
+                         "deadline": time.time() + 600, "min_updates": 1, "hyperparameters": REFERENCE_HYPER})
+        op.publish_reference(rid, REFERENCE)
         for name in hospitals:
             with cfg.connect(name) as hgw:
                 FLClient(cfg.contract(hgw)).submit_update({

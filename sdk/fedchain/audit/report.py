@@ -1,19 +1,30 @@
-"""Run a full audit through the gateway and write it as JSON, Markdown and a PNG timeline."""
+"""Run a full audit through the gateway and write it as JSON and Markdown.
+
+Steps: (1) every block from 0 through qscc, re-validated (audit/chain.py) and checked against the
+auditor's trusted checkpoints; (2) timestamps against block order (audit/timeline.py); (3) the FL
+contract replayed from the transactions (audit/fl.py); (4) with a live network, the world state
+rebuilt from the write sets compared with what the contract serves now (audit/state.py).
+Steps 1-3 need only the blocks (`audit_blocks`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fedchain.audit.chain import ChainAuditor
-from fedchain.audit.fl import FLAuditor
+from fedchain.audit.chain import ChainAudit, ChainAuditor
+from fedchain.audit.fl import FLAudit, FLAuditor
+from fedchain.audit.state import compare_world_state
+from fedchain.audit.timeline import DEFAULT_TOLERANCE_S, backwards_timestamps
 
 
 def run_audit(network: Any, chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY",
-              progress: bool = False) -> dict[str, Any]:
-    """Fetch every block with qscc (as any client can) and verify chain + FL protocol."""
+              progress: bool = False, *, checkpoints: Mapping[int, str] | None = None,
+              time_tolerance_s: float = DEFAULT_TOLERANCE_S, compare_state: bool = True) -> dict[str, Any]:
+    """Fetch every block with qscc (as any client can), verify chain + FL protocol, then compare the
+    live world state with the one the chain's write sets give."""
     from fedchain.gateway import qscc
 
     height = qscc.chain_info(network).height
@@ -22,14 +33,51 @@ def run_audit(network: Any, chaincode: str = "fedchain", policy: str | list[str]
         from tqdm import tqdm
 
         blocks = tqdm(blocks, total=height, desc="audit", unit="block", leave=False)
-    return audit_blocks(blocks, chaincode, policy)
+    chain, fl = audit_chain(blocks, chaincode, policy, checkpoints=checkpoints, time_tolerance_s=time_tolerance_s)
+    state = None
+    if compare_state:
+        compared, findings = compare_world_state(network.contract(chaincode), chain.transactions, chaincode)
+        state = {"keys_compared": compared, "findings": [f.as_dict() for f in findings]}
+    return build_report(chain, fl, state)
 
 
-def audit_blocks(blocks: Iterable[Any], chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY") -> dict[str, Any]:
-    """The offline part of the audit: blocks from 0 in order -> report dict."""
-    chain = ChainAuditor(policies={chaincode: policy}).feed_all(blocks)
-    fl = FLAuditor(chaincode).run(chain)
-    return {"chain": chain.summary(), "fl": fl.summary(), "ok": chain.ok and not fl.findings}
+def audit_chain(blocks: Iterable[Any], chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY", *,
+                checkpoints: Mapping[int, str] | None = None,
+                time_tolerance_s: float = DEFAULT_TOLERANCE_S) -> tuple[ChainAudit, FLAudit]:
+    """Steps 1-3 on blocks from 0 in order; timestamp findings join the chain's."""
+    chain = ChainAuditor(policies={chaincode: policy}, checkpoints=checkpoints).feed_all(blocks)
+    chain.findings.extend(backwards_timestamps(chain.transactions, time_tolerance_s))
+    return chain, FLAuditor(chaincode).run(chain)
+
+
+def audit_blocks(blocks: Iterable[Any], chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY", *,
+                 checkpoints: Mapping[int, str] | None = None,
+                 time_tolerance_s: float = DEFAULT_TOLERANCE_S) -> dict[str, Any]:
+    """The offline audit (no world-state step) as a report dict."""
+    return build_report(*audit_chain(blocks, chaincode, policy, checkpoints=checkpoints,
+                                     time_tolerance_s=time_tolerance_s))
+
+
+def build_report(chain: ChainAudit, fl: FLAudit, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report dict; `head.checkpoint` is what to pass as --expect-block next time."""
+    head = {"height": chain.height, "block": chain.height - 1, "hash": chain.head_hash,
+            "checkpoint": f"{chain.height - 1}:{chain.head_hash}" if chain.height else None}
+    report: dict[str, Any] = {"chain": chain.summary(), "fl": fl.summary(), "head": head}
+    if state is not None:
+        report["state"] = state
+    report["ok"] = chain.ok and not fl.findings and not (state or {}).get("findings")
+    return report
+
+
+def all_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return report["chain"]["findings"] + report["fl"]["findings"] + (report.get("state") or {}).get("findings", [])
+
+
+def where(finding: dict[str, Any]) -> str:
+    """'block 12 tx 1a2b…' or 'world state' for a record no transaction wrote."""
+    if finding["block"] < 0:
+        return "world state"
+    return f"block {finding['block']}" + (f" tx {finding['tx_id'][:16]}" if finding["tx_id"] else "")
 
 
 def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
@@ -37,10 +85,15 @@ def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
     out = [folder / "audit.json"]
     out[0].write_text(json.dumps(report, indent=2) + "\n")
     chain, fl = report["chain"], report["fl"]
+    ws = report.get("state")
     lines = [
         "# fedchain audit", "",
         f"Verdict: **{'OK' if report['ok'] else 'PROBLEMS FOUND'}**", "",
         f"- blocks: {chain['height']}, head `{chain['head_hash'][:16]}…`, transactions: {chain['transactions']}",
+        f"- checkpoint for the next audit: `--expect-block {report['head']['checkpoint']}`",
+        f"- trusted checkpoints checked: {', '.join(f'{n}:{h[:16]}…' for n, h in chain['checkpoints'].items()) or 'none'}",
+        "- world state: " + (f"{ws['keys_compared']} keys compared with the live network" if ws
+                             else "not compared (no live network)"),
         f"- validation codes: {', '.join(f'{k}={v}' for k, v in chain['validation_codes'].items())}",
         f"- organisations (from the config block): {', '.join(chain['application_orgs'])}",
         f"- genesis model: `{fl['genesis_model_hash']}`; attestation quorum: {fl['quorum']}; "
@@ -63,10 +116,10 @@ def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
             f"{', '.join(r['accepted']) or '-'} | {', '.join(f'{k} ({v})' for k, v in r['rejected'].items()) or '-'} | "
             f"`{(r['finalized_hash'] or '-')[:16]}` | {published} |"
         )
-    findings = chain["findings"] + fl["findings"]
-    lines += ["", "## Findings", ""] + (
-        [f"- block {f['block']} tx `{f['tx_id'][:16]}`: {f['problem']}" for f in findings] or ["none"]
-    )
+    findings = all_findings(report)
+    lines += ["", "## Findings", ""] + ([f"- {where(f)}: {f['problem']}" for f in findings] or ["none"])
+    if chain["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in chain["notes"]]
     (folder / "audit.md").write_text("\n".join(lines) + "\n")
     out.append(folder / "audit.md")
     return out
