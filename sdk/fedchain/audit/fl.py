@@ -274,6 +274,10 @@ class FLAuditor:
                        "cosine_enabled": policy.get("cosine_enabled", True) is not False}
         rnd.state = "OPEN"
         self._last_created = rnd
+        deadline, stamp = rnd.created["deadline"], _ts(rec)
+        if deadline is not None and stamp is not None and deadline <= stamp:
+            self._find(rec, f"round {rid} created with deadline {iso(deadline)}, not after its transaction time "
+                            f"{iso(stamp)}")
         # the round's privacy floor as the chaincode fixes it: the round policy's, else the consortium's
         floor = self.result.min_accepted or DEFAULT_MIN_ACCEPTED
         own = _int_or_none(policy.get("min_accepted"))
