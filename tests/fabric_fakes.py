@@ -34,22 +34,26 @@ def serve(addrs):
     while True:
         time.sleep(0.2)
 
-if name == "orderer":
-    e = os.environ
-    serve([f"{e['ORDERER_GENERAL_LISTENADDRESS']}:{e['ORDERER_GENERAL_LISTENPORT']}", e["ORDERER_ADMIN_LISTENADDRESS"]])
-elif name == "peer" and args[:2] == ["node", "start"]:
+def metrics(address, body):
     import http.server, threading
-    others = len([m for m in os.environ.get("FAKE_ORGS", "").split(",") if m]) - 1
     class Metrics(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = ("# HELP gossip_membership_total_peers_known Total known peers\n"
-                    f'gossip_membership_total_peers_known{{channel="fedchain"}} {others}\n').encode()
-            self.send_response(200); self.end_headers(); self.wfile.write(body)
+            self.send_response(200); self.end_headers(); self.wfile.write(body.encode())
         def log_message(self, *a):
             pass
-    host, port = os.environ["CORE_OPERATIONS_LISTENADDRESS"].rsplit(":", 1)
+    host, port = address.rsplit(":", 1)
     srv = http.server.ThreadingHTTPServer((host, int(port)), Metrics)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+if name == "orderer":
+    e = os.environ
+    metrics(e["ORDERER_OPERATIONS_LISTENADDRESS"], 'consensus_etcdraft_is_leader{channel="fedchain"} 1\n')
+    serve([f"{e['ORDERER_GENERAL_LISTENADDRESS']}:{e['ORDERER_GENERAL_LISTENPORT']}", e["ORDERER_ADMIN_LISTENADDRESS"]])
+elif name == "peer" and args[:2] == ["node", "start"]:
+    others = len([m for m in os.environ.get("FAKE_ORGS", "").split(",") if m]) - 1
+    metrics(os.environ["CORE_OPERATIONS_LISTENADDRESS"],
+            "# HELP gossip_membership_total_peers_known Total known peers\n"
+            f'gossip_membership_total_peers_known{{channel="fedchain"}} {others}\n')
     serve([os.environ["CORE_PEER_LISTENADDRESS"]])
 elif name == "configtxgen":
     out = args[args.index("-outputBlock") + 1]

@@ -14,7 +14,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from fedchain import fabricnet
@@ -59,6 +62,13 @@ def _settings() -> FabricSettings:
     )
 
 
+def _audit(d) -> subprocess.CompletedProcess:
+    """`fedchain audit verify` as an auditor types it (installed console script)."""
+    fedchain = str(Path(sys.executable).with_name("fedchain"))
+    return subprocess.run([fedchain, "audit", "verify", "--network", str(d)], capture_output=True, text=True,
+                          timeout=300)
+
+
 def _client(cfg, name: str):
     from fedchain.fl_client import FLClient
 
@@ -77,6 +87,8 @@ def test_round_scenario_on_real_fabric(tmp_path):
     try:
         cfg = load_network(d)
         assert cfg.kind == "fabric"
+        fresh = _audit(d)  # the lifecycle transactions (approve per org, commit) under Fabric's own policies
+        assert fresh.returncode == 0, fresh.stdout + fresh.stderr
         consortium = Consortium.load(d / "crypto")
         wallet = cfg.wallet
         for i, name in enumerate(HOSPITALS):
@@ -103,6 +115,8 @@ def test_round_scenario_on_real_fabric(tmp_path):
         spec = op.get_round(head["finalized_round_id"])["model_spec"]
         created = op.create_round({"round_id": head["last_round_id"] + 1, "base_model_hash": head["model_hash"],
                                    "model_spec": spec, "hyperparameters": {"lr": 0.01, "epochs": 1},
+                                   # attested by hand below: no FLTrust reference, so no cosine check
+                                   "policy": {"cosine_enabled": False},
                                    "deadline": time.time() + 3600, "min_updates": 2})
         assert created.validation_code_name == "VALID"
         rid = head["last_round_id"] + 1
@@ -166,6 +180,8 @@ def test_round_scenario_on_real_fabric(tmp_path):
                          "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
                          "min_updates": 1})
         assert op.get_round(rid + 1)["state"] == "OPEN"
+        audited = _audit(d)  # the whole history, across the restart, must audit clean
+        assert audited.returncode == 0, audited.stdout + audited.stderr
         print(f"bring-up {bring_up_s:.1f} s, chain height before restart {info.height}")
     finally:
         for g in gateways:

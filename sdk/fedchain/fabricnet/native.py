@@ -29,7 +29,13 @@ from fedchain.fabricnet import ccaas, configtx, node_env
 from fedchain.fabricnet.discovery import endorsement_plan
 from fedchain.fabricnet.layout import FabricLayout
 from fedchain.fabricnet.preflight import FabricTools, preflight
-from fedchain.fabricnet.procs import CommandError, PortService, gossip_peers_known, run_command
+from fedchain.fabricnet.procs import (
+    CommandError,
+    PortService,
+    gossip_peers_known,
+    raft_leader_elected,
+    run_command,
+)
 from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
 from fedchain.identity import Consortium, Org, Wallet, enroll_default_identities, generate_consortium
 from fedchain.netconfig import write_network
@@ -271,9 +277,21 @@ class FabricNetwork:
         if not self.state().get("committed"):
             self._approve_and_commit(consortium, {m: p[1] for m, p in packages.items()}, progress)
             self._mark(committed=True)
+        self._wait_for_raft_leader(progress, timeout)
         self._wait_for_gossip(consortium, progress, timeout)
         self._wait_for_endorsement_plan(consortium, progress, timeout)
         self.write_network_json(consortium)
+
+    def _wait_for_raft_leader(self, progress: Progress, timeout: float) -> None:
+        """After a restart the orderer refuses transactions until it has elected itself Raft leader."""
+        s = self.settings
+        progress(f"waiting for the orderer to lead {s.channel}'s Raft cluster")
+        deadline = time.monotonic() + timeout
+        while not raft_leader_elected(s.host, s.orderer_operations_port, s.channel):
+            if time.monotonic() > deadline:
+                raise CommandError(f"the orderer elected no Raft leader for {s.channel} within {timeout:.0f} s; "
+                                   f"see {self.layout.logs / 'orderer.log'}")
+            time.sleep(0.25)
 
     def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
         """Every peer must know every other org's peer before the gateway can collect a MAJORITY."""

@@ -57,6 +57,31 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], log_file: Path, *, 
     return output
 
 
+def _channel_metric(host: str, operations_port: int, name: str, channel: str, timeout: float) -> float | None:
+    """One per-channel Prometheus metric of a node's operations endpoint; None if unreadable, 0 if absent."""
+    import urllib.request
+
+    label = f'channel="{channel}"'
+    try:
+        with urllib.request.urlopen(f"http://{host}:{operations_port}/metrics", timeout=timeout) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if f"{name}{{" in line and label in line and not line.startswith("#"):
+            try:
+                return float(line.split()[-1])
+            except ValueError:
+                return None
+    return 0.0
+
+
+def raft_leader_elected(host: str, operations_port: int, channel: str, timeout: float = 2.0) -> bool:
+    """Whether the (single) orderer leads `channel`'s Raft cluster: before that it refuses every
+    broadcast ("no Raft leader"), which a restart hits for a few seconds after the process is up."""
+    return (_channel_metric(host, operations_port, "consensus_etcdraft_is_leader", channel, timeout) or 0) >= 1
+
+
 def gossip_peers_known(host: str, operations_port: int, channel: str, timeout: float = 2.0) -> int | None:
     """Other peers this peer knows on `channel` (Prometheus metric of the operations endpoint); None if unreadable.
 
