@@ -195,6 +195,45 @@ def test_state_behind_the_blocks_is_replayed_then_checked(fresh: World):
         fresh.net.up(ready_timeout=60)
 
 
+@pytest.mark.parametrize("sql, params, what", [
+    ("UPDATE history SET value=CAST('{}' AS BLOB) WHERE ns=? AND key=? AND block=3", (NS, PARTICIPANT_KEY),
+     f"namespace {NS!r} key {PARTICIPANT_KEY!r}: history differs from the blocks"),
+    ("DELETE FROM txids WHERE block=3", (), "transaction-id index: block 3 has 0 tx ids in the database, 1 per"),
+])
+def test_edited_history_or_tx_index_is_refused_by_verify(fresh: World, sql: str, params: tuple, what: str):
+    """The history DB and the tx-id index (which refuses replays) are checked too; `--verify` needs no chaincode."""
+    import subprocess
+    import sys
+
+    edit_state(fresh.ledger, sql, *params)  # block 3 registered the hospital
+    check = subprocess.run([sys.executable, "-m", "fedchain_devnet", "--config", str(fresh.root / "net" / "devnet.json"),
+                            "--verify"], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2, check.stderr
+    assert what in check.stderr and "Traceback" not in check.stderr, check.stderr
+
+
+def test_expected_state_follows_overwrites_deletes_and_last_write_wins(tmp_path):
+    """In-process: ExpectedState mirrors StateDB.apply_block, including deletes and a key written twice in a tx."""
+    from fedchain_devnet.integrity import ExpectedState, StateMismatch, check_state
+    from fedchain_devnet.statedb import StateDB, Write
+
+    db, expected = StateDB(tmp_path / "state.sqlite"), ExpectedState()
+    blocks = [
+        ([], []),
+        ([Write("cc", "a", b"1", 0, "t1", (1, 0)), Write("cc", "b", b"x", 0, "t1", (1, 0))], [("t1", 0, 0)]),
+        ([Write("cc", "a", None, 0, "t2", (2, 0)), Write("cc", "b", b"y", 1, "t3", (2, 1)),
+          Write("cc", "b", b"z", 1, "t3", (2, 1))], [("t2", 0, 0), ("t3", 1, 0), ("t4", 2, 11)]),
+    ]
+    for n, (writes, txids) in enumerate(blocks):
+        db.apply_block(n, writes, txids)
+        expected.add_block(n, writes, txids)
+    check_state(db, expected)
+    assert db.get("cc", "a") is None and db.get("cc", "b") == (b"z", (2, 1))
+    edit_state(tmp_path, "INSERT INTO state VALUES ('cc', 'a', CAST('1' AS BLOB), 1, 0)")  # the deleted key is back
+    with pytest.raises(StateMismatch, match=r"namespace 'cc' key 'a': extra key in the state database"):
+        check_state(db, expected)
+
+
 # --- 2. replayed envelopes at Submit ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory):

@@ -5,6 +5,7 @@ runs as a service and is driven over the chaincode protocol (DESIGN.md section 2
 
     python -m fedchain_devnet --config D/devnet.json     # prints "READY host:port"; SIGTERM stops
     python -m fedchain_devnet.bench --tx 1000 --in-flight 30
+    python -m fedchain_devnet.startbench --blocks 100 1000 5000
 
 Modules, in request order:
   config      JSON config format, `make_devnet_config(consortium, ...)`, `ChaincodeDef`
@@ -26,4 +27,5 @@ Modules, in request order:
   qscc        GetChainInfo, GetBlockByNumber/ByHash/ByTxID, GetTransactionByID
   launch      DevnetProcess: start (wait for READY) / stop (SIGTERM) / kill (SIGKILL)
   bench       throughput / commit latency through the fedchain gateway client
+  startbench  start-up verification time (chain, write-set replay, state DB comparison) vs ledger size
 """
