@@ -99,14 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hospitals", type=int, default=50)
     p.add_argument("--rounds", type=int, default=40)
     args = p.parse_args(argv)
-    from fedchain.audit.report import audit_blocks
+    from fedchain.audit.report import audit_chain, build_report
+    from fedchain.audit.state import rebuild_state
 
     t = time.perf_counter()
     chain = build_chain(args.hospitals, args.rounds).ch.blocks
     built = time.perf_counter() - t
     wall, cpu = time.perf_counter(), time.process_time()
-    report = audit_blocks(chain)
+    audited, fl = audit_chain(chain)
+    rebuild_state(audited.transactions, "fedchain")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    report = build_report(audited, fl)
     n = report["chain"]["transactions"]
     findings = report["chain"]["findings"] + report["fl"]["findings"]
     print(f"{len(chain)} blocks, {n} transactions (built in {built:.1f} s); audit {wall:.2f} s wall, "
