@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+from google.protobuf.message import DecodeError
 
 from fedchain.audit.channel_config import ChannelOrgs, channel_orgs
 from fedchain.audit.policy import DEFAULT_ENDORSEMENT, Policy, Signer, peer_of
@@ -93,6 +94,7 @@ class ChainAudit:
 
 
 def policy_satisfied(policy: str | list[str], endorsing_orgs: set[str], all_orgs: list[str]) -> bool:
+    """The auditor's --policy for the FL chaincode: MAJORITY/ANY/ALL of the channel's orgs, or every listed MSP."""
     if isinstance(policy, list):
         return set(policy) <= endorsing_orgs
     members = endorsing_orgs & set(all_orgs)
@@ -112,7 +114,7 @@ def implicit_collection_orgs(info: TxInfo) -> set[str]:
         action = proposal_pb2.ChaincodeAction.FromString(
             proposal_response_pb2.ProposalResponsePayload.FromString(info.proposal_response_payload).extension)
         rwset = rwset_pb2.TxReadWriteSet.FromString(action.results)
-    except Exception:  # undecodable: the creator's org decides (see approving_orgs)
+    except DecodeError:  # undecodable: the creator's org decides (see ChainAuditor._channel_policies)
         return set()
     return {c.collection_name.removeprefix(IMPLICIT_ORG) for ns in rwset.ns_rwset if ns.namespace == LIFECYCLE
             for c in ns.collection_hashed_rwset if c.collection_name.startswith(IMPLICIT_ORG)}
