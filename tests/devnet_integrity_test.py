@@ -132,6 +132,8 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
                                    PARTICIPANT_KEY), "value differs"),
     "value+version": (lambda d: edit_state(d, "UPDATE state SET value=?, block=block+7 WHERE ns=? AND key=?",
                                            _inflated(d), NS, PARTICIPANT_KEY), "value and version differ"),
+    "value-as-text": (lambda d: edit_state(d, "UPDATE state SET value=? WHERE ns=? AND key=?", _inflated(d).decode(),
+                                           NS, PARTICIPANT_KEY), "value differs"),  # as the sqlite3 shell stores it
     "deleted": (lambda d: edit_state(d, "DELETE FROM state WHERE ns=? AND key=?", NS, PARTICIPANT_KEY),
                 "missing from the state database"),
     "added": (lambda d: edit_state(d, "INSERT INTO state VALUES (?,?,?,?,?)", NS, "\x00participant\x00h9\x00",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         node.start()
         server, endpoint = build_server(config, node)
         server.start()
-    except (ConfigError, NodeError, LedgerCorrupt, OSError) as exc:
+    except (ConfigError, NodeError, LedgerCorrupt, OSError, sqlite3.Error) as exc:
         print(f"fedchain_devnet: cannot start: {exc}", file=sys.stderr, flush=True)
         if node is not None:
             node.stop()

@@ -16,7 +16,7 @@ names the key. Measured with `python -m fedchain_devnet.startbench` (see its doc
 from __future__ import annotations
 
 import hashlib
-import struct
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -33,7 +33,6 @@ VALID = transaction_pb2.TxValidationCode.Value("VALID")
 ENDORSER_TRANSACTION = common_pb2.HeaderType.Value("ENDORSER_TRANSACTION")
 TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
 MAX_LISTED = 5  # differences spelled out in the error; the rest are counted
-_ENTRY = struct.Struct(">QIB?qi")  # block, txnum, tx-id length, is_delete, ts seconds, ts nanos
 
 Key = tuple[str, str]  # (namespace, key)
 TxId = tuple[str, int, int]  # (tx id, txnum, validation code), as StateDB.apply_block takes them
@@ -86,19 +85,23 @@ def _tx_writes(payload: common_pb2.Payload, chdr: common_pb2.ChannelHeader, txnu
 
 
 # --- the expected state, as hashes ------------------------------------------------------------
-def _value_hash(value: bytes | None) -> bytes:
-    return b"" if value is None else hashlib.sha256(value).digest()
+def _value_hash(value: object) -> bytes:
+    """sha256 of a value; a database cell that is not a BLOB (an edit made as TEXT, say) never matches one."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).digest()
+    return hashlib.sha256(b"not a BLOB: " + repr(value).encode()).digest()
 
 
-def _history_entry(block: int, txnum: int, tx_id: str, value_hash: bytes, is_delete: bool,
-                   ts: tuple[int, int]) -> bytes:
-    """One history row as bytes to hash (the value by its hash)."""
-    tid = tx_id.encode()
-    return _ENTRY.pack(block, txnum, len(tid), is_delete, ts[0], ts[1]) + tid + value_hash
+def _history_entry(block: object, txnum: object, tx_id: object, value_hash: bytes, is_delete: bool,
+                   ts: tuple[object, object]) -> bytes:
+    """One history row as bytes to hash (the value by its hash); repr keeps edited cells of any type comparable."""
+    return repr((block, txnum, tx_id, is_delete, ts[0], ts[1])).encode() + value_hash
 
 
-def _txid_entry(tx_id: str, txnum: int, code: int) -> bytes:
-    return f"{tx_id}\x00{txnum}\x00{code}\x00".encode()
+def _txid_entry(tx_id: object, txnum: object, code: object) -> bytes:
+    return repr((tx_id, txnum, code)).encode()
 
 
 @dataclass
@@ -173,7 +176,7 @@ def state_differences(db: StateDB, expected: ExpectedState) -> Iterator[str]:
             yield (f"{_name((ns, key))}: extra key in the state database (version {block}:{txnum}), "
                    "no valid transaction wrote it")
             continue
-        problem = _state_difference((ns, key), hashlib.sha256(value).digest(), (block, txnum), want)
+        problem = _state_difference((ns, key), _value_hash(value), (block, txnum), want)
         if problem:
             yield problem
     for key, (_, block, txnum) in sorted(remaining.items()):
@@ -208,11 +211,11 @@ def _compare_history(key: Key, got: _History, want: _History | None) -> Iterator
 
 def txid_differences(db: StateDB, expected: ExpectedState) -> Iterator[str]:
     """Blocks whose transaction-id index rows differ (that index is what refuses replayed transactions)."""
-    found: dict[int, list[bytes]] = {}
+    found: dict[object, list[bytes]] = {}
     for tx_id, block, txnum, code in db.scan_txids():
         found.setdefault(block, []).append(_txid_entry(tx_id, txnum, code))
-    for block in sorted(set(found) | set(expected.txids)):
-        rows = found.get(block, [])
+    for block in sorted(set(found) | set(expected.txids), key=lambda b: (type(b).__name__, b)):
+        rows = sorted(found.get(block, []))
         got = (len(rows), hashlib.sha256(b"".join(rows)).digest()) if rows else None
         want = expected.txids.get(block)
         if got != want:
@@ -220,18 +223,26 @@ def txid_differences(db: StateDB, expected: ExpectedState) -> Iterator[str]:
                    f"{want[0] if want else 0} per the blocks (or other ids, positions or codes)")
 
 
+def savepoint_differences(db: StateDB, expected: ExpectedState) -> Iterator[str]:
+    """The state must have applied exactly the blocks in the block file (crash replay has run by now)."""
+    savepoint = db.savepoint()
+    if savepoint != expected.blocks - 1:
+        yield f"savepoint is block {savepoint}, the block file ends at block {expected.blocks - 1}"
+
+
 def check_state(db: StateDB, expected: ExpectedState) -> None:
     """Raise StateMismatch naming the differing rows unless state, history and tx-id index match the blocks."""
     listed: list[str] = []
     count = 0
-    savepoint = db.savepoint()
-    head = [f"savepoint is block {savepoint}, the block file ends at block {expected.blocks - 1}"
-            ] if savepoint != expected.blocks - 1 else []
-    for problem in chain(head, state_differences(db, expected), history_differences(db, expected),
-                         txid_differences(db, expected)):
+    try:
+        for problem in chain(savepoint_differences(db, expected), state_differences(db, expected),
+                             history_differences(db, expected), txid_differences(db, expected)):
+            count += 1
+            if len(listed) < MAX_LISTED:
+                listed.append(problem)
+    except (sqlite3.Error, TypeError, ValueError) as exc:  # a damaged file or cells of the wrong type
+        listed.append(f"it cannot be read as a devnet state database ({type(exc).__name__}: {exc})")
         count += 1
-        if len(listed) < MAX_LISTED:
-            listed.append(problem)
     if count:
         raise StateMismatch(mismatch_message(db, listed, count))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -58,7 +59,7 @@ class Ledger:
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
         self.blocks = BlockStore(data_dir / "blocks.bin")
-        self.state = StateDB(data_dir / "state.sqlite")
+        self.state = self._open_state(data_dir / "state.sqlite")
         self.validator: Validator = validator_factory(self.state)
         self._cv = threading.Condition()
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
@@ -69,6 +70,15 @@ class Ledger:
         self.closed = False
 
     # --- start-up ----------------------------------------------------------------------
+    @staticmethod
+    def _open_state(path: Path) -> StateDB:
+        """The state DB, or LedgerCorrupt naming it (a damaged file is rebuilt from the blocks once deleted)."""
+        try:
+            return StateDB(path)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerCorrupt(f"state database {path} cannot be opened ({exc}); delete {path.name}* to rebuild "
+                                "it from the blocks at the next start") from None
+
     def open(self, genesis_envelope) -> None:
         """Verify the chain, create block 0 if the ledger is new, replay what state lacks, prove the state DB."""
         savepoint = self.state.savepoint()
