@@ -10,7 +10,9 @@ state, history and tx-id tables and names the first rows that differ.
 
 Full replay rather than a per-block state digest: the start already reads, decodes and hashes
 every block, so the replay adds only write-set decoding and value hashing, and on a mismatch it
-names the key. Measured with `python -m fedchain_devnet.startbench` (see its docstring).
+names the key. Measured with `python -m fedchain_devnet.startbench` (CPU-s per 1,000 blocks of 10
+transactions with a 4 MiB model every 50 blocks, 231 MB: chain 0.5, replay 0.6, comparison 0.3;
+linear to 5,000 blocks; peak RSS under 200 MB).
 """
 
 from __future__ import annotations
