@@ -86,3 +86,24 @@ def test_checkpoint_and_tolerance_flags_parse():
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["audit", "verify", "--time-tolerance", "soon"])
     assert exit_.value.code == 2
+
+
+def test_invalid_transactions_are_counted_by_function_and_explained(capsys):
+    from fedchain.audit.report import invalid_summary
+    from fedchain.cli.audit_verify import print_verdict
+
+    invalid = [{"block": 7, "tx_id": "a" * 64, "code": "MVCC_READ_CONFLICT", "function": "AttestResult",
+                "creator_msp_id": "Org2MSP"}] * 2 + [
+        {"block": 9, "tx_id": "b" * 64, "code": "MVCC_READ_CONFLICT", "function": "CreateRound",
+         "creator_msp_id": "Org1MSP"},
+        {"block": 9, "tx_id": "c" * 64, "code": "BAD_PAYLOAD", "function": None, "creator_msp_id": "Org1MSP"}]
+    report = {"chain": {"height": 10, "transactions": 20, "validation_codes": {"VALID": 16, "MVCC_READ_CONFLICT": 3,
+                                                                               "BAD_PAYLOAD": 1},
+                        "checkpoints": {}, "notes": [], "findings": [], "invalid": invalid},
+              "fl": {"rounds": [], "findings": []}, "head": {"checkpoint": None}, "ok": True}
+    lines = invalid_summary(report)
+    assert lines[0].startswith("BAD_PAYLOAD 1 (?): flagged invalid")
+    assert lines[1].startswith("MVCC_READ_CONFLICT 3 (AttestResult 2, CreateRound 1): ")
+    assert "nothing was written" in lines[1] and "attesting the same round" in lines[1]
+    print_verdict(report)
+    assert "invalid: MVCC_READ_CONFLICT 3" in capsys.readouterr().out

@@ -90,7 +90,13 @@ class ChainAudit:
             "validation_codes": dict(sorted(self.codes.items())), "application_orgs": self.orgs,
             "checkpoints": {str(n): h for n, h in sorted(self.checkpoints.items())}, "notes": self.notes,
             "findings": [f.as_dict() for f in self.findings], "ok": self.ok,
+            "invalid": self.invalid_transactions(),
         }
+
+    def invalid_transactions(self) -> list[dict]:
+        """Every transaction the peers flagged invalid (nothing of it was written), for the report to explain."""
+        return [{"block": r.block, "tx_id": r.info.tx_id, "code": r.code_name, "function": r.info.function,
+                 "creator_msp_id": r.info.creator_msp_id} for r in self.transactions if r.code_name != "VALID"]
 
 
 def policy_satisfied(policy: str | list[str], endorsing_orgs: set[str], all_orgs: list[str]) -> bool:

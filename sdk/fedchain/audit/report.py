@@ -69,6 +69,32 @@ def build_report(chain: ChainAudit, fl: FLAudit, state: dict[str, Any] | None = 
     return report
 
 
+# Why a transaction can be flagged invalid; none of them wrote anything (Fabric keeps them in the block).
+WHY_INVALID = {
+    "MVCC_READ_CONFLICT": "a transaction committed just before it changed a record it had read (expected in "
+                          "fedchain: MPC nodes attesting the same round at once, or a late attestation racing the "
+                          "next CreateRound, since both write the round record); nothing was written and the "
+                          "client retried on fresh state",
+    "PHANTOM_READ_CONFLICT": "a range it had read changed before it committed; nothing was written",
+    "ENDORSEMENT_POLICY_FAILURE": "not endorsed by enough organisations; nothing was written",
+    "DUPLICATE_TXID": "a transaction id already on the ledger (a replayed envelope); nothing was written",
+}
+
+
+def invalid_summary(report: dict[str, Any]) -> list[str]:
+    """One line per validation code other than VALID: how many, by which functions, and what it means."""
+    groups: dict[str, dict[str, int]] = {}
+    for tx in report["chain"].get("invalid", []):
+        by_fn = groups.setdefault(tx["code"], {})
+        by_fn[tx["function"] or "?"] = by_fn.get(tx["function"] or "?", 0) + 1
+    lines = []
+    for code, by_fn in sorted(groups.items()):
+        functions = ", ".join(f"{fn} {n}" for fn, n in sorted(by_fn.items(), key=lambda kv: -kv[1]))
+        why = WHY_INVALID.get(code, "flagged invalid by the peers; nothing was written")
+        lines.append(f"{code} {sum(by_fn.values())} ({functions}): {why}")
+    return lines
+
+
 def all_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
     return report["chain"]["findings"] + report["fl"]["findings"] + (report.get("state") or {}).get("findings", [])
 
@@ -116,6 +142,9 @@ def write_audit_report(report: dict[str, Any], folder: Path) -> list[Path]:
             f"{', '.join(r['accepted']) or '-'} | {', '.join(f'{k} ({v})' for k, v in r['rejected'].items()) or '-'} | "
             f"`{(r['finalized_hash'] or '-')[:16]}` | {published} |"
         )
+    invalid = invalid_summary(report)
+    if invalid:
+        lines += ["", "## Invalid transactions (re-validated: their flags are right)", ""] + [f"- {x}" for x in invalid]
     findings = all_findings(report)
     lines += ["", "## Findings", ""] + ([f"- {where(f)}: {f['problem']}" for f in findings] or ["none"])
     if chain["notes"]:

@@ -88,7 +88,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def print_verdict(report: dict[str, Any]) -> None:
-    from fedchain.audit.report import all_findings, where
+    from fedchain.audit.report import all_findings, invalid_summary, where
 
     chain, fl, state = report["chain"], report["fl"], report.get("state")
     rounds = [r for r in fl["rounds"] if r["round_id"] > 0]
@@ -99,6 +99,8 @@ def print_verdict(report: dict[str, Any]) -> None:
         print(f"world state: {state['keys_compared']} keys compared with the chain's write sets")
     if chain["checkpoints"]:
         print(f"trusted checkpoints: {', '.join(f'block {n}' for n in chain['checkpoints'])}")
+    for line in invalid_summary(report):
+        print(f"invalid: {line}")
     for note in chain["notes"]:
         print(f"note: {note}")
     findings = all_findings(report)
