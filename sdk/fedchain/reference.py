@@ -9,7 +9,11 @@ Deterministic: same base, root set, hyperparameters and seed → identical bytes
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -85,3 +89,104 @@ def root_split_alignment(base: nn.Module, root_images: np.ndarray, root_labels: 
     va = train_steps(base, root_images[ia], root_labels[ia], hp, seed=seed, progress=False, desc="root-A")
     vb = train_steps(base, root_images[ib], root_labels[ib], hp, seed=seed, progress=False, desc="root-B")
     return Alignment(cosine(va, vb), vector_hash(va), vector_hash(vb))
+
+
+# ------------------------------------------------------------------ the operator's public recipe
+# Everything a reference depends on is recorded in the round's hyperparameters, so the operator after a
+# restart, `fedchain reference publish` and any auditor recompute exactly the same bytes from the ledger
+# and the consortium's root file.
+
+
+@dataclass(frozen=True)
+class RootSet:
+    """The consortium's public root set as used for references: which samples, and their digest."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    seed: int  # root_dataset's selection seed
+    sha256: str  # root_digest(images, labels): tells a different root file apart before any training
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+
+def root_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 over the root samples' shape, pixels and labels (int64 LE)."""
+    h = hashlib.sha256(repr(tuple(images.shape)).encode())
+    h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(labels).reshape(-1), dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def root_set(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> RootSet:
+    """`root_dataset` (class-balanced, deterministic) plus its digest."""
+    x, y = root_dataset(images, labels, n, seed=seed)
+    return RootSet(x, y, seed, root_digest(x, y))
+
+
+def load_root_pool(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The samples a root set is drawn from: the validation split of a MedMNIST npz (as in the demo)."""
+    from .data import DatasetError, load_npz
+
+    val = load_npz(path).val
+    if len(val) == 0:
+        raise DatasetError(f"{path}: the validation split is empty; the root set is drawn from it")
+    return val.images, val.labels
+
+
+def reference_seed(seed: int, round_id: int) -> int:
+    """The reference's training seed for a round (the rule the demo has always used)."""
+    return int(seed) * 7 + int(round_id)
+
+
+def reference_hyperparameters(hp: TrainConfig, seed: int, root: RootSet, round_id: int) -> dict[str, Any]:
+    """The public hyperparameters a round records so that its reference can be recomputed (without
+    reference_sha256, which is added once the reference is computed)."""
+    return json.loads(hp.to_json()) | {"seed": int(seed), "root_size": root.size, "root_seed": root.seed,
+                                       "root_sha256": root.sha256, "reference_seed": reference_seed(seed, round_id)}
+
+
+class ReferenceMismatch(ValueError):
+    """The root set or the recomputed reference is not the one the round declared."""
+
+
+def root_for_round(hyper: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> RootSet:
+    """The root set a round used, redrawn from the pool (images, labels) with the round's recorded size and
+    seed; checked against its root_sha256 when the round has one (older rounds record only root_size)."""
+    size = hyper.get("root_size")
+    if size is None:
+        raise ReferenceMismatch("the round records no root_size: it was not made from a root set")
+    root = root_set(images, labels, int(size), seed=int(hyper.get("root_seed", hyper.get("seed", 0))))
+    want = hyper.get("root_sha256")
+    if want and want != root.sha256:
+        raise ReferenceMismatch(f"this root data does not hold the round's root set (its {root.size} root samples "
+                                f"hash to {root.sha256[:16]}…, the round recorded {want[:16]}…)")
+    return root
+
+
+def recompute_reference(rnd: dict[str, Any], base_model: bytes, root: RootSet) -> Reference:
+    """The reference a round declares, recomputed from its base model bytes, its hyperparameters and the
+    root set: the same training as when it was created, so the same bytes."""
+    from .hospital.client import model_spec_of, train_config_of
+    from .models import load_model_bytes
+
+    hyper = rnd.get("hyperparameters") or {}
+    seed = int(hyper.get("reference_seed", reference_seed(hyper.get("seed", 0), rnd["round_id"])))
+    return reference_update(load_model_bytes(base_model, model_spec_of(rnd)), root.images, root.labels,
+                            train_config_of(rnd), seed=seed)
+
+
+def declared_reference(rnd: dict[str, Any], base_model: bytes, images: np.ndarray, labels: np.ndarray) -> Reference:
+    """The reference a round declared (reference_sha256), recomputed from the root pool; ReferenceMismatch
+    if the round declares none, the root set differs, or the recomputed bytes hash differently."""
+    hyper = rnd.get("hyperparameters") or {}
+    want = hyper.get("reference_sha256")
+    if not want:
+        raise ReferenceMismatch(f"round {rnd['round_id']} declares no hyperparameters.reference_sha256")
+    ref = recompute_reference(rnd, base_model, root_for_round(hyper, images, labels))
+    if ref.sha256 != want:
+        raise ReferenceMismatch(f"round {rnd['round_id']} declares reference {want[:16]}…, but its base model, "
+                                f"hyperparameters and this root data give {ref.sha256[:16]}… (other training "
+                                "settings, or FEDCHAIN_TORCH_THREADS differing from the run that made it?)")
+    return ref

@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from fedchain.campaign.args import add_policy_args, policy_from_args
 from fedchain.demo.runner import DemoConfig
 from fedchain.verification import PolicyError
-from fedchain.verification.presets import PolicySettings
 
 D = DemoConfig()
-P = PolicySettings()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,35 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-param", action="append", default=[], metavar="K=V",
                    help="attack parameter, e.g. factor=20 (repeatable)")
     p.add_argument("--dataset", default=None, metavar="NPZ", help="MedMNIST-format npz (default: synthetic data)")
-    p.add_argument("--defense", choices=["mpc", "none"], default=D.defense,
-                   help="mpc: the MPC nodes' checks; none: same pipeline, checks off (shows the damage)")
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--alpha", type=float, default=D.alpha, help="Dirichlet non-IID concentration (smaller = more skewed)")
     p.add_argument("--steps", type=int, default=D.steps, help="local SGD steps per round")
     p.add_argument("--lr", type=float, default=D.lr)
     p.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs,
                    help="operator pre-trains the genesis model on the public root set")
-    pol = p.add_argument_group("verification policy (each round's policy is built from these and the public "
-                               "reference update's norm; see docs/demo.md for the measurements behind the defaults)")
-    pol.add_argument("--norm-factor", type=float, default=P.norm_factor,
-                     help="absolute norm cap = factor x |reference| (0 = no cap) (default %(default)s)")
-    pol.add_argument("--norm-rel", type=float, default=P.norm_rel_factor,
-                     help="reject |update| above this x the round's median |update| (FLAME-style; 0 = off) (default %(default)s)")
-    pol.add_argument("--cosine-min", type=_cosine_min, default=P.cosine_min, metavar="C|auto",
-                     help="absolute cosine floor vs. the reference; 'auto' = per round from the public root set: "
-                          "clamp(a^2, 0.05, 0.2), a = agreement of updates trained on its two halves (recorded in "
-                          "the round's hyperparameters) (default %(default)s)")
-    pol.add_argument("--cosine-rel", type=float, default=P.cosine_rel,
-                     help="reject cos below this x the round's median cos minus --cosine-slack (0 = off) (default %(default)s)")
-    pol.add_argument("--cosine-slack", type=float, default=P.cosine_slack,
-                     help="absolute slack of the relative cosine rule (keeps honest updates once training has "
-                          "converged and the reference carries little signal) (default %(default)s)")
-    pol.add_argument("--outlier-factor", type=float, default=P.outlier_factor,
-                     help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off) (default %(default)s)")
-    pol.add_argument("--outlier-floor", type=float, default=P.outlier_floor_factor,
-                     help="scores of updates closer than this x |reference| always pass (nearly identical updates) (default %(default)s)")
-    pol.add_argument("--min-accepted", type=int, default=P.min_accepted,
-                     help="privacy floor: no aggregate of fewer accepted updates (the round FAILS instead) (default %(default)s)")
+    add_policy_args(p)
     p.add_argument("--network", default=None, metavar="D",
                    help="network folder: use the network running there (embedded or real Fabric), or start the "
                         "embedded one there (default: $FEDCHAIN_NETWORK or .fedchain)")
@@ -71,15 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-json", default=None, metavar="PATH", help="also write the report JSON here")
     p.add_argument("--report-dir", default=None, metavar="DIR", help="report folder (default reports/demo-<time>)")
     p.set_defaults(func=_demo)
-
-
-def _cosine_min(value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {value!r}") from None
 
 
 def _say(msg: str) -> None:
@@ -139,12 +107,8 @@ def _demo(args: argparse.Namespace) -> int:
     except ValueError:
         print("error: --attack-param takes K=V with a number V", file=sys.stderr)
         return 1
-    auto = args.cosine_min == "auto"
     try:
-        settings = PolicySettings(defense=args.defense, norm_factor=args.norm_factor, norm_rel_factor=args.norm_rel,
-                                  cosine_min=0.0 if auto else args.cosine_min, cosine_rel=args.cosine_rel,
-                                  cosine_slack=args.cosine_slack, outlier_factor=args.outlier_factor,
-                                  outlier_floor_factor=args.outlier_floor, min_accepted=args.min_accepted)
+        settings, auto = policy_from_args(args)
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -153,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
               "updates (--min-accepted): every round would fail", file=sys.stderr)
         return 2
     cfg = DemoConfig(rounds=args.rounds, hospitals=args.hospitals, malicious=args.malicious if attack else 0,
-                     attack=attack, attack_params=params, defense=args.defense, dataset=args.dataset, seed=args.seed,
+                     attack=attack, attack_params=params, defense=settings.defense, dataset=args.dataset, seed=args.seed,
                      alpha=args.alpha, steps=args.steps, lr=args.lr, warmup_epochs=args.warmup_epochs,
                      policy=settings, cosine_min_auto=auto)
     set_threads()  # FEDCHAIN_TORCH_THREADS, default 1: measured 2x faster than 2 threads on a busy 2-core box

@@ -5,6 +5,9 @@
 `fedchain update submit`, `fedchain attest`. Every command takes --network D and --identity NAME
 (a wallet entry); the chaincode checks the role, so the same commands serve operators, hospitals
 (update submit) and MPC nodes (attest, model publish) doing things by hand.
+
+The operator's campaign (bodies in fedchain.campaign.command): `fedchain operator run` drives rounds
+from the ledger's state; `fedchain reference publish` publishes a round's FLTrust reference.
 """
 
 from __future__ import annotations
@@ -177,6 +180,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hyperparameters", default=None, help="JSON or @file")
     p.add_argument("--policy", default=None, help="verification policy JSON or @file (default: consortium's)")
     p.add_argument("--spec", default=None, help="model spec JSON or @file (default: the base model's)")
+    p.add_argument("--root-data", default=None, metavar="F",
+                   help="the consortium's root set (MedMNIST npz): compute the FLTrust reference on the base model "
+                        "(as `fedchain operator run` does), declare its hash in hyperparameters.reference_sha256 "
+                        "and publish it after the round is created")
+    p.add_argument("--root-size", type=int, default=200, metavar="N",
+                   help="with --root-data: class-balanced samples of its validation split (default 200)")
     p = _cmd(rsub, "show", "GetRound", _round_show)
     p.add_argument("round", type=int)
     _cmd(rsub, "list", "ListRounds", _round_list)
@@ -202,6 +211,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rejected", default="", help="comma list of id=reason (reason codes: norm, cosine, ...)")
     p.add_argument("--report-hash", default=None, help="SHA-256 of the verification report")
     p.add_argument("--report-file", default=None, help="or: the report file (hashed here)")
+
+    _register_campaign(sub)
+
+
+def _register_campaign(sub: argparse._SubParsersAction) -> None:
+    """`fedchain operator run` and `fedchain reference publish` (fedchain.campaign)."""
+    from fedchain.campaign.args import add_policy_args, add_training_args
+    from fedchain.campaign.command import guarded, operator_run, reference_publish
+
+    op = sub.add_parser("operator", help="drive a training campaign: the consortium operator's round loop")
+    osub = op.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
+    p = osub.add_parser(
+        "run", help="run rounds until round N has ended, against hospitals running `fedchain hospital run`",
+        description="Publish the genesis model on an empty ledger, then per round: create it on the last finalized "
+                    "model, publish its FLTrust reference (computed from the root data), wait until --min-updates "
+                    "updates arrived or the deadline passed, close it, wait for the MPC nodes' verdict. Every step "
+                    "is decided from the ledger's state, so a restarted operator continues the campaign and never "
+                    "creates a round twice.")
+    add_connection_args(p)
+    p.add_argument("--rounds", type=int, required=True, metavar="N",
+                   help="the campaign ends when round N has ended; rounds already on the ledger count (a restart "
+                        "adds none)")
+    p.add_argument("--root-data", required=True, metavar="F",
+                   help="the consortium's public root set, a MedMNIST npz: references (and the genesis warm-up) use "
+                        "--root-size class-balanced samples of its validation split")
+    p.add_argument("--model-spec", default=None, metavar="JSON|@FILE",
+                   help="model spec for the genesis model (default: the demo CNN for the root data's shape; once the "
+                        "ledger has a model, its spec)")
+    p.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
+                   help=f"each round's deadline, S seconds after it is created (default {DEFAULT_DEADLINE_S})")
+    p.add_argument("--min-updates", type=int, default=None, metavar="K",
+                   help="close a round as soon as K updates are on the ledger, else at its deadline (default: the "
+                        "privacy floor, --min-accepted); set it to the number of hospitals you expect")
+    p.add_argument("--round-timeout", type=float, default=600.0, metavar="S",
+                   help="how long to wait for the MPC nodes' verdict after a close (default 600)")
+    p.add_argument("--test-data", default=None, metavar="F",
+                   help="MedMNIST npz whose test split measures each round's model (accuracy in the live line and "
+                        "the report; none without it)")
+    p.add_argument("--report-json", default=None, metavar="PATH",
+                   help="write the campaign's report (the demo's report.json schema) here after every round")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S",
+                   help="seconds between ledger reads while a round collects updates (default 1)")
+    add_training_args(p)
+    add_policy_args(p)
+    p.set_defaults(func=lambda args: guarded(operator_run, args))
+
+    ref = sub.add_parser("reference", help="the FLTrust reference update of a round")
+    refsub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    p = refsub.add_parser(
+        "publish", help="recompute a round's declared reference from the root data and publish it",
+        description="Recompute the round's FLTrust reference exactly as `fedchain operator run` does (its base "
+                    "model, the hyperparameters and seeds the round records, the root set drawn from the root "
+                    "file's validation split), check it against the round's reference_sha256 and publish it "
+                    "(PublishReference: operator, while the round is OPEN).")
+    add_connection_args(p)
+    p.add_argument("--round", type=int, required=True, metavar="N")
+    p.add_argument("--root-data", required=True, metavar="F", help="the root file the round was made with")
+    p.set_defaults(func=lambda args: guarded(reference_publish, args))
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -301,6 +368,11 @@ def _model_publish(args: argparse.Namespace) -> int:
 
 
 def _round_create(args: argparse.Namespace) -> int:
+    root = None
+    if args.root_data:  # checked before anything touches the ledger
+        from fedchain.campaign.command import load_root_data
+
+        root = load_root_data(args.root_data)
     with session(args) as (_, _, client):
         head = client.head()
         if head.get("model_hash") is None:
@@ -320,7 +392,25 @@ def _round_create(args: argparse.Namespace) -> int:
             spec_round["hyperparameters"] = json_arg(args.hyperparameters, "--hyperparameters")
         if args.policy:
             spec_round["policy"] = json_arg(args.policy, "--policy")
-        print_submit(client.create_round(spec_round), f"CreateRound {spec_round['round_id']}")
+        ref = None
+        if root is not None:
+            from fedchain.campaign.command import reference_for_new_round
+
+            spec_round["hyperparameters"], ref = reference_for_new_round(
+                client, spec_round["round_id"], spec, spec_round.get("hyperparameters"), root, args.root_size)
+        rid = spec_round["round_id"]
+        print_submit(client.create_round(spec_round), f"CreateRound {rid}")
+        if ref is not None:
+            result = client.publish_reference(rid, ref.vector.astype("<f4").tobytes())
+            print(f"PublishReference: tx {result.tx_id} {result.validation_code_name} in block "
+                  f"{result.block_number} (reference {ref.sha256})", file=sys.stderr)
+        else:
+            rnd = client.get_round(rid)
+            if (rnd.get("policy") or {}).get("cosine_enabled", True) and \
+                    not (rnd.get("hyperparameters") or {}).get("reference_sha256"):
+                print(f"warning: round {rid} checks cosine similarity but declares no reference_sha256: the MPC "
+                      "nodes cannot verify its updates. Close it (`fedchain round close {rid}`) and create the next round with "
+                      "--root-data F", file=sys.stderr)
     return 0
 
 

@@ -11,7 +11,6 @@ published (hash-checked) on the held-out test set.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -22,18 +21,23 @@ from typing import Any
 
 import numpy as np
 
+from fedchain.campaign.driver import DriverSettings, RoundDriver, RoundResult, settle_last_round
+from fedchain.campaign.genesis import initial_model
+from fedchain.campaign.ledger import outcome_note
+from fedchain.campaign.recipe import RoundMaker, RoundRecipe, auto_cosine_min
 from fedchain.data import Dataset, dirichlet_split, generate_synthetic, load_npz
-from fedchain.fl_client import TERMINAL_STATES, participant_entry
+from fedchain.fl_client import participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
-from fedchain.models import ModelSpec, build_model, load_model_bytes, param_count, to_safetensors_bytes
-from fedchain.reference import reference_update, root_dataset, root_split_alignment
+from fedchain.models import ModelSpec, load_model_bytes
 from fedchain.simulation import SimConfig
 from fedchain.training import TrainConfig, evaluate
 from fedchain.verification.presets import PolicySettings
 
 from .adversary import KNOWLEDGE_NOTE, Coalition
-from .operator import Operator, publish_reference, retry_mvcc
+from .operator import Operator
 from .report import RoundRecord, build_report
+
+__all__ = ["Demo", "DemoConfig", "auto_cosine_min", "hospital_ids", "load_data"]
 
 _SIM = SimConfig()  # the plaintext simulation's settings: the demo runs the same, for real
 
@@ -83,21 +87,6 @@ def load_data(cfg: DemoConfig, net_dir: Path) -> Dataset:
     return load_npz(path)
 
 
-def auto_cosine_min(split_cosine: float, lo: float, hi: float) -> float:
-    """Per-round cosine threshold from the public root-split agreement a = cos(Δ_A, Δ_B): clamp(a², lo, hi).
-
-    Why a²: if an update's cosine with the true direction is ρ, two independent ones agree ≈ ρ_1·ρ_2,
-    so a ≈ ρ_half² tracks how much signal a round's training still carries. Measured in plaintext on the
-    demo setup (8 hospitals, α = 1, 100 steps, seeds 0–2): round 1 a = 0.44–0.53 (→ 0.19–0.20) with honest
-    cosines 0.31–0.58 (one very skewed hospital 0.14) and label flippers ≤ 0.16; later rounds a = 0.12–0.36
-    (→ 0.05–0.13) with honest cosines down to 0.05–0.13. A linear k·a cannot do both: k ≥ 0.4 for round 1
-    rejects honest updates in round 6 (a = 0.25, honest 0.075). The ceiling 0.20 matters with few local
-    steps: at 30 steps / 4 hospitals a = 0.55–0.75, and a ceiling of 0.30 rejected 2 of 6 honest updates.
-    """
-    a = max(0.0, split_cosine)  # halves disagreeing: no signal to go by, the floor
-    return round(float(min(hi, max(lo, a * a))), 4)
-
-
 def hospital_ids(n: int) -> list[str]:
     return [f"hospital{i + 1}" for i in range(n)]
 
@@ -124,12 +113,18 @@ class Demo:
         self.coalition = Coalition(attack, self.malicious, cfg.hospitals, self.data.n_classes, cfg.seed,
                                    cfg.attack_params) if attack else None
         self.spec = ModelSpec(in_channels=self.data.channels, n_classes=self.data.n_classes)
-        self.spec_json = json.loads(self.spec.to_json()) | {"param_count": param_count(self.spec)}
         self.hp = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum)
-        self.root = root_dataset(self.data.val.images, self.data.val.labels, cfg.root_size, seed=cfg.seed)
+        # the operator's round recipe and loop are fedchain.campaign's, as for `fedchain operator run`
+        recipe = RoundRecipe(train=self.hp, seed=cfg.seed, policy=replace(cfg.policy, defense=cfg.defense),
+                             cosine_min_auto=cfg.cosine_min_auto, auto_cosine_lo=cfg.auto_cosine_lo,
+                             auto_cosine_hi=cfg.auto_cosine_hi)
+        self.maker = RoundMaker(recipe, self.spec, (self.data.val.images, self.data.val.labels), cfg.root_size,
+                                policy_check=policy_check)
+        self.root = self.maker.root
         if cfg.dataset:  # a given npz sets the sizes (e.g. digits: val 179 < root_size 200): report the real ones
-            self.cfg = cfg = replace(cfg, root_size=len(self.root[1]), n_train=len(self.data.train),
+            self.cfg = cfg = replace(cfg, root_size=self.root.size, n_train=len(self.data.train),
                                      n_test=len(self.data.test))
+        self.spec_json = self.maker.spec_json
         self.operator = Operator(net)
         self.clients: dict[str, HospitalClient] = {}
         self.model_checks: list[dict[str, Any]] = []
@@ -162,15 +157,8 @@ class Demo:
                                                progress=self.progress)
 
     def genesis(self) -> tuple[float, float]:
-        model = build_model(self.spec, seed=self.cfg.seed)
-        if self.cfg.warmup_epochs:
-            from fedchain.models import flatten, unflatten
-            from fedchain.training import train_local
-
-            w = train_local(model, *self.root, epochs=self.cfg.warmup_epochs, batch_size=self.cfg.batch_size,
-                            lr=self.cfg.lr, seed=self.cfg.seed, progress=False, momentum=self.cfg.momentum)
-            unflatten(model, flatten(model) + w)
-        if not self.operator.ensure_genesis(self.spec_json, to_safetensors_bytes(model)):
+        model = initial_model(self.spec, self.root, self.cfg.warmup_epochs, self.hp, self.cfg.seed)
+        if not self.operator.ensure_genesis(self.spec_json, model):
             head = self.operator.fl.head()
             rec = self.operator.fl.get_model(head["finalized_round_id"])
             if int(rec["model_spec"]["param_count"]) != self.spec_json["param_count"]:
@@ -183,65 +171,25 @@ class Demo:
     def settle_previous_round(self) -> None:
         """On a reused network a round may have been left OPEN or CLOSED (rounds run one at a time):
         close it and wait until the MPC nodes finish it, so this demo's rounds can start."""
-        fl = self.operator.fl
-        last = int(fl.head()["last_round_id"])
-        if not last:
-            return
-        rnd = fl.get_round(last)
-        if rnd["state"] in TERMINAL_STATES:
-            return
-        self.out(f"round {last} was left {rnd['state']}: closing it and waiting for the MPC nodes")
-        if rnd["state"] == "OPEN":
-            retry_mvcc(lambda: fl.close_round(last), done=lambda: fl.get_round(last)["state"] != "OPEN")
-        try:
-            rnd, model = self.operator.wait_published(last, self.cfg.round_timeout_s)
-            if model is None:  # FAILED: no model; the next round builds on the last finalized model
-                self.out(f"warning: {self._failed_note(rnd)}")
-        except RuntimeError as exc:  # DISPUTED also ends a round; the next one builds on the last finalized model
-            self.out(f"warning: {exc}")
+        settle_last_round(self.operator, self.out, self.cfg.round_timeout_s)
 
-    @staticmethod
-    def _failed_note(rnd: dict[str, Any]) -> str:
-        agreed = rnd.get("agreed") or {}
-        if rnd["state"] == "DISPUTED":
-            return (f"round {rnd['round_id']} DISPUTED ({rnd.get('dispute_reason')}): the MPC nodes refused to "
-                    f"publish its aggregate; no new model, the next round builds on round "
-                    f"{rnd.get('base_round_id')}'s model")
-        floor = (rnd.get("policy") or {}).get("min_accepted")
-        return (f"round {rnd['round_id']} FAILED ({rnd.get('failure_reason')}): {len(agreed.get('accepted') or [])} "
-                f"update(s) accepted, the privacy floor is {floor}; no new model, the next round builds on "
-                f"round {rnd.get('base_round_id')}'s model")
+    _failed_note = staticmethod(outcome_note)
 
     def evaluate(self, model_bytes: bytes) -> tuple[float, float]:
         return evaluate(load_model_bytes(model_bytes, self.spec), self.data.test.images, self.data.test.labels)
 
     # ---------------------------------------------------------------- a round
-    def run_round(self) -> RoundRecord:
-        cfg, op = self.cfg, self.operator
-        t_start = time.perf_counter()
-        timings = {"train": 0.0, "share": 0.0, "mpc": 0.0, "ledger": 0.0}
-        head = op.fl.head()
-        rid = int(head["last_round_id"]) + 1
-        base = op.fl.get_model(head["finalized_round_id"])
-        t0 = time.perf_counter()
-        ref = reference_update(load_model_bytes(base["model"], self.spec), *self.root, self.hp,
-                               seed=cfg.seed * 7 + rid)
-        cosine_min, public = self._cosine_min(base["model"], rid)
-        self.cosine_min_by_round[rid] = {"cosine_min": cosine_min} | {
-            k: public[k] for k in ("root_split_cosine",) if k in public}
-        timings["train"] += time.perf_counter() - t0
-        settings = replace(cfg.policy, defense=cfg.defense, cosine_min=cosine_min)
-        policy = settings.round_policy(float(np.linalg.norm(ref.vector))).to_dict()
-        if self.policy_check is not None:
-            self.policy_check(policy)
-        hyper = json.loads(self.hp.to_json()) | {"seed": cfg.seed, "reference_sha256": ref.sha256,
-                                                 "root_size": len(self.root[1])} | public
-        t0 = time.perf_counter()
-        op.create_round(rid, head["model_hash"], self.spec_json, hyper, policy, cfg.deadline_s,
-                        min(cfg.min_updates, cfg.hospitals))
-        publish_reference(self.net, op.fl, rid, ref.vector)
-        timings["ledger"] += time.perf_counter() - t0
+    def driver(self, on_result: Callable[[RoundResult], None]) -> RoundDriver:
+        """The campaign's round loop with this demo's hospitals taking part while a round is OPEN."""
+        cfg = self.cfg
+        settings = DriverSettings(deadline_s=cfg.deadline_s, close_after=cfg.hospitals,
+                                  min_updates=min(cfg.min_updates, cfg.hospitals), round_timeout_s=cfg.round_timeout_s)
+        return RoundDriver(self.operator, self.maker, settings, participate=self.take_part, on_result=on_result,
+                           out=self.out, stop_on_dispute=True)
 
+    def take_part(self, rid: int) -> dict[str, float]:
+        """Every hospital trains (one at a time), then all deliver at once; seconds per phase."""
+        timings = {"train": 0.0, "share": 0.0, "ledger": 0.0}
         prepared, train_s, share_s = self._prepare_all(rid)
         timings["train"] += train_s
         timings["share"] += share_s
@@ -258,43 +206,19 @@ class Demo:
         frac = sent / (sent + committed) if sent + committed > 0 else 0.5
         timings["share"] += deliver_s * frac
         timings["ledger"] += deliver_s * (1 - frac)
+        return timings
 
-        t0 = time.perf_counter()
-        op.fl.close_round(rid)
-        t1 = time.perf_counter()
-        timings["ledger"] += t1 - t0
-        rnd, model = op.wait_published(rid, cfg.round_timeout_s)
-        timings["mpc"] = time.perf_counter() - t1
-        if model is None:  # FAILED (too few accepted) or aggregate out of range: the model stays the base model
-            self.out(f"warning: {self._failed_note(rnd)}")
-            agreed = rnd.get("agreed") or {}
-            acc, loss = self.evaluate(base["model"])
-            timings["total"] = time.perf_counter() - t_start
-            return RoundRecord(round=rid, accuracy=acc, loss=loss, accepted=list(agreed.get("accepted") or []),
-                               rejected=dict(agreed.get("rejected") or {}), malicious=list(self.malicious),
-                               model_hash=rnd["base_model_hash"], timings_s=timings)
-        fin = rnd["finalized"]
-        if model["sha256"] != fin["model_hash"]:
-            raise RuntimeError(f"round {rid}: published model {model['sha256']} is not the finalized {fin['model_hash']}")
-        self._check_hospital_view(rid, fin["model_hash"])
-        acc, loss = self.evaluate(model["model"])
-        timings["total"] = time.perf_counter() - t_start
-        return RoundRecord(round=rid, accuracy=acc, loss=loss, accepted=list(fin["accepted"]),
-                           rejected=dict(fin["rejected"]), malicious=list(self.malicious),
-                           model_hash=fin["model_hash"], timings_s=timings)
-
-    def _cosine_min(self, base_model: bytes, rid: int) -> tuple[float, dict[str, Any]]:
-        """(this round's cosine_min, public hyperparameters that let anyone recompute it)."""
-        cfg = self.cfg
-        if not cfg.cosine_min_auto:
-            return float(cfg.policy.cosine_min), {}
-        al = root_split_alignment(load_model_bytes(base_model, self.spec), *self.root, self.hp,
-                                  seed=cfg.seed * 7 + rid)
-        value = auto_cosine_min(al.split_cosine, cfg.auto_cosine_lo, cfg.auto_cosine_hi)
-        return value, {"cosine_min_rule": f"clamp(a^2, {cfg.auto_cosine_lo:g}, {cfg.auto_cosine_hi:g}), "
-                                          "a = cos(root half A update, root half B update)",
-                       "root_split_cosine": round(al.split_cosine, 6), "root_split_sha256": [al.sha256_a, al.sha256_b],
-                       "reference_seed": cfg.seed * 7 + rid, "cosine_min": value}
+    def record(self, res: RoundResult) -> RoundRecord:
+        """The demo's view of a finished round: accuracy of the model it ends with, hospital's hash check."""
+        self.cosine_min_by_round[res.round_id] = res.cosine_min
+        if res.new_model:
+            self._check_hospital_view(res.round_id, res.model_hash)
+        else:  # FAILED (too few accepted) or aggregate out of range: the model stays the base model
+            self.out(f"warning: {res.note}")
+        acc, loss = self.evaluate(res.model)
+        return RoundRecord(round=res.round_id, accuracy=acc, loss=loss, accepted=res.accepted,
+                           rejected=res.rejected, malicious=list(self.malicious), model_hash=res.model_hash,
+                           timings_s=res.timings_s)
 
     def _deliver(self, item: tuple[str, Prepared | RoundOutcome]) -> RoundOutcome | None:
         """One hospital's delivery; a failure leaves that hospital out of the round (said on stderr)."""
@@ -344,11 +268,15 @@ class Demo:
         acc0, _ = self.genesis()
         self.settle_previous_round()
         records: list[RoundRecord] = []
-        for _ in range(self.cfg.rounds):
-            rec = self.run_round()
+
+        def finished(res: RoundResult) -> None:
+            rec = self.record(res)
             records.append(rec)
             if on_round is not None:
                 on_round(rec)
+
+        start = int(self.operator.fl.head()["last_round_id"])
+        self.driver(finished).run(start + self.cfg.rounds)
         config = self.cfg.as_dict() | {
             "network": str(self.net.directory), "network_kind": self.net.kind, "hospital_ids": self.ids,
             "malicious_ids": self.malicious, "model_spec": self.spec_json,

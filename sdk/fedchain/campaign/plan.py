@@ -1,0 +1,93 @@
+"""What the operator does next, decided from the ledger alone.
+
+The round driver keeps no state of its own between steps: it reads a `LedgerView` (head pointer, the
+last round's state, whether its FLTrust reference is declared and published, how many updates it
+has), asks `next_action` what to do, does it, and reads the ledger again. So an operator killed at
+any point and restarted continues where the ledger is, and never creates a round twice: a round id
+is always head.last_round_id + 1, and the contract refuses a second round while one is OPEN or CLOSED.
+
+`--rounds N` is a round id: the campaign is over when round N has ended (rounds already on the ledger
+count; a restart adds none). A round beyond N is not the campaign's and is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fedchain.fl_client import TERMINAL_STATES
+
+GENESIS = "genesis"  # publish the genesis model
+CREATE = "create"  # CreateRound (+ its reference)
+PUBLISH_REFERENCE = "publish_reference"  # the round is OPEN but its declared reference is not on the ledger
+COLLECT = "collect"  # OPEN with its reference: wait for updates or the deadline, then close
+AWAIT = "await"  # CLOSED: wait for the MPC nodes (FINALIZED, FAILED or DISPUTED)
+DONE = "done"  # round N (or a later one) has ended
+STUCK = "stuck"  # the MPC nodes cannot finish the round without the operator's help; `reason` says why
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """The part of the ledger the operator's next step depends on."""
+
+    has_model: bool  # a genesis (or later) model is published
+    last_round_id: int = 0
+    state: str | None = None  # the last round's state (None: no round yet)
+    reference_declared: bool = False  # hyperparameters.reference_sha256 is set
+    reference_published: bool = False  # GetReference finds it
+    cosine_enabled: bool = True  # the round's policy checks cosine similarity (needs the reference)
+    submitted: int = 0  # updates the last round was closed with (0 while OPEN)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    round_id: int
+    reason: str = ""
+
+
+def next_action(view: LedgerView, last_round: int) -> Action:
+    """The operator's next step towards 'round `last_round` has ended'."""
+    if not view.has_model:
+        return Action(GENESIS, 0)
+    rid = view.last_round_id
+    if rid > last_round:
+        return Action(DONE, rid, f"the ledger is at round {rid}, past round {last_round}")
+    if rid == 0 or view.state in TERMINAL_STATES:
+        if rid >= last_round:
+            return Action(DONE, rid, f"round {rid} has ended ({view.state})" if rid else "no rounds asked for")
+        return Action(CREATE, rid + 1)
+    if view.state == "OPEN":
+        if view.reference_declared and not view.reference_published:
+            return Action(PUBLISH_REFERENCE, rid)
+        if view.cosine_enabled and not view.reference_declared:
+            return Action(STUCK, rid, f"round {rid} checks cosine similarity but declares no "
+                                      "hyperparameters.reference_sha256: the MPC nodes cannot verify its updates. "
+                                      f"Close it (`fedchain round close {rid}`) before any update arrives, then "
+                                      "create rounds with `fedchain operator run` or `fedchain round create "
+                                      "--root-data F`")
+        return Action(COLLECT, rid)
+    if view.state == "CLOSED":
+        if view.cosine_enabled and view.submitted and not view.reference_published:
+            return Action(STUCK, rid, f"round {rid} was closed with {view.submitted} update(s) before its FLTrust "
+                                      "reference was published (PublishReference is accepted only while a round "
+                                      "is OPEN): the MPC nodes cannot check cosine similarity for it and will "
+                                      "not finish it")
+        return Action(AWAIT, rid)
+    return Action(STUCK, rid, f"round {rid} is in an unknown state {view.state!r}")
+
+
+def read_view(fl: Any, reference_published: Any) -> LedgerView:
+    """Read a LedgerView through an FLClient; `reference_published(round_id)` answers GetReference's question."""
+    head = fl.head()
+    if head.get("model_hash") is None:
+        return LedgerView(has_model=False)
+    rid = int(head["last_round_id"])
+    if rid == 0:
+        return LedgerView(has_model=True)
+    rnd = fl.get_round(rid)
+    state = rnd["state"]
+    declared = bool((rnd.get("hyperparameters") or {}).get("reference_sha256"))
+    cosine = bool((rnd.get("policy") or {}).get("cosine_enabled", True))
+    published = declared and state in ("OPEN", "CLOSED") and reference_published(rid)
+    return LedgerView(True, rid, state, declared, published, cosine, len(rnd.get("submitted") or []))
