@@ -17,6 +17,7 @@ from fedchain.netconfig import load_network
 REPO = Path(__file__).resolve().parents[1]
 NODES = ["orderer0.orderer.fedchain.local", "peer0.org1.fedchain.local", "peer0.org2.fedchain.local",
          "peer0.org3.fedchain.local"]
+MPC = ["mpc0", "mpc1", "mpc2"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def generated(tmp_path_factory):
 def test_services_volumes_ports(generated):
     d, _, doc = generated
     services = doc["services"]
-    assert set(services) == {*NODES, "chaincode.org1", "chaincode.org2", "chaincode.org3", "cli"}
+    assert set(services) == {*NODES, "chaincode.org1", "chaincode.org2", "chaincode.org3", *MPC, "cli"}
     assert services[NODES[0]]["image"].startswith("hyperledger/fabric-orderer:2.5")
     assert services[NODES[0]]["ports"] == ["127.0.0.1:7050:7050", "127.0.0.1:7053:7053", "127.0.0.1:9443:9443"]
     for i, name in enumerate(NODES[1:]):
@@ -104,4 +105,60 @@ def test_committed_example_matches_generator(generated):
     for name, svc in doc["services"].items():
         assert example["services"][name].get("ports") == svc.get("ports"), name
         assert example["services"][name]["image"] == svc["image"], name
-        assert set(example["services"][name]["environment"]) == set(svc["environment"]), name
+        assert set(example["services"][name].get("environment", {})) == set(svc.get("environment", {})), name
+        assert example["services"][name].get("volumes") == svc.get("volumes"), name
+
+
+def _host_path(container_path: str, volumes: list[str], compose_dir: Path) -> Path:
+    """The host file behind a container path, through the service's bind mounts (relative to D/compose)."""
+    for volume in volumes:
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")) and (container_path == target or container_path.startswith(target + "/")):
+            return (compose_dir / source / container_path[len(target):].lstrip("/")).resolve()
+    raise AssertionError(f"{container_path} is on no bind mount of {volumes}")
+
+
+def test_mpc_node_services(generated):
+    """Each MPC node: its own service and profile, published intake and MPyC ports, and every file its
+    node.json and network.json name reachable through its mounts (checked on the host side)."""
+    from cryptography import x509
+    from fedchain.fabricnet.compose_mpc import CONFIG, DATA, WALLET
+
+    d, path, doc = generated
+    compose_dir = path.parent
+    for i, name in enumerate(MPC):
+        svc = doc["services"][name]
+        host = f"mpc{i}.fedchain.local"
+        assert svc["profiles"] == ["mpc", name] and svc["hostname"] == host == svc["container_name"]
+        assert svc["image"] == "fedchain/mpc-node:latest" and svc["restart"] == "unless-stopped"
+        assert svc["ports"] == [f"127.0.0.1:{7060 + i}:{7060 + i}", f"127.0.0.1:{7070 + i}:{7070 + i}"]
+        assert svc["command"] == ["--config", f"{CONFIG}/node.json"]
+        vols = svc["volumes"]
+        assert f"../crypto:{CRYPTO}:ro" in vols and f"./mpc/{name}:{CONFIG}:ro" in vols
+        assert f"../wallet/{name}:{WALLET}/{name}:ro" in vols
+        assert f"{name}-data:{DATA}" in vols and f"{name}-data" in doc["volumes"]  # shares survive `down`
+        node = json.loads(_host_path(f"{CONFIG}/node.json", vols, compose_dir).read_text())
+        assert node["node_index"] == i and node["node_id"] == name and node["listen"] == f"0.0.0.0:{7060 + i}"
+        assert node["mpc"]["parties"] == [f"mpc{j}.fedchain.local:{7070 + j}" for j in range(3)]
+        assert [p["endpoint"] for p in node["peers"]] == [f"mpc{j}.fedchain.local:{7060 + j}" for j in range(3)]
+        assert node["data_dir"].startswith(DATA + "/") and node["network"] == CONFIG
+        files = [node["tls"]["cert"], node["tls"]["key"], *node["mpc"]["ssl"].values(),
+                 *(p["tls_root_cert"] for p in node["peers"])]
+        for f in files:
+            assert _host_path(f, vols, compose_dir).is_file(), f
+        wallet = _host_path(f"{node['identity']['wallet']}/{name}", vols, compose_dir)
+        assert (wallet / "key.pem").is_file() and wallet == (d / "wallet" / name).resolve()
+        cert = x509.load_pem_x509_certificate(_host_path(node["tls"]["cert"], vols, compose_dir).read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert host in sans.get_values_for_type(x509.DNSName)  # peers dial it by container name
+        net = json.loads(_host_path(f"{CONFIG}/network.json", vols, compose_dir).read_text())
+        org = i % 3 + 1  # node i is run by org i mod 3 and talks to its own org's peer
+        assert net["gateway"]["endpoint"] == f"peer0.org{org}.fedchain.local:{7051 + 1000 * (org - 1)}"
+        assert _host_path(net["gateway"]["tls_root_cert"], vols, compose_dir).is_file()
+    assert doc["services"]["mpc0"]["build"]["dockerfile"] == "network/fabric/Dockerfile.mpc"
+    assert (Path(doc["services"]["mpc0"]["build"]["context"]) / "network/fabric/Dockerfile.mpc").is_file()
+    assert "build" not in doc["services"]["mpc1"]
+    # hospitals on this host reach the published intake ports
+    assert [n.endpoint for n in load_network(d).mpc_nodes] == [f"127.0.0.1:{7060 + i}" for i in range(3)]
+    # D/compose is handed to every host: no private key in it
+    assert not [f for f in compose_dir.rglob("*") if f.is_file() and b"PRIVATE KEY" in f.read_bytes()]

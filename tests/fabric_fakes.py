@@ -4,6 +4,8 @@ Each call appends its argv and a few env values to $FAKE_FABRIC_LOG (JSON lines)
 listen on the ports their env names and sleep; admin commands succeed, except the ones
 named in $FAKE_FABRIC_FAIL (e.g. "configtxgen" or "peer:install"), which exit 1. This tests
 our ordering, restarts and cleanup, not Fabric itself (the FABRIC_BIN test does that).
+A stand-in MPC node (reads its node.json, listens on its intake, prints READY) and a fake
+`docker` (compose up/ps/stop/down/exec on a state file) complete the set.
 """
 
 from __future__ import annotations
@@ -76,6 +78,55 @@ while True:
 '''
 
 
+MPC_NODE = r'''import json, signal, socket, sys, time
+cfg = json.load(open(sys.argv[sys.argv.index("--config") + 1]))
+host, port = cfg["listen"].rsplit(":", 1)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((host, int(port))); s.listen(8)
+print("READY", cfg["listen"], cfg["node_id"], flush=True)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    time.sleep(0.2)
+'''
+
+DOCKER = r'''#!__PYTHON__
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_FABRIC_LOG"], "a") as fh:
+    fh.write(json.dumps({"bin": "docker", "args": args, "cwd": os.getcwd()}) + "\n")
+path = os.environ["FAKE_DOCKER_STATE"]
+state = json.load(open(path)) if os.path.exists(path) else {}
+if args[:1] != ["compose"]:
+    sys.exit(2)
+rest = args[1:]
+while rest and rest[0] in ("-f", "--project-directory", "--profile"):
+    rest = rest[2:]
+cmd, names = rest[0], [a for a in rest[1:] if not a.startswith("-")]
+if cmd == "ps":
+    for name, st in state.items():
+        print(json.dumps({"Service": name, "State": st}))
+elif cmd == "up":
+    fail = os.environ.get("FAKE_DOCKER_FAIL", "")
+    if fail and fail in names:
+        print(f"Error: fake container {fail} failed", file=sys.stderr); sys.exit(1)
+    state.update({n: "running" for n in names})
+elif cmd == "stop":
+    state.update({n: "exited" for n in names})
+elif cmd == "down":
+    state = {}
+json.dump(state, open(path, "w"))
+'''
+
+
+def make_fake_docker(root: Path) -> Path:
+    """bin/docker: `docker compose` on a JSON state file ($FAKE_DOCKER_STATE); calls logged to $FAKE_FABRIC_LOG."""
+    bin_dir = root / "docker-bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "docker"
+    path.write_text(DOCKER.replace("__PYTHON__", sys.executable))
+    path.chmod(0o755)
+    return bin_dir
+
+
 def make_fake_release(root: Path) -> dict[str, Path]:
     """bin/ (fake binaries), config/ (minimal core.yaml, orderer.yaml), builders/ccaas/bin/."""
     bin_dir, cfg, builder = root / "bin", root / "config", root / "builders" / "ccaas" / "bin"
@@ -98,7 +149,9 @@ def make_fake_release(root: Path) -> dict[str, Path]:
     (cfg / "orderer.yaml").write_text("General:\n  ListenAddress: 127.0.0.1\n")
     cc = root / "fake_chaincode.py"
     cc.write_text(CHAINCODE)
-    return {"bin": bin_dir, "cfg": cfg, "builder": builder.parent, "chaincode": cc}
+    mpc = root / "fake_mpc_node.py"
+    mpc.write_text(MPC_NODE)
+    return {"bin": bin_dir, "cfg": cfg, "builder": builder.parent, "chaincode": cc, "mpc": mpc}
 
 
 def fake_env(release: dict[str, Path], log: Path, orgs: list[str], fail: str = "") -> dict[str, str]:

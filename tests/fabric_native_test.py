@@ -1,12 +1,16 @@
-"""Native orchestration against a fake Fabric release: step order, restart on the same ledger, cleanup on failure."""
+"""Native orchestration against a fake Fabric release: step order, MPC nodes and bootstrap, restart on the
+same ledger, partial restart, cleanup on failure."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import find_free_port_base
 from fabric_fakes import apply_env, fake_env, make_fake_release
 from fedchain import fabricnet
 from fedchain.fabricnet.settings import FabricSettings
@@ -19,7 +23,7 @@ ORGS = ["Org1", "Org2"]
 @pytest.fixture(autouse=True)
 def fake_discovery(monkeypatch):
     """The fake peers have no discovery service: answer "ready" and record who was asked."""
-    from fedchain.fabricnet import native
+    from fedchain.fabricnet import readiness
     from fedchain.fabricnet.discovery import EndorsementPlan
 
     asked: list[tuple[str, str, str]] = []
@@ -28,18 +32,15 @@ def fake_discovery(monkeypatch):
         asked.append((endpoint, server_name, signer.msp_id))
         return EndorsementPlan(None, {"G0": 1, "G1": 1}, [{"G0": 1, "G1": 1}])
 
-    monkeypatch.setattr(native, "endorsement_plan", plan)
+    monkeypatch.setattr(readiness, "endorsement_plan", plan)
     return asked
 
 
-def _settings(release) -> FabricSettings:
-    ports = [free_port() for _ in range(4)]
-    peer_base = free_port()
-    return FabricSettings(
-        orgs=ORGS, orderer_port=ports[0], orderer_admin_port=ports[1], orderer_operations_port=ports[2],
-        chaincode_port=ports[3], peer_base_port=peer_base, peer_port_step=3,
-        peer_operations_base_port=free_port(), chaincode_command=[sys.executable, str(release["chaincode"])],
-    )
+def _settings(release, **kwargs) -> FabricSettings:
+    """Every listener in one free block (FabricSettings.from_base_port), fake chaincode servers and MPC nodes."""
+    return FabricSettings.from_base_port(
+        find_free_port_base(70), orgs=ORGS, chaincode_command=[sys.executable, str(release["chaincode"])],
+        mpc_command=[sys.executable, str(release["mpc"])], **kwargs)
 
 
 def _calls(log: Path) -> list[dict]:
@@ -65,18 +66,18 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
     log = tmp_path / "calls.jsonl"
     apply_env(monkeypatch, fake_env(release, log, ORGS))
     d = tmp_path / "net"
-    mpc = fabricnet.ExtraService("mpc0", [sys.executable, str(release["chaincode"])],
-                                 {"CHAINCODE_ID": "mpc0", "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
-    entry = {"index": 0, "id": "mpc0", "endpoint": "127.0.0.1:1", "tls_root_cert": "crypto/x.pem"}
     boots = []
 
     def bootstrap(directory):
         assert load_network(directory).kind == "fabric"  # network.json is there for the bootstrap
-        assert not fabricnet.status(directory)["services"]["mpc0"]["running"]  # MPC nodes start after it
-        assert fabricnet.status(directory)["services"]["chaincode.org1"]["running"]
+        st = fabricnet.status(directory)["services"]
+        assert not any(st[f"mpc{i}"]["running"] for i in range(3))  # MPC nodes start after it
+        assert st["chaincode.org1"]["running"] and st["peer0.org2.fedchain.local"]["running"]
         boots.append(directory)
 
-    net = fabricnet.up(d, _settings(release), extra_services=[mpc], mpc_nodes=[entry], bootstrap=bootstrap)
+    settings = _settings(release)
+    base = settings.orderer_port - 30
+    net = fabricnet.up(d, settings, bootstrap=bootstrap)
     try:
         steps = _steps(_calls(log))
         assert steps == [
@@ -87,9 +88,11 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
             "peer approveformyorg Org1MSP", "peer approveformyorg Org2MSP",
             "peer checkcommitreadiness Org1MSP", "peer commit Org1MSP",
         ]
+        assert boots == [d.resolve()]
         assert [a[1] for a in fake_discovery] == ["peer0.org1.fedchain.local", "peer0.org2.fedchain.local"]
         commit = _calls(log)[-1]["args"]
-        assert commit.count("--peerAddresses") == 2 and "--channel-config-policy" in commit
+        assert commit.count("--peerAddresses") == 2
+        assert commit[commit.index("--channel-config-policy") + 1] == "/Channel/Application/Endorsement"  # MAJORITY
         approvals = {c["msp"]: c["args"][c["args"].index("--package-id") + 1]
                      for c in _calls(log) if "approveformyorg" in c["args"]}
         assert approvals == net.state()["package_ids"] and set(approvals) == {"Org1MSP", "Org2MSP"}
@@ -99,24 +102,32 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
         assert installs["Org1MSP"] != installs["Org2MSP"]
         cfg = load_network(d)
         assert cfg.kind == "fabric" and cfg.channel == "fedchain" and cfg.chaincode == "fedchain"
-        assert cfg.gateway.endpoint == f"127.0.0.1:{net.settings.peer_port(0)}"
+        assert cfg.gateway.endpoint == f"127.0.0.1:{base + 60}"  # --base-port: peer of Org1 at base+60
         assert cfg.gateway.tls_root_cert.is_file() and cfg.gateway.server_name == "peer0.org1.fedchain.local"
         assert set(cfg.wallet.list()) >= {"operator", "auditor", "mpc0", "mpc1", "mpc2"}
         assert cfg.identity("operator").identity.role == "operator"
         st = fabricnet.status(d)
         assert set(st["services"]) == {"orderer", "peer0.org1.fedchain.local", "peer0.org2.fedchain.local",
-                                       "chaincode.org1", "chaincode.org2", "mpc0"}
-        assert [n.id for n in cfg.mpc_nodes] == ["mpc0"]
-        assert all(s["running"] for s in st["services"].values())
+                                       "chaincode.org1", "chaincode.org2", "mpc0", "mpc1", "mpc2"}
+        assert all(s["running"] and s["state"] == "running" for s in st["services"].values())
+        # the MPC nodes: the same node.json files and network.json entries as on the embedded network
+        assert [(n.id, n.endpoint) for n in cfg.mpc_nodes] == [(f"mpc{i}", f"127.0.0.1:{base + 10 + i}")
+                                                                 for i in range(3)]
+        for i in range(3):
+            node = json.loads((d / "mpc" / f"node{i}.json").read_text())
+            assert node["network"] == str(d.resolve()) and node["mpc"]["threshold"] == 1
+            assert node["mpc"]["parties"] == [f"127.0.0.1:{base + 20 + j}" for j in range(3)]
+            assert f"READY 127.0.0.1:{base + 10 + i} mpc{i}" in (d / "logs" / f"mpc{i}.log").read_text()
         for org in ("Org1MSP", "Org2MSP"):
             name = f"chaincode.{org[:4].lower()}"
             assert f"READY {approvals[org]}" in (d / "logs" / f"{name}.log").read_text()
         pids = [s["pid"] for s in st["services"].values()]
     finally:
         stopped = fabricnet.down(d)
-    assert stopped[0] == "mpc0" and len(stopped) == 6 and not any(pid_alive(p) for p in pids)
+    assert stopped[:3] == ["mpc2", "mpc1", "mpc0"] and len(stopped) == 8 and not any(pid_alive(p) for p in pids)
     assert not list((d / "run").glob("*.pid"))
-    # restart: same ledger and package, no one-time step again
+    assert all(s["state"] == "stopped" for s in fabricnet.status(d)["services"].values())
+    # restart: same ledger and package, no one-time step again, no second bootstrap
     (d / "ledger" / "orderer").mkdir(parents=True, exist_ok=True)
     (d / "ledger" / "orderer" / "marker").write_text("kept")
     before = len(_calls(log))
@@ -125,11 +136,64 @@ def test_up_down_restart_with_fake_release(tmp_path, monkeypatch, fake_discovery
     try:
         assert _steps(_calls(log)[before:]) == ["orderer", "peer node start Org1MSP", "peer node start Org2MSP"]
         assert (d / "ledger" / "orderer" / "marker").read_text() == "kept"
-        assert all(s["running"] for s in fabricnet.status(d)["services"].values())
-        with pytest.raises(fabricnet.FabricNetworkError, match="already running"):
-            fabricnet.up(d)
+        st = fabricnet.status(d)["services"]
+        assert all(s["running"] for s in st.values())
+        before = len(_calls(log))
+        lines: list[str] = []
+        assert fabricnet.FabricNetwork(d).up(progress=lines.append) == []  # everything runs: nothing to do
+        assert _calls(log)[before:] == [] and "nothing to start" in lines[-1]
+        assert {n: s["pid"] for n, s in fabricnet.status(d)["services"].items()} == {n: s["pid"] for n, s in st.items()}
     finally:
         fabricnet.down(d)
+
+
+@pytest.mark.slow
+def test_partial_restart_starts_only_what_is_down(tmp_path, monkeypatch):
+    """One MPC node, one chaincode server and one peer killed: `up` restarts exactly those, re-runs no
+    one-time step, leaves the others' processes alone and says what it restarts."""
+    release = make_fake_release(tmp_path / "release")
+    log = tmp_path / "calls.jsonl"
+    apply_env(monkeypatch, fake_env(release, log, ORGS))
+    d = tmp_path / "net"
+    fabricnet.up(d, _settings(release, endorsement_policy="ANY"), bootstrap=lambda _d: None)
+    try:
+        approve = next(c["args"] for c in _calls(log) if "approveformyorg" in c["args"])
+        assert approve[approve.index("--signature-policy") + 1] == "OR('Org1MSP.peer','Org2MSP.peer')"
+        assert "--channel-config-policy" not in approve
+        before = fabricnet.status(d)["services"]
+        killed = ["peer0.org2.fedchain.local", "chaincode.org2", "mpc1"]
+        for name in killed:  # processes this test started (through up), by their pid
+            os.kill(before[name]["pid"], signal.SIGKILL)
+        for name in killed:
+            _wait_dead(before[name]["pid"])
+        st = fabricnet.status(d)["services"]
+        assert [n for n, s in st.items() if not s["running"]] == killed
+        assert all(st[n]["state"] == "exited" for n in killed)
+        n_calls = len(_calls(log))
+        lines: list[str] = []
+        started = fabricnet.FabricNetwork(d, bootstrap=lambda _d: pytest.fail("bootstrapped twice")).up(
+            progress=lines.append)
+        assert started == killed
+        assert _steps(_calls(log)[n_calls:]) == ["peer node start Org2MSP"]  # no join, install, approve, commit
+        assert any(line.startswith("already running: orderer, peer0.org1.fedchain.local, chaincode.org1, mpc0, mpc2")
+                   for line in lines)
+        assert [line for line in lines if line.startswith("restarting")] == [
+            f"restarting {n} (it had exited; previous output in {d.resolve() / 'logs' / (n + '.log')})" for n in killed]
+        after = fabricnet.status(d)["services"]
+        assert all(s["running"] for s in after.values())
+        assert all(after[n]["pid"] == before[n]["pid"] for n in after if n not in killed)
+        assert all(after[n]["pid"] != before[n]["pid"] for n in killed)
+    finally:
+        fabricnet.down(d)
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid)
 
 
 @pytest.mark.slow
@@ -140,8 +204,8 @@ def test_failure_stops_everything_started(tmp_path, monkeypatch, fail):
     apply_env(monkeypatch, fake_env(release, log, ORGS, fail=fail))
     d = tmp_path / "net"
     with pytest.raises(fabricnet.FabricNetworkError) as err:
-        fabricnet.up(d, _settings(release))
-    assert "nothing left running" in str(err.value) and "fake" in str(err.value)
+        fabricnet.up(d, _settings(release), bootstrap=lambda _d: None)
+    assert "nothing half-started is left running" in str(err.value) and "fake" in str(err.value)
     st = fabricnet.status(d)
     assert st["services"] and not any(s["running"] for s in st["services"].values())
     assert not list((d / "run").glob("*.pid"))
@@ -217,6 +281,7 @@ def test_failed_bootstrap_stops_everything_and_runs_again(tmp_path, monkeypatch)
         fabricnet.up(d, _settings(release), bootstrap=broken)
     st = fabricnet.status(d)
     assert st["services"] and not any(s["running"] for s in st["services"].values())
+    assert not any((d / "logs" / f"mpc{i}.log").exists() for i in range(3))  # never started
     ran = []
     fabricnet.up(d, bootstrap=ran.append)
     try:

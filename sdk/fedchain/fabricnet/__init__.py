@@ -1,10 +1,12 @@
-"""Real Hyperledger Fabric 2.5 networks: generated configs and native one-host orchestration.
+"""Real Hyperledger Fabric 2.5 networks: generated configs, native one-host processes, Docker Compose.
 
 `up(D)` brings up an etcdraft orderer, one peer per org, the `fedchain` channel and the FL
 chaincode as a service from Fabric's release binaries (FABRIC_BIN, FABRIC_CFG,
-FABRIC_CCAAS_BUILDER), then writes D/network.json and D/wallet/ exactly like the embedded
-network, so every SDK and CLI command works unchanged. `down(D)` stops it (ledger kept);
-`up(D)` again restarts it on the same ledger. Compose mode: `fedchain.fabricnet.compose`.
+FABRIC_CCAAS_BUILDER), writes D/network.json and D/wallet/ exactly like the embedded
+network, initialises the consortium on the ledger and starts the MPC nodes, so every SDK and
+CLI command works unchanged. `down(D)` stops it (ledger kept); `up(D)` again starts whatever
+is down on the same ledger. Compose mode: `fedchain.fabricnet.compose` (files) and
+`fedchain.fabricnet.compose_run` (running them). All three backends: `fedchain.netctl.backend`.
 """
 
 from __future__ import annotations
@@ -14,33 +16,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedchain.fabricnet.native import ExtraService, FabricNetwork, FabricNetworkError
+from fedchain.fabricnet.native import FabricNetwork, FabricNetworkError
 from fedchain.fabricnet.preflight import FabricTools, PreflightError
 from fedchain.fabricnet.settings import FabricSettings
 
-__all__ = ["ExtraService", "FabricNetwork", "FabricNetworkError", "FabricSettings", "FabricTools", "PreflightError", "down", "status",
-           "up"]
+__all__ = ["FabricNetwork", "FabricNetworkError", "FabricSettings", "FabricTools", "PreflightError", "down",
+           "status", "up"]
 
 
 def up(directory: str | os.PathLike, settings: FabricSettings | None = None, *,
        progress: Callable[[str], None] = lambda msg: None, tools: FabricTools | None = None,
-       extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None,
-       bootstrap: Callable[[Path], None] | None = None) -> FabricNetwork:
-    """Start (or restart) the network in `directory`; returns when the chaincode is committed and serving.
+       bootstrap: Callable[[Path], object] | None = None) -> FabricNetwork:
+    """Start what is down in `directory` (everything, the first time); returns when the network is usable:
+    chaincode committed and serving, consortium initialised, MPC nodes ready.
 
-    extra_services (e.g. MPC nodes: argv + env, READY-line handshake) start last, after network.json
-    and the bootstrap; mpc_nodes are its `mpc_nodes` entries. Both are remembered for `down`/restarts.
-    bootstrap(D) runs once when the ledger is ready, before the extra services (e.g. InitConsortium).
+    bootstrap(D) replaces the consortium's InitConsortium (tests without a real ledger).
     """
-    net = FabricNetwork(Path(directory), settings, tools)
-    net.up(progress=progress, extra_services=extra_services, mpc_nodes=mpc_nodes, bootstrap=bootstrap)
+    net = FabricNetwork(Path(directory), settings, tools, bootstrap=bootstrap)
+    net.up(progress=progress)
     return net
 
 
 def down(directory: str | os.PathLike) -> list[str]:
-    """Stop every node and the chaincode server; the ledgers stay in D/ledger."""
+    """Stop every node, chaincode server and MPC node; the ledgers stay in D/ledger."""
     return FabricNetwork(Path(directory)).down()
 
 
 def status(directory: str | os.PathLike) -> dict[str, Any]:
-    return FabricNetwork(Path(directory)).status()
+    """{"kind", "services": per-component status, "package_ids", "chaincode_committed", "endorsement_policy"}."""
+    net = FabricNetwork(Path(directory))
+    return {"kind": "fabric", "services": net.status(), **net.lifecycle()}

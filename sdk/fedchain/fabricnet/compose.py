@@ -1,13 +1,14 @@
 """Docker Compose mode: the same configs as native mode, for containers on one or several hosts.
 
 `write_compose(D)` writes D/compose/: docker-compose.yaml (orderer; per org a peer and the
-org's own chaincode service; a `cli` tools container), configtx.yaml with container paths
-and the nodes' hostnames, one ccaas package per org pointing at that org's chaincode
-service (chaincode-orgN.env holds its package id), and setup.sh that runs the one-time
-channel and lifecycle steps inside the `cli` container. Every service has a compose
-profile (orderer, org1.., cli) so each host starts only its own part;
-`extra_hosts` maps the node names to the hosts' addresses. Published ports bind to
-127.0.0.1 unless a publish address is given, as everywhere else in fedchain.
+org's own chaincode service; the MPC nodes; a `cli` tools container), configtx.yaml with
+container paths and the nodes' hostnames, one ccaas package per org pointing at that org's
+chaincode service (chaincode-orgN.env holds its package id), each MPC node's node.json and
+network.json (compose_mpc), and setup.sh that runs the one-time channel and lifecycle steps
+inside the `cli` container. Every service has a compose profile (orderer, org1.., mpc /
+mpc0.., cli) so each host starts only its own part; `extra_hosts` maps the node names to
+the hosts' addresses. Published ports bind to 127.0.0.1 unless a publish address is given,
+as everywhere else in fedchain. Running the files on one host: compose_run.ComposeNetwork.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 import yaml
 
 from fedchain.fabricnet import ccaas, configtx, node_env
-from fedchain.fabricnet.native import chaincode_host, chaincode_service
-from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
+from fedchain.fabricnet.compose_mpc import mpc_services, write_mpc_files
+from fedchain.fabricnet.lifecycle import definition_args
+from fedchain.fabricnet.native import FabricNetworkError, chaincode_host, chaincode_service
+from fedchain.fabricnet.settings import FabricSettings
 from fedchain.identity import Consortium
 
 FABRIC_VERSION = "2.5"
@@ -40,7 +43,8 @@ def _mapper(crypto_dir: Path):
         for mark, target in ((_LEDGER_MARK, LEDGER), (_CFG_MARK, FABRIC_CFG)):
             if p == mark or mark in p.parents:
                 return target + str(p)[len(str(mark)):]
-        return CRYPTO + "/" + str(p.resolve().relative_to(crypto_dir))
+        rel = p.resolve().relative_to(crypto_dir)
+        return CRYPTO if rel == Path(".") else f"{CRYPTO}/{rel}"
 
     return path
 
@@ -60,8 +64,8 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
     services: dict[str, Any] = {}
     orderer = consortium.orderer
 
-    def common(profile: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"profiles": [profile], "restart": "unless-stopped", "networks": ["fedchain"]}
+    def common(profiles: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"profiles": profiles, "restart": "unless-stopped", "networks": ["fedchain"]}
         if hosts:
             out["extra_hosts"] = hosts
         return out
@@ -69,7 +73,7 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
     o_env = node_env.orderer_env(orderer, settings, cfg_dir=_CFG_MARK, ledger_dir=_LEDGER_MARK,
                                  listen_host="0.0.0.0", path=path)
     services[orderer.node_name] = {
-        **common("orderer"),
+        **common(["orderer"]),
         "image": f"hyperledger/fabric-orderer:{image_tag}",
         "container_name": orderer.node_name,
         "hostname": orderer.node_name,
@@ -86,7 +90,7 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
         vol = f"{org.name.lower()}-peer-ledger"
         volumes[vol] = {}
         services[org.node_name] = {
-            **common(org.name.lower()),
+            **common([org.name.lower()]),
             "image": f"hyperledger/fabric-peer:{image_tag}",
             "container_name": org.node_name,
             "hostname": org.node_name,
@@ -102,7 +106,7 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
         cc_tls = org.path / "services" / "chaincode" / "tls"
         port = settings.chaincode_server_port(i)
         services[chaincode_service(org)] = {
-            **common(org.name.lower()),
+            **common([org.name.lower()]),
             **image,
             "container_name": chaincode_host(org),
             "hostname": chaincode_host(org),
@@ -116,8 +120,11 @@ def compose_document(consortium: Consortium, settings: FabricSettings, *, publis
             "ports": [f"{publish}:{port}:{port}"],
         }
         image = {"image": "fedchain/chaincode:latest"}  # built once, by the first org's service
+    mpc, mpc_volumes = mpc_services(consortium, settings, common, crypto_vol, publish, source)
+    services |= mpc
+    volumes |= mpc_volumes
     services["cli"] = {
-        **common("cli"),
+        **common(["cli"]),
         "image": f"hyperledger/fabric-tools:{image_tag}",
         "container_name": "fedchain-cli",
         "working_dir": CONFIG,
@@ -136,11 +143,10 @@ def setup_script(consortium: Consortium, settings: FabricSettings, package_ids: 
     o_addr = f"{orderer.node_name}:{s.orderer_port}"
     o_tls = f"--tls --cafile {path(orderer.tls_ca_cert_path)}"
     admin_tls = orderer.user_dir("Admin") / "tls"
-    definition = (f"--channelID {s.channel} --name {s.chaincode} --version {s.chaincode_version} "
-                  f"--sequence {s.chaincode_sequence} --channel-config-policy {ENDORSEMENT_POLICY_REF}")
+    definition = shlex.join(definition_args(s, [o.msp_id for o in consortium.orgs]))
     lines = [
         "#!/bin/sh",
-        "# Generated by `python -m fedchain.fabricnet compose`. Run from D/compose after",
+        "# Generated by `fedchain network compose`. Run from D/compose after",
         "# each host started its profiles (orderer, orgN, cli); every step runs in the cli container.",
         "set -eu",
         'run() { docker compose exec -T "$@"; }',
@@ -171,6 +177,7 @@ def setup_script(consortium: Consortium, settings: FabricSettings, package_ids: 
         f"{commit_peer} lifecycle chaincode checkcommitreadiness {definition}",
         f"{commit_peer} lifecycle chaincode commit -o {o_addr} {o_tls} {definition}{peers}",
         "echo 'fedchain channel and chaincode ready'",
+        "# next, on the operator's host: `fedchain network up --network D` (InitConsortium once, then the MPC nodes)",
     ]
     return "\n".join(lines) + "\n"
 
@@ -182,6 +189,10 @@ def write_compose(directory: Path, settings: FabricSettings | None = None, *, pu
 
     net = FabricNetwork(directory, settings)
     s = net.settings
+    if s.mode != "compose" and net.state():
+        raise FabricNetworkError(f"{net.root} holds a native Fabric network; generate Compose files in another "
+                                 "folder")
+    s.mode = "compose"
     s.validate()
     s.save(net.layout.root)
     consortium = net.consortium()
@@ -201,12 +212,13 @@ def write_compose(directory: Path, settings: FabricSettings | None = None, *, pu
         conn = ccaas.connection_json(f"{chaincode_host(org)}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
         _, package_ids[org.msp_id] = ccaas.write_package(out / "chaincode" / org.name.lower(), s.chaincode_label, conn)
         (out / f"chaincode-{org.name.lower()}.env").write_text(f"CHAINCODE_ID={package_ids[org.msp_id]}\n")
+    write_mpc_files(out, consortium, s, path)
     script = out / "setup.sh"
     script.write_text(setup_script(consortium, s, package_ids))
     script.chmod(0o755)
     compose_file = out / "docker-compose.yaml"
     doc = compose_document(consortium, s, publish=publish, extra_hosts=extra_hosts, source=source_root())
-    compose_file.write_text("# generated by `python -m fedchain.fabricnet compose`; see network/fabric/README.md\n"
+    compose_file.write_text("# generated by `fedchain network compose`; see network/fabric/README.md\n"
                             + yaml.safe_dump(doc, sort_keys=False))
     net.write_network_json(consortium)  # clients on this host reach the published peer port
     return compose_file

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,22 @@ class FabricLayout:
 
     def rel(self, path: Path) -> str:
         return str(Path(path).resolve().relative_to(self.root.resolve()))
+
+
+class StateFile:
+    """D/fabric-state.json: which one-time steps are done (a restart skips them), written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.read().get(key, default)
+
+    def mark(self, **values: Any) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.read(), **values}, indent=2) + "\n")
+        os.replace(tmp, self.path)

@@ -1,61 +1,42 @@
-"""Bring a real Fabric 2.5 network up on one host from the release binaries, and down again.
+"""A real Fabric 2.5 network on one host from the release binaries: the "fabric" NetworkBackend.
 
 Order of `up` (each one-time step is recorded in D/fabric-state.json, so a restart only
 starts processes and the ledgers in D/ledger are reused):
-  pre-flight (binaries, configs, builder, ports) -> crypto + wallet -> configs ->
-  orderer -> channel block + osnadmin join -> peers -> peer channel join ->
+  pre-flight (binaries, configs, builder, ports) -> crypto + wallet -> configs (Fabric and
+  MPC nodes) -> orderer -> channel block + osnadmin join -> peers -> peer channel join ->
   ccaas package install (each org its own package, pointing at its own chaincode server) ->
-  one chaincode server per org -> approve (every org, its own package id) -> commit ->
-  gossip and discovery ready -> network.json -> extra services (MPC nodes).
+  one chaincode server per org -> approve (every org, its own package id, the endorsement
+  policy) -> commit -> Raft leader, gossip and discovery ready -> network.json ->
+  InitConsortium (once) -> MPC nodes.
 Each org endorses with a chaincode process of its own, so a MAJORITY endorsement really
 means independent executions, as it would across organisations' hosts.
-If any step fails, every process this call started is stopped again (SIGTERM, then
-SIGKILL) and the error names the step and the log to read.
+On a partly running network `up` starts only what is down. If a step fails, every process
+that call started is stopped again and the error names the step and the log to read.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import shutil
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedchain.fabricnet import ccaas, configtx, node_env
-from fedchain.fabricnet.discovery import endorsement_plan
-from fedchain.fabricnet.layout import FabricLayout
+from fedchain.fabricnet.layout import FabricLayout, StateFile
+from fedchain.fabricnet.lifecycle import AdminSteps, clean_env
 from fedchain.fabricnet.preflight import FabricTools, preflight
-from fedchain.fabricnet.procs import (
-    CommandError,
-    PortService,
-    gossip_peers_known,
-    raft_leader_elected,
-    run_command,
-)
-from fedchain.fabricnet.settings import ENDORSEMENT_POLICY_REF, FabricSettings
+from fedchain.fabricnet.procs import CommandError, PortService
+from fedchain.fabricnet.readiness import wait_until_usable
+from fedchain.fabricnet.settings import FabricSettings
 from fedchain.identity import Consortium, Org, Wallet, enroll_default_identities, generate_consortium
 from fedchain.netconfig import write_network
-from fedchain.netctl.process import Service, ServiceError, python_module
+from fedchain.netctl import supervisor
+from fedchain.netctl.consortium import bootstrap_ledger
+from fedchain.netctl.mpc import network_entries, node_services, write_node_configs
+from fedchain.netctl.process import NetworkError, Service, ServiceError, python_module
 
-log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ExtraService:
-    """A process started after the ledger is ready (e.g. an MPC node), with the READY-line handshake.
-
-    Kept in D/fabric-state.json, so `down`, `status` and restarts handle it like the Fabric nodes;
-    `env` is stored there in clear, so it names key files, never key material.
-    """
-
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
+Bootstrap = Callable[[Path], object]
 
 
 def chaincode_host(org: Org) -> str:
@@ -67,51 +48,49 @@ def chaincode_service(org: Org) -> str:
     return f"chaincode.{org.name.lower()}"
 
 
-class FabricNetworkError(RuntimeError):
+class FabricNetworkError(NetworkError):
     """A step of `up` failed; everything started by that call was stopped again."""
 
 
-def _clean_env() -> dict[str, str]:
-    """The caller's environment without stray Fabric overrides that would change our nodes."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("CORE_", "ORDERER_", "FABRIC_CFG_PATH", "CHAINCODE_"))}
-
-
 class FabricNetwork:
+    """NetworkBackend of kind "fabric": orderer, one peer and one chaincode server per org, MPC nodes."""
+
+    kind = "fabric"
+
     def __init__(self, directory: str | Path, settings: FabricSettings | None = None,
-                 tools: FabricTools | None = None) -> None:
+                 tools: FabricTools | None = None, *, bootstrap: Bootstrap | None = None) -> None:
+        """bootstrap(D) replaces InitConsortium through D/network.json (tests without a real ledger)."""
         self.layout = FabricLayout(Path(directory).resolve())
+        self.store = StateFile(self.layout.state_file)
         saved = FabricSettings.load(self.layout.root)
         self.settings = saved or settings or FabricSettings()
         self.tools = tools or self._saved_tools() or FabricTools.from_env()
+        self._bootstrap = bootstrap or (lambda root: bootstrap_ledger(root, self.settings.consortium_plan()))
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
 
     def _saved_tools(self) -> FabricTools | None:
         """The release `up` used, so `down`/`status` work in a shell without FABRIC_BIN."""
         env_tools = FabricTools.from_env()
-        saved = self.state().get("tools")
+        saved = self.store.get("tools")
         if env_tools.bin_dir is not None or not saved:
             return None
         return FabricTools(*(Path(saved[k]) if saved.get(k) else None for k in ("bin_dir", "cfg_dir", "ccaas_builder")))
 
-    # --- state of one-time steps ------------------------------------------------
     def state(self) -> dict[str, Any]:
-        path = self.layout.state_file
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """The one-time steps done so far (D/fabric-state.json)."""
+        return self.store.read()
 
-    def _mark(self, **values: Any) -> None:
-        state = {**self.state(), **values}
-        tmp = self.layout.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.layout.state_file)
-
-    # --- services --------------------------------------------------------------
+    # --- identities and node settings -------------------------------------------
     def consortium(self) -> Consortium:
         if (self.layout.crypto / "consortium.json").is_file():
             return Consortium.load(self.layout.crypto)
         return generate_consortium(self.layout.crypto, self.settings.orgs)
 
-    def _peer_ledger(self, org: Org) -> Path:
-        return self.layout.ledger / org.node_name
+    def _existing_consortium(self) -> Consortium | None:
+        return Consortium.load(self.layout.crypto) if (self.layout.crypto / "consortium.json").is_file() else None
 
     def orderer_env(self, consortium: Consortium) -> dict[str, str]:
         return node_env.orderer_env(consortium.orderer, self.settings, cfg_dir=self.layout.orderer_cfg,
@@ -120,12 +99,7 @@ class FabricNetwork:
     def peer_env(self, consortium: Consortium, i: int) -> dict[str, str]:
         org = consortium.orgs[i]
         return node_env.peer_env(org, i, self.settings, cfg_dir=self.layout.peer_cfg(org.node_name),
-                                 ledger_dir=self._peer_ledger(org))
-
-    def admin_env(self, consortium: Consortium, i: int) -> dict[str, str]:
-        org = consortium.orgs[i]
-        return {**_clean_env(), **node_env.admin_cli_env(org, i, self.settings,
-                                                         cfg_dir=self.layout.peer_cfg(org.node_name))}
+                                 ledger_dir=self.layout.ledger / org.node_name)
 
     def chaincode_env(self, consortium: Consortium, i: int, package_id: str) -> dict[str, str]:
         env = {
@@ -142,32 +116,39 @@ class FabricNetwork:
         return consortium.issue_tls(org.msp_id, "chaincode",
                                     hosts=("localhost", self.settings.host, chaincode_host(org)))
 
-    def services(self, consortium: Consortium) -> list[Service]:
-        """In start order (orderer, peers, one chaincode server per org, extras); stopped in reverse."""
+    # --- services ------------------------------------------------------------------
+    def services(self, consortium: Consortium | None = None) -> list[Service]:
+        """In start order: orderer, peers, one chaincode server per org (once installed), MPC nodes."""
+        consortium = consortium or self._existing_consortium()
+        if consortium is None:
+            return []
         s, lay = self.settings, self.layout
-        env = _clean_env()
+        env = clean_env()
         out: list[Service] = [PortService(
             "orderer", [str(self.tools.binary("orderer"))], lay.run, lay.logs, {**env, **self.orderer_env(consortium)},
+            ports=(s.orderer_port, s.orderer_admin_port, s.orderer_operations_port), host=s.host,
             ready_ports=(s.orderer_port, s.orderer_admin_port), ready_host=s.host,
         )]
         for i, org in enumerate(consortium.orgs):
             out.append(PortService(
                 org.node_name, [str(self.tools.binary("peer")), "node", "start"], lay.run, lay.logs,
-                {**env, **self.peer_env(consortium, i)}, ready_ports=(s.peer_port(i),), ready_host=s.host,
+                {**env, **self.peer_env(consortium, i)},
+                ports=(s.peer_port(i), s.peer_chaincode_port(i), s.peer_operations_port(i)), host=s.host,
+                ready_ports=(s.peer_port(i),), ready_host=s.host,
             ))
-        package_ids = self.state().get("package_ids") or {}
+        package_ids = self.store.get("package_ids") or {}
         argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
         for i, org in enumerate(consortium.orgs):
             if org.msp_id in package_ids:
                 out.append(Service(chaincode_service(org), list(argv), lay.run, lay.logs,
-                                   {**env, **self.chaincode_env(consortium, i, package_ids[org.msp_id])}))
-        out += [Service(e["name"], list(e["argv"]), lay.run, lay.logs, {**env, **e.get("env", {})})
-                for e in self.state().get("extra_services", [])]
-        return out
+                                   {**env, **self.chaincode_env(consortium, i, package_ids[org.msp_id])},
+                                   ports=(s.chaincode_server_port(i),), host=s.host))
+        return out + node_services(lay.root, s.mpc_plan(), s.mpc_command)
 
     # --- configs ------------------------------------------------------------------
     def write_configs(self, consortium: Consortium) -> dict[str, tuple[Path, str]]:
-        """configtx.yaml, per-node config folders and each org's ccaas package: {msp_id: (package, package id)}."""
+        """configtx.yaml, per-node config folders, each org's ccaas package ({msp_id: (package, package id)})
+        and the MPC nodes' node.json files."""
         lay, s = self.layout, self.settings
         configtx.write_configtx(lay.configtx_dir, configtx.configtx(consortium, s))
         assert self.tools.cfg_dir is not None and self.tools.ccaas_builder is not None
@@ -183,6 +164,7 @@ class FabricNetwork:
                 root_pem = org.tls_ca_cert_path.read_bytes()
             conn = ccaas.connection_json(f"{s.host}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
             packages[org.msp_id] = ccaas.write_package(lay.chaincode_dir / org.name.lower(), s.chaincode_label, conn)
+        write_node_configs(lay.root, consortium, s.mpc_plan())
         return packages
 
     def enroll_defaults(self, consortium: Consortium) -> None:
@@ -190,212 +172,62 @@ class FabricNetwork:
         enroll_default_identities(consortium, Wallet(self.layout.wallet), self.settings.mpc_nodes)
 
     # --- lifecycle --------------------------------------------------------------------
-    def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0, *,
-           extra_services: list[ExtraService] | None = None, mpc_nodes: list[dict] | None = None,
-           bootstrap: Callable[[Path], None] | None = None) -> None:
-        """extra_services / mpc_nodes (network.json entries): given once, remembered for restarts.
+    def up(self, progress: Progress = lambda m: None, ready_timeout: float = 60.0) -> list[str]:
+        """Start whatever is down (everything on a new or stopped network); returns the names started.
 
-        bootstrap(D) runs once, when the ledger is ready and network.json written, before the extra
-        services start (the embedded network's order: InitConsortium, then the MPC nodes); if it
-        fails, what this call started is stopped and it runs again on the next `up`.
+        InitConsortium runs once, when the ledger is ready and network.json written, before the
+        MPC nodes start; if it fails, what this call started is stopped and it runs again next `up`.
         """
         lay = self.layout
-        consortium_exists = (lay.crypto / "consortium.json").is_file()
-        if consortium_exists:
-            running = [svc.name for svc in self.services(Consortium.load(lay.crypto)) if svc.running()]
-            if running:
-                raise FabricNetworkError(f"Fabric network in {lay.root} is already running ({', '.join(running)}); "
-                                         f"use `fedchain network status` or `down` first")
-        if extra_services is not None:
-            names = [e.name for e in extra_services]
-            reserved = [n for n in names if n == "orderer" or n.startswith(("chaincode.", "peer"))]
-            if len(set(names)) != len(names) or reserved:
-                raise ValueError(f"extra service names must be unique and not orderer, peer*, chaincode.*: {names}")
+        services = self.services()
+        missing = supervisor.announce(services, progress) if services else []
+        if services and not missing:
+            return []
+        fresh = len(missing) == len(services)
         progress("pre-flight checks (binaries, configs, ccaas builder, ports)")
-        preflight(self.settings, self.tools)
+        preflight(self.settings, self.tools,
+                  ports=None if fresh else {f"{svc.name}": p for svc in missing for p in svc.ports})
         self.settings.save(lay.root)
-        self._mark(tools={k: str(v) for k, v in vars(self.tools).items()})
-        if extra_services is not None:
-            self._mark(extra_services=[asdict(e) for e in extra_services])
-        if mpc_nodes is not None:
-            self._mark(mpc_nodes=list(mpc_nodes))
+        self.store.mark(tools={k: str(v) for k, v in vars(self.tools).items()})
         progress("consortium identities")
         consortium = self.consortium()
         self.enroll_defaults(consortium)
-        progress("configs (configtx.yaml, core.yaml per peer, ccaas package)")
+        progress("configs (configtx.yaml, core.yaml per peer, ccaas packages, MPC nodes)")
         packages = self.write_configs(consortium)
-        started: list[Service] = []
-        try:
-            self._bring_up(consortium, packages, started, progress, ready_timeout)
-            if bootstrap is not None and not self.state().get("bootstrapped"):
-                progress("bootstrapping the consortium on the ledger")
-                bootstrap(lay.root)
-                self._mark(bootstrapped=True)
-            n_core = 1 + 2 * len(consortium.orgs)  # orderer, peers, chaincode servers
-            for svc in self.services(consortium)[n_core:]:  # extra services (MPC nodes) last
-                self._start(svc, started, progress, ready_timeout)
-        except BaseException as exc:  # Ctrl-C included: nothing half-started is left behind
-            progress("failed: stopping what this call started")
-            for svc in reversed(started):
-                svc.stop()
-            if isinstance(exc, (CommandError, ServiceError)):
-                raise FabricNetworkError(f"{exc}\n(nothing left running; ledger and configs kept in {lay.root})"
-                                         ) from exc
-            raise
+        with supervisor.rollback(progress) as started:
+            try:
+                self._bring_up(consortium, packages, started, progress, ready_timeout)
+                if not self.store.get("bootstrapped"):
+                    progress("bootstrapping the consortium on the ledger (InitConsortium)")
+                    self._bootstrap(lay.root)
+                    self.store.mark(bootstrapped=True)
+                for svc in node_services(lay.root, self.settings.mpc_plan(), self.settings.mpc_command):
+                    supervisor.start_if_down(svc, started, progress, ready_timeout)
+            except (CommandError, ServiceError) as exc:
+                raise FabricNetworkError(f"{exc}\n(what this call started is stopped again: nothing half-started "
+                                         f"is left running; ledger and configs kept in {lay.root})") from exc
         progress("ready")
-
-    def _start(self, svc: Service, started: list[Service], progress: Progress, timeout: float) -> None:
-        progress(f"starting {svc.name}")
-        started.append(svc)  # before start: a timed-out start is stopped too
-        svc.start(ready_timeout=timeout)
+        return [svc.name for svc in started]
 
     def _bring_up(self, consortium: Consortium, packages: dict[str, tuple[Path, str]], started: list[Service],
                   progress: Progress, timeout: float) -> None:
-        s, lay = self.settings, self.layout
+        admin = AdminSteps(self.settings, self.layout, self.tools, consortium, self.store)
         services = {svc.name: svc for svc in self.services(consortium)}
-        self._start(services["orderer"], started, progress, timeout)
-        if not self.state().get("orderer_joined"):
-            progress(f"channel {s.channel}: genesis block (configtxgen) and orderer join (osnadmin)")
-            self._create_channel(consortium)
-            self._mark(orderer_joined=True)
+        supervisor.start_if_down(services["orderer"], started, progress, timeout)
+        admin.create_channel(progress)
         for i, org in enumerate(consortium.orgs):
-            self._start(services[org.node_name], started, progress, timeout)
-            if not self.state().get(f"joined:{org.node_name}"):
-                progress(f"{org.node_name} joins {s.channel}")
-                self._peer(i, consortium, ["channel", "join", "-b", str(lay.channel_block)], "peer channel join")
-                self._mark(**{f"joined:{org.node_name}": True})
+            supervisor.start_if_down(services[org.node_name], started, progress, timeout)
+            admin.join(i, progress)
         for i, org in enumerate(consortium.orgs):
             package, package_id = packages[org.msp_id]
-            if self.state().get(f"installed:{org.node_name}") != package_id:
-                progress(f"install {org.msp_id}'s ccaas package on {org.node_name}")
-                self._install(i, consortium, package, package_id)
-                self._mark(**{f"installed:{org.node_name}": package_id})
-        self._mark(package_ids={m: p[1] for m, p in packages.items()})
+            admin.install(i, package, package_id, progress)
+        self.store.mark(package_ids={m: p[1] for m, p in packages.items()})
         for svc in self.services(consortium):  # each org's peer talks to its own org's chaincode server
             if svc.name.startswith("chaincode."):
-                self._start(svc, started, progress, timeout)
-        if not self.state().get("committed"):
-            self._approve_and_commit(consortium, {m: p[1] for m, p in packages.items()}, progress)
-            self._mark(committed=True)
-        self._wait_for_raft_leader(progress, timeout)
-        self._wait_for_gossip(consortium, progress, timeout)
-        self._wait_for_endorsement_plan(consortium, progress, timeout)
+                supervisor.start_if_down(svc, started, progress, timeout)
+        admin.approve_and_commit({m: p[1] for m, p in packages.items()}, progress)
+        wait_until_usable(self.settings, consortium, str(self.layout.logs), progress, timeout)
         self.write_network_json(consortium)
-
-    def _wait_for_raft_leader(self, progress: Progress, timeout: float) -> None:
-        """After a restart the orderer refuses transactions until it has elected itself Raft leader."""
-        s = self.settings
-        progress(f"waiting for the orderer to lead {s.channel}'s Raft cluster")
-        deadline = time.monotonic() + timeout
-        while not raft_leader_elected(s.host, s.orderer_operations_port, s.channel):
-            if time.monotonic() > deadline:
-                raise CommandError(f"the orderer elected no Raft leader for {s.channel} within {timeout:.0f} s; "
-                                   f"see {self.layout.logs / 'orderer.log'}")
-            time.sleep(0.25)
-
-    def _wait_for_gossip(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
-        """Every peer must know every other org's peer before the gateway can collect a MAJORITY."""
-        s, want = self.settings, len(consortium.orgs) - 1
-        if want == 0:
-            return
-        progress("waiting for the peers to find each other (gossip via anchor peers)")
-        deadline = time.monotonic() + timeout
-        while True:
-            known = [gossip_peers_known(s.host, s.peer_operations_port(i), s.channel)
-                     for i in range(len(consortium.orgs))]
-            if all(k is not None and k >= want for k in known):
-                return
-            if time.monotonic() > deadline:
-                raise CommandError(f"peers did not discover each other within {timeout:.0f} s (peers known per "
-                                   f"peer: {known}, expected {want}); check the anchor peers and the peer logs in "
-                                   f"{self.layout.logs}")
-            time.sleep(0.5)
-
-    def _wait_for_endorsement_plan(self, consortium: Consortium, progress: Progress, timeout: float) -> None:
-        """Ask every peer's discovery service what its gateway will ask: can `fedchain` be endorsed?"""
-        s = self.settings
-        progress(f"waiting until discovery can plan endorsements of {s.chaincode} on every peer")
-        signer = consortium.orgs[0].admin_identity
-        deadline = time.monotonic() + timeout
-        for i, org in enumerate(consortium.orgs):
-            while True:
-                plan = endorsement_plan(f"{s.host}:{s.peer_port(i)}", org.tls_ca_cert_path.read_bytes(),
-                                        org.node_name, signer, s.channel, s.chaincode)
-                if plan.ready:
-                    break
-                if time.monotonic() > deadline:
-                    raise CommandError(f"{org.node_name} cannot plan endorsements for {s.chaincode} after "
-                                       f"{timeout:.0f} s: {plan.error or plan}; see {self.layout.logs}")
-                time.sleep(0.5)
-
-    # --- steps ----------------------------------------------------------------------
-    def _cmd(self, argv: list[str], env: dict[str, str], what: str, timeout: float = 120.0) -> str:
-        return run_command(argv, env, self.layout.setup_log, timeout=timeout, what=what)
-
-    def _peer(self, i: int, consortium: Consortium, args: list[str], what: str) -> str:
-        return self._cmd([str(self.tools.binary("peer")), *args], self.admin_env(consortium, i), what)
-
-    def _orderer_tls_args(self, consortium: Consortium) -> list[str]:
-        s = self.settings
-        return ["-o", f"{s.host}:{s.orderer_port}", "--tls", "--cafile", str(consortium.orderer.tls_ca_cert_path)]
-
-    def _create_channel(self, consortium: Consortium) -> None:
-        s, lay = self.settings, self.layout
-        lay.channel_block.parent.mkdir(parents=True, exist_ok=True)
-        self._cmd(
-            [str(self.tools.binary("configtxgen")), "-profile", configtx.PROFILE, "-channelID", s.channel,
-             "-outputBlock", str(lay.channel_block), "-configPath", str(lay.configtx_dir)],
-            {**_clean_env(), "FABRIC_CFG_PATH": str(lay.configtx_dir)}, "configtxgen (channel genesis block)",
-        )
-        admin = consortium.orderer.user_dir("Admin") / "tls"
-        self._cmd(
-            [str(self.tools.binary("osnadmin")), "channel", "join", "--channelID", s.channel,
-             "--config-block", str(lay.channel_block), "-o", f"{s.host}:{s.orderer_admin_port}",
-             "--ca-file", str(consortium.orderer.tls_ca_cert_path),
-             "--client-cert", str(admin / "client.crt"), "--client-key", str(admin / "client.key")],
-            _clean_env(), "osnadmin channel join",
-        )
-
-    def _install(self, i: int, consortium: Consortium, package: Path, package_id: str) -> None:
-        try:
-            self._peer(i, consortium, ["lifecycle", "chaincode", "install", str(package)], "chaincode install")
-        except CommandError as exc:
-            if "already successfully installed" not in str(exc):
-                raise
-        out = self._peer(i, consortium, ["lifecycle", "chaincode", "calculatepackageid", str(package)],
-                         "calculatepackageid")
-        if package_id not in out:
-            raise CommandError(f"the peer computes package id {out.strip()!r}, fedchain computed {package_id!r}")
-
-    def _definition_args(self) -> list[str]:
-        s = self.settings
-        return ["--channelID", s.channel, "--name", s.chaincode, "--version", s.chaincode_version,
-                "--sequence", str(s.chaincode_sequence), "--channel-config-policy", ENDORSEMENT_POLICY_REF]
-
-    def _approve_and_commit(self, consortium: Consortium, package_ids: dict[str, str], progress: Progress) -> None:
-        """Every org approves the same definition with its own package id (its own chaincode server)."""
-        s = self.settings
-        for i, org in enumerate(consortium.orgs):
-            package_id = package_ids[org.msp_id]
-            if self.state().get(f"approved:{org.msp_id}") == package_id:
-                continue
-            progress(f"{org.msp_id} approves {s.chaincode} (policy {ENDORSEMENT_POLICY_REF})")
-            self._peer(i, consortium, ["lifecycle", "chaincode", "approveformyorg", *self._orderer_tls_args(consortium),
-                                       *self._definition_args(), "--package-id", package_id],
-                       f"approveformyorg {org.msp_id}")
-            self._mark(**{f"approved:{org.msp_id}": package_id})
-        ready = self._peer(0, consortium, ["lifecycle", "chaincode", "checkcommitreadiness", *self._definition_args(),
-                                           "--output", "json"], "checkcommitreadiness")
-        approvals = json.loads(ready[ready.index("{"):]).get("approvals", {}) if "{" in ready else {}
-        missing = [m for m, ok in approvals.items() if not ok]
-        if missing:
-            raise CommandError(f"chaincode definition not approved by {', '.join(missing)}")
-        progress(f"commit {s.chaincode} on {s.channel}")
-        peers: list[str] = []
-        for i, org in enumerate(consortium.orgs):
-            peers += ["--peerAddresses", f"{s.host}:{s.peer_port(i)}", "--tlsRootCertFiles", str(org.tls_ca_cert_path)]
-        self._peer(0, consortium, ["lifecycle", "chaincode", "commit", *self._orderer_tls_args(consortium),
-                                   *self._definition_args(), *peers], "chaincode commit")
 
     def write_network_json(self, consortium: Consortium) -> Path:
         s, lay = self.settings, self.layout
@@ -406,7 +238,7 @@ class FabricNetwork:
             "chaincode": s.chaincode,
             "gateway": {"endpoint": f"{s.host}:{s.peer_port(0)}", "tls_root_cert": lay.rel(org1.tls_ca_cert_path),
                         "server_name": org1.node_name},
-            "mpc_nodes": self.state().get("mpc_nodes", []),
+            "mpc_nodes": network_entries(s.mpc_plan(), consortium, lay.root),
             "orgs": [{"msp_id": o.msp_id, "tls_root_cert": lay.rel(o.tls_ca_cert_path),
                       "peer": f"{s.host}:{s.peer_port(i)}"} for i, o in enumerate(consortium.orgs)],
             "orderer": {"endpoint": f"{s.host}:{s.orderer_port}",
@@ -416,20 +248,20 @@ class FabricNetwork:
         })
 
     def down(self) -> list[str]:
-        if not (self.layout.crypto / "consortium.json").is_file():
-            return []
-        return [svc.name for svc in reversed(self.services(Consortium.load(self.layout.crypto))) if svc.stop()]
+        """Stop every process (MPC nodes first); the ledgers stay in D/ledger."""
+        return supervisor.stop_all(self.services())
 
-    def status(self) -> dict[str, Any]:
-        if not (self.layout.crypto / "consortium.json").is_file():
-            return {"kind": "fabric", "services": {}}
-        services = self.services(Consortium.load(self.layout.crypto))
+    def status(self) -> dict[str, dict[str, Any]]:
+        return supervisor.describe_all(self.services(), _component_kind)
+
+    def lifecycle(self) -> dict[str, Any]:
+        """Package ids and whether the chaincode definition is committed (for `status --json`)."""
         state = self.state()
-        return {
-            "kind": "fabric",
-            "services": {svc.name: {"running": svc.running(), "pid": svc.pid(), "log": str(svc.log_file)}
-                         for svc in services},
-            "package_ids": state.get("package_ids"),
-            "chaincode_committed": bool(state.get("committed")),
-        }
+        return {"package_ids": state.get("package_ids"), "chaincode_committed": bool(state.get("committed")),
+                "endorsement_policy": self.settings.endorsement_policy}
 
+
+def _component_kind(svc: Service) -> str:
+    if svc.name.startswith("mpc"):
+        return "mpc"
+    return "chaincode" if svc.name.startswith("chaincode.") else "ledger"

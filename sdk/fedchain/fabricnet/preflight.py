@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedchain.fabricnet.settings import FabricSettings
-from fedchain.netctl.process import port_is_free
+from fedchain.netctl.process import NetworkError, port_is_free
 
 BINARIES = ("peer", "orderer", "configtxgen", "osnadmin")
 CONFIGS = ("core.yaml", "orderer.yaml")
@@ -24,7 +24,7 @@ RELEASE_HINT = (
 )
 
 
-class PreflightError(RuntimeError):
+class PreflightError(NetworkError):
     """What is missing or taken, all at once, with how to fix it."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -88,22 +88,28 @@ class FabricTools:
         return out
 
 
-def port_problems(settings: FabricSettings) -> list[str]:
+def port_problems(settings: FabricSettings, ports: Mapping[str, int] | None = None) -> list[str]:
+    """Taken ports among `ports` (owner -> port; default: every listener of the settings)."""
     return [
         f"port {port} ({owner}) is already in use on {settings.host}"
-        for owner, port in settings.ports().items()
+        for owner, port in (settings.ports() if ports is None else ports).items()
         if not port_is_free(settings.host, port)
     ]
 
 
-def preflight(settings: FabricSettings, tools: FabricTools, *, check_ports: bool = True) -> None:
-    """Raise PreflightError listing every missing binary/config and every taken port."""
+def preflight(settings: FabricSettings, tools: FabricTools, *, check_ports: bool = True,
+              ports: Mapping[str, int] | None = None) -> None:
+    """Raise PreflightError listing every missing binary/config and every taken port.
+
+    `ports` limits the port check to the listeners about to start (a partial restart: the
+    running nodes hold theirs); by default every listener of the settings is checked.
+    """
     problems = tools.problems()
     try:
         settings.validate()
     except ValueError as exc:
         problems.append(str(exc))
     if check_ports:
-        problems += port_problems(settings)
+        problems += port_problems(settings, ports)
     if problems:
         raise PreflightError(problems)

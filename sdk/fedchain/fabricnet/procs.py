@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedchain.netctl.process import Service
+from fedchain.netctl.process import NetworkError, Service
 
 
-class CommandError(RuntimeError):
+class CommandError(NetworkError):
     """An admin command (configtxgen, osnadmin, peer ...) failed; carries its output."""
 
 
@@ -36,13 +36,13 @@ class PortService(Service):
 
 
 def run_command(argv: Sequence[str], env: Mapping[str, str], log_file: Path, *, timeout: float = 120.0,
-                what: str = "") -> str:
+                what: str = "", cwd: Path | None = None) -> str:
     """Run one admin command, append its output to the setup log, raise CommandError on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         proc = subprocess.run(list(argv), env=dict(env), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, cwd=cwd)
     except FileNotFoundError as exc:
         raise CommandError(f"{what or argv[0]}: {exc}") from exc
     except subprocess.TimeoutExpired as exc:

@@ -10,6 +10,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fedchain.netctl.consortium import ConsortiumPlan
+from fedchain.netctl.mpc import MPCPlan
+
 CHANNEL = "fedchain"
 CHAINCODE = "fedchain"
 SETTINGS_FILE = "fabric.json"
@@ -18,7 +21,12 @@ ENDORSEMENT_POLICY_REF = "/Channel/Application/Endorsement"  # MAJORITY Endorsem
 
 @dataclass
 class FabricSettings:
-    """Every port is configurable; defaults follow Fabric's test-network (7050, 7051/8051/9051...)."""
+    """Every port is configurable; defaults follow Fabric's test-network (7050, 7051/8051/9051...).
+
+    `from_base_port(B)` moves every listener into one block from B instead (the MPC nodes at
+    B+10.. and B+20.., as on the embedded network). `mode` is native (processes on this host)
+    or compose (generated Docker Compose files).
+    """
 
     orgs: list[str] = field(default_factory=lambda: ["Org1", "Org2", "Org3"])
     host: str = "127.0.0.1"
@@ -38,7 +46,33 @@ class FabricSettings:
     batch_timeout: str = "100ms"
     max_message_count: int = 100
     chaincode_command: list[str] | None = None  # default: this Python's `-m fedchain_cc --chaincode <name>`
-    mpc_nodes: int = 3  # wallet identities mpc0..; the MPC services themselves are started separately
+    mpc_nodes: int = 3  # wallet identities mpc0.., listed in InitConsortium
+    with_mpc: bool = True  # run the MPC node services (node i: intake mpc_intake_port + i, MPyC party mpc_party_port + i)
+    mpc_intake_port: int = 7060
+    mpc_party_port: int = 7070
+    mpc_command: list[str] | None = None  # default: this Python's `-m fedchain_mpc` (+ --config D/mpc/node<i>.json)
+    min_accepted: int = 3  # the consortium's privacy floor (InitConsortium)
+    endorsement_policy: str = "MAJORITY"  # of the FL chaincode: MAJORITY, ANY, ALL or MSP ids (netctl.policy)
+    mode: str = "native"  # native | compose
+
+    @classmethod
+    def from_base_port(cls, base: int, **kwargs: object) -> FabricSettings:
+        """Every listener in one block from `base` (see network/fabric/README.md, "Ports"):
+        MPC intake base+10+j, MPyC parties base+20+j, orderer / admin / operations base+30..32,
+        chaincode server of org i base+40+i, peer operations base+50+i, peer base+60+2i (+1: its
+        chaincode listener)."""
+        ports: dict[str, object] = {
+            "mpc_intake_port": base + 10, "mpc_party_port": base + 20, "orderer_port": base + 30,
+            "orderer_admin_port": base + 31, "orderer_operations_port": base + 32, "chaincode_port": base + 40,
+            "peer_operations_base_port": base + 50, "peer_base_port": base + 60, "peer_port_step": 2,
+        }
+        return cls(**{**ports, **kwargs})  # type: ignore[arg-type]
+
+    def mpc_plan(self) -> MPCPlan:
+        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.mpc_intake_port, self.mpc_party_port, self.host)
+
+    def consortium_plan(self) -> ConsortiumPlan:
+        return ConsortiumPlan(mpc_nodes=self.mpc_nodes, min_accepted=self.min_accepted)
 
     def peer_port(self, i: int) -> int:
         return self.peer_base_port + self.peer_port_step * i
@@ -64,7 +98,7 @@ class FabricSettings:
             out[f"peer0.{org.lower()}"] = self.peer_port(i)
             out[f"peer0.{org.lower()} chaincode listener"] = self.peer_chaincode_port(i)
             out[f"peer0.{org.lower()} operations"] = self.peer_operations_port(i)
-        return out
+        return out | self.mpc_plan().ports()
 
     def validate(self) -> None:
         ports = self.ports()
@@ -77,6 +111,11 @@ class FabricSettings:
             seen[port] = owner
         if not self.orgs or len(set(self.orgs)) != len(self.orgs):
             raise ValueError("need at least one organisation, with distinct names")
+        if self.mode not in ("native", "compose"):
+            raise ValueError(f"mode must be native or compose, not {self.mode!r}")
+        from fedchain.netctl.policy import parse_policy
+
+        parse_policy(self.endorsement_policy, [f"{o}MSP" for o in self.orgs])
 
     # --- persistence -----------------------------------------------------------
     @classmethod

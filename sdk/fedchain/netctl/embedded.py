@@ -3,23 +3,26 @@
 This is the launcher layer of the CLI: the only place in `fedchain` that knows how to
 start `fedchain_devnet` and `fedchain_mpc` processes (DESIGN.md section 1). Everything
 it starts runs in its own process group on 127.0.0.1; `down` stops them; `up` again
-reuses the same folder, ports, identities and ledger.
+reuses the same folder, ports, identities and ledger, and on a partly running network
+starts only what is down. One of the NetworkBackend implementations (netctl.backend).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fedchain.identity import Consortium, Wallet, enroll_default_identities, generate_consortium
 from fedchain.netconfig import write_network
+from fedchain.netctl import supervisor
+from fedchain.netctl.consortium import ConsortiumPlan, bootstrap_ledger
 from fedchain.netctl.layout import NetworkLayout
+from fedchain.netctl.mpc import MPCPlan, node_services
+from fedchain.netctl.policy import parse_policy
 from fedchain.netctl.process import Service, ServiceError, port_is_free, python_module
-
-log = logging.getLogger(__name__)
 
 CHANNEL = "fedchain"
 CHAINCODE = "fedchain"
@@ -55,21 +58,41 @@ class EmbeddedSettings:
     def mpc_party_port(self, i: int) -> int:
         return self.base_port + 20 + i
 
+    def port_owners(self) -> dict[str, int]:
+        """Every listener of a fresh start, by owner (MPyC party ports too: they must be free for rounds)."""
+        out = {"devnet gateway": self.gateway_port, "chaincode": self.chaincode_port}
+        return out | (self.mpc_plan().ports() if self.with_mpc else {})
+
     def ports(self) -> list[int]:
-        ports = [self.gateway_port, self.chaincode_port]
-        if self.with_mpc:
-            ports += [self.mpc_intake_port(i) for i in range(self.mpc_nodes)]
-            ports += [self.mpc_party_port(i) for i in range(self.mpc_nodes)]
-        return ports
+        return list(self.port_owners().values())
+
+    def mpc_plan(self) -> MPCPlan:
+        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.base_port + 10, self.base_port + 20)
+
+    def validate(self) -> None:
+        """ValueError before anything is written: a bad policy would otherwise be saved for every restart."""
+        parse_policy(self.endorsement_policy, [f"{o}MSP" for o in self.orgs])
+        if not self.orgs or len(set(self.orgs)) != len(self.orgs):
+            raise ValueError("need at least one organisation, with distinct names")
+
+    def consortium_plan(self) -> ConsortiumPlan:
+        return ConsortiumPlan(name="fedchain embedded consortium", mpc_nodes=self.mpc_nodes,
+                              min_accepted=self.min_accepted)
 
 
 class EmbeddedNetwork:
+    """NetworkBackend of kind "devnet": chaincode server, devnet, MPC nodes as local processes."""
+
+    kind = "devnet"
+
     def __init__(self, directory: str | Path, settings: EmbeddedSettings | None = None) -> None:
         self.layout = NetworkLayout(Path(directory).resolve())
         saved = self._load_settings()
-        self.settings = saved or settings or EmbeddedSettings()
-        if saved and settings and asdict(saved) != asdict(settings):
-            log.info("reusing the settings of the existing network in %s", self.layout.root)
+        self.settings = saved or settings or EmbeddedSettings()  # a restart keeps the first `up`'s choices
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
 
     # --- settings ------------------------------------------------------------
     def _load_settings(self) -> EmbeddedSettings | None:
@@ -82,15 +105,19 @@ class EmbeddedNetwork:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.state_file.write_text(json.dumps(asdict(self.settings), indent=2))
 
+    def mpc_plan(self) -> MPCPlan:
+        return self.settings.mpc_plan()
+
     # --- services ------------------------------------------------------------
-    def _service(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
-        return Service(name, argv, self.layout.run, self.layout.logs, env)
+    def _service(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 ports: tuple[int, ...] = ()) -> Service:
+        return Service(name, argv, self.layout.run, self.layout.logs, env, ports=ports)
 
     def services(self) -> list[Service]:
-        """In start order; stopped in reverse."""
+        """In start order (chaincode, devnet, mpc0..); stopped in reverse."""
         s = self.settings
         lay = self.layout
-        out = [
+        return [
             self._service(
                 "chaincode",
                 python_module("fedchain_cc", "--chaincode", CHAINCODE),
@@ -100,15 +127,12 @@ class EmbeddedNetwork:
                     "CHAINCODE_TLS_CERT": str(lay.root / "chaincode-tls" / "server.crt"),
                     "CHAINCODE_TLS_KEY": str(lay.root / "chaincode-tls" / "server.key"),
                 },
+                ports=(s.chaincode_port,),
             ),
-            self._service("devnet", python_module("fedchain_devnet", "--config", str(lay.root / "devnet.json"))),
+            self._service("devnet", python_module("fedchain_devnet", "--config", str(lay.root / "devnet.json")),
+                          ports=(s.gateway_port,)),
+            *node_services(lay.root, self.mpc_plan()),
         ]
-        if s.with_mpc:
-            out += [
-                self._service(f"mpc{i}", python_module("fedchain_mpc", "--config", str(lay.mpc / f"node{i}.json")))
-                for i in range(s.mpc_nodes)
-            ]
-        return out
 
     # --- lifecycle -----------------------------------------------------------
     def consortium(self) -> Consortium:
@@ -116,68 +140,57 @@ class EmbeddedNetwork:
             return Consortium.load(self.layout.crypto)
         return generate_consortium(self.layout.crypto, self.settings.orgs)
 
-    def up(self, progress: Callable[[str], None] = lambda msg: None, ready_timeout: float = 90.0) -> None:
-        running = [svc.name for svc in self.services() if svc.running()]
-        if running:
-            raise ServiceError(f"network in {self.layout.root} is already running ({', '.join(running)}); "
-                               f"use `fedchain network status` or `down` first")
-        busy = [p for p in self.settings.ports() if not port_is_free("127.0.0.1", p)]
+    def up(self, progress: Callable[[str], None] = lambda msg: None, ready_timeout: float = 90.0) -> list[str]:
+        """Start whatever is down (everything on a new or stopped network); returns the names started.
+
+        What already runs is left alone; the consortium is bootstrapped once, before the MPC
+        nodes start (they wait for it). If a start fails, what this call started is stopped again.
+        """
+        services = self.services()
+        missing = supervisor.announce(services, progress)
+        if not missing:
+            return []
+        try:
+            self.settings.validate()
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from None
+        fresh = len(missing) == len(services)
+        busy = ([f"{p} ({owner})" for owner, p in self.settings.port_owners().items()
+                 if not port_is_free("127.0.0.1", p)] if fresh else supervisor.busy_ports(missing))
         if busy:
-            raise ServiceError(f"ports already in use on 127.0.0.1: {', '.join(map(str, busy))}; "
-                               f"choose another --base-port")
+            raise ServiceError(f"ports already in use on 127.0.0.1: {', '.join(busy)}; "
+                               + ("choose another --base-port" if fresh else "stop what holds them, then `up` again"))
         self._save_settings()
         progress("consortium identities")
         consortium = self.consortium()
-        wallet = Wallet(self.layout.wallet)
-        enroll_default_identities(consortium, wallet, self.settings.mpc_nodes)
+        enroll_default_identities(consortium, Wallet(self.layout.wallet), self.settings.mpc_nodes)
         progress("service configuration")
         self._write_configs(consortium)
-        started: list[Service] = []
-        try:
-            services = self.services()
-            ledger = [svc for svc in services if not svc.name.startswith("mpc")]
-            for svc in ledger:
-                progress(f"starting {svc.name}")
-                svc.start(ready_timeout=ready_timeout)
-                started.append(svc)
-            progress("bootstrapping the consortium on the ledger")
-            self._bootstrap_ledger()  # before the MPC nodes, which wait for the consortium
+        mpc = {svc.name for svc in node_services(self.root, self.mpc_plan())}
+        with supervisor.rollback(progress) as started:
             for svc in services:
-                if svc not in ledger:
-                    progress(f"starting {svc.name}")
-                    svc.start(ready_timeout=ready_timeout)
-                    started.append(svc)
-        except Exception:
-            for svc in reversed(started):
-                svc.stop()
-            raise
+                if svc.name not in mpc:
+                    supervisor.start_if_down(svc, started, progress, ready_timeout)
+            if bootstrap_ledger(self.root, self.settings.consortium_plan()):  # before the MPC nodes: they wait for it
+                progress("consortium initialised on the ledger (MPC nodes, threshold, quorum, default policy)")
+            for svc in services:
+                if svc.name in mpc:
+                    supervisor.start_if_down(svc, started, progress, ready_timeout)
         progress("ready")
+        return [svc.name for svc in started]
 
     def down(self) -> list[str]:
         """Stop every service; they shut down gracefully in parallel (each may take its grace period)."""
-        from concurrent.futures import ThreadPoolExecutor
+        return supervisor.stop_all(self.services())
 
-        services = list(reversed(self.services()))
-        with ThreadPoolExecutor(max_workers=len(services)) as pool:
-            results = list(pool.map(lambda svc: svc.stop(), services))
-        return [svc.name for svc, was_running in zip(services, results, strict=True) if was_running]
-
-    def status(self) -> dict[str, dict]:
-        return {
-            svc.name: {"running": svc.running(), "pid": svc.pid(), "log": str(svc.log_file)}
-            for svc in self.services()
-        }
+    def status(self) -> dict[str, dict[str, Any]]:
+        return supervisor.describe_all(self.services(), lambda svc: "mpc" if svc.name.startswith("mpc") else "ledger")
 
     # --- pieces ----------------------------------------------------------------
     def _write_configs(self, consortium: Consortium) -> None:
         from fedchain.netctl import embedded_configs
 
         embedded_configs.write_all(self, consortium)
-
-    def _bootstrap_ledger(self) -> None:
-        from fedchain.netctl import embedded_configs
-
-        embedded_configs.bootstrap_ledger(self)
 
     def write_network_json(self, consortium: Consortium, mpc_nodes: list[dict]) -> Path:
         org1 = consortium.orgs[0]
@@ -199,3 +212,4 @@ class EmbeddedNetwork:
                 "crypto": "crypto",
             },
         )
+

@@ -17,9 +17,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
-class ServiceError(RuntimeError):
+class NetworkError(RuntimeError):
+    """A network could not be started, inspected or stopped; the message is one clear line for the CLI."""
+
+
+class ServiceError(NetworkError):
     """A service failed to start or stop; the message points at its log."""
 
 
@@ -60,16 +65,30 @@ def pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process not yet reaped by its parent (e.g. init after `kill -9`); Linux /proc, else False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].startswith(("Z", "X"))
 
 
 @dataclass
 class Service:
+    """One background process of a network. `ports` are the listeners it binds when it starts,
+    so a restart can check exactly those (and no others) are free first."""
+
     name: str
     argv: Sequence[str]
     run_dir: Path
     log_dir: Path
     env: Mapping[str, str] | None = None
+    ports: Sequence[int] = ()
+    host: str = "127.0.0.1"
 
     @property
     def pid_file(self) -> Path:
@@ -88,6 +107,16 @@ class Service:
     def running(self) -> bool:
         pid = self.pid()
         return pid is not None and pid_alive(pid)
+
+    def state(self) -> str:
+        """running; exited (its pid file is left: it crashed or was killed, `up` restarts it); or stopped."""
+        if self.running():
+            return "running"
+        return "exited" if self.pid_file.exists() else "stopped"
+
+    def describe(self) -> dict[str, Any]:
+        state = self.state()
+        return {"running": state == "running", "state": state, "pid": self.pid(), "log": str(self.log_file)}
 
     def start(self, ready_timeout: float = 60.0) -> int:
         if self.running():
