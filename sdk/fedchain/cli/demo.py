@@ -55,32 +55,44 @@ def _say(msg: str) -> None:
 
 
 def _ensure_network(directory: Path, base_port: int):
-    """(network config, embedded network the demo started or None)."""
+    """(network config, the network the demo started and stops again at the end, or None).
+
+    A running network (any backend) is used as is; a partly running one gets what is down
+    started (e.g. a crashed MPC node) and stays up; a stopped one is started; a new folder gets
+    an embedded network on free ports.
+    """
     from fedchain.netconfig import load_network
+    from fedchain.netctl.backend import detect_kind, open_backend
     from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
     from fedchain.netctl.process import port_is_free
 
-    if (directory / "fabric.json").is_file() or ((directory / "network.json").is_file()
-                                                 and not (directory / "embedded.json").is_file()):
-        return load_network(directory), None  # a real Fabric network (or one run elsewhere): use as is
-    net = EmbeddedNetwork(directory, EmbeddedSettings(base_port=base_port))
-    status = net.status()
-    if status and all(s["running"] for s in status.values()):
-        _say(f"using the embedded network running in {directory}")
-        return load_network(directory), None
-    if any(s["running"] for s in status.values()):
-        raise RuntimeError(f"the network in {directory} is partly running; run `fedchain network down --dir "
-                           f"{directory}` first")
-    if not (directory / "embedded.json").is_file():
+    kind = detect_kind(directory)
+    if kind is None and (directory / "network.json").is_file():
+        return load_network(directory), None  # a network run elsewhere: use as is
+
+    def progress(msg: str) -> None:
+        _say(f"  - {msg}")
+
+    if kind is not None:
+        net = open_backend(directory)
+        status = net.status()
+        if status and all(s["running"] for s in status.values()):
+            _say(f"using the network running in {directory}")
+            return load_network(directory), None
+        if any(s["running"] for s in status.values()):
+            _say(f"the network in {directory} is partly running: starting what is down")
+            net.up(progress=progress)
+            return load_network(directory), None
+    else:
         base = base_port
         while not all(port_is_free("127.0.0.1", base + k) for k in range(30)):
             base += 100
         if base != base_port:
             _say(f"ports {base_port}.. are busy; using {base}..")
         net = EmbeddedNetwork(directory, EmbeddedSettings(base_port=base))
-    _say(f"starting the embedded network in {directory}")
+    _say(f"starting the network in {directory}")
     t0 = time.perf_counter()
-    net.up(progress=lambda m: _say(f"  - {m}"))
+    net.up(progress=progress)
     _say(f"network up in {time.perf_counter() - t0:.1f} s")
     return load_network(directory), net
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from fedchain.fabricnet.layout import FabricLayout, StateFile
-from fedchain.fabricnet.procs import CommandError, run_command
+from fedchain.fabricnet.procs import run_command
 from fedchain.fabricnet.readiness import wait_until_usable
 from fedchain.fabricnet.settings import FabricSettings
 from fedchain.identity import Consortium
@@ -151,12 +151,10 @@ class ComposeNetwork:
                 progress(f"starting MPC node containers: {', '.join(mpc)}")
                 self._compose("up", "-d", "--no-deps", *mpc, what="docker compose up (MPC nodes)")
                 started += mpc
-        except BaseException as exc:
+        except BaseException:
             if started:
                 progress(f"failed: stopping what this call started ({', '.join(started)})")
                 self._compose("stop", *started, what="docker compose stop")
-            if isinstance(exc, CommandError):
-                raise NetworkError(str(exc)) from exc
             raise
         progress("ready")
         return started
