@@ -73,9 +73,10 @@ def add_policy_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 def _policy_file(value: str) -> dict[str, Any]:
+    """@file or an existing file path: its text; anything else is inline JSON."""
     text = value.strip()
-    if not text.startswith("{"):
-        path = Path(text[1:] if text.startswith("@") else text)
+    path = Path(text[1:]) if text.startswith("@") else Path(text)
+    if text.startswith("@") or (not text.startswith(("{", "[")) and (path.is_file() or "/" in text)):
         try:
             text = path.read_text()
         except OSError as exc:

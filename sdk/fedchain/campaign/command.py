@@ -24,7 +24,6 @@ class ArgumentProblem(ValueError):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from fedchain.data import DatasetError
     from fedchain.fl_client import ModelIntegrityError
     from fedchain.gateway import GatewayError
     from fedchain.identity import IdentityError
@@ -32,12 +31,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     from .driver import CampaignError
 
-    return (CampaignError, GatewayError, NetworkConfigError, IdentityError, DatasetError, ModelIntegrityError,
-            TimeoutError, ValueError, OSError, KeyError)
+    return (CampaignError, GatewayError, NetworkConfigError, IdentityError, ModelIntegrityError, TimeoutError,
+            ValueError, OSError, KeyError)
 
 
 def guarded(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command body; expected failures become one line (no traceback) and an exit code."""
+    from fedchain.data import DatasetError
     from fedchain.gateway import GatewayError
     from fedchain.gateway.watermark import LedgerRollback
     from fedchain.verification import PolicyError
@@ -47,7 +47,7 @@ def guarded(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except KeyboardInterrupt:
         say("stopped; `fedchain operator run` again continues from the ledger")
         return 130
-    except (ArgumentProblem, PolicyError) as exc:
+    except (ArgumentProblem, PolicyError, DatasetError) as exc:  # local inputs: nothing was sent
         say(f"error: {exc}")
         return 2
     except LedgerRollback as exc:

@@ -117,6 +117,7 @@ class RoundDriver:
         self._cosine: dict[int, dict[str, Any]] = {}
         self._last: tuple[str, int] | None = None
         self._repeats = 0
+        self._pending: set[int] = set()  # rounds this driver worked on whose end it has not reported yet
 
     # ---------------------------------------------------------------- the loop
     def view(self) -> LedgerView:
@@ -124,10 +125,15 @@ class RoundDriver:
         return read_view(self.fl, self.ledger.reference_published)
 
     def run(self, last_round: int) -> list[RoundResult]:
-        """Steps until round `last_round` has ended; the rounds seen ending, in order."""
+        """Steps until round `last_round` has ended; the rounds this driver worked on, in order, once ended."""
         results: list[RoundResult] = []
         while True:
-            action = next_action(self.view(), last_round)
+            view = self.view()
+            if view.last_round_id in self._pending and view.state in TERMINAL_STATES:
+                # it ended between two steps (fast MPC nodes): still this driver's round to report
+                results.append(self._await(view.last_round_id))
+                continue
+            action = next_action(view, last_round)
             if action.kind == DONE:
                 return results
             result = self.do(action)
@@ -136,6 +142,8 @@ class RoundDriver:
 
     def do(self, action: Action) -> RoundResult | None:
         self._guard(action)
+        if action.kind in (CREATE, PUBLISH_REFERENCE, COLLECT, AWAIT):
+            self._pending.add(action.round_id)
         if action.kind == GENESIS:
             self._genesis()
         elif action.kind == CREATE:
@@ -144,6 +152,7 @@ class RoundDriver:
             self._publish_reference(action.round_id)
         elif action.kind == COLLECT:
             self._collect(action.round_id)
+            return self._await(action.round_id)
         elif action.kind == AWAIT:
             return self._await(action.round_id)
         elif action.kind == STUCK:
@@ -191,7 +200,8 @@ class RoundDriver:
         t0 = time.perf_counter()
         try:
             rnd = self.ledger.create_round(rid, head["model_hash"], self.maker.spec_json, planned.hyperparameters,
-                                           planned.policy, self.settings.deadline_s, self.settings.min_updates)
+                                           planned.policy, self.settings.deadline_s, self.settings.min_updates,
+                                           now=self.clock())
         except Exception:
             if int(self.fl.head()["last_round_id"]) >= rid:  # an earlier run's CreateRound landed meanwhile
                 self.out(f"warning: round {rid} was created meanwhile (by an earlier run?): continuing with it")
@@ -233,7 +243,7 @@ class RoundDriver:
         else:
             reason = self._wait_for_updates(rid)
             if reason is None:
-                return  # closed by an MPC node at its deadline
+                return  # closed by an MPC node at its deadline: waited for next
         t0 = time.perf_counter()
         self.ledger.close_round(rid)
         self._phase(rid, "ledger", time.perf_counter() - t0)
@@ -263,6 +273,7 @@ class RoundDriver:
             self.sleep(min(self.settings.poll_s, max(left, 0.05)))
 
     def _await(self, rid: int) -> RoundResult:
+        self._pending.discard(rid)
         self._started.setdefault(rid, time.perf_counter())
         t0 = time.perf_counter()
         note = None

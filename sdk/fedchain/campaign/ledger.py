@@ -179,10 +179,13 @@ class OperatorLedger:
         return True
 
     def create_round(self, round_id: int, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
-                     policy: dict[str, Any], deadline_s: float, min_updates: int) -> dict[str, Any]:
+                     policy: dict[str, Any], deadline_s: float, min_updates: int,
+                     now: float | None = None) -> dict[str, Any]:
+        """CreateRound with deadline = now (default: this machine's clock) + deadline_s."""
         self.check_ledger()
+        start = time.time() if now is None else now
         body = {"round_id": round_id, "base_model_hash": base_hash, "model_spec": spec, "hyperparameters": hyper,
-                "policy": policy, "min_updates": min_updates, "deadline": round(time.time() + deadline_s, 3)}
+                "policy": policy, "min_updates": min_updates, "deadline": round(start + deadline_s, 3)}
         retry_mvcc(lambda: self.fl.create_round(body), done=lambda: self.state_of(round_id) is not None)
         return self.fl.get_round(round_id)
 

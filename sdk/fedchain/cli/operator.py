@@ -186,6 +186,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and publish it after the round is created")
     p.add_argument("--root-size", type=int, default=200, metavar="N",
                    help="with --root-data: class-balanced samples of its validation split (default 200)")
+    p.add_argument("--no-publish-reference", action="store_true",
+                   help="with --root-data: only declare the reference's hash; publish it later with "
+                        "`fedchain reference publish`")
     p = _cmd(rsub, "show", "GetRound", _round_show)
     p.add_argument("round", type=int)
     _cmd(rsub, "list", "ListRounds", _round_list)
@@ -400,7 +403,10 @@ def _round_create(args: argparse.Namespace) -> int:
                 client, spec_round["round_id"], spec, spec_round.get("hyperparameters"), root, args.root_size)
         rid = spec_round["round_id"]
         print_submit(client.create_round(spec_round), f"CreateRound {rid}")
-        if ref is not None:
+        if ref is not None and args.no_publish_reference:
+            print(f"round {rid} declares reference {ref.sha256}: publish it with `fedchain reference publish "
+                  f"--round {rid} --root-data {args.root_data}` before the round closes", file=sys.stderr)
+        elif ref is not None:
             result = client.publish_reference(rid, ref.vector.astype("<f4").tobytes())
             print(f"PublishReference: tx {result.tx_id} {result.validation_code_name} in block "
                   f"{result.block_number} (reference {ref.sha256})", file=sys.stderr)
