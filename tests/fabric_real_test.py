@@ -1,11 +1,16 @@
-"""The embedded-network round scenario on a REAL Fabric 2.5 network (native binaries, one host).
+"""REAL Fabric 2.5 networks (native binaries, one host): the round scenario, and the operator's path.
 
 Runs only when FABRIC_BIN points at a Fabric release's bin/ (FABRIC_CFG / FABRIC_CCAAS_BUILDER
-default to the release's config/ and builders/ccaas/). Brings the network up with
-fedchain.fabricnet, then drives it exclusively through network.json, the wallet, the gateway
-client and FLClient, as hospitals, MPC nodes and auditors do: genesis, round, submissions,
-close, attestations (quorum -> finalize), model publish and fetch, history, then a restart
-that keeps the ledger.
+default to the release's config/ and builders/ccaas/).
+1. The embedded network's round scenario: brought up with fedchain.fabricnet (no MPC node
+   processes: the test attests by hand), then driven exclusively through network.json, the
+   wallet, the gateway client and FLClient, as hospitals, MPC nodes and auditors do: genesis,
+   round, submissions, close, attestations (quorum -> finalize), model publish and fetch,
+   history, then a restart that keeps the ledger.
+2. What the README tells an operator to type: `network.sh up` (consortium initialised, MPC
+   nodes started, ports from --base-port, endorsement policy ALL), a crashed chaincode server
+   and MPC node restarted alone by `network.sh up`, then `fedchain demo --network D` unchanged
+   and `fedchain audit verify --network D`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from fedchain.fabricnet.preflight import FabricTools
 from fedchain.fabricnet.settings import FabricSettings
 from fedchain.identity import Consortium
 from fedchain.netconfig import load_network
-from fedchain.netctl.process import free_port
+from fedchain.netctl.process import free_port, pid_alive
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _skip_reason() -> str | None:
@@ -59,14 +66,18 @@ def _settings() -> FabricSettings:
     return FabricSettings(
         orderer_port=free_port(), orderer_admin_port=free_port(), orderer_operations_port=free_port(),
         peer_base_port=base, peer_port_step=2, peer_operations_base_port=free_port(), chaincode_port=free_port(),
+        with_mpc=False,  # this scenario attests by hand, as the MPC nodes would
     )
 
 
-def _audit(d) -> subprocess.CompletedProcess:
-    """`fedchain audit verify` as an auditor types it (installed console script)."""
-    fedchain = str(Path(sys.executable).with_name("fedchain"))
-    return subprocess.run([fedchain, "audit", "verify", "--network", str(d)], capture_output=True, text=True,
-                          timeout=300)
+def _fedchain(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed console script, as an operator or auditor types it."""
+    return subprocess.run([str(Path(sys.executable).with_name("fedchain")), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _audit(d, *extra: str) -> subprocess.CompletedProcess:
+    return _fedchain("audit", "verify", "--network", str(d), *extra)
 
 
 def _client(cfg, name: str):
@@ -187,3 +198,67 @@ def test_round_scenario_on_real_fabric(tmp_path):
         for g in gateways:
             g.close()
         fabricnet.down(d)
+
+
+def _network_sh(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run([str(REPO / "network/fabric/scripts/network.sh"), *args], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=REPO)
+
+
+def test_network_sh_up_then_demo_and_audit(tmp_path):
+    from conftest import find_free_port_base
+
+    d = tmp_path / "net"
+    base = find_free_port_base(70)
+    t0 = time.monotonic()
+    up = _network_sh("up", "--network", str(d), "--base-port", str(base), "--policy", "ALL")
+    up_s = time.monotonic() - t0
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "bootstrapping the consortium on the ledger" in up.stderr and "starting mpc2" in up.stderr
+        assert "--signature-policy AND('Org1MSP.peer','Org2MSP.peer','Org3MSP.peer')" in (
+            d / "logs" / "setup.log").read_text()
+        cfg = load_network(d)
+        assert cfg.kind == "fabric" and cfg.gateway.endpoint == f"127.0.0.1:{base + 60}"
+        assert [n.endpoint for n in cfg.mpc_nodes] == [f"127.0.0.1:{base + 10 + i}" for i in range(3)]
+        status = json.loads(_fedchain("network", "status", "--network", str(d), "--json").stdout)
+        assert all(s["running"] for s in status["services"].values()) and len(status["services"]) == 10
+
+        # a crashed chaincode server and MPC node: `up` again restarts exactly those
+        killed = ["chaincode.org2", "mpc1"]
+        for name in killed:  # processes this test started (through network.sh), by their pid
+            os.kill(status["services"][name]["pid"], 9)
+        for name in killed:
+            deadline = time.monotonic() + 10
+            while pid_alive(status["services"][name]["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert _network_sh("status", "--network", str(d)).returncode == 3
+        again = _network_sh("up", "--network", str(d))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "starting only chaincode.org2, mpc1" in again.stderr
+        assert [line for line in again.stderr.splitlines() if line.startswith("  - restarting")] == [
+            f"  - restarting {n} (it had exited; previous output in {d / 'logs' / (n + '.log')})" for n in killed]
+        after = json.loads(_fedchain("network", "status", "--network", str(d), "--json").stdout)["services"]
+        assert all(s["running"] for s in after.values())
+        assert {n: s["pid"] for n, s in after.items() if n not in killed} == {
+            n: s["pid"] for n, s in status["services"].items() if n not in killed}
+
+        # the README's next command, unchanged; every transaction needs all three orgs (policy ALL),
+        # so the restarted chaincode server of Org2 must endorse
+        t1 = time.monotonic()
+        demo = _fedchain("demo", "--network", str(d), "--rounds", "1", "--hospitals", "4", "--malicious", "1",
+                         "--report-dir", str(tmp_path / "report"), "--report-json", str(tmp_path / "report.json"),
+                         timeout=600)
+        demo_s = time.monotonic() - t1
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "using the network running in" in demo.stderr
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert [r["round"] for r in report["rounds"]] == [1] and report["audit"]["ok"]
+        audited = _audit(d)
+        assert audited.returncode == 0, audited.stdout + audited.stderr
+        assert _audit(d, "--policy", "ALL").returncode == 0  # every transaction was endorsed by all three orgs
+        print(f"network.sh up {up_s:.1f} s, demo {demo_s:.1f} s")
+    finally:
+        down = _network_sh("down", "--network", str(d))
+        assert down.returncode == 0, down.stderr
