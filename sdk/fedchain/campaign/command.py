@@ -45,7 +45,7 @@ def guarded(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     try:
         return int(body(args) or 0)
     except KeyboardInterrupt:
-        say("stopped; `fedchain operator run` again continues from the ledger")
+        say("stopped (the ledger is the record: running the command again continues from it)")
         return 130
     except (ArgumentProblem, PolicyError, DatasetError) as exc:  # local inputs: nothing was sent
         say(f"error: {exc}")

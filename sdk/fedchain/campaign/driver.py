@@ -309,4 +309,4 @@ class RoundDriver:
 
 
 def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(float(ts)))
+    return time.strftime("%H:%M:%SZ", time.gmtime(float(ts)))
