@@ -101,7 +101,9 @@ rest = args[1:]
 while rest and rest[0] in ("-f", "--project-directory", "--profile"):
     rest = rest[2:]
 cmd, names = rest[0], [a for a in rest[1:] if not a.startswith("-")]
-if cmd == "ps":
+if cmd == "version":
+    print("Docker Compose version v2.99.0-fake")
+elif cmd == "ps":
     for name, st in state.items():
         print(json.dumps({"Service": name, "State": st}))
 elif cmd == "up":

@@ -135,7 +135,7 @@ def test_compose_backend_starts_only_what_is_down(tmp_path, docker, monkeypatch)
     lines.clear()
     assert ComposeNetwork(d, bootstrap=lambda _d: pytest.fail("bootstrapped twice"), wait=lambda *a: None).up(
         progress=lines.append) == ["mpc1"]
-    assert [c for c in _compose_cmds(docker()[n:]) if c[0] != "ps"] == [["up", "mpc1"]]  # no setup.sh again
+    assert [c for c in _compose_cmds(docker()[n:]) if c[0] not in ("ps", "version")] == [["up", "mpc1"]]  # no setup.sh
     assert any("restarting mpc1 (its container had exited" in line for line in lines)
     assert ComposeNetwork(d).up(progress=lines.append) == [] and "nothing to start" in lines[-1]
 
@@ -153,13 +153,22 @@ def test_compose_failure_stops_what_it_started(tmp_path, docker, monkeypatch):
     assert not any(s["running"] for s in ComposeNetwork(d).status().values())
 
 
-def test_compose_without_docker_is_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("docker_script", "message"), [
+    (None, "error: docker not found on PATH"),
+    ("#!/bin/sh\necho \"unknown shorthand flag: 'f' in -f\" >&2; exit 125\n", "has no compose plugin"),
+])
+def test_compose_without_docker_compose_is_one_line(tmp_path, docker_script, message):
     d = tmp_path / "net"
     write_compose(d, FabricSettings())
-    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if docker_script:  # a docker CLI without the compose plugin
+        (bin_dir / "docker").write_text(docker_script)
+        (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"}
     proc = subprocess.run([sys.executable, "-m", "fedchain.cli.main", "network", "status", "--network", str(d)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ})
-    assert proc.returncode == 1 and proc.stderr.startswith("error: docker not found on PATH")
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
 
 

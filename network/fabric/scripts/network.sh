@@ -16,6 +16,6 @@ cmd=${1:-}
 case "$cmd" in
   up) exec "$python" -m fedchain.cli.main network up --fabric "$@" ;;
   down|status|enroll|compose) exec "$python" -m fedchain.cli.main network "$cmd" "$@" ;;
-  -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 up|down|status|enroll|compose [--network D] [options] (see --help)" >&2; exit 2 ;;
 esac

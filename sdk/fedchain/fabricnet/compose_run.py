@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,19 @@ class ComposeNetwork:
 
     # --- docker compose ------------------------------------------------------------
     def _docker_cmd(self) -> list[str]:
+        """`docker`, once checked to have the compose plugin (a bare docker CLI fails on `compose -f`)."""
         if self._docker:
             return self._docker
         found = shutil.which("docker")
         if not found:
             raise NetworkError("docker not found on PATH: Compose mode needs Docker with the compose plugin "
                                "(or run the network natively: `fedchain network up --fabric`)")
-        return [found]
+        probe = subprocess.run([found, "compose", "version"], capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            raise NetworkError(f"`docker compose` is not available ({found} has no compose plugin): install "
+                               "Docker Compose v2, or run the network natively: `fedchain network up --fabric`")
+        self._docker = [found]
+        return self._docker
 
     def _compose(self, *args: str, what: str, timeout: float = 600.0) -> str:
         argv = [*self._docker_cmd(), "compose", "-f", str(self.compose_file), "--project-directory",
