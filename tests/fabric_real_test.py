@@ -254,7 +254,7 @@ def test_network_sh_up_then_demo_and_audit(tmp_path):
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "using the network running in" in demo.stderr
         report = json.loads((tmp_path / "report.json").read_text())
-        assert [r["round"] for r in report["rounds"]] == [1] and report["audit"]["ok"]
+        assert [r["round"] for r in report["rounds"]] == [1]
         audited = _audit(d)
         assert audited.returncode == 0, audited.stdout + audited.stderr
         assert _audit(d, "--policy", "ALL").returncode == 0  # every transaction was endorsed by all three orgs
