@@ -233,17 +233,50 @@ def test_reference_rules():
     c.reference(who="h1")  # not an operator
     c.reference()  # a second one
     c.tx("operator", "CloseRound", "1")
-    c.reference(rid=1)  # after the close
+    c.reference(rid=1)  # after the close (allowed until a node attests): only "twice" applies
     c.create(2, hyperparameters={"reference_sha256": sha(REFERENCE[:8])})
     c.reference(REFERENCE[:8], rid=2)  # the declared bytes, but not 4 x param_count of them
     assert c.problems() == [
         "PublishReference committed for a creator with role 'hospital' (allowed: ['operator'])",
         "reference of round 1 published twice",
-        "reference published for round 1 while CLOSED",
         "reference of round 1 published twice",
         "round 2 created while an earlier round was still open",
         f"reference of round 2 has 8 bytes; a float32 vector of {PARAMS} parameters has {4 * PARAMS}",
     ]
+
+
+def test_a_reference_after_an_attestation_is_reported_and_a_late_one_before_is_not():
+    c = Chain()
+    c.setup()
+    c.create()
+    c.update("h1")
+    c.tx("operator", "CloseRound", "1")
+    c.reference()  # CLOSED, nobody attested yet: the declared hash was fixed by CreateRound
+    assert c.problems() == []
+    c = Chain()
+    c.setup()
+    c.create()
+    c.update("h1")
+    c.tx("operator", "CloseRound", "1")
+    c.tx("mpc0", "AttestResult", {"round_id": 1, "model_hash": sha(GENESIS), "accepted": [],
+                                  "rejected": {"h1": "no_reference"}, "report_hash": "ab" * 32,
+                                  "outcome": "too_few_accepted"})
+    c.reference()
+    assert c.problems() == ["reference published for round 1 while CLOSED after an attestation"]
+
+
+def test_a_round_failed_for_want_of_a_reference_is_not_a_cosine_finding():
+    c = Chain()
+    c.setup()
+    c.tx("operator", "CreateRound", {"round_id": 1, "base_model_hash": sha(GENESIS), "model_spec": {"param_count": PARAMS},
+                                     "deadline": (T0 + dt.timedelta(seconds=DEADLINE)).timestamp(), "min_updates": 1})
+    c.update("h1")
+    c.tx("operator", "CloseRound", "1")
+    att = {"round_id": 1, "model_hash": sha(GENESIS), "accepted": [], "rejected": {"h1": "no_reference"},
+           "report_hash": "ab" * 32, "outcome": "too_few_accepted"}
+    c.tx("mpc0", "AttestResult", att)
+    c.tx("mpc1", "AttestResult", att)
+    assert c.problems() == []
 
 
 def test_a_cosine_round_attested_without_a_reference_is_reported():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cc_support import PARAM_COUNT, REFERENCE, b64, closed_world, open_world
+from cc_support import GENESIS, PARAM_COUNT, REFERENCE, b64, closed_world, open_world
 
 
 def test_reference_round_trip_and_refusals():
@@ -22,11 +22,30 @@ def test_reference_round_trip_and_refusals():
     w.refused(op, "PublishReference", "1", b64(REFERENCE), status=409, contains="already published")
 
 
-def test_reference_needs_an_open_round_that_declared_it():
-    w = closed_world()
-    w.refused(w.operator, "PublishReference", "1", b64(REFERENCE), status=409, contains="only while OPEN")
+def test_reference_needs_a_round_that_declared_it_and_is_not_attested_yet():
+    w = closed_world()  # closed_world publishes its reference while OPEN
+    w.refused(w.operator, "PublishReference", "1", b64(REFERENCE), status=409, contains="already published")
     w2 = open_world(publish_reference=False)
     w2.refused(w2.operator, "PublishReference", "7", b64(REFERENCE), status=404, contains="no round 7")
+
+
+def test_reference_may_follow_the_close_until_a_node_attests():
+    """An operator restarted after an MPC node closed the round at its deadline can still publish the
+    declared reference (its hash was fixed at CreateRound); once a node attested, it is too late."""
+    w = open_world(publish_reference=False)
+    for name, ident in w.hospitals.items():
+        w.ok(ident, "SubmitUpdate", w.update(1, name))
+    w.ok(w.operator, "CloseRound", "1")
+    w.ok(w.operator, "PublishReference", "1", b64(REFERENCE))
+
+    late = open_world(publish_reference=False)
+    for name, ident in late.hospitals.items():
+        late.ok(ident, "SubmitUpdate", late.update(1, name))
+    late.ok(late.operator, "CloseRound", "1")
+    att = {**late.attestation(1, GENESIS, [], {h: "no_reference" for h in late.hospitals}),
+           "outcome": "too_few_accepted"}
+    late.ok(late.mpc[0], "AttestResult", att)
+    late.refused(late.operator, "PublishReference", "1", b64(REFERENCE), status=409, contains="attested")
 
 
 def test_reference_must_be_a_float32_vector_of_the_model_size():

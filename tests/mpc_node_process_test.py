@@ -179,13 +179,29 @@ def test_accepted_below_the_policy_floor_is_never_published(setup, monkeypatch):
     assert att["model_hash"] == BASE_HASH and att["outcome"] == "too_few_accepted"
 
 
+def test_cosine_without_a_declared_reference_fails_the_round_instead_of_wedging_it(setup):
+    """No reference_sha256 at CreateRound: none can ever come, so every update is rejected (no_reference)
+    and the round ends FAILED with the base model, at every node alike; no MPC run."""
+    world, stores, procs, fake = setup
+    world.ledger.rounds[1]["policy"] = {"cosine_enabled": True}
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", seed=1)
+    world.ledger.close_round(1)
+    assert [p.process(1) for p in procs[:2]] == [ATTESTED, ATTESTED]
+    atts = world.ledger.attestations[1]
+    assert atts["mpc0"]["rejected"] == {"hosp0": "no_reference", "hosp1": "no_reference"}
+    assert atts["mpc0"]["accepted"] == [] and atts["mpc0"]["outcome"] == "too_few_accepted"
+    claim = ("model_hash", "accepted", "rejected", "outcome")
+    assert atts["mpc0"]["model_hash"] == BASE_HASH
+    assert {k: atts["mpc1"][k] for k in claim} == {k: atts["mpc0"][k] for k in claim}  # reports differ per node
+    assert fake.jobs == []
+
+
 def test_cosine_needs_a_matching_reference(setup, tmp_path):
     world, stores, procs, fake = setup
     world.ledger.rounds[1]["policy"] = {"cosine_enabled": True}
     deliver(world, stores, "hosp0")
     world.ledger.close_round(1)
-    with pytest.raises(RoundError, match="reference_sha256"):
-        procs[0].process(1)
     ref = np.linspace(0, 1, DIM).astype(np.float32).astype(np.float64)
     sha = hashlib.sha256(ref.astype("<f4").tobytes()).hexdigest()
     world.ledger.rounds[1]["hyperparameters"] = {"reference_sha256": sha}

@@ -46,8 +46,11 @@ ROUNDS = 2
     (LedgerView(True, 1, "OPEN", reference_declared=False, cosine_enabled=False), COLLECT, 1),
     (LedgerView(True, 1, "OPEN", reference_declared=False, cosine_enabled=True), STUCK, 1),
     (LedgerView(True, 1, "CLOSED", reference_declared=True, reference_published=True, submitted=3), AWAIT, 1),
-    (LedgerView(True, 1, "CLOSED", reference_declared=True, reference_published=False, submitted=0), AWAIT, 1),
-    (LedgerView(True, 1, "CLOSED", reference_declared=True, reference_published=False, submitted=2), STUCK, 1),
+    (LedgerView(True, 1, "CLOSED", reference_declared=True, reference_published=False, submitted=0),
+     PUBLISH_REFERENCE, 1),
+    (LedgerView(True, 1, "CLOSED", reference_declared=True, reference_published=False, submitted=2),
+     PUBLISH_REFERENCE, 1),
+    (LedgerView(True, 1, "CLOSED", reference_declared=False, cosine_enabled=True, submitted=2), AWAIT, 1),
     (LedgerView(True, 1, "CLOSED", reference_declared=True, cosine_enabled=False, submitted=2), AWAIT, 1),
     (LedgerView(True, 1, "FINALIZED"), CREATE, 2),
     (LedgerView(True, 1, "FAILED"), CREATE, 2),
@@ -83,8 +86,9 @@ class Ledger:
         resp, code = self.w.call(self.who, fn, *args)
         if resp.status != 200:
             raise RuntimeError(f"{fn}: chaincode response {resp.status}, {resp.message}")
-        if fn == "CloseRound":
-            mpc_nodes_finish(self.w, int(args[0]))
+        if fn == "CloseRound" or (fn == "PublishReference" and self.w.ok(self.w.operator, "GetRound",
+                                                                          str(args[0]))["state"] == "CLOSED"):
+            mpc_nodes_finish(self.w, int(args[0]))  # (the nodes of a CLOSED round wait for its reference)
         if self.kill_at == (self.submits, "after"):
             raise Killed(fn)
         return SimpleNamespace(result=resp.payload, validation_code_name=code, tx_id="t", block_number=0)
@@ -214,14 +218,20 @@ def test_other_root_data_cannot_publish_a_reference_and_says_so():
         d.run(ROUNDS)
 
 
-def test_a_round_closed_with_updates_but_no_reference_is_reported_not_waited_for():
+def test_a_round_closed_before_its_reference_gets_it_from_the_restarted_operator():
+    """The operator died between CreateRound and PublishReference; an MPC node closed the round at its
+    deadline with updates. The contract takes the declared reference until a node attests, so the
+    restarted operator publishes it and the campaign finishes (before issue 11's fix: wedged)."""
     w = fresh_world()
     with pytest.raises(Killed):
         driver(w, kill_at=(3, "before")).run(ROUNDS)
     hospitals_submit(w)
-    w.ok(w.operator, "CloseRound", "1")  # e.g. an MPC node at the deadline, with no simulated attestations
-    with pytest.raises(CampaignError, match="closed with 3 update.*before its FLTrust reference was published"):
-        driver(w).run(ROUNDS)
+    w.ok(w.operator, "CloseRound", "1")  # e.g. an MPC node at the deadline; the nodes wait for the reference
+    results = driver(w).run(ROUNDS)
+    assert [r.round_id for r in results][-1] == ROUNDS
+    assert w.ok(w.auditor, "GetReference", "1")["sha256"] == w.ok(w.auditor, "GetRound", "1")[
+        "hyperparameters"]["reference_sha256"]
+    assert w.ok(w.auditor, "GetRound", "1")["state"] == "FINALIZED"
 
 
 def test_an_open_round_closes_at_its_deadline_with_what_arrived():

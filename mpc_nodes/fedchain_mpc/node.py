@@ -56,6 +56,7 @@ from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, 
 log = logging.getLogger(__name__)
 
 MISSING_SHARE = "missing_share"
+NO_REFERENCE = "no_reference"  # the round's policy checks cosine similarity but it declared no reference
 DONE = (PUBLISHED, "disputed", "round_failed")  # round_failed: the ledger's FAILED (not a local run failure)
 
 
@@ -74,6 +75,10 @@ class RoundContext:
     data_dir: Path
     reference_dir: Path | None = None
     holdings_timeout_s: float = 120.0
+
+
+def _needs_reference(rnd: dict[str, Any]) -> bool:
+    return bool((rnd.get("policy") or {}).get("cosine_enabled", True))
 
 
 def sha256_hex(data: bytes) -> str:
@@ -227,6 +232,13 @@ class RoundProcessor:
             return
         updates = self.ledger.get_updates(round_id)
         present, rejected = self.agreed_inputs(round_id, updates)
+        if present and _needs_reference(rnd) and not (rnd.get("hyperparameters") or {}).get("reference_sha256"):
+            # no reference can ever come (none was declared at CreateRound): no update can be judged, so the
+            # round fails (the base model stays) instead of staying CLOSED forever; every node decides alike
+            log.error("round %d checks cosine similarity but declares no reference_sha256: rejecting its %d "
+                      "update(s) as %s", round_id, len(present), NO_REFERENCE)
+            rejected.update({u["hospital"]: NO_REFERENCE for u in present})
+            present = []
         run_dir = self._dir("runs", round_id)
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         base_path = self._base_model(rnd, run_dir)

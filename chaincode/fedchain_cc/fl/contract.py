@@ -336,8 +336,11 @@ class FLContract(Chaincode):
         round_id = v.round_id(params[0])
         data = v.model_bytes(params[1], cons["max_model_bytes"])
         rnd = self._round(tx, round_id)
-        if rnd["state"] != OPEN:
-            raise ContractError(f"round {round_id} is {rnd['state']}; a reference is published only while OPEN", 409)
+        # CLOSED too, until a node attests: the hash was fixed by CreateRound, so publishing late changes
+        # nothing the verdicts depend on, and an operator restarted after the deadline can still unblock it
+        if rnd["state"] not in (OPEN, CLOSED) or rnd["attestations"]:
+            raise ContractError(f"round {round_id} is {rnd['state']}{' and attested' if rnd['attestations'] else ''}; "
+                                f"a reference is published only while OPEN or CLOSED before any attestation", 409)
         want = (rnd.get("hyperparameters") or {}).get("reference_sha256")
         if not want:
             raise ContractError(f"round {round_id} declares no hyperparameters.reference_sha256", 409)

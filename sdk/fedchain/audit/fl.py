@@ -14,7 +14,7 @@ endorsed read/write sets committed to (the peers' world state is not trusted her
   transaction stamped at or past deadline + max_clock_skew_s (back-dated);
 * closing: operators any time, MPC nodes from the deadline, anyone else from deadline +
   max_clock_skew_s;
-* the FLTrust reference: published by an operator while OPEN, once, hashing to the round's
+* the FLTrust reference: published by an operator while OPEN (or CLOSED before any attestation), once, hashing to the round's
   hyperparameters.reference_sha256, 4 x param_count bytes; a round checking cosine similarity
   that was attested without one is reported;
 * attestation quorums over the claim (model_hash, accepted set, outcome), the privacy floor (an
@@ -41,6 +41,7 @@ OUTCOMES = ("ok", "too_few_accepted", "aggregate_out_of_range")
 DEFAULT_MIN_ACCEPTED = 3  # the chaincode's default when InitConsortium names none
 DEFAULT_MAX_CLOCK_SKEW_S = 900  # the chaincode's default: Fabric's proposal time window
 DISPUTE_DIFFER = "attestations differ"
+UNJUDGED_REASONS = ("no_reference", "missing_share")  # rejected before any check ran (MPC node rules)
 
 ROLE_OF_FUNCTION = {
     "InitConsortium": {"operator"},
@@ -296,8 +297,10 @@ class FLAuditor:
         got = hashlib.sha256(data).hexdigest() if data is not None else None
         created = rnd.created or {}
         want, param_count = created.get("reference_sha256"), created.get("param_count")
-        if rnd.state != "OPEN":
-            self._find(rec, f"reference published for round {rid} while {rnd.state}")
+        if rnd.state not in ("OPEN", "CLOSED") or rnd.attestations:
+            # CLOSED is fine until a node attests: the hash was fixed by CreateRound
+            self._find(rec, f"reference published for round {rid} while {rnd.state}"
+                            f"{' after an attestation' if rnd.attestations else ''}")
         if rnd.reference is not None:
             self._find(rec, f"reference of round {rid} published twice")
         if not want:
@@ -315,7 +318,11 @@ class FLAuditor:
         """Cosine verdicts are only as good as the reference they compared with: it must be on the ledger."""
         if rnd.round_id <= 0 or not (rnd.created or {}).get("cosine_enabled") or not rnd.attestations:
             return
-        if rnd.reference is None:
+        # a round whose every update was rejected without being judged (no reference declared, share missing)
+        # had no cosine verdicts at all
+        judged = any(a["key"][1] or any(r not in UNJUDGED_REASONS for r in a["rejected"].values())
+                     for a in rnd.attestations.values())
+        if rnd.reference is None and judged:
             first = min(rnd.attestations.values(), key=lambda a: a["block"])
             self.result.findings.append(Finding(first["block"], first["tx_id"], (
                 f"round {rnd.round_id} checks cosine similarity (policy cosine_enabled) and was attested, but no "

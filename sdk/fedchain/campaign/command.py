@@ -273,9 +273,9 @@ def reference_publish(args: argparse.Namespace) -> int:
         if want and ledger.reference_published(args.round):
             print(f"round {args.round}: reference {want} is already published")
             return 0
-        if rnd["state"] != "OPEN":
+        if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
             raise ValueError(f"round {args.round} is {rnd['state']}: a reference is accepted only while a round is "
-                             "OPEN")
+                             "OPEN or CLOSED before any MPC node attested it")
         base = ledger.fl.get_model(int(rnd["base_round_id"]))
         if base["sha256"] != rnd["base_model_hash"]:
             raise ValueError(f"the ledger's model of round {rnd['base_round_id']} is {base['sha256']}, the round's "

@@ -223,7 +223,8 @@ class RoundDriver:
         try:
             ref = self.maker.reproduce(rnd, self._base_model(int(rnd["base_round_id"]), rnd["base_model_hash"]))
         except ReferenceMismatch as exc:
-            raise CampaignError(f"round {rid} is OPEN without its reference, and this operator cannot recompute it: "
+            raise CampaignError(f"round {rid} is {rnd['state']} without its reference, and this operator cannot "
+                                f"recompute it: "
                                 f"{exc}. Publish it with `fedchain reference publish --round {rid} --root-data F` "
                                 f"and the root file it was made with, or close it (`fedchain round close {rid}`)"
                                 ) from None

@@ -19,7 +19,7 @@ from fedchain.fl_client import TERMINAL_STATES
 
 GENESIS = "genesis"  # publish the genesis model
 CREATE = "create"  # CreateRound (+ its reference)
-PUBLISH_REFERENCE = "publish_reference"  # the round is OPEN but its declared reference is not on the ledger
+PUBLISH_REFERENCE = "publish_reference"  # OPEN or CLOSED (unattested) but its declared reference is not on the ledger
 COLLECT = "collect"  # OPEN with its reference: wait for updates or the deadline, then close
 AWAIT = "await"  # CLOSED: wait for the MPC nodes (FINALIZED, FAILED or DISPUTED)
 DONE = "done"  # round N (or a later one) has ended
@@ -68,11 +68,11 @@ def next_action(view: LedgerView, last_round: int) -> Action:
                                       "--root-data F`")
         return Action(COLLECT, rid)
     if view.state == "CLOSED":
-        if view.cosine_enabled and view.submitted and not view.reference_published:
-            return Action(STUCK, rid, f"round {rid} was closed with {view.submitted} update(s) before its FLTrust "
-                                      "reference was published (PublishReference is accepted only while a round "
-                                      "is OPEN): the MPC nodes cannot check cosine similarity for it and will "
-                                      "not finish it")
+        if view.cosine_enabled and view.reference_declared and not view.reference_published:
+            # closed (an MPC node at the deadline) before an earlier run published it: the contract takes
+            # the declared reference until a node attests, and the nodes wait for it
+            return Action(PUBLISH_REFERENCE, rid)
+        # cosine on but no reference declared: the nodes reject every update (no_reference), the round FAILS
         return Action(AWAIT, rid)
     return Action(STUCK, rid, f"round {rid} is in an unknown state {view.state!r}")
 
