@@ -293,13 +293,13 @@ class Demo:
 
     def audit(self) -> dict[str, Any]:
         """Re-validate the whole chain from outside, as the consortium's auditor would (fedchain audit verify)."""
-        from fedchain.audit.report import run_audit
+        from fedchain.audit.report import all_findings, run_audit
 
         with self.net.connect("auditor") as gw:
             self.audit_report = run_audit(gw.network(self.net.channel), self.net.chaincode)
-        chain, fl = self.audit_report["chain"], self.audit_report["fl"]
+        chain = self.audit_report["chain"]
         return {"ok": self.audit_report["ok"], "blocks": chain["height"], "transactions": chain["transactions"],
-                "validation_codes": chain["validation_codes"], "findings": chain["findings"] + fl["findings"]}
+                "validation_codes": chain["validation_codes"], "findings": all_findings(self.audit_report)}
 
     def close(self) -> None:
         for c in self.clients.values():
