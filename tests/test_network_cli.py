@@ -165,4 +165,4 @@ def test_enroll_unknown_org_and_bad_name(netdir):
     out = fedchain("network", "enroll", "h2", "--role", "hospital", "--org", "Org3", "--network", str(netdir))
     assert "enrolled h2 (hospital, Org3MSP)" in out.stdout  # an org name works as well as its MSP id
     _one_line_error(fedchain("network", "up", "--fabric", "--network", str(netdir), check=False), 2,
-                    "holds a embedded network")
+                    "already holds the embedded network")

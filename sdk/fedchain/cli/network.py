@@ -167,8 +167,8 @@ def _up(args: argparse.Namespace) -> int:
     existing = detect_kind(directory)
     asked = "fabric" if args.fabric else "compose" if args.compose else None
     if existing and asked and existing != asked:
-        return _error(f"{directory} holds a {LABELS[existing]}; `fedchain network up --network {args.network or directory}`"
-                      f" restarts it (without --{asked}), or choose another folder", 2)
+        return _error(f"{directory} already holds the {LABELS[existing]}; `fedchain network up --network "
+                      f"{args.network or directory}` restarts it (without --{asked}), or choose another folder", 2)
     kind = existing or asked or "devnet"
     try:
         backend = open_backend(directory) if existing else _new_backend(args, directory, kind)
@@ -307,7 +307,7 @@ def _compose(args: argparse.Namespace) -> int:
     directory = network_dir(args.network).resolve()
     kind = detect_kind(directory)
     if kind in ("devnet", "fabric"):
-        return _error(f"{directory} holds a {LABELS[kind]}; generate Compose files in another folder", 2)
+        return _error(f"{directory} already holds the {LABELS[kind]}; generate Compose files in another folder", 2)
     try:
         hosts = dict(_host_entry(h) for h in args.host)
         from fedchain.fabricnet.compose import write_compose
