@@ -120,13 +120,19 @@ def test_hospital_cannot_send_a_share_in_another_hospitals_name(world, node):
     assert code_of(exc) == grpc.StatusCode.INVALID_ARGUMENT and "hospital_id" in str(exc.value)
 
 
-def test_foreign_ca_cannot_connect(world, node, tmp_path):
+def test_foreign_ca_cannot_connect(world, node, tmp_path, monkeypatch):
+    import fedchain.mpc_client as mc
     from fedchain.identity import generate_consortium
+    from fedchain.mpc_client import TLSRejected
 
+    def no_retry(_s: float) -> None:
+        raise AssertionError("a rejected certificate was retried")
+
+    monkeypatch.setattr(mc, "backoff_sleep", no_retry)
     foreign = generate_consortium(tmp_path / "foreign", ("Evil",)).enroll("EvilMSP", "hosp0", "hospital")
-    with pytest.raises(IntakeError) as exc:
-        send(node, foreign, shares_for("hosp0")[0])
-    assert code_of(exc) == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    with pytest.raises(TLSRejected) as exc:  # the TLS handshake fails; named, and never retried
+        submit_share(node.endpoint, foreign, 1, shares_for("hosp0")[0], retries=5)
+    assert str(exc.value).startswith("MPC node 0 rejected this client's certificate: not issued by a consortium CA")
     assert node.store.shares(1) == []
 
 
@@ -172,15 +178,25 @@ def test_element_not_below_p_is_refused(world, node):
 
 
 def test_oversize_message_is_refused(world, tmp_path):
+    from fedchain.mpc_client import SUBMIT_METHOD, ShareSubmission, channel_for
+
     world.ledger.open_round(1, DIM)
+    world.ledger.open_round(2, 10_000)  # 100 kB shares: over this node's own cap
     small = Node(world, 1, tmp_path / "small", max_message_bytes=16 * 1024)
     try:
-        with pytest.raises(IntakeError) as exc:
-            send(small, world.hospitals["hosp0"], b"\0" * 40_000)
-        assert code_of(exc) == grpc.StatusCode.RESOURCE_EXHAUSTED
-        with pytest.raises(IntakeError) as exc:  # under the gRPC cap but too big for the round's dim
+        with pytest.raises(IntakeError) as exc:  # declared size over the round's limit: refused from the header
             send(small, world.hospitals["hosp0"], b"FCSH" + b"\0" * 12_000)
-        assert code_of(exc) == grpc.StatusCode.INVALID_ARGUMENT and "too large" in str(exc.value)
+        assert code_of(exc) == grpc.StatusCode.INVALID_ARGUMENT and "takes shares of at most 8832 bytes" in str(exc.value)
+        with pytest.raises(IntakeError) as exc:  # the node's max_message_bytes caps every round
+            send(small, world.hospitals["hosp0"], b"FCSH" + b"\0" * 20_000, round_id=2)
+        assert code_of(exc) == grpc.StatusCode.INVALID_ARGUMENT and "at most 16384 bytes" in str(exc.value)
+        # one gRPC message over a piece's size (an old unary client, or anyone): gRPC's own cap
+        big = ShareSubmission(version=2, round_id=1, node_index=1, share=b"\0" * (3 << 20)).SerializeToString()
+        with channel_for(small.endpoint, world.hospitals["hosp0"]) as channel:
+            with pytest.raises(grpc.RpcError) as raw:
+                channel.unary_unary(SUBMIT_METHOD)(big, timeout=10)
+        assert raw.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert small.store.shares(1) == [] and small.store.shares(2) == []
     finally:
         small.stop()
 
@@ -245,6 +261,9 @@ def test_send_shares_to_three_nodes(world, tmp_path):
 def test_concurrent_sends_one_share_wins(world, node):
     from concurrent.futures import ThreadPoolExecutor
 
+    from fedchain_mpc.intake import InflightLimiter
+
+    node.intake.limiter = InflightLimiter(6)  # the race itself, not the per-identity bound (intake_limits_test)
     same = shares_for("hosp0")[0]
     with ThreadPoolExecutor(6) as pool:
         receipts = list(pool.map(lambda _: send(node, world.hospitals["hosp0"], same), range(6)))

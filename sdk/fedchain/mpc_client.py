@@ -6,10 +6,15 @@ module and the node service (`fedchain_mpc.wire`) imports them.
 
 Wire format (package `fedchain.mpc.v1`, service `fedchain.mpc.ShareIntake`). No grpcio-tools on
 our machines, so the messages are built from a `FileDescriptorProto` at import time; the
-`.proto` equivalent is `PROTO_SOURCE` below. Pickle-free, versioned (`version` = 1):
+`.proto` equivalent is `PROTO_SOURCE` below. Pickle-free, versioned (`version`, now 2):
 
-- `SubmitShare(ShareSubmission) -> Receipt`: the share file bytes of `fedchain.sharing`
-  (`share_bytes(...)`) plus their SHA-256 (checked by the node, guards against corruption).
+- `SubmitShare(stream ShareSubmission) -> Receipt`: a client stream. The first message is a
+  header (version, round_id, node_index, sha256 and size of the share file, no share bytes);
+  the share file bytes of `fedchain.sharing` (`share_bytes(...)`) follow in pieces of at most
+  CHUNK_BYTES. Why a stream: a node checks the caller, the round and the declared size against
+  the round's dimension before it reads a single share byte, gRPC refuses any one message over
+  a piece's size before buffering it, and the node stops reading the moment a sender goes past
+  its declared size, so no sender can make a node buffer more than the round allows.
   The hospital is the TLS client certificate (its enrolment certificate), never a field.
 - `GetHoldings(HoldingsRequest) -> Holdings`: MPC nodes only; which (hospital, sha256) a node
   holds for a sealed round, so all nodes agree on the same hospital list before a run.
@@ -17,6 +22,10 @@ our machines, so the messages are built from a `FileDescriptorProto` at import t
 A receipt is a canonical-JSON statement {kind, node, node_index, round_id, hospital, sha256,
 size, received_at} signed (ECDSA P-256, low-S) by the node's enrolment identity, plus that
 identity (msp.SerializedIdentity). The same share sent twice yields the same receipt bytes.
+
+Retries: only a node that is unreachable or busy (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED
+marked retryable by the node) is retried; refusals (bad round, closed round, bad share, TLS
+certificate not trusted) are permanent and raise at once with the node's message.
 """
 
 from __future__ import annotations
@@ -37,26 +46,31 @@ from fedchain.identity import Identity, IdentityError, SigningIdentity
 
 log = logging.getLogger(__name__)
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 SERVICE = "fedchain.mpc.ShareIntake"
 SUBMIT_METHOD = f"/{SERVICE}/SubmitShare"
 HOLDINGS_METHOD = f"/{SERVICE}/GetHoldings"
 RECEIPT_KIND = "fedchain.mpc.share_receipt"
 MiB = 1024 * 1024
-# A share at d = 1M parameters is 16 MiB (two uint64 per element) plus a small header.
+# A share file is 10 bytes per element (a uint16 and a uint64) plus a small header: 10 MB at d = 1M.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+CHUNK_BYTES = 1 * MiB  # share bytes per SubmitShare stream message
+MESSAGE_SLACK = 16 * 1024  # protobuf framing and header fields on top of a piece
+MAX_ROUND_ID = 10**12  # the FL chaincode's range for round ids is [1, MAX_ROUND_ID] (fedchain_cc.fl.validate)
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Trailing metadata a node sets on a refusal worth retrying later (it is busy, not refusing the share).
+RETRY_HINT_KEY = "fedchain-retryable"
 
 PROTO_SOURCE = """
 syntax = "proto3";
 package fedchain.mpc.v1;
 message ShareSubmission { uint32 version = 1; uint64 round_id = 2; uint32 node_index = 3;
-                          bytes share = 4; string sha256 = 5; }
+                          bytes share = 4; string sha256 = 5; uint64 size = 6; }
 message Receipt { bytes statement = 1; bytes signature = 2; bytes signer = 3; }
 message HoldingsRequest { uint32 version = 1; uint64 round_id = 2; }
 message Holding { string hospital = 1; string sha256 = 2; }
 message Holdings { uint64 round_id = 1; uint32 node_index = 2; repeated Holding holdings = 3; }
-service ShareIntake { rpc SubmitShare(ShareSubmission) returns (Receipt);
+service ShareIntake { rpc SubmitShare(stream ShareSubmission) returns (Receipt);
                       rpc GetHoldings(HoldingsRequest) returns (Holdings); }
 """
 
@@ -76,7 +90,7 @@ def _build_messages() -> dict[str, type]:
 
     message("ShareSubmission", [("version", 1, F.TYPE_UINT32, None, False), ("round_id", 2, F.TYPE_UINT64, None, False),
                                 ("node_index", 3, F.TYPE_UINT32, None, False), ("share", 4, F.TYPE_BYTES, None, False),
-                                ("sha256", 5, F.TYPE_STRING, None, False)])
+                                ("sha256", 5, F.TYPE_STRING, None, False), ("size", 6, F.TYPE_UINT64, None, False)])
     message("Receipt", [("statement", 1, F.TYPE_BYTES, None, False), ("signature", 2, F.TYPE_BYTES, None, False),
                         ("signer", 3, F.TYPE_BYTES, None, False)])
     message("HoldingsRequest", [("version", 1, F.TYPE_UINT32, None, False), ("round_id", 2, F.TYPE_UINT64, None, False)])
@@ -104,12 +118,16 @@ class ReceiptError(Exception):
 class IntakeError(Exception):
     """A node refused a share (or stayed unreachable); carries the gRPC status code and the node's message."""
 
-    def __init__(self, node_index: int, code: grpc.StatusCode | None, message: str) -> None:
+    def __init__(self, node_index: int, code: grpc.StatusCode | None, message: str, *, text: str | None = None) -> None:
         name = code.name if code is not None else "ERROR"
-        super().__init__(f"MPC node {node_index}: {name}: {message}")
+        super().__init__(text or f"MPC node {node_index}: {name}: {message}")
         self.node_index = node_index
         self.code = code
         self.details = message
+
+
+class TLSRejected(IntakeError):
+    """The mutual-TLS handshake failed: one side does not trust the other's certificate. Never retried."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -231,20 +249,66 @@ def channel_for(node: NodeEndpoint, identity: SigningIdentity,
     return grpc.secure_channel(node.endpoint, creds, options=opts)
 
 
-def _call_with_retries(call: Callable[[], bytes], node_index: int, retries: int, backoff_s: float,
-                       sleep: Callable[[float], None] = time.sleep) -> bytes:
+def _tls_failure(node_index: int, details: str) -> str | None:
+    """What a failed TLS handshake means, in words, from what grpc reports (None: not a TLS failure).
+
+    Why guess from the text: grpc has no status code for it. TLS 1.3 finishes the client's side of
+    the handshake before the node checks the client certificate, so a node that does not trust the
+    certificate just closes the connection: the client sees "Socket closed" while connecting.
+    """
+    low = details.lower()
+    if "failed to connect" in low and ("socket closed" in low or "connection reset" in low):
+        return (f"MPC node {node_index} rejected this client's certificate: not issued by a consortium CA "
+                f"(or expired); the node closed the connection during the TLS handshake")
+    if "certificate_verify_failed" in low or "handshake failed" in low:
+        return (f"MPC node {node_index}'s TLS certificate is not trusted: it is not issued by the CA in "
+                f"network.json's tls_root_cert for this node ({details})")
+    if "peer name" in low and "not in peer certificate" in low:
+        return f"MPC node {node_index}'s TLS certificate is for another host name ({details})"
+    return None
+
+
+def _retryable(exc: grpc.RpcError) -> bool:
+    """Only an unreachable, slow or busy node is worth asking again; every other refusal is permanent."""
+    code = exc.code() if hasattr(exc, "code") else None
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailers = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+        return any(k == RETRY_HINT_KEY for k, _ in trailers or ())
+    return code in RETRYABLE
+
+
+def backoff_sleep(seconds: float) -> None:
+    """The wait between attempts (a module function so tests can count retries by replacing it)."""
+    time.sleep(seconds)
+
+
+def _call_with_retries(call: Callable[[], bytes], node_index: int, retries: int, backoff_s: float) -> bytes:
     attempt = 0
     while True:
         try:
             return call()
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            if code not in RETRYABLE or attempt >= retries:
-                raise IntakeError(node_index, code, details or "") from None
+            details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
+            tls = _tls_failure(node_index, details) if code == grpc.StatusCode.UNAVAILABLE else None
+            if tls is not None:
+                raise TLSRejected(node_index, code, details, text=tls) from None
+            if not _retryable(exc) or attempt >= retries:
+                raise IntakeError(node_index, code, details) from None
             attempt += 1
-            log.info("MPC node %d: %s, retrying (attempt %d of %d)", node_index, code.name, attempt, retries)
-            sleep(backoff_s * 2 ** (attempt - 1))
+            log.info("MPC node %d: %s, retrying (attempt %d of %d)", node_index, code.name if code else "?",
+                     attempt, retries)
+            backoff_sleep(backoff_s * 2 ** (attempt - 1))
+
+
+def submission_messages(round_id: int, node_index: int, share: bytes) -> list[bytes]:
+    """The SubmitShare stream for one share: a header (sizes and hash), then the bytes in pieces."""
+    header = ShareSubmission(version=WIRE_VERSION, round_id=round_id, node_index=node_index,
+                             sha256=sha256_hex(share), size=len(share)).SerializeToString()
+    view = memoryview(share)
+    pieces = [ShareSubmission(share=bytes(view[i:i + CHUNK_BYTES])).SerializeToString()
+              for i in range(0, len(share), CHUNK_BYTES)]
+    return [header, *pieces]
 
 
 def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, share: bytes, *,
@@ -252,12 +316,10 @@ def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, s
                  trust: Callable[[Identity, int], None] | None = None) -> ShareReceipt:
     """Send one share to one node; returns its verified receipt. Re-sending the same share is safe."""
     digest = sha256_hex(share)
-    request = ShareSubmission(version=WIRE_VERSION, round_id=round_id, node_index=node.index, share=share,
-                              sha256=digest).SerializeToString()
+    messages = submission_messages(round_id, node.index, share)
     with channel_for(node, identity) as channel:
-        rpc = channel.unary_unary(SUBMIT_METHOD, request_serializer=None, response_deserializer=None)
-        raw = _call_with_retries(lambda: rpc(request, timeout=timeout_s), node.index,
-                                 retries, backoff_s)
+        rpc = channel.stream_unary(SUBMIT_METHOD, request_serializer=None, response_deserializer=None)
+        raw = _call_with_retries(lambda: rpc(iter(messages), timeout=timeout_s), node.index, retries, backoff_s)
     return verify_receipt(raw, round_id=round_id, sha256=digest, node_index=node.index, hospital=hospital,
                           trust=trust)
 
