@@ -189,3 +189,25 @@ def test_an_unreadable_live_state_is_a_finding_not_a_crash(world):
     compared, findings = compare_world_state(Down(), chain.transactions, "fedchain")
     assert compared == 0 and [(f.block, f.problem) for f in findings] == [
         (-1, "could not read the world state from the live network: ConnectionError: gateway unreachable")]
+
+
+def test_a_transaction_committed_during_the_state_queries_is_no_false_finding(world):
+    """A late attestation commits after the audit fetched the blocks but before it reads the state: the
+    state is then newer than the audited chain. The audit notices the height moved, fetches the new
+    blocks and compares again (before: a false 'differs from the chain's write sets' finding)."""
+    finish(world, ["h1", "h2"])
+    late = {"round_id": 1, "model_hash": hashlib.sha256(GENESIS).hexdigest(), "accepted": ["h1", "h2"],
+            "rejected": {}, "report_hash": "ab" * 32}
+    real_evaluate = World.evaluate
+    committed = []
+
+    def evaluate_racing_a_commit(self, fn: str, *args: str) -> bytes:
+        if not committed:  # the first state query: mpc2's attestation lands just before it
+            committed.append(True)
+            self.submit("mpc2", "AttestResult", late)
+        return real_evaluate(self, fn, *args)
+
+    world.evaluate = evaluate_racing_a_commit.__get__(world)
+    report = run_audit(FakeNetwork(world))
+    assert committed and report["state"]["findings"] == [] and report["ok"], report["state"]
+    assert report["chain"]["height"] == len(world.ch.blocks)  # the late block was audited too

@@ -22,22 +22,39 @@ from fedchain.audit.timeline import DEFAULT_TOLERANCE_S, backwards_timestamps
 
 def run_audit(network: Any, chaincode: str = "fedchain", policy: str | list[str] = "MAJORITY",
               progress: bool = False, *, checkpoints: Mapping[int, str] | None = None,
-              time_tolerance_s: float = DEFAULT_TOLERANCE_S, compare_state: bool = True) -> dict[str, Any]:
+              time_tolerance_s: float = DEFAULT_TOLERANCE_S, compare_state: bool = True,
+              max_catch_up: int = 5) -> dict[str, Any]:
     """Fetch every block with qscc (as any client can), verify chain + FL protocol, then compare the
-    live world state with the one the chain's write sets give."""
+    live world state with the one the chain's write sets give.
+
+    The network keeps committing while we read (a late attestation): the state is compared only when
+    the chain height was the same before and after the state queries, i.e. the live state is exactly
+    the blocks audited; otherwise the new blocks are fetched and the comparison is repeated."""
     from fedchain.gateway import qscc
 
-    height = qscc.chain_info(network).height
-    blocks = qscc.blocks(network, 0, height)
-    if progress:
-        from tqdm import tqdm
+    auditor = ChainAuditor(policies={chaincode: policy}, checkpoints=checkpoints)
+    height, state = 0, None
+    for _ in range(max_catch_up):
+        target = qscc.chain_info(network).height
+        blocks = qscc.blocks(network, height, target)
+        if progress:
+            from tqdm import tqdm
 
-        blocks = tqdm(blocks, total=height, desc="audit", unit="block", leave=False)
-    chain, fl = audit_chain(blocks, chaincode, policy, checkpoints=checkpoints, time_tolerance_s=time_tolerance_s)
-    state = None
-    if compare_state:
-        compared, findings = compare_world_state(network.contract(chaincode), chain.transactions, chaincode)
-        state = {"keys_compared": compared, "findings": [f.as_dict() for f in findings]}
+            blocks = tqdm(blocks, initial=height, total=target, desc="audit", unit="block", leave=False)
+        for block in blocks:
+            auditor.feed(block)
+        height = target
+        if not compare_state:
+            break
+        compared, findings = compare_world_state(network.contract(chaincode), auditor.result.transactions, chaincode)
+        state = {"keys_compared": compared, "findings": [f.as_dict() for f in findings], "height": height}
+        if qscc.chain_info(network).height == height:
+            break
+    else:
+        state = {"keys_compared": 0, "height": height, "findings": [
+            {"block": -1, "tx_id": "", "problem": f"the world state could not be compared: the chain kept growing "
+                                                  f"during {max_catch_up} attempts (audit a quieter moment)"}]}
+    chain, fl = finish_audit(auditor.finish(), chaincode, time_tolerance_s)
     return build_report(chain, fl, state)
 
 
@@ -46,6 +63,11 @@ def audit_chain(blocks: Iterable[Any], chaincode: str = "fedchain", policy: str 
                 time_tolerance_s: float = DEFAULT_TOLERANCE_S) -> tuple[ChainAudit, FLAudit]:
     """Steps 1-3 on blocks from 0 in order; timestamp findings join the chain's."""
     chain = ChainAuditor(policies={chaincode: policy}, checkpoints=checkpoints).feed_all(blocks)
+    return finish_audit(chain, chaincode, time_tolerance_s)
+
+
+def finish_audit(chain: ChainAudit, chaincode: str, time_tolerance_s: float) -> tuple[ChainAudit, FLAudit]:
+    """Steps 2-3 once every block is in: timestamps against block order, then the FL contract replay."""
     chain.findings.extend(backwards_timestamps(chain.transactions, time_tolerance_s))
     return chain, FLAuditor(chaincode).run(chain)
 
