@@ -94,7 +94,7 @@ def load_network(directory: str | os.PathLike | None = None) -> NetworkConfig:
     path = base / NETWORK_FILE
     if not path.is_file():
         raise NetworkConfigError(
-            f"no {NETWORK_FILE} in {base}: start a network with `fedchain network up --dir {base}` "
+            f"no {NETWORK_FILE} in {base}: start a network with `fedchain network up --network {base}` "
             f"or point --network at the folder of a running one"
         )
     try:
