@@ -182,3 +182,74 @@ def test_hospital_run_cli_once_and_idempotent(world):
     assert second.returncode == 0 and f"round {rid}: already_submitted" in second.stdout
     assert [u["hospital"] for u in world["op"].get_updates(rid)] == ["h1"]
     assert _finish(world, rid)["finalized"]["accepted"] == ["h1"]
+
+
+def test_follower_survives_a_round_closed_before_its_shares_arrive(world, caplog):
+    """Round A closes while h1 trains: the nodes (or the ledger) refuse its shares, the follower logs one
+    line and keeps following; A's shares go when A ends, round B is taken part in and keeps its shares
+    until it is finalized."""
+    import logging
+
+    from fedchain.hospital import follow
+
+    op = world["op"]
+    client = _client(world, "h1", "late")
+    real_training = client.compute_update
+    closed: list[int] = []
+
+    def training_outlasting_the_round(rnd, model):
+        update = real_training(rnd, model)
+        if not closed:
+            closed.append(int(rnd["round_id"]))
+            op.close_round(int(rnd["round_id"]))
+        return update
+
+    client.compute_update = training_outlasting_the_round
+    outcomes: list = []
+    follower = threading.Thread(target=follow, args=(client,), kwargs={"rounds": 1, "on_outcome": outcomes.append,
+                                                                        "reconnect_s": 0.5})
+    with caplog.at_level(logging.INFO, logger="fedchain.hospital"):
+        follower.start()
+        time.sleep(3)  # subscribed
+        first = _create_round(world)
+        assert op.wait_for_state(first, ("FAILED", "FINALIZED", "DISPUTED"), timeout_s=180)["state"] == "FAILED"
+        second = _create_round(world)
+        follower.join(timeout=180)
+    assert not follower.is_alive()
+    assert closed == [first] and [o.round_id for o in outcomes] == [second]
+    skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and f"round {first}:" in
+               r.getMessage()]
+    assert len(skipped) == 1 and "CLOSED" in skipped[0], skipped
+    assert not any(r.exc_info for r in caplog.records)
+    # A is over: its shares are gone, hashes kept; B is open: its shares stay (a resend may be needed)
+    assert client.state.share_files(first) == [] and client.state.load(first).shares_deleted
+    assert len(client.state.share_files(second)) == 3
+    _finish(world, second)
+    assert client.forget_finished_rounds() == [second]
+    kept = client.state.load(second)
+    assert kept.shares_deleted and len(kept.receipts) == 3 and len(kept.share_hashes) == 3
+    client.close()
+
+
+def test_hospital_run_cli_refuses_data_that_does_not_fit(world):
+    import subprocess
+    import sys
+
+    from fedchain.data import generate_synthetic
+
+    wrong = generate_synthetic(world["root"] / "eight.npz", n_train=60, n_val=10, n_test=10, n_classes=8, seed=4)
+    right = generate_synthetic(world["root"] / "four.npz", n_train=60, n_val=10, n_test=10, seed=4)
+    rid = _create_round(world)
+
+    def run(npz):
+        return subprocess.run([sys.executable, "-m", "fedchain.cli.main", "hospital", "run", "--wallet", "h2",
+                               "--data", str(npz), "--network", str(world["net"].directory), "--round", str(rid),
+                               "--state-dir", str(world["root"] / "cli-h2"), "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+
+    bad = run(wrong)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert f"error: round {rid}: the model has 4 classes (labels 0..3)" in bad.stderr
+    good = run(right)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert _finish(world, rid)["finalized"]["accepted"] == ["h2"]

@@ -16,7 +16,9 @@
               "retries": 3, "backoff_s": 2},
       "l": 32, "f": 16,
       "reference_dir": null,          # optional <sha256>.npz FLTrust references; else GetReference
-      "poll_s": 2.0, "max_message_bytes": 67108864, "log_file": null
+      "poll_s": 2.0,
+      "max_message_bytes": 67108864,   # the largest share taken, whatever the round (each round: 10 B/element)
+      "log_file": null
     }
 """
 

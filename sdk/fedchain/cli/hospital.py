@@ -46,9 +46,9 @@ def _run(args: argparse.Namespace) -> int:
     from fedchain.data import DatasetError, load_npz
     from fedchain.gateway import GatewayError
     from fedchain.gateway.watermark import LedgerRollback
-    from fedchain.hospital import HospitalClient, RoundRefused, follow
+    from fedchain.hospital import HospitalClient, follow
+    from fedchain.hospital.follow import ROUND_FAILURES
     from fedchain.identity import IdentityError
-    from fedchain.mpc_client import IntakeError
     from fedchain.netconfig import NetworkConfigError, load_network
     from fedchain.training import set_threads
 
@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         if args.round is not None:
+            client.check_ledger()
+            client.forget_finished_rounds()
             report(client.participate(args.round))
             return 0
         print(f"{pid}: following rounds on {net.directory} (state in {state_dir})", flush=True)
@@ -88,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     except LedgerRollback as exc:
         print(f"error: refusing the ledger: {exc}", file=sys.stderr)
         return 3
-    except (RoundRefused, GatewayError, IntakeError) as exc:
+    except (*ROUND_FAILURES, GatewayError, OSError) as exc:
         from fedchain.cli.operator import describe_gateway_error
 
         msg = describe_gateway_error(exc) if isinstance(exc, GatewayError) else str(exc)

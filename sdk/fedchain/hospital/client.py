@@ -9,6 +9,9 @@ n_samples, dim). Restarts consult the ledger (GetUpdates) and the local state fi
 hospital never submits twice and never makes a second, different set of shares.
 Before each round the client checks its ledger watermark: a ledger that went backwards or forked
 since this hospital last looked (restored from an older copy) is refused with LedgerRollback.
+Before training it checks that its data fits the round's model (labels below n_classes, image
+channels), so a wrong dataset is a clear refusal and not a torch error. Once a round is over
+(FINALIZED, FAILED, DISPUTED) its shares are deleted (`forget_finished_rounds`), never earlier.
 
 `prepare` (train + persist) and `deliver` (send + commit) are separate so a caller can train
 several hospitals one after another and deliver concurrently (the demo does).
@@ -28,7 +31,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
+from fedchain.gateway import GatewayError
 from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.identity import Identity, SigningIdentity
 from fedchain.models import ModelSpec, load_model_bytes
@@ -44,6 +48,10 @@ SPEC_FIELDS = ("arch", "in_channels", "n_classes", "widths", "hidden")
 
 class RoundRefused(Exception):
     """This hospital cannot (or must not) take part in the round; the message says why."""
+
+
+class DataMismatch(RoundRefused):
+    """This hospital's data cannot train the round's model (labels or image channels do not fit)."""
 
 
 @dataclass
@@ -74,6 +82,21 @@ def model_spec_of(rnd: dict[str, Any]) -> ModelSpec:
 def train_config_of(rnd: dict[str, Any]) -> TrainConfig:
     hp = rnd.get("hyperparameters") or {}
     return TrainConfig.from_json({k: v for k, v in hp.items() if k in TrainConfig.__dataclass_fields__})
+
+
+def check_data_fits(images: np.ndarray, labels: np.ndarray, spec: ModelSpec, round_id: int) -> None:
+    """Refuse (DataMismatch) data the round's model cannot train on, before any training starts."""
+    channels = 1 if images.ndim == 3 else int(images.shape[-1])
+    if channels != spec.in_channels:
+        raise DataMismatch(f"round {round_id}: the model takes {spec.in_channels}-channel images, this hospital's "
+                           f"images have {channels} channel(s): --data is not the consortium's task")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataMismatch(f"round {round_id}: labels must be integer class numbers, got {labels.dtype}")
+    outside = int(np.count_nonzero((labels < 0) | (labels >= spec.n_classes)))
+    if outside:
+        raise DataMismatch(f"round {round_id}: the model has {spec.n_classes} classes (labels 0..{spec.n_classes - 1}); "
+                           f"{outside} of this hospital's {len(labels)} labels are outside that (they run from "
+                           f"{int(labels.min())} to {int(labels.max())}): --data is not the consortium's task")
 
 
 def training_seed(rnd: dict[str, Any], participant_id: str) -> int:
@@ -154,9 +177,12 @@ class HospitalClient:
 
     def compute_update(self, rnd: dict[str, Any], model: nn.Module) -> np.ndarray:
         """Honest local training: Δ after the round's fixed number of SGD steps."""
-        return train_steps(model, self.images, self.labels, train_config_of(rnd),
-                           seed=training_seed(rnd, self.participant_id), progress=self.progress,
-                           desc=f"{self.participant_id} round {rnd['round_id']}")
+        try:
+            return train_steps(model, self.images, self.labels, train_config_of(rnd),
+                               seed=training_seed(rnd, self.participant_id), progress=self.progress,
+                               desc=f"{self.participant_id} round {rnd['round_id']}")
+        except FloatingPointError as exc:  # diverged with the round's hyperparameters: nothing to send
+            raise RoundRefused(f"round {rnd['round_id']}: {exc}") from None
 
     def n_samples(self) -> int:
         cap = int(self.fl.get_participant(self.participant_id).get("sample_cap") or len(self.labels))
@@ -192,6 +218,8 @@ class HospitalClient:
         if st is not None and st.base_model_hash == rnd["base_model_hash"]:
             log.info("%s: round %d: re-using the shares persisted before a restart", self.participant_id, round_id)
             return Prepared(st, self.state.load_shares(st))
+        if update_fn is None:
+            check_data_fits(self.images, self.labels, model_spec_of(rnd), round_id)
         t0 = time.perf_counter()
         model, _ = self.fetch_base_model(rnd)
         update = np.asarray((update_fn or self.compute_update)(rnd, model), dtype=np.float32)
@@ -214,6 +242,7 @@ class HospitalClient:
         st = prepared.state
         timings = dict(prepared.timings_s)
         t0 = time.perf_counter()
+        self.check_own_certificate()
         receipts = send_shares(st.round_id, prepared.shares, endpoints_from_network(self.net), self.identity,
                                hospital=self.participant_id, trust=self._node_trust())
         st.receipts = [r.to_json() for r in receipts]
@@ -239,6 +268,32 @@ class HospitalClient:
         prepared = self.prepare(round_id)
         return prepared if isinstance(prepared, RoundOutcome) else self.deliver(prepared)
 
+    # ------------------------------------------------------------------ shares of ended rounds
+    def forget_shares_if_over(self, round_id: int) -> bool:
+        """Delete a round's shares if the ledger says the round is over; True if files were deleted."""
+        if not self.state.share_files(round_id):
+            return False
+        state = self.fl.get_round(round_id)["state"]
+        if state not in TERMINAL_STATES:
+            return False
+        deleted = self.state.delete_shares(round_id)
+        if deleted:
+            log.info("%s: round %d is %s: its shares are deleted (hashes and receipts kept)", self.participant_id,
+                     round_id, state)
+        return deleted
+
+    def forget_finished_rounds(self) -> list[int]:
+        """Delete the shares of every past round that is over; rounds the ledger cannot tell about stay."""
+        done = []
+        for round_id in self.state.rounds_with_shares():
+            try:
+                if self.forget_shares_if_over(round_id):
+                    done.append(round_id)
+            except GatewayError as exc:
+                log.warning("%s: round %d: cannot tell whether it is over (%s); its shares stay for now",
+                            self.participant_id, round_id, exc)
+        return done
+
     def _already_done(self, rnd: dict[str, Any]) -> RoundOutcome | None:
         rid = int(rnd["round_id"])
         st = self.state.load(rid)
@@ -256,6 +311,19 @@ class HospitalClient:
             self.state.save(st)
         return RoundOutcome(rid, "already_submitted", list(on_ledger["share_hashes"]), int(on_ledger["n_samples"]),
                             tx_id=on_ledger.get("tx_id"))
+
+    def check_own_certificate(self) -> None:
+        """The MPC nodes accept only certificates their consortium's CAs issued: say so plainly before
+        connecting (a node that refuses a certificate only closes the TLS connection)."""
+        from fedchain.identity import IdentityError
+
+        msp = self._msp_manager()
+        if msp is None:
+            return
+        try:
+            msp.validate(self.identity.serialize())
+        except IdentityError as exc:
+            raise RoundRefused(f"this hospital's certificate would be rejected by the MPC nodes: {exc}") from None
 
     def _node_trust(self) -> Callable[[Identity, int], None]:
         """Receipt j must be signed by MPC node j as registered on the ledger (GetConsortium) and, where

@@ -6,6 +6,12 @@ set, so the shares are written (0600, fsynced, atomically) before any of them le
 machine; a restart re-sends exactly these bytes. `status` moves prepared -> submitted.
 Layout: STATE_DIR/rounds/<round_id>/{share_<j>.bin, state.json}; state.json is written last,
 so its presence means every share file it names is complete.
+
+Once the round is over (FINALIZED, FAILED, DISPUTED) the shares are deleted: anyone who can read
+all of them reconstructs this hospital's update, and no node will ask for them again. Until then
+they stay (a resend may still be needed while the round is OPEN or CLOSED). state.json keeps the
+share hashes and the nodes' receipts as evidence, with `shares_deleted` set. Deleting unlinks
+the files; it does not scrub the disk blocks (use an encrypted volume for that).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedchain.durable import write_durably
+from fedchain.durable import fsync_dir, write_durably
 from fedchain.sharing import sha256_hex
 
 PREPARED = "prepared"
@@ -43,6 +49,7 @@ class RoundState:
     status: str = PREPARED
     tx_id: str | None = None
     receipts: list[dict[str, Any]] = field(default_factory=list)
+    shares_deleted: bool = False  # the round ended and its share files were deleted
 
 
 class HospitalState:
@@ -89,6 +96,8 @@ class HospitalState:
 
     def load_shares(self, st: RoundState) -> list[bytes]:
         """The persisted shares, each checked against the hash recorded for it."""
+        if st.shares_deleted:
+            raise StateError(f"the shares of round {st.round_id} were deleted when the round ended")
         out = []
         for j, want in enumerate(st.share_hashes):
             path = self.round_dir(st.round_id) / f"share_{j}.bin"
@@ -104,3 +113,33 @@ class HospitalState:
     def rounds(self) -> list[int]:
         base = self.root / "rounds"
         return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
+
+    def share_files(self, round_id: int) -> list[Path]:
+        """Share files of a round, including temporary ones a crash may have left behind."""
+        folder = self.round_dir(round_id)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.name.startswith(("share_", ".share_")))
+
+    def rounds_with_shares(self) -> list[int]:
+        return [r for r in self.rounds() if self.share_files(r)]
+
+    def delete_shares(self, round_id: int) -> bool:
+        """Delete a finished round's share files (call only once the round is over); True if any were there.
+
+        state.json is marked first: a crash in between leaves files that the next clean-up removes,
+        never a state that promises shares it no longer has.
+        """
+        files = self.share_files(round_id)
+        try:
+            st = self.load(round_id)
+        except StateError:
+            st = None  # unreadable state: the shares of an ended round go all the same
+        if st is not None and not st.shares_deleted:
+            st.shares_deleted = True
+            self.save(st)
+        for path in files:
+            path.unlink(missing_ok=True)
+        if files:
+            fsync_dir(self.round_dir(round_id))
+        return bool(files)
