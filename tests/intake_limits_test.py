@@ -317,6 +317,39 @@ def test_busy_identity_is_refused_at_once_and_retried(world, node, sleeps):
     assert submit_share(node.endpoint, world.hospitals["hosp0"], 1, share0, retries=0).hospital == "hosp0"
 
 
+def test_a_stalled_stream_is_cut_and_frees_its_slot(world, tmp_path):
+    """A sender that stalls after its header loses the call when its connection ages out."""
+    from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
+    from fedchain_mpc.store import ShareStore
+
+    world.ledger.open_round(1, 64)
+    settings = IntakeSettings(node_id="mpc0", node_index=0, m=3, t=1, max_connection_s=0.5,
+                              max_connection_grace_s=0.5)
+    intake = ShareIntake(settings, ShareStore(tmp_path / "n"), world.ledger,
+                         world.consortium.msp_manager(), world.nodes[0])
+    cert, key = world.consortium.issue_tls(ORG, "mpc0")
+    server, port = serve(intake, "127.0.0.1:0", cert.read_bytes(), key.read_bytes())
+    release = threading.Event()
+
+    def stalled() -> Iterator[bytes]:
+        yield header(1, 5000)
+        release.wait(60)
+
+    try:
+        with channel_for(endpoint(world.consortium, 0, port), world.hospitals["hosp0"]) as ch:
+            with pytest.raises(grpc.RpcError) as exc:
+                ch.stream_unary(SUBMIT_METHOD)(stalled(), timeout=60)
+        for _ in range(1000):  # the handler leaves its slot just after the client hears of the cut
+            if intake.limiter.inflight() == 0:
+                break
+            release.wait(0.01)
+    finally:
+        release.set()
+        server.stop(grace=None).wait()
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "max connection age" in exc.value.details()
+    assert intake.limiter.inflight() == 0
+
+
 def test_stream_must_match_its_header(world, node):
     share = make_shares(np.zeros(64), 1, "hosp0")[0]
     hosp = world.hospitals["hosp0"]

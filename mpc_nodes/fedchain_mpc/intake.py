@@ -10,6 +10,7 @@ message says what to fix):
   both), or (GetHoldings) not an MPC node, or it fails the MSP's checks (e.g. expired).
 - RESOURCE_EXHAUSTED (retryable, trailing metadata `fedchain-retryable`): this identity already
   has `max_inflight_per_identity` SubmitShare calls in flight. Refused at once, never queued.
+  Without that metadata it is gRPC's own cap: one message longer than a piece (permanent).
 - FAILED_PRECONDITION: this node refuses the ledger (it went backwards or forked: guard.py).
 - INVALID_ARGUMENT: unknown wire version, share for another node, round id outside the chaincode's
   range, declared size over the round's limit (10 bytes per element + header), more or fewer
@@ -25,7 +26,8 @@ message says what to fix):
 Memory: gRPC's own message cap is one piece (CHUNK_BYTES + slack) and grpc-core checks it from the
 message's length prefix before buffering the body; a handler that refuses before reading leaves
 the body unread (HTTP/2 flow control keeps it at the sender). So one call holds at most the
-round's share size, and one identity at most `max_inflight_per_identity` of them.
+round's share size, and one identity at most `max_inflight_per_identity` of them. Connections
+age out (`max_connection_s` + grace), so a sender that stalls mid-stream loses its slot too.
 Nothing of the share's content is logged: only ids, sizes and hashes.
 """
 
@@ -94,6 +96,10 @@ class IntakeSettings:
     f: int = 16
     max_message_bytes: int = 64 * MiB  # the largest share this node takes, whatever the round's dim
     max_inflight_per_identity: int = 2  # concurrent SubmitShare calls one certificate identity may have
+    # a connection is told to go away after max_connection_s and closed max_connection_grace_s later,
+    # cutting any call still running on it: a stalled sender cannot keep a thread and a slot forever
+    max_connection_s: float = 240.0
+    max_connection_grace_s: float = 60.0
 
 
 def round_share_limit(dim: int, cap: int) -> int:
@@ -390,12 +396,16 @@ def client_ca_bundle(msp: MSPManager) -> bytes:
     return b"".join(pem for msp_id in msp.msp_ids for pem in msp.config(msp_id).root_pems())
 
 
-def server_options() -> list[tuple[str, Any]]:
+def server_options(settings: IntakeSettings) -> list[tuple[str, Any]]:
     """gRPC's message cap is one SubmitShare piece: grpc-core refuses a longer message from its length
-    prefix, before buffering it. Few streams per connection: one connection cannot queue a flood."""
+    prefix, before buffering it. Few streams per connection: one connection cannot queue a flood.
+    Connections age out (grpc-core closes them; cancelling a call from another Python thread can
+    deadlock in grpcio), which bounds how long a stalled call holds its worker thread and slot."""
     return [("grpc.max_receive_message_length", CHUNK_BYTES + MESSAGE_SLACK),
             ("grpc.max_send_message_length", 1 * MiB),
-            ("grpc.max_concurrent_streams", 16)]
+            ("grpc.max_concurrent_streams", 16),
+            ("grpc.max_connection_age_ms", int(settings.max_connection_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.max_connection_grace_s * 1000))]
 
 
 def serve(intake: ShareIntake, address: str, server_cert: bytes, server_key: bytes, *,
@@ -407,7 +417,7 @@ def serve(intake: ShareIntake, address: str, server_cert: bytes, server_key: byt
     at most `max_inflight_per_identity` calls per identity hold a worker thread while reading.
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="intake"),
-                         options=server_options())
+                         options=server_options(intake.settings))
     server.add_generic_rpc_handlers((intake.generic_handler(),))
     creds = grpc.ssl_server_credentials([(server_key, server_cert)],
                                         root_certificates=client_roots or client_ca_bundle(intake.msp),
