@@ -104,6 +104,6 @@ def test_invalid_transactions_are_counted_by_function_and_explained(capsys):
     lines = invalid_summary(report)
     assert lines[0].startswith("BAD_PAYLOAD 1 (? 1): flagged invalid")
     assert lines[1].startswith("MVCC_READ_CONFLICT 3 (AttestResult 2, CreateRound 1): ")
-    assert "nothing was written" in lines[1] and "attesting the same round" in lines[1]
+    assert "nothing was written" in lines[1] and "attesting or publishing the same round" in lines[1]
     print_verdict(report)
     assert "invalid: MVCC_READ_CONFLICT 3" in capsys.readouterr().out

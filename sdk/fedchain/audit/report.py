@@ -94,8 +94,8 @@ def build_report(chain: ChainAudit, fl: FLAudit, state: dict[str, Any] | None = 
 # Why a transaction can be flagged invalid; none of them wrote anything (Fabric keeps them in the block).
 WHY_INVALID = {
     "MVCC_READ_CONFLICT": "a transaction committed just before it changed a record it had read (expected in "
-                          "fedchain: MPC nodes attesting the same round at once, or a late attestation racing the "
-                          "next CreateRound, since both write the round record); nothing was written and the "
+                          "fedchain: MPC nodes attesting or publishing the same round at once, or a late attestation "
+                          "racing the next CreateRound, since they write the same records); nothing was written and the "
                           "client retried on fresh state",
     "PHANTOM_READ_CONFLICT": "a range it had read changed before it committed; nothing was written",
     "ENDORSEMENT_POLICY_FAILURE": "not endorsed by enough organisations; nothing was written",
