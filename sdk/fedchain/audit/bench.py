@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fedchain.audit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--hospitals", type=int, default=50)
     p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures here")
     args = p.parse_args(argv)
     from fedchain.audit.report import audit_chain, build_report
     from fedchain.audit.state import rebuild_state
@@ -116,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{cpu:.2f} CPU-s: {1000 * wall / n:.3f} s and {1000 * cpu / n:.3f} CPU-s per 1,000 transactions")
     for f in findings[:10]:
         print(f"unexpected finding: block {f['block']}: {f['problem']}")
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({
+            "blocks": len(chain), "transactions": n, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "per_1000_tx_s": round(1000 * wall / n, 3), "per_1000_tx_cpu_s": round(1000 * cpu / n, 3),
+            "findings": len(findings)}, indent=1) + "\n")
     return 1 if findings else 0
 
 
