@@ -8,6 +8,6 @@ rewrite the trained update. ALIE, IPM and min-max are "omniscient colluding" att
 their papers: the simulation hands them the honest updates of the same round.
 """
 
-from .registry import ATTACKS, Attack, AttackContext, get_attack
+from .registry import ATTACKS, Attack, AttackContext, AttackParam, AttackParamError, get_attack
 
-__all__ = ["ATTACKS", "Attack", "AttackContext", "get_attack"]
+__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackParam", "AttackParamError", "get_attack"]

@@ -45,29 +45,30 @@ def add_policy_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     pol.add_argument("--defense", choices=list(DEFENSES), default=None,
                      help=f"mpc: the MPC nodes' checks; none: same pipeline, checks off (shows the damage) "
                           f"(default {P.defense})")
-    pol.add_argument("--norm-factor", type=float, default=None,
-                     help=f"absolute norm cap = factor x |reference| (0 = no cap) (default {P.norm_factor})")
-    pol.add_argument("--norm-rel", type=float, default=None,
-                     help="reject |update| above this x the round's median |update| (FLAME-style; 0 = off) "
+    pol.add_argument("--norm-factor", type=float, default=None, metavar="F",
+                     help=f"absolute norm cap = factor x |reference|, in [0, 1000] (0 = no cap) (default {P.norm_factor})")
+    pol.add_argument("--norm-rel", type=float, default=None, metavar="F",
+                     help="reject |update| above this x the round's median |update| (FLAME-style), 0 (off) or in [1, 16] "
                           f"(default {P.norm_rel_factor})")
     pol.add_argument("--cosine-min", type=cosine_min_arg, default=None, metavar="C|auto",
-                     help="absolute cosine floor vs. the reference; 'auto' = per round from the public root set: "
+                     help="absolute cosine floor vs. the reference, in [-1, 1] (-1 = off); 'auto' = per round from "
+                          "the public root set: "
                           "clamp(a^2, 0.05, 0.2), a = agreement of updates trained on its two halves (recorded in "
                           f"the round's hyperparameters) (default {P.cosine_min})")
-    pol.add_argument("--cosine-rel", type=float, default=None,
-                     help="reject cos below this x the round's median cos minus --cosine-slack (0 = off) "
+    pol.add_argument("--cosine-rel", type=float, default=None, metavar="F",
+                     help="reject cos below this x the round's median cos minus --cosine-slack, in [0, 1] (0 = off) "
                           f"(default {P.cosine_rel})")
-    pol.add_argument("--cosine-slack", type=float, default=None,
-                     help="absolute slack of the relative cosine rule (keeps honest updates once training has "
+    pol.add_argument("--cosine-slack", type=float, default=None, metavar="S",
+                     help="absolute slack of the relative cosine rule, in [0, 1] (keeps honest updates once training has "
                           f"converged and the reference carries little signal) (default {P.cosine_slack})")
-    pol.add_argument("--outlier-factor", type=float, default=None,
-                     help="Multi-Krum outlier check: reject scores above factor x median (multiple of 1/16; 0 = off) "
+    pol.add_argument("--outlier-factor", type=float, default=None, metavar="F",
+                     help="Multi-Krum outlier check: reject scores above factor x median, 0 (off) or in [1, 64] (rounded to 1/16) "
                           f"(default {P.outlier_factor})")
-    pol.add_argument("--outlier-floor", type=float, default=None,
-                     help="scores of updates closer than this x |reference| always pass (nearly identical updates) "
+    pol.add_argument("--outlier-floor", type=float, default=None, metavar="F",
+                     help="scores of updates closer than this x |reference| always pass (nearly identical updates), in [0, 10] "
                           f"(default {P.outlier_floor_factor})")
-    pol.add_argument("--min-accepted", type=int, default=None,
-                     help="privacy floor: no aggregate of fewer accepted updates (the round FAILS instead) "
+    pol.add_argument("--min-accepted", type=int, default=None, metavar="N",
+                     help="privacy floor, at least 1: no aggregate of fewer accepted updates (the round FAILS instead) "
                           f"(default {P.min_accepted})")
     return pol
 
@@ -100,10 +101,12 @@ def _policy_file(value: str) -> dict[str, Any]:
 def policy_from_args(args: argparse.Namespace) -> tuple[PolicySettings, bool]:
     """(validated settings, cosine_min is 'auto'); raises PolicyError with a one-line message."""
     chosen: dict[str, Any] = _policy_file(args.policy) if getattr(args, "policy", None) else {}
+    flagged: dict[str, str] = {}  # setting -> "--flag value" as typed, to name it in an error
     for dest, name in FLAG_FIELDS.items():
         value = getattr(args, dest, None)
         if value is not None:
             chosen[name] = value
+            flagged[name] = f"--{dest.replace('_', '-')} {value}"
     auto = chosen.get("cosine_min") == "auto"
     if auto:
         chosen["cosine_min"] = 0.0
@@ -111,6 +114,18 @@ def policy_from_args(args: argparse.Namespace) -> tuple[PolicySettings, bool]:
         return PolicySettings(**chosen), auto
     except TypeError as exc:  # a wrong type in the file
         raise PolicyError(f"--policy: {exc}") from None
+    except PolicyError as exc:
+        fallback = "--policy" if getattr(args, "policy", None) else "policy"
+        raise PolicyError(f"{_source_of(str(exc), flagged, fallback)}: {exc}") from None
+
+
+def _source_of(message: str, flagged: dict[str, str], fallback: str) -> str:
+    """Which input a PolicySettings message is about: the flag that set the setting it names, else --policy
+    (the defaults are valid, so a bad value came from a flag or from the file)."""
+    for name in sorted(flagged, key=len, reverse=True):  # norm_rel_factor before norm_factor
+        if message.startswith(name):
+            return flagged[name]
+    return fallback
 
 
 def add_training_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:

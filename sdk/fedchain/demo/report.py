@@ -76,13 +76,80 @@ def table_row(r: RoundRecord) -> str:
     )
 
 
+DECISION_COLOURS = ("#4caf50", "#ff9800", "#e53935", "#1e88e5")
+DECISION_LABELS = ("honest, accepted", "honest, rejected", "malicious, accepted", "malicious, rejected")
+
+
+def decision_grid(rounds: list[dict[str, Any]], hospitals: list[str]) -> tuple[Any, list[list[str]]]:
+    """(hospital x round codes, cell texts): 0 honest accepted, 1 honest rejected (false alarm), 2 malicious
+    accepted (missed), 3 malicious rejected (caught), nan no update; a rejected cell's text is its reason code."""
+    import numpy as np
+
+    grid = np.full((len(hospitals), len(rounds)), np.nan)
+    texts = [["" for _ in rounds] for _ in hospitals]
+    for j, r in enumerate(rounds):
+        bad = set(r["malicious"])
+        for i, h in enumerate(hospitals):
+            if h in r["rejected"]:
+                grid[i, j] = 3 if h in bad else 1
+                texts[i][j] = str(r["rejected"][h])
+            elif h in r["accepted"]:
+                grid[i, j] = 2 if h in bad else 0
+            else:
+                texts[i][j] = "no update"
+    return grid, texts
+
+
+def _cell_text(text: str) -> str:
+    """Reason codes on at most two short lines so that they fit a cell (missing_share: missing / share)."""
+    return text.replace("_", "\n", 1).replace(" ", "\n", 1)
+
+
+def _decisions_plot(path: Path, rounds: list[dict[str, Any]], hospitals: list[str]) -> None:
+    """Hospital x round grid coloured by decision, each rejected cell labelled with its reason code (why the MPC
+    nodes rejected it), and the count per reason in the title; readable at 8 hospitals x 12 rounds."""
+    from collections import Counter
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    grid, texts = decision_grid(rounds, hospitals)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.85 * len(rounds) + 3.0), 0.45 * len(hospitals) + 1.6))
+    cmap = ListedColormap(list(DECISION_COLOURS))
+    ax.set_facecolor("#e0e0e0")  # no update: grey
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
+    ax.set_xticks(np.arange(len(rounds) + 1) - 0.5, minor=True)  # white lines between cells
+    ax.set_yticks(np.arange(len(hospitals) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    for i in range(len(hospitals)):
+        for j in range(len(rounds)):
+            if texts[i][j]:
+                dark = grid[i, j] in (2, 3)  # white text on the red and blue cells
+                ax.text(j, i, _cell_text(texts[i][j]), ha="center", va="center", fontsize=7.5, linespacing=0.9,
+                        color="white" if dark else ("#555555" if np.isnan(grid[i, j]) else "black"))
+    malicious = {h for r in rounds for h in r["malicious"]}
+    ax.set_yticks(range(len(hospitals)), [h + (" *" if h in malicious else "") for h in hospitals])
+    ax.set_xticks(range(len(rounds)), [str(r["round"]) for r in rounds])
+    ax.set_xlabel("round (* = malicious hospital; text = the MPC nodes' reason code for a rejection)")
+    ax.legend(handles=[Patch(color=c, label=lbl) for c, lbl in zip(DECISION_COLOURS, DECISION_LABELS, strict=True)],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    reasons = Counter(why for r in rounds for why in r["rejected"].values())
+    tally = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    ax.set_title("accept / reject per hospital and round" + (f"\nrejections: {tally}" if tally else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def write_report_folder(folder: Path, report: dict[str, Any], hospitals: list[str]) -> list[Path]:
     """report.json, report.md, accuracy.png and decisions.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
 
     folder.mkdir(parents=True, exist_ok=True)
     rounds = report["rounds"]
@@ -104,34 +171,7 @@ def write_report_folder(folder: Path, report: dict[str, Any], hospitals: list[st
     plt.close(fig)
     written.append(folder / "accuracy.png")
 
-    # hospital x round grid: 0 = accepted honest, 1 = rejected honest (false alarm),
-    # 2 = accepted malicious (missed), 3 = rejected malicious (caught), nan = no update
-    import numpy as np
-
-    grid = np.full((len(hospitals), len(rounds)), np.nan)
-    for j, r in enumerate(rounds):
-        bad = set(r["malicious"])
-        for i, h in enumerate(hospitals):
-            if h in r["rejected"]:
-                grid[i, j] = 3 if h in bad else 1
-            elif h in r["accepted"]:
-                grid[i, j] = 2 if h in bad else 0
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(rounds) + 2.5), 0.35 * len(hospitals) + 1.5))
-    cmap = ListedColormap(["#4caf50", "#ff9800", "#e53935", "#1e88e5"])
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
-    ax.set_yticks(range(len(hospitals)), [h + (" *" if any(h in r["malicious"] for r in rounds) else "")
-                                          for h in hospitals])
-    ax.set_xticks(range(len(rounds)), [str(r["round"]) for r in rounds])
-    ax.set_xlabel("round (* = malicious hospital)")
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color=c, label=lbl) for c, lbl in zip(
-        cmap.colors, ["honest, accepted", "honest, rejected", "malicious, accepted", "malicious, rejected"],
-        strict=True)], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    ax.set_title("accept / reject per hospital and round")
-    fig.tight_layout()
-    fig.savefig(folder / "decisions.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _decisions_plot(folder / "decisions.png", rounds, hospitals)
     written.append(folder / "decisions.png")
 
     det = report["detection"]

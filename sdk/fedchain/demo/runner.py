@@ -95,7 +95,9 @@ class Demo:
     """One demo run against a running network (`net` = fedchain.netconfig.NetworkConfig)."""
 
     def __init__(self, cfg: DemoConfig, net: Any, *, out: Callable[[str], None] = print,
-                 policy_check: Callable[[dict[str, Any]], None] | None = None, progress: bool | None = None) -> None:
+                 policy_check: Callable[[dict[str, Any]], None] | None = None, progress: bool | None = None,
+                 data: Dataset | None = None) -> None:
+        """`data`: the --dataset the CLI already loaded and checked (default: load cfg.dataset or synthetic data)."""
         if cfg.malicious > cfg.hospitals or cfg.hospitals < 2:
             raise ValueError("need at least 2 hospitals and no more malicious hospitals than hospitals")
         if cfg.defense == "mpc" and cfg.hospitals < cfg.policy.min_accepted:
@@ -106,7 +108,7 @@ class Demo:
         self.out = out
         self.policy_check = policy_check
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.data = load_data(cfg, Path(net.directory))
+        self.data = data if data is not None else load_data(cfg, Path(net.directory))
         self.ids = hospital_ids(cfg.hospitals)
         attack = cfg.attack if cfg.attack and cfg.malicious else None
         self.malicious = self.ids[len(self.ids) - cfg.malicious:] if attack else []
@@ -262,8 +264,33 @@ class Demo:
             raise RuntimeError(f"round {rid}: hospital loaded model {loaded}, ledger says {ledger_hash}")
 
     # ---------------------------------------------------------------- all
+    def check_network_model(self) -> None:
+        """On a reused network the ledger's model must be this demo's (channels, classes, size), checked before a
+        hospital is enrolled: ArgumentProblem names both, the demo's data is the argument to change."""
+        from fedchain.campaign.command import ArgumentProblem
+
+        head = self.operator.fl.head()
+        if head.get("model_hash") is None:
+            return  # empty ledger: this demo publishes the genesis model
+        theirs = self.operator.fl.get_model(head["finalized_round_id"])["model_spec"]
+        keys = ("in_channels", "n_classes", "param_count")
+        if any(int(theirs.get(k, -1)) != int(self.spec_json[k]) for k in keys):
+            data = self.cfg.dataset or "the synthetic data"
+            raise ArgumentProblem(
+                f"the network in {self.net.directory} trains a model for {theirs.get('in_channels')}-channel images "
+                f"and {theirs.get('n_classes')} classes ({theirs.get('param_count')} parameters); {data} needs "
+                f"{self.spec_json['in_channels']} channels and {self.spec_json['n_classes']} classes "
+                f"({self.spec_json['param_count']}): use a fresh --network folder or the network's dataset")
+
+    def data_summary(self) -> dict[str, Any]:
+        """The data actually trained and evaluated on, for the report (path, split sizes, classes, channels)."""
+        from .checks import summarize
+
+        return summarize(self.data, "npz" if self.cfg.dataset else "synthetic").as_dict()
+
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
+        self.check_network_model()
         self.enrol()
         acc0, _ = self.genesis()
         self.settle_previous_round()
@@ -279,7 +306,7 @@ class Demo:
         self.driver(finished).run(start + self.cfg.rounds)
         config = self.cfg.as_dict() | {
             "network": str(self.net.directory), "network_kind": self.net.kind, "hospital_ids": self.ids,
-            "malicious_ids": self.malicious, "model_spec": self.spec_json,
+            "malicious_ids": self.malicious, "model_spec": self.spec_json, "data": self.data_summary(),
             "attack_description": self.coalition.attack.description if self.coalition else None,
             "attack_knowledge": KNOWLEDGE_NOTE if self.coalition and self.coalition.attack.omniscient else None,
         }
