@@ -276,6 +276,7 @@ def _run(args: argparse.Namespace, cfg: DemoConfig, data: Any, directory: Path) 
     try:
         net = _ensure_network(directory, args.base_port, started.append)
         demo = Demo(cfg, net, out=_say, policy_check=_policy_check(), data=data)
+        demo.check_network_model()  # a reused network's model must fit the data: before the table starts
         _say(f"{cfg.hospitals} hospitals, malicious: {cfg.malicious} ({cfg.attack or 'no attack'}), "
              f"defense: {cfg.defense}, {cfg.rounds} rounds")
         print(TABLE_HEADER, flush=True)

@@ -105,7 +105,7 @@ def _cell_text(text: str) -> str:
     return text.replace("_", "\n", 1).replace(" ", "\n", 1)
 
 
-def _decisions_plot(path: Path, rounds: list[dict[str, Any]], hospitals: list[str]) -> None:
+def decisions_figure(rounds: list[dict[str, Any]], hospitals: list[str]) -> Any:
     """Hospital x round grid coloured by decision, each rejected cell labelled with its reason code (why the MPC
     nodes rejected it), and the count per reason in the title; readable at 8 hospitals x 12 rounds."""
     from collections import Counter
@@ -140,6 +140,13 @@ def _decisions_plot(path: Path, rounds: list[dict[str, Any]], hospitals: list[st
     tally = ", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     ax.set_title("accept / reject per hospital and round" + (f"\nrejections: {tally}" if tally else ""), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def _decisions_plot(path: Path, rounds: list[dict[str, Any]], hospitals: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = decisions_figure(rounds, hospitals)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

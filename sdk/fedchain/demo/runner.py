@@ -132,6 +132,7 @@ class Demo:
         self.model_checks: list[dict[str, Any]] = []
         self.audit_report: dict[str, Any] | None = None
         self.cosine_min_by_round: dict[int, dict[str, Any]] = {}
+        self._model_checked = False
 
     # ---------------------------------------------------------------- setup
     def enrol(self) -> None:
@@ -270,6 +271,7 @@ class Demo:
         from fedchain.campaign.command import ArgumentProblem
 
         head = self.operator.fl.head()
+        self._model_checked = True
         if head.get("model_hash") is None:
             return  # empty ledger: this demo publishes the genesis model
         theirs = self.operator.fl.get_model(head["finalized_round_id"])["model_spec"]
@@ -279,7 +281,7 @@ class Demo:
             raise ArgumentProblem(
                 f"the network in {self.net.directory} trains a model for {theirs.get('in_channels')}-channel images "
                 f"and {theirs.get('n_classes')} classes ({theirs.get('param_count')} parameters); {data} needs "
-                f"{self.spec_json['in_channels']} channels and {self.spec_json['n_classes']} classes "
+                f"{self.spec_json['in_channels']}-channel images and {self.spec_json['n_classes']} classes "
                 f"({self.spec_json['param_count']}): use a fresh --network folder or the network's dataset")
 
     def data_summary(self) -> dict[str, Any]:
@@ -290,7 +292,8 @@ class Demo:
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        self.check_network_model()
+        if not self._model_checked:
+            self.check_network_model()
         self.enrol()
         acc0, _ = self.genesis()
         self.settle_previous_round()
