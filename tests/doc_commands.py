@@ -236,9 +236,26 @@ def build_script(repo: Path, doc: str, subs: list[Substitution], skips: list[Ski
     return script
 
 
+TRACE = re.compile(r"^\++ script\.sh:(?P<line>\d+) (?P<t>[\d.]+) ")
+
+
+def traced_lines(trace: str) -> list[tuple[int, float]]:
+    """(document line, start time) of every command bash ran from the script (not from the helpers), in order."""
+    return [(int(m["line"]), float(m["t"])) for m in map(TRACE.match, trace.splitlines()) if m]
+
+
+def slowest(trace: str, n: int = 3) -> list[tuple[int, float]]:
+    """The `n` document lines that took longest (time until the next traced command), for the report."""
+    ran = traced_lines(trace)
+    spans: dict[int, float] = {}
+    for (line, start), (_, end) in zip(ran, ran[1:], strict=False):
+        spans[line] = spans.get(line, 0.0) + end - start
+    return sorted(spans.items(), key=lambda kv: -kv[1])[:n]
+
+
 HELPERS = r"""# sourced on line 1 of every document's script (tests/doc_commands.py)
 set -eEuo pipefail
-exec 9>>"$DOCTEST_DIR/trace.log"; BASH_XTRACEFD=9; PS4='+ line ${LINENO}: '
+exec 9>>"$DOCTEST_DIR/trace.log"; BASH_XTRACEFD=9; PS4='+ ${BASH_SOURCE[0]##*/}:${LINENO} ${EPOCHREALTIME} '
 _doc_failed() {  # first failure only: the ERR trap fires again for each enclosing compound command
   [ -e "$DOCTEST_DIR/failed" ] || echo "$1 $2" > "$DOCTEST_DIR/failed"
 }
