@@ -91,6 +91,7 @@ class Script:
     text: str
     commands: list[Command]
     skipped: list[tuple[Command, str]] = field(default_factory=list)
+    substituted: list[tuple[int, Substitution]] = field(default_factory=list)  # (document line, rule)
     unused_rules: list[str] = field(default_factory=list)
 
     def command_at(self, line: int) -> Command | None:
@@ -185,11 +186,12 @@ def build_script(repo: Path, doc: str, subs: list[Substitution], skips: list[Ski
     used: set[int] = set()
     by_line = {cmd.first_line: cmd for cmd in commands}
 
-    def substitute(line: str) -> str:
+    def substitute(line: str, number: int) -> str:
         for sub in subs:
             if sub.doc in (doc, "*") and sub.old in line:
                 line = line.replace(sub.old, sub.new)
                 used.add(id(sub))
+                script.substituted.append((number, sub))
         return line
 
     blank = {n for cmd in commands for n in range(cmd.first_line + 1, cmd.last_line + 1)}
@@ -214,7 +216,7 @@ def build_script(repo: Path, doc: str, subs: list[Substitution], skips: list[Ski
                 script.skipped.append((cmd, reason))
                 out[number] = ":  # skipped"
                 continue
-            line = substitute(line)
+            line = substitute(line, number)
             line = FOLLOWER.sub(lambda m: "bg " + m.group(0), line)
             if cmd is not None and cmd.expects_error:
                 line = f"expect_error {number} {line}"
@@ -229,7 +231,7 @@ def build_script(repo: Path, doc: str, subs: list[Substitution], skips: list[Ski
                     copies.append(copy)
                 line = "; ".join(copies)
             out[number] = line
-    out[1] = f'source "{helpers}"' + (f"; {substitute(setup)}" if setup else "")
+    out[1] = f'source "{helpers}"' + (f"; {substitute(setup, 1)}" if setup else "")
     script.text = "\n".join(out[1:]) + "\n"
     script.unused_rules = [f"{type(r).__name__} {r!r}" for r in [*subs, *repeats]
                            if r.doc == doc and id(r) not in used]

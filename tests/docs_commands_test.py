@@ -6,8 +6,17 @@ docs/*.md and network/fabric/README.md runs, in document order, through the INST
 e.g. `--out` never taken by MPyC), each document as its own scenario in its own empty working
 directory with its own embedded network. A newly documented command that does not work fails here.
 
-Nothing is run differently without a line in the tables below saying what and why. Per failure the
-report names the document, the line, the command and the tail of its output.
+Nothing is run differently without a line in the tables below saying what and why; the test prints
+each document's skips and substitutions. `fedchain hospital run` without --round/--rounds follows the
+ledger until stopped: it runs in the background (a terminal of its own), must start (print its first
+line) or end by itself, and must exit 0 when stopped with SIGTERM at the end of the document. A
+`$ fedchain ...` line followed by `error: ...` output must fail with that output (hex ids aside).
+Every `--out F` / `--report-json F` that ran must have written F. Per failure the report names the
+document, the line, the command and the tail of its output.
+
+Time (2 cores, load ~3): README 40 s, audit 16 s, demo 60 s, operator 75 s, round_by_hand 50 s, Fabric
+README (Compose files only) 4 s; about 4.5 min with set-up and clean-up. Most of it is the console
+script's start (~1.7 s per command) and the campaigns' training.
 """
 
 from __future__ import annotations
@@ -44,10 +53,9 @@ DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "do
 SCENARIO_TIMEOUT_S = 600  # a hang (e.g. a campaign waiting for hospitals that never come) ends here
 FABRIC = bool(os.environ.get("FABRIC_BIN"))
 
-# Commands run before a document's first line.
+# Commands run before a document's first line: (command, why).
 SETUP = {
-    # the page audits the consortium's network, which it assumes is running
-    "docs/audit.md": "fedchain network up",
+    "docs/audit.md": ("fedchain network up", "the page audits the consortium's network, which it assumes is running"),
 }
 
 # Doc-specific rules come first: the global `network up` rule then applies to the text they add.
@@ -84,13 +92,15 @@ SKIPS = [
     Skip(r"\bfedchain data fetch\b", "downloads from the internet"),
     Skip(r"^curl -sSLO|install-fabric\.sh", "downloads Fabric from the internet"),
     Skip(r"\bdocker\b", "needs a Docker daemon"),
-    Skip(r"^export (FABRIC|CORE_PEER)|^peer |^curl -s http://127\.0\.0\.1",
+    Skip(r"^export FABRIC_(BIN|CFG|CCAAS)", "where the reader's Fabric is: the test uses the FABRIC_BIN it was given"),
+    Skip(r"^export (FABRIC_CFG_PATH|CORE_PEER)|^peer |^curl -s http://127\.0\.0\.1",
          "Fabric's own CLI on Fabric's default ports (the test moves every network to a free port block)"),
     Skip(r"FABRIC_BIN=.*pytest", "the real-Fabric test suite itself (tests/fabric_real_test.py)"),
     Skip(r"network\.sh up", "the same command as `fedchain network up --fabric` above it ('or instead'; "
          "tests/network_backend_test.py checks they are the same)"),
     Skip(r"bench/measure_detection\.py", "a benchmark: 30 demo campaigns (hours)"),
-    *([] if FABRIC else [Skip(r"\.fedchain-fabric|--fabric\b", "a real Fabric network: needs FABRIC_BIN")]),
+    *([] if FABRIC else [Skip(r"\.fedchain-fabric|--fabric\b|--compose\b",
+                              "a real Fabric network: needs FABRIC_BIN (Compose: also Docker)")]),
 ]
 
 REPEATS = [
@@ -242,12 +252,17 @@ def run_document(repo: Path, doc: str, tmp_path: Path, subs: list[Substitution],
 @pytest.mark.timeout(SCENARIO_TIMEOUT_S + 300)
 @pytest.mark.parametrize("doc", DOCS)
 def test_documented_commands_work(doc: str, tmp_path: Path) -> None:
-    script, outcome, elapsed = run_document(REPO, doc, tmp_path, SUBSTITUTIONS, SKIPS, REPEATS, SETUP.get(doc, ""))
+    setup, setup_why = SETUP.get(doc, ("", ""))
+    script, outcome, elapsed = run_document(REPO, doc, tmp_path, SUBSTITUTIONS, SKIPS, REPEATS, setup)
     if not script.commands:
         pytest.skip(f"{doc}: no shell examples")
     print(f"\n{doc}: {len(script.commands)} command lines in {elapsed:.0f} s", *outcome.notes, sep="\n  ")
+    if setup:
+        print(f"  set-up before line 1: {setup}\n      why: {setup_why}")
     for cmd, why in script.skipped:
         print(f"  skipped {doc}:{cmd.first_line}: {cmd.text}\n      why: {why}")
+    for line, sub in script.substituted:
+        print(f"  changed {doc}:{line}: {sub.old!r} -> {sub.new!r}\n      why: {sub.why}")
     assert not outcome.failures, "\n\n".join(outcome.failures)
 
 
@@ -290,6 +305,7 @@ def test_scripts_keep_document_lines(tmp_path: Path) -> None:
     assert script.command_at(6) is script.command_at(5) and not script.unused_rules
 
 
+@pytest.mark.slow  # five console-script runs, ~10 s
 @pytest.mark.timeout(120)
 def test_a_broken_example_fails_with_its_line(tmp_path: Path) -> None:
     """The test can fail: a documented error that does not happen, a follower that dies (no network here),
