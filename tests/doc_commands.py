@@ -29,6 +29,7 @@ FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")
 # a long-running follower: no --round R / --rounds N to make it end by itself
 FOLLOWER = re.compile(r"\bfedchain hospital run\b(?![^;&|]*--rounds?\b)")
 HEX_ID = re.compile(r"\b[0-9a-f]{8,}\b")
+TRAILING_COMMENT = re.compile(r"\s+#[^'\"]*$")  # `cmd   # note` (no quote after the #)
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ def build_script(repo: Path, doc: str, subs: list[Substitution], skips: list[Ski
             if repeat and line.strip():
                 if line.rstrip().endswith(("do", "then", "{", "(")):
                     raise ValueError(f"{doc}:{number}: Repeat cannot copy the first line of a compound command")
+                line = TRAILING_COMMENT.sub("", line)  # or the copies joined after it would be commented out
                 copies = [line]
                 for mapping in repeat.copies:
                     copy = line

@@ -283,7 +283,7 @@ error: nope 0123456789abcdef
 ```
 
 ```sh
-fedchain hospital run --wallet w --data h1.npz
+fedchain hospital run --wallet w --data h1.npz  # follows
 fedchain data synth --n-train 10
 ```
 """
@@ -292,7 +292,8 @@ fedchain data synth --n-train 10
 def test_scripts_keep_document_lines(tmp_path: Path) -> None:
     (tmp_path / "doc.md").write_text(SAMPLE)
     script = build_script(tmp_path, "doc.md", [Substitution("doc.md", " [--seed S]", "", "why")],
-                          [Skip(r"^make\b", "make")], [], tmp_path / "helpers.sh")
+                          [Skip(r"^make\b", "make")], [Repeat("doc.md", "hospital run", ({"h1": "h2"},), "why")],
+                          tmp_path / "helpers.sh")
     lines = [""] + script.text.splitlines()  # lines[n] = document line n
     assert lines[1] == f'source "{tmp_path / "helpers.sh"}"'
     assert lines[4] == "for i in 1 2; do"
@@ -300,7 +301,8 @@ def test_scripts_keep_document_lines(tmp_path: Path) -> None:
     assert lines[6] == "" and lines[7] == "done" and lines[8].startswith(":")
     assert lines[12] == "expect_error 12 fedchain data synth --out x.npz --n-train 10 --n-val 10 --n-test 10"
     assert lines[13] == ""  # the output the document shows is not run
-    assert lines[17] == "bg fedchain hospital run --wallet w --data h1.npz"
+    assert lines[17] == ("bg fedchain hospital run --wallet w --data h1.npz; "
+                         "bg fedchain hospital run --wallet w --data h2.npz")  # a follower, repeated
     assert [cmd.text for cmd, _ in script.skipped] == ["make demo"]
     assert script.command_at(6) is script.command_at(5) and not script.unused_rules
 
