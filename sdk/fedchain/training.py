@@ -8,11 +8,8 @@ canonical flattened vector), which is what gets secret-shared. Deterministic for
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .models import flatten
+from .train_config import TrainConfig  # re-exported: fedchain.training.TrainConfig
 
 _threads_set = False
 
@@ -106,34 +104,6 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
         loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").item()
         correct += int((out.argmax(1) == y).sum())
     return correct / len(labels), loss_sum / len(labels)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Round hyperparameters (stored with the round): a fixed number of local SGD steps, so
-    update norms are comparable across hospitals of different sizes and with the reference."""
-
-    steps: int = 100
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-
-    def __post_init__(self) -> None:
-        if not (1 <= self.steps <= 100_000 and 1 <= self.batch_size <= 4096):
-            raise ValueError("steps must be in 1..100000 and batch_size in 1..4096")
-        if not (0 < self.lr <= 10 and 0 <= self.momentum < 1):
-            raise ValueError("lr must be in (0, 10] and momentum in [0, 1)")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes | dict[str, Any]) -> TrainConfig:
-        d = json.loads(text) if isinstance(text, str | bytes) else dict(text)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown training hyperparameters {sorted(unknown)}")
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
 
 
 def train_steps(model: nn.Module, images: np.ndarray, labels: np.ndarray, hp: TrainConfig, seed: int,

@@ -130,7 +130,7 @@ def _source_of(message: str, flagged: dict[str, str], fallback: str) -> str:
 
 def add_training_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The round's training hyperparameters and the operator's public data settings (TrainConfig's defaults)."""
-    from fedchain.training import TrainConfig
+    from fedchain.train_config import TrainConfig
 
     t = TrainConfig()
     g = p.add_argument_group("training (recorded in each round's hyperparameters; hospitals train with them)")

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from fedchain.campaign.args import add_policy_args
 from fedchain.campaign.command import ArgumentProblem
-from fedchain.demo.runner import DemoConfig
+from fedchain.demo.config import DemoConfig
 
 D = DemoConfig()
 

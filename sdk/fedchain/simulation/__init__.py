@@ -5,10 +5,21 @@ tune demo defaults and policy thresholds and to compare "policy" against "fedavg
 come from the MPC nodes' plaintext reference (fedchain_mpc.plaintext), plugged in by the CLI layer.
 """
 
-from .runner import SimConfig, SimResult, run_simulation
+from typing import Any
+
+from .config import SimConfig
 from .strategy import FedAvg, PolicyStrategy, Strategy, Verdict, normalize_verdicts, weighted_average
 
 __all__ = [
     "FedAvg", "PolicyStrategy", "SimConfig", "SimResult", "Strategy", "Verdict", "normalize_verdicts",
     "run_simulation", "weighted_average",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """run_simulation and SimResult on first use: the runner loads torch, the settings do not."""
+    if name in ("SimResult", "run_simulation"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

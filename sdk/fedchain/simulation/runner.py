@@ -10,7 +10,7 @@ returns the aggregate and verdicts; global ← global + server_lr · aggregate.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,37 +22,8 @@ from ..demo.report import RoundRecord, build_report
 from ..models import ModelSpec, build_model, flatten, model_hash, to_safetensors_bytes, unflatten
 from ..reference import reference_update, root_dataset
 from ..training import TrainConfig, evaluate, train_local, train_steps
+from .config import SimConfig
 from .strategy import Strategy
-
-
-@dataclass
-class SimConfig:
-    hospitals: int = 8
-    malicious: int = 2
-    attack: str | None = "scaling"
-    attack_params: dict[str, Any] = field(default_factory=dict)
-    rounds: int = 6
-    alpha: float = 1.0
-    steps: int = 100
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    server_lr: float = 1.0
-    root_size: int = 200
-    warmup_epochs: int = 5  # operator pre-trains the initial model on the public root set
-    seed: int = 0
-    dataset: str | None = None  # MedMNIST npz path; None = synthetic
-    n_classes: int = 4
-    channels: int = 1
-    n_train: int = 6000
-    n_test: int = 2000
-    widths: tuple[int, ...] = (8, 16)
-    hidden: int = 32
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
 
 
 def load_data(cfg: SimConfig) -> Dataset:
