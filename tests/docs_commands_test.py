@@ -14,9 +14,9 @@ line) or end by itself, and must exit 0 when stopped with SIGTERM at the end of 
 Every `--out F` / `--report-json F` that ran must have written F. Per failure the report names the
 document, the line, the command and the tail of its output.
 
-Time (2 cores, load ~3): README 40 s, audit 16 s, demo 60 s, operator 75 s, round_by_hand 50 s, Fabric
-README (Compose files only) 4 s; about 4.5 min with set-up and clean-up. Most of it is the console
-script's start (~1.7 s per command) and the campaigns' training.
+Time (2 cores, load ~1, 2026-11-30): README 28 s, audit 9 s, demo 49 s, operator 80 s, round_by_hand
+14 s, Fabric README (Compose files only) 1 s: 3 min 15 s with start-up and clean-up. Most of it is the
+campaigns' training and the MPC rounds.
 """
 
 from __future__ import annotations
