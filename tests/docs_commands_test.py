@@ -65,12 +65,10 @@ SUBSTITUTIONS = [
     Substitution("README.md", "fedchain network enroll hospital1", "fedchain network up && fedchain network enroll "
                  "hospital1", "the network section ends with `network down`; a reader starts it again"),
     Substitution("README.md", "fedchain operator run --rounds 6 --root-data root.npz --min-updates 3",
-                 "fedchain data synth --out root.npz --n-train 100 --n-val 400 --n-test 1000 --seed 100 && "
                  "fedchain operator run --rounds 3 --root-data root.npz --min-updates 1",
-                 "the README has one hospital (hospital1, following) and no root.npz: docs/operator.md runs "
-                 "such a campaign in full with three hospitals; here rounds 1..3 (the auditors' section asks for "
-                 "round 3) with hospital1's update each (FAILED under the privacy floor of 3: the campaign "
-                 "reports it and goes on)"),
+                 "the README has one hospital (hospital1, following): docs/operator.md runs such a campaign in "
+                 "full with three hospitals; here rounds 1..3 (the auditors' section asks for round 3) with "
+                 "hospital1's update each (FAILED under the privacy floor of 3: the campaign reports it and goes on)"),
     Substitution("docs/demo.md", "fedchain demo --network D ",
                  "fedchain network up && fedchain demo --network .fedchain --rounds 1 --hospitals 4 ",
                  "D = a folder with a running network: the first demo's folder, started again; one smaller round "
