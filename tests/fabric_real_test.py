@@ -206,6 +206,45 @@ def _network_sh(*args: str) -> subprocess.CompletedProcess:
                           timeout=600, env=env, cwd=REPO)
 
 
+def _operator_campaign(d: Path, tmp_path: Path) -> float:
+    """`fedchain operator run` for one more round after the demo's, with three `fedchain hospital run`
+    followers enrolled and registered as docs/operator.md shows; returns the operator's seconds."""
+    net = ["--network", str(d)]
+    for name in ("root", "h5", "h6", "h7"):
+        made = _fedchain("data", "synth", "--out", str(tmp_path / f"{name}.npz"), "--n-train", "300",
+                         "--seed", str(len(name) + ord(name[-1])))
+        assert made.returncode == 0, made.stderr
+    followers = []
+    for i, org in ((5, "Org1MSP"), (6, "Org2MSP"), (7, "Org3MSP")):
+        for argv in (["network", "enroll", f"hospital{i}", "--role", "hospital", "--org", org, *net],
+                     ["participant", "register", f"hospital{i}", "--role", "hospital", "--wallet-entry",
+                      f"hospital{i}", "--sample-cap", "5000", *net]):
+            done = _fedchain(*argv)
+            assert done.returncode == 0, done.stdout + done.stderr
+        followers.append(subprocess.Popen(
+            [str(Path(sys.executable).with_name("fedchain")), "hospital", "run", "--wallet", f"hospital{i}",
+             "--data", str(tmp_path / f"h{i}.npz"), "--rounds", "1", "--no-progress", *net],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        t0 = time.monotonic()
+        run = _fedchain("operator", "run", *net, "--rounds", "2", "--root-data", str(tmp_path / "root.npz"),
+                        "--min-updates", "3", "--deadline", "300", "--report-json", str(tmp_path / "op.json"),
+                        timeout=600)
+        took = time.monotonic() - t0
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        rounds = json.loads((tmp_path / "op.json").read_text())["rounds"]
+        assert [r["round"] for r in rounds][-1] == 2
+        for f in followers:
+            out, _ = f.communicate(timeout=120)
+            assert f.returncode == 0, out[-2000:]
+            assert "round 2" in out
+        return took
+    finally:
+        for f in followers:
+            if f.poll() is None:
+                f.kill()
+
+
 def test_network_sh_up_then_demo_and_audit(tmp_path):
     from conftest import find_free_port_base
 
@@ -257,8 +296,15 @@ def test_network_sh_up_then_demo_and_audit(tmp_path):
         assert [r["round"] for r in report["rounds"]] == [1]
         audited = _audit(d)
         assert audited.returncode == 0, audited.stdout + audited.stderr
+
+        # the operator's campaign on the same ledger, unchanged: three hospitals of their own follow it
+        t2 = time.monotonic()
+        operator_s = _operator_campaign(d, tmp_path)
+        audited = _audit(d)
+        assert audited.returncode == 0, audited.stdout + audited.stderr
         assert _audit(d, "--policy", "ALL").returncode == 0  # every transaction was endorsed by all three orgs
-        print(f"network.sh up {up_s:.1f} s, demo {demo_s:.1f} s")
+        print(f"network.sh up {up_s:.1f} s, demo {demo_s:.1f} s, operator run {operator_s:.1f} s "
+              f"(with set-up {time.monotonic() - t2:.1f} s)")
     finally:
         down = _network_sh("down", "--network", str(d))
         assert down.returncode == 0, down.stderr
