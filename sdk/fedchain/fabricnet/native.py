@@ -127,14 +127,14 @@ class FabricNetwork:
         out: list[Service] = [PortService(
             "orderer", [str(self.tools.binary("orderer"))], lay.run, lay.logs, {**env, **self.orderer_env(consortium)},
             ports=(s.orderer_port, s.orderer_admin_port, s.orderer_operations_port), host=s.host,
-            ready_ports=(s.orderer_port, s.orderer_admin_port), ready_host=s.host,
+            ready_ports=(s.orderer_port, s.orderer_admin_port), ready_host=s.host, inherit_env=False,
         )]
         for i, org in enumerate(consortium.orgs):
             out.append(PortService(
                 org.node_name, [str(self.tools.binary("peer")), "node", "start"], lay.run, lay.logs,
                 {**env, **self.peer_env(consortium, i)},
                 ports=(s.peer_port(i), s.peer_chaincode_port(i), s.peer_operations_port(i)), host=s.host,
-                ready_ports=(s.peer_port(i),), ready_host=s.host,
+                ready_ports=(s.peer_port(i),), ready_host=s.host, inherit_env=False,
             ))
         package_ids = self.store.get("package_ids") or {}
         argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
@@ -142,7 +142,7 @@ class FabricNetwork:
             if org.msp_id in package_ids:
                 out.append(Service(chaincode_service(org), list(argv), lay.run, lay.logs,
                                    {**env, **self.chaincode_env(consortium, i, package_ids[org.msp_id])},
-                                   ports=(s.chaincode_server_port(i),), host=s.host))
+                                   ports=(s.chaincode_server_port(i),), host=s.host, inherit_env=False))
         return out + node_services(lay.root, s.mpc_plan(), s.mpc_command)
 
     # --- configs ------------------------------------------------------------------

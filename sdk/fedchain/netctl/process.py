@@ -89,6 +89,9 @@ class Service:
     env: Mapping[str, str] | None = None
     ports: Sequence[int] = ()
     host: str = "127.0.0.1"
+    # False: `env` is the whole environment (Fabric nodes: a stray CORE_*/ORDERER_* in the caller's shell,
+    # e.g. from the peer CLI recipe, would silently override their configuration)
+    inherit_env: bool = True
 
     @property
     def pid_file(self) -> Path:
@@ -123,7 +126,8 @@ class Service:
             raise ServiceError(f"{self.name} is already running (pid {self.pid()})")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        base = dict(os.environ) if self.inherit_env else {}
+        env = {**base, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
         start_offset = log.tell()
         proc = subprocess.Popen(
