@@ -159,7 +159,8 @@ def test_preflight_lists_every_missing_piece(tmp_path):
         preflight(FabricSettings(), tools, check_ports=False)
     msg = str(err.value)
     for needle in ("orderer not found", "configtxgen not found", "osnadmin not found", "not executable",
-                   "core.yaml not found", "orderer.yaml not found", "FABRIC_CCAAS_BUILDER is not set"):
+                   "core.yaml not found", "orderer.yaml not found", "FABRIC_CCAAS_BUILDER is not set",
+                   f"its default {tmp_path / 'builders' / 'ccaas'} does not exist"):
         assert needle in msg, needle
     with pytest.raises(PreflightError, match="FABRIC_BIN is not set"):
         preflight(FabricSettings(), FabricTools.from_env({}), check_ports=False)

@@ -74,12 +74,15 @@ class FabricTools:
                 elif not os.access(exe, os.X_OK):
                     out.append(f"binary {exe} is not executable (chmod +x)")
         if self.cfg_dir is None:
-            out.append("FABRIC_CFG is not set (folder with Fabric's sample core.yaml and orderer.yaml)")
+            default = f"; its default {self.bin_dir.parent / 'config'} does not exist" if self.bin_dir else ""
+            out.append(f"FABRIC_CFG is not set (folder with Fabric's sample core.yaml and orderer.yaml){default}")
         else:
             out += [f"config {self.cfg_dir / n} not found" for n in CONFIGS if not (self.cfg_dir / n).is_file()]
         if self.ccaas_builder is None:
+            default = (f"; its default {self.bin_dir.parent / 'builders' / 'ccaas'} does not exist"
+                       if self.bin_dir else "")
             out.append("FABRIC_CCAAS_BUILDER is not set (Fabric's builders/ccaas folder with bin/detect, build, "
-                       "release)")
+                       f"release){default}")
         else:
             for name in BUILDER_SCRIPTS:
                 script = self.ccaas_builder / "bin" / name
