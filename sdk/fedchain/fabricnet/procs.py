@@ -88,18 +88,5 @@ def gossip_peers_known(host: str, operations_port: int, channel: str, timeout: f
     The gateway endorses with other orgs' peers only once gossip (seeded by the anchor peers in the
     channel config) has found them, so `up` waits for this before it reports the network ready.
     """
-    import urllib.request
-
-    label = f'channel="{channel}"'
-    try:
-        with urllib.request.urlopen(f"http://{host}:{operations_port}/metrics", timeout=timeout) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if "gossip_membership_total_peers_known{" in line and label in line and not line.startswith("#"):
-            try:
-                return int(float(line.split()[-1]))
-            except ValueError:
-                return None
-    return 0
+    value = _channel_metric(host, operations_port, "gossip_membership_total_peers_known", channel, timeout)
+    return None if value is None else int(value)
