@@ -13,8 +13,6 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.ledger.rwset import rwset_pb2
-from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import (
     chaincode_event_pb2,
@@ -62,17 +60,10 @@ def make_tls() -> TLSMaterial:
 
 
 def rwset_bytes(namespace: str, reads: dict[str, tuple[int, int] | None], writes: dict[str, bytes | None]) -> bytes:
-    kv = kv_rwset_pb2.KVRWSet()
-    for key, version in reads.items():
-        r = kv.reads.add(key=key)
-        if version is not None:
-            r.version.block_num, r.version.tx_num = version
-    for key, value in writes.items():
-        kv.writes.add(key=key, value=value or b"", is_delete=value is None)
-    return rwset_pb2.TxReadWriteSet(
-        data_model=rwset_pb2.TxReadWriteSet.KV,
-        ns_rwset=[rwset_pb2.NsReadWriteSet(namespace=namespace, rwset=kv.SerializeToString())],
-    ).SerializeToString()
+    """A one-namespace KV read/write set (the auditor's synthetic chains build them the same way)."""
+    from fedchain.audit.synthetic import rwset_bytes as build
+
+    return build(namespace, reads, writes, {})
 
 
 def endorse_proposal(proposal_bytes: bytes, endorsers: list[SigningIdentity], *, payload: bytes = b"",

@@ -287,12 +287,19 @@ class FLAuditor:
         rnd.min_accepted = floor if own is None or own < floor else own
         rnd.min_updates = _int_or_none(spec.get("min_updates"))
 
-    def _on_PublishReference(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
+    def _round_arg(self, rec: TxRecord) -> RoundAudit | None:
+        """The round named by the transaction's first argument; a finding (and None) when it names none."""
         rid = _round_id(rec)
         if rid is None:
-            self._find(rec, "PublishReference without a round id")
+            self._find(rec, f"{rec.info.function} without a round id")
+            return None
+        return self._round(rid)
+
+    def _on_PublishReference(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
+        rnd = self._round_arg(rec)
+        if rnd is None:
             return
-        rnd = self._round(rid)
+        rid = rnd.round_id
         data = _b64(rec.info.args[1]) if len(rec.info.args) > 1 else None
         got = hashlib.sha256(data).hexdigest() if data is not None else None
         created = rnd.created or {}
@@ -374,11 +381,10 @@ class FLAuditor:
 
     def _on_CloseRound(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
         who = self._who
-        rid = _round_id(rec)
-        if rid is None:
-            self._find(rec, "CloseRound without a round id")
+        rnd = self._round_arg(rec)
+        if rnd is None:
             return
-        rnd = self._round(rid)
+        rid = rnd.round_id
         if rnd.state != "OPEN":
             self._find(rec, f"round {rid} closed while {rnd.state}")
         self._check_close_time(rec, rnd, who)
@@ -450,11 +456,10 @@ class FLAuditor:
                             f"update(s), fewer than min_updates {rnd.min_updates}")
 
     def _on_PublishModel(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
-        rid = _round_id(rec)
-        if rid is None:
-            self._find(rec, "PublishModel without a round id")
+        rnd = self._round_arg(rec)
+        if rnd is None:
             return
-        rnd = self._round(rid)
+        rid = rnd.round_id
         digest = _model_hash(rec.info.args[1]) if len(rec.info.args) > 1 else None
         if rnd.state != "FINALIZED":
             self._find(rec, f"model published for round {rid} while {rnd.state}")
