@@ -56,7 +56,8 @@ builds on the last finalized model.
 - PublishModel(round_id, model_b64) by an MPC node after finalization: kept only if its SHA-256
   equals the finalized hash and its size is within max_model_bytes; stored in 1 MiB chunks.
 
-- PublishReference(round_id, reference_b64) by an operator while the round is OPEN: the FLTrust
+- PublishReference(round_id, reference_b64) by an operator while the round is OPEN (or CLOSED before
+  any attestation: the hash was fixed at CreateRound): the FLTrust
   reference update (float32 little-endian vector of param_count values) whose SHA-256 the round
   declared in hyperparameters.reference_sha256; GetReference(round_id) returns it. MPC nodes use it
   for the cosine check; auditors can recompute it from the public root dataset.

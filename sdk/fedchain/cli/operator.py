@@ -267,7 +267,7 @@ def _register_campaign(sub: argparse._SubParsersAction) -> None:
         description="Recompute the round's FLTrust reference exactly as `fedchain operator run` does (its base "
                     "model, the hyperparameters and seeds the round records, the root set drawn from the root "
                     "file's validation split), check it against the round's reference_sha256 and publish it "
-                    "(PublishReference: operator, while the round is OPEN).")
+                    "(PublishReference: operator, while the round is OPEN or CLOSED before any MPC node attested it).")
     add_connection_args(p)
     p.add_argument("--round", type=int, required=True, metavar="N")
     p.add_argument("--root-data", required=True, metavar="F", help="the root file the round was made with")
