@@ -8,7 +8,7 @@ import json
 import logging
 
 import pytest
-from fedchain.gateway.watermark import BlockMark, LedgerRollback, LedgerWatermark, compare
+from fedchain.gateway.watermark import BlockMark, ChainHead, LedgerRollback, LedgerWatermark, compare
 from fedchain_mpc.guard import LedgerGuard, LedgerMismatch, check_same_round
 from fedchain_mpc.store import NodeState
 
@@ -28,8 +28,9 @@ class FakeChain:
     def _hash(self, i: int) -> str:
         return h(i, "b" if self.fork_at is not None and i >= self.fork_at else "a")
 
-    def chain_head(self) -> tuple[int, str]:
-        return self.height - 1, self._hash(self.height - 1)
+    def chain_head(self) -> ChainHead:
+        n = self.height - 1
+        return ChainHead(n, self._hash(n), self._hash(n - 1) if n > 0 else "")
 
     def block_hash(self, number: int) -> str:
         self.fetched.append(number)
@@ -44,6 +45,13 @@ def test_growth_moves_the_mark_and_checks_the_remembered_block():
     chain = FakeChain(9)
     new = compare(BlockMark(4, h(4)), chain)
     assert (new.number, new.block_hash) == (8, h(8)) and chain.fetched == [4]
+
+
+def test_growth_by_one_block_is_checked_by_its_link_without_a_fetch():
+    chain = FakeChain(6)
+    assert compare(BlockMark(4, h(4)), chain).number == 5 and chain.fetched == []
+    with pytest.raises(LedgerRollback, match="forked: its block 4"):
+        compare(BlockMark(4, h(4)), FakeChain(6, fork_at=4))
 
 
 def test_same_head_is_no_change_and_costs_no_block_fetch():

@@ -333,7 +333,7 @@ def test_a_round_replaced_on_the_ledger_is_refused_not_skipped(setup, caplog):
 
 
 def test_guard_refusal_stops_all_processing(setup, tmp_path):
-    from fedchain.gateway.watermark import LedgerWatermark
+    from fedchain.gateway.watermark import ChainHead, LedgerWatermark
     from fedchain_mpc.guard import LedgerGuard
 
     world, stores, procs, fake = setup
@@ -343,7 +343,7 @@ def test_guard_refusal_stops_all_processing(setup, tmp_path):
             self.n = n
 
         def chain_head(self):
-            return self.n, f"{self.n:064x}"
+            return ChainHead(self.n, f"{self.n:064x}", f"{self.n - 1:064x}")
 
         def block_hash(self, number):
             return f"{number:064x}"

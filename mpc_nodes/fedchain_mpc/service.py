@@ -61,7 +61,7 @@ class LedgerView(Protocol):
 
     def close_round(self, round_id: int) -> None: ...
 
-    def chain_head(self) -> tuple[int, str]: ...
+    def chain_head(self) -> Any: ...  # fedchain.gateway.watermark.ChainHead
 
     def block_hash(self, number: int) -> str: ...
 
@@ -179,8 +179,8 @@ class FLLedger:
         with self._lock:
             self._rounds.pop(round_id, None)
 
-    def chain_head(self) -> tuple[int, str]:
-        """(newest block number, its header hash hex) via qscc: the node's ledger watermark reads it."""
+    def chain_head(self) -> Any:
+        """The newest block's number and hashes (a ChainHead) via qscc: the node's ledger watermark reads it."""
         from fedchain.gateway.watermark import NetworkHeads
 
         return self._wrap("GetChainInfo", NetworkHeads(self._network).chain_head)

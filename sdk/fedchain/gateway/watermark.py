@@ -10,7 +10,8 @@ saw before can tell. Every long-running client (MPC node, hospital follower, ope
 - otherwise the watermark moves up to the new head.
 
 Block hashes chain, so equal hashes at the remembered height pin every older block too. A check
-costs one GetChainInfo and, when the chain grew, one GetBlockByNumber of the remembered block.
+costs one GetChainInfo (whose previous-block hash covers a chain that grew by one block) and, when
+the chain grew by more, one GetBlockByNumber of the remembered block.
 A deliberate reset of the network (a new ledger) is the operator's call: remove the file.
 """
 
@@ -40,10 +41,17 @@ class BlockMark:
         return {"number": self.number, "block_hash": self.block_hash, "seen_at": self.seen_at}
 
 
+@dataclass(frozen=True)
+class ChainHead:
+    number: int  # of the newest block
+    block_hash: str  # its header hash, hex
+    previous_hash: str = ""  # the header hash of block number - 1, hex ("" if not known)
+
+
 class HeadSource(Protocol):
     """What the watermark needs from a ledger connection."""
 
-    def chain_head(self) -> tuple[int, str]: ...  # (number of the newest block, its header hash hex)
+    def chain_head(self) -> ChainHead: ...
 
     def block_hash(self, number: int) -> str: ...  # header hash hex of block `number`
 
@@ -54,11 +62,11 @@ class NetworkHeads:
     def __init__(self, network: Any) -> None:
         self.network = network
 
-    def chain_head(self) -> tuple[int, str]:
+    def chain_head(self) -> ChainHead:
         from fedchain.gateway.qscc import chain_info
 
         info = chain_info(self.network)
-        return int(info.height) - 1, bytes(info.currentBlockHash).hex()
+        return ChainHead(int(info.height) - 1, bytes(info.currentBlockHash).hex(), bytes(info.previousBlockHash).hex())
 
     def block_hash(self, number: int) -> str:
         from fedchain.gateway.qscc import block_by_number
@@ -73,7 +81,8 @@ def _when(ts: float) -> str:
 
 def compare(saved: BlockMark | None, source: HeadSource) -> BlockMark:
     """The ledger's new head if it extends `saved`; raises LedgerRollback otherwise."""
-    number, head_hash = source.chain_head()
+    head = source.chain_head()
+    number, head_hash = head.number, head.block_hash
     if saved is None:
         return BlockMark(number, head_hash, time.time())
     if number < saved.number:
@@ -81,7 +90,12 @@ def compare(saved: BlockMark | None, source: HeadSource) -> BlockMark:
             f"the ledger went backwards: its newest block is {number}, but this client saw block {saved.number} "
             f"(hash {saved.block_hash[:16]}…) {_when(saved.seen_at)}. The ledger was rolled back (restored from an "
             f"older copy?); refusing to act on it.")
-    at_mark = head_hash if number == saved.number else source.block_hash(saved.number)
+    if number == saved.number:
+        at_mark = head_hash
+    elif number == saved.number + 1 and head.previous_hash:
+        at_mark = head.previous_hash  # the new head's link to the remembered block: no block fetch
+    else:
+        at_mark = source.block_hash(saved.number)
     if at_mark != saved.block_hash:
         raise LedgerRollback(
             f"the ledger forked: its block {saved.number} has hash {at_mark[:16]}…, but this client saw "
