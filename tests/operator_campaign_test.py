@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,12 +82,21 @@ def test_operator_run_with_separate_hospitals_survives_a_kill(tmp_path):
         cfg = load_network(net)
         with cfg.connect("auditor") as gw:
             fl = FLClient(cfg.contract(gw))
-            first = subprocess.Popen(operator, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first = subprocess.Popen(operator, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
             procs.append(first)
+            err_lines: list[str] = []
+            reader = threading.Thread(target=lambda: err_lines.extend(first.stderr), daemon=True)
+            reader.start()
             wait_for_round(fl, 1, first)
+            # the ledger shows round 1 a moment before the operator prints it: wait for the line, then kill
+            deadline = time.monotonic() + 60
+            while not any("round 1: created" in line for line in err_lines) and time.monotonic() < deadline:
+                time.sleep(0.05)
             os.kill(first.pid, signal.SIGKILL)  # mid-round: round 1 is OPEN, its reference maybe not yet published
-            _, first_err = first.communicate(timeout=30)
-            assert "round 1: created" in first_err
+            first.wait(timeout=30)
+            reader.join(timeout=30)
+            assert "round 1: created" in "".join(err_lines)
             assert fl.get_round(1)["state"] == "OPEN"
 
             hospitals = [subprocess.Popen([FEDCHAIN, "hospital", "run", "--network", str(folder), "--wallet",

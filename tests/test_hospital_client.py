@@ -76,11 +76,20 @@ def _create_round(world) -> int:
 
 
 def _finish(world, rid: int) -> dict:
+    """Close, wait for FINALIZED and for the model's publication: the next CreateRound needs the
+    published model (the contract refuses a round on a finalized but unpublished one)."""
     op = world["op"]
     op.close_round(rid)
     rnd = op.wait_for_state(rid, ("FINALIZED", "DISPUTED"), timeout_s=180)
     assert rnd["state"] == "FINALIZED", rnd
-    return rnd
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            op.get_model(rid)
+            return rnd
+        except Exception:
+            assert time.monotonic() < deadline, f"round {rid}'s model was not published in 60 s"
+            time.sleep(0.25)
 
 
 def test_restarts_never_double_submit(world):
