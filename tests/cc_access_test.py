@@ -22,10 +22,12 @@ from cc_support import (
     closed_world,
     finalized_world,
     h,
+    inference_world,
     init_config,
     make_identity,
     make_world,
     open_world,
+    validation_batch,
 )
 
 CALLERS = ("operator", "hospital", "mpc_node", "auditor", "unregistered", "mismatch")
@@ -44,6 +46,8 @@ def world(stage: str) -> World:
             "declared": lambda: open_world(publish_reference=False),
             "closed": closed_world,
             "finalized": finalized_world,
+            "val_declared": lambda: inference_world(publish=False),
+            "val_published": lambda: inference_world(publish=True),
         }[stage]()
     return _worlds[stage]
 
@@ -83,6 +87,8 @@ ROWS: list[tuple[str, str, Callable[[World], list], set[str], float | None]] = [
     ("GetHistory", "finalized", lambda w: ["round", "1"], MEMBERS, None),
     ("PublishReference", "declared", lambda w: ["1", b64(REFERENCE)], {"operator"}, None),
     ("GetReference", "finalized", lambda w: ["1"], MEMBERS, None),
+    ("PublishValidationBatch", "val_declared", lambda w: ["1", b64(validation_batch())], {"operator"}, None),
+    ("GetValidationBatch", "val_published", lambda w: ["1"], MEMBERS, None),
 ]
 
 
@@ -119,9 +125,9 @@ def test_access_matrix(row, role):
 
 
 def test_queries_write_nothing():
-    w = world("finalized")
-    for fn, _stage, make_args, _allowed, _ts in ROWS:
+    for fn, stage, make_args, _allowed, _ts in ROWS:
         if fn.startswith(("Get", "List")):
+            w = world(stage)
             sim = w.ledger.simulate(w.auditor, fn, *[a if isinstance(a, str) else json.dumps(a)
                                                      for a in make_args(w)])
             assert sim.ok and sim.writes == {} and sim.event is None, fn

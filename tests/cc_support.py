@@ -151,6 +151,33 @@ def open_world(n_hospitals: int = 3, *, publish_reference: bool = True) -> World
     return w
 
 
+def validation_batch() -> bytes:
+    """A canonical 8-image validation batch (fedchain.validation_batch), the same bytes every call."""
+    import numpy as np
+    from fedchain.validation_batch import encode
+
+    images = (np.arange(8 * 28 * 28) % 251).astype(np.uint8).reshape(8, 28, 28)
+    return encode(images, np.arange(8, dtype=np.int64) % 4)
+
+
+def inference_world(*, publish: bool) -> World:
+    """Round 1 OPEN with the encrypted-inference check on (batch of 8) and its validation batch declared;
+    published when `publish` (the reference is always published)."""
+    w = make_world()
+    head = w.ok(w.operator, "GetConsortium")["head"]
+    batch = validation_batch()
+    w.ok(w.operator, "CreateRound", {
+        "round_id": 1, "base_model_hash": head["model_hash"], "model_spec": SPEC,
+        "hyperparameters": {"reference_sha256": hashlib.sha256(REFERENCE).hexdigest(),
+                            "validation_sha256": hashlib.sha256(batch).hexdigest()},
+        "policy": {"inference_enabled": True, "inference_batch": 8, "norm_bound": 10.0},
+        "deadline": w.ledger.now + 3600, "min_updates": 1})
+    w.ok(w.operator, "PublishReference", "1", b64(REFERENCE))
+    if publish:
+        w.ok(w.operator, "PublishValidationBatch", "1", b64(batch))
+    return w
+
+
 def closed_world(n_hospitals: int = 3) -> World:
     """Round 1 CLOSED with an update from every hospital."""
     w = open_world(n_hospitals)

@@ -166,6 +166,21 @@ class FLClient:
             raise ModelIntegrityError(f"reference of round {round_id} does not match the declared SHA-256 {want}")
         return data
 
+    def publish_validation_batch(self, round_id: int, data: bytes) -> Any:
+        """PublishValidationBatch: the round's public validation batch (fedchain.validation_batch bytes)."""
+        return self._submit("PublishValidationBatch", str(int(round_id)), base64.b64encode(data).decode("ascii"))
+
+    def get_validation_batch(self, round_id: int) -> bytes:
+        """The round's validation batch bytes, checked against the SHA-256 the round declared
+        (hyperparameters.validation_sha256); decode them with fedchain.validation_batch.decode."""
+        rec = self._query("GetValidationBatch", str(int(round_id)))
+        data = base64.b64decode(rec["validation_b64"], validate=True)
+        want = (self.get_round(round_id).get("hyperparameters") or {}).get("validation_sha256")
+        if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want or len(data) != rec["size"]:
+            raise ModelIntegrityError(f"validation batch of round {round_id} does not match the declared SHA-256 "
+                                      f"{want}")
+        return data
+
     def get_history(self, kind: str, ident: str | int = "") -> list[dict[str, Any]]:
         return self._query("GetHistory", kind, str(ident))
 

@@ -61,12 +61,21 @@ builds on the last finalized model.
   reference update (float32 little-endian vector of param_count values) whose SHA-256 the round
   declared in hyperparameters.reference_sha256; GetReference(round_id) returns it. MPC nodes use it
   for the cosine check; auditors can recompute it from the public root dataset.
+- PublishValidationBatch(round_id, validation_b64) by an operator, under the same rules (OPEN, or
+  CLOSED before any attestation; once): the public validation batch of the encrypted-inference
+  check (fedchain.validation_batch: safetensors with exactly images uint8 B x 28 x 28 [x 3] and
+  labels int64 B, 1 <= B <= policy.inference_batch, default 32) whose SHA-256 the round declared in
+  hyperparameters.validation_sha256; size at most max_model_bytes and what B images can take.
+  CreateRound refuses a policy with inference_enabled (a boolean) and no validation_sha256, and a
+  validation_sha256 that is not a lowercase hex SHA-256. GetValidationBatch(round_id) ->
+  {round_id, sha256, size, batch, validation_b64}. MPC nodes run the check on it; auditors can
+  redraw it from the root set.
 
 Queries: GetConsortium (config + head pointer), GetParticipant(id), ListParticipants([role]),
 GetRound(id), ListRounds, GetUpdates(round_id), GetModel(round_id) -> {sha256, size, model_spec,
-model_b64}, GetHistory(kind, id) with kind in round | participant | update ("round/hospital") |
-model | consortium | attestation ("round/node id") -> [{tx_id, timestamp, is_delete, creator,
-function, value}], newest first (Fabric 2.x order).
+model_b64}, GetReference(round_id), GetValidationBatch(round_id), GetHistory(kind, id) with kind in
+round | participant | update ("round/hospital") | model | consortium | attestation ("round/node id")
+-> [{tx_id, timestamp, is_delete, creator, function, value}], newest first (Fabric 2.x order).
 Every stored record carries last_tx_creator {msp_id, participant} and last_tx_function, so the
 history shows who did what.
 

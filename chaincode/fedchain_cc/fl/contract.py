@@ -369,6 +369,50 @@ class FLContract(Chaincode):
         return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
                 "reference_b64": base64.b64encode(data).decode("ascii")}
 
+    # ----------------------------------------------------- public validation batch
+    @transaction
+    def tx_PublishValidationBatch(self, tx: Tx, params: list[str]) -> dict[str, Any]:
+        """The round's public validation batch (fedchain.validation_batch: safetensors images + labels) for the
+        encrypted-inference check, whose SHA-256 CreateRound declared; published like the reference."""
+        v.expect_args("PublishValidationBatch", params, 2)
+        tx.require("operator")
+        cons = tx.consortium()
+        round_id = v.round_id(params[0])
+        rnd = self._round(tx, round_id)
+        _, max_batch = v.inference_settings(rnd.get("policy") or {}, "round policy")
+        limit = min(int(cons["max_model_bytes"]), v.validation_max_bytes(max_batch))
+        data = v.model_bytes(params[1], limit, "validation_b64")
+        # CLOSED too, until a node attests: the hash was fixed by CreateRound (as for the reference)
+        if rnd["state"] not in (OPEN, CLOSED) or rnd["attestations"]:
+            raise ContractError(f"round {round_id} is {rnd['state']}{' and attested' if rnd['attestations'] else ''}; "
+                                f"a validation batch is published only while OPEN or CLOSED before any attestation",
+                                409)
+        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
+        if not want:
+            raise ContractError(f"round {round_id} declares no hyperparameters.validation_sha256", 409)
+        if tx.get_json(keys.validation(round_id)) is not None:
+            raise ContractError(f"the validation batch of round {round_id} is already published", 409)
+        got = _sha256(data)
+        if got != want:
+            raise ContractError(f"validation batch SHA-256 {got} does not match the round's validation_sha256 {want}")
+        batch = v.validation_batch_size(data, max_batch)
+        self._store_blob(tx, keys.validation(round_id), lambda i: keys.validation_chunk(round_id, i), data,
+                         {"round_id": round_id, "batch": batch})
+        return {"round_id": round_id, "sha256": got, "size": len(data), "batch": batch}
+
+    @transaction
+    def tx_GetValidationBatch(self, tx: Tx, params: list[str]) -> dict[str, Any]:
+        v.expect_args("GetValidationBatch", params, 1)
+        tx.require()
+        round_id = v.round_id(params[0])
+        meta = tx.get_json(keys.validation(round_id))
+        if meta is None:
+            raise ContractError(f"no validation batch published for round {round_id}", 404)
+        data = self._load_blob(tx, meta, lambda i: keys.validation_chunk(round_id, i),
+                               f"validation batch of round {round_id}")
+        return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"], "batch": meta["batch"],
+                "validation_b64": base64.b64encode(data).decode("ascii")}
+
     # ---------------------------------------------------------------------- rounds
     def _head(self, tx: Tx) -> dict[str, Any]:
         head = tx.get_json(keys.HEAD)
@@ -421,6 +465,13 @@ class FLContract(Chaincode):
         floor = int(cons.get("min_accepted", DEFAULT_MIN_ACCEPTED))  # consortia initialized before the field: 3
         min_accepted = v.policy_min_accepted(policy, floor, MAX_HOSPITALS_PER_ROUND, "round: policy")
         policy["min_accepted"] = floor if min_accepted is None else min_accepted
+        inference, _ = v.inference_settings(policy, "round: policy")
+        declared = hyper.get("validation_sha256")
+        if declared is not None and not (isinstance(declared, str) and v.HEX64_RE.match(declared)):
+            raise ContractError("round: hyperparameters.validation_sha256 must be a lowercase hex SHA-256")
+        if inference and declared is None:
+            raise ContractError("round: the policy enables the encrypted-inference check (inference_enabled) but "
+                                "hyperparameters.validation_sha256 declares no validation batch for it")
         record = {
             "round_id": round_id, "state": OPEN, "base_model_hash": base_hash,
             "base_round_id": head["finalized_round_id"], "model_spec": spec, "hyperparameters": hyper,

@@ -12,6 +12,7 @@
 | model~{round:020d}                    | operators (genesis), MPC nodes     |
 | modelchunk~{round:020d}~{i:06d}       | same as model~                     |
 | reference~{round:020d} (+ refchunk~)  | operators (FLTrust reference)      |
+| validation~{round:020d} (+ valchunk~) | operators (public validation batch)|
 
 Round ids are zero-padded so that range order is numeric order.
 """
@@ -65,3 +66,11 @@ def reference(round_id: int) -> str:
 
 def reference_chunk(round_id: int, index: int) -> str:
     return _ck("refchunk", [rnd(round_id), f"{index:06d}"])
+
+
+def validation(round_id: int) -> str:
+    return _ck("validation", [rnd(round_id)])
+
+
+def validation_chunk(round_id: int, index: int) -> str:
+    return _ck("valchunk", [rnd(round_id), f"{index:06d}"])

@@ -253,3 +253,71 @@ def expect_args(fn: str, params: list[str], n: int | tuple[int, int]) -> None:
     if not lo <= len(params) <= hi:
         want = str(lo) if lo == hi else f"{lo} to {hi}"
         raise ContractError(f"{fn} takes {want} argument(s), got {len(params)}")
+
+
+# ------------------------------------------------------------------ public validation batch
+# The encrypted-inference check's batch (fedchain.validation_batch): safetensors holding exactly
+# images (uint8, B x 28 x 28 or B x 28 x 28 x 3) and labels (int64, B). The chaincode cannot import
+# fedchain, so it reads the safetensors header itself: 8-byte little-endian header length, then JSON.
+MAX_VALIDATION_BATCH = 4096  # fedchain.validation_batch.MAX_BATCH
+DEFAULT_INFERENCE_BATCH = 32  # VerificationPolicy.inference_batch's default
+VALIDATION_HEADER_ALLOWANCE = 512  # fedchain.validation_batch._HEADER_ALLOWANCE
+_VALIDATION_LAYOUT = {"images": "U8", "labels": "I64"}
+
+
+def validation_max_bytes(max_batch: int) -> int:
+    """The largest canonical batch of at most `max_batch` RGB images (checked before base64 decoding)."""
+    return VALIDATION_HEADER_ALLOWANCE + max_batch * (28 * 28 * 3 + 8)
+
+
+def inference_settings(policy: dict[str, Any], what: str) -> tuple[bool, int]:
+    """(inference_enabled, inference_batch) of a round policy; a value the nodes could not act on is refused."""
+    enabled = policy.get("inference_enabled", False)
+    if not isinstance(enabled, bool):
+        raise ContractError(f"{what}.inference_enabled must be true or false, got {type_name(enabled)}")
+    batch = policy.get("inference_batch", DEFAULT_INFERENCE_BATCH)
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_VALIDATION_BATCH:
+        raise ContractError(f"{what}.inference_batch must be an integer in [1, {MAX_VALIDATION_BATCH}], "
+                            f"got {str(batch)[:20]}")
+    return enabled, batch
+
+
+def validation_batch_size(data: bytes, max_batch: int, what: str = "validation batch") -> int:
+    """B of a validation batch whose safetensors header has exactly the expected tensors, dtypes and shapes
+    (B <= max_batch) and whose length is exactly header + tensor bytes. The hash binds the content; this
+    keeps a batch no node could use (another layout, a bigger batch) off the ledger."""
+    if len(data) < 8:
+        raise ContractError(f"{what} is {len(data)} bytes: not a safetensors file")
+    hlen = int.from_bytes(data[:8], "little")
+    if hlen > VALIDATION_HEADER_ALLOWANCE or 8 + hlen > len(data):
+        raise ContractError(f"{what}: safetensors header of {hlen} bytes is not a validation batch's")
+    try:
+        header = json.loads(data[8:8 + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ContractError(f"{what}: safetensors header is not JSON") from None
+    if not isinstance(header, dict) or sorted(header) != sorted(_VALIDATION_LAYOUT):
+        keys = sorted(header)[:6] if isinstance(header, dict) else type_name(header)
+        raise ContractError(f"{what} must hold exactly the tensors images and labels (no metadata), got {keys}")
+    total = 0
+    shapes: dict[str, list[Any]] = {}
+    for name, dtype in _VALIDATION_LAYOUT.items():
+        entry = header[name]
+        if not isinstance(entry, dict) or entry.get("dtype") != dtype or not isinstance(entry.get("shape"), list):
+            raise ContractError(f"{what}: tensor {name} must have dtype {dtype}")
+        shape = entry["shape"]
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise ContractError(f"{what}: tensor {name} has a malformed shape")
+        shapes[name] = shape
+        n = 1
+        for s in shape:
+            n *= s
+        total += n * (8 if dtype == "I64" else 1)
+    images, labels = shapes["images"], shapes["labels"]
+    if images[1:] not in ([28, 28], [28, 28, 3]) or labels != images[:1]:
+        raise ContractError(f"{what}: images must be B x 28 x 28 (x 3) and labels B, got {images} and {labels}")
+    b = images[0]
+    if not 1 <= b <= max_batch:
+        raise ContractError(f"{what} has {b} images; the round's policy.inference_batch allows 1 to {max_batch}")
+    if len(data) != 8 + hlen + total:
+        raise ContractError(f"{what} is {len(data)} bytes; its header describes {8 + hlen + total}")
+    return b
