@@ -487,3 +487,62 @@ def test_membership_check_against_the_ledger(tmp_path):
     with pytest.raises(ConfigError, match="3 MPC nodes"):
         check_membership(world.ledger, SimpleNamespace(m=4, node_index=1, runner=SimpleNamespace(threshold=1)),
                          world.nodes[1])
+
+
+# ------------------------------------------------------------------ encrypted inference: the validation batch
+def _inference_round(world, *, declared: bytes | None) -> None:
+    rnd = world.ledger.rounds[1]
+    rnd["policy"] = {"cosine_enabled": False, "inference_enabled": True, "inference_batch": 8}
+    rnd["model_spec"] = {"param_count": DIM, "arch": "cnn", "in_channels": 1, "n_classes": 4}
+    rnd["hyperparameters"] = {"validation_sha256": hashlib.sha256(declared).hexdigest()} if declared else {}
+
+
+def _batch(n: int = 8, top_label: int = 3) -> bytes:
+    from fedchain.validation_batch import encode
+
+    labels = np.arange(n, dtype=np.int64) % (top_label + 1)
+    return encode(np.full((n, 28, 28), 7, np.uint8), labels)
+
+
+def test_inference_round_fetches_checks_and_hands_over_its_validation_batch(setup):
+    """Declared and published: hash-checked, decoded, written to the round directory, named in the job with the
+    round's model spec; declared but not yet published: the node waits (RoundError, retried) as for the reference."""
+    world, stores, procs, fake = setup
+    batch = _batch()
+    _inference_round(world, declared=batch)
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    with pytest.raises(RoundError, match="not on the ledger yet"):
+        procs[0].process(1)
+    world.ledger.validation_batches[1] = _batch(top_label=2)  # a ledger answer other than the declared one
+    with pytest.raises(RoundError, match="does not match validation_sha256"):
+        procs[0].process(1)
+    world.ledger.validation_batches[1] = batch
+    assert procs[0].process(1) == ATTESTED
+    job = fake.jobs[-1]
+    assert Path(job["validation_path"]).read_bytes() == batch
+    assert Path(job["validation_path"]).parent == procs[0].ctx.data_dir / "runs" / "1"
+    assert job["model_spec"]["n_classes"] == 4 and job["policy"]["inference_enabled"] is True
+
+
+def test_inference_round_without_a_usable_batch_fails_at_every_node_alike(setup):
+    """Not declared (a chaincode before CreateRound required it) or published but unusable for the round's
+    model (labels beyond n_classes): no update can be judged, so all are rejected no_validation_batch and the
+    round ends FAILED with the base model; no MPC run."""
+    world, stores, procs, fake = setup
+    _inference_round(world, declared=None)
+    deliver(world, stores, "hosp0")
+    deliver(world, stores, "hosp1", seed=1)
+    world.ledger.close_round(1)
+    assert procs[0].process(1) == ATTESTED
+    att = world.ledger.attestations[1]["mpc0"]
+    assert att["rejected"] == {"hosp0": "no_validation_batch", "hosp1": "no_validation_batch"}
+    assert att["model_hash"] == BASE_HASH and att["outcome"] == "too_few_accepted" and fake.jobs == []
+
+    bad = _batch(top_label=5)  # labels up to 5, the model has 4 classes
+    _inference_round(world, declared=bad)
+    world.ledger.validation_batches[1] = bad
+    assert procs[1].process(1) == ATTESTED
+    att1 = world.ledger.attestations[1]["mpc1"]
+    assert att1["rejected"] == {"hosp0": "no_validation_batch", "hosp1": "no_validation_batch"}
+    assert fake.jobs == []

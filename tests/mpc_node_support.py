@@ -30,6 +30,7 @@ class FakeLedger:
     attestations: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     models: dict[int, bytes] = field(default_factory=dict)
     references: dict[int, bytes] = field(default_factory=dict)
+    validation_batches: dict[int, bytes] = field(default_factory=dict)
     event_log: list[LedgerEvent] = field(default_factory=list)
     down: bool = False
     calls: list[str] = field(default_factory=list)
@@ -95,6 +96,12 @@ class FakeLedger:
         if round_id not in self.references:
             raise LedgerError(f"no reference published for round {round_id}", not_found=True)
         return self.references[round_id]
+
+    def get_validation_batch(self, round_id: int) -> bytes:
+        self._check("GetValidationBatch")
+        if round_id not in self.validation_batches:
+            raise LedgerError(f"no validation batch published for round {round_id}", not_found=True)
+        return self.validation_batches[round_id]
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
         yield from list(self.event_log)

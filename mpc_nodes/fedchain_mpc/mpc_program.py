@@ -19,7 +19,13 @@ Job file (JSON, written by the node service):
       "policy": {...},                 # fedchain.verification.VerificationPolicy JSON (the round's)
       "reference_path": "/.../ref.npz",   # npz with array "delta" (float64, length dim); optional
                                           # if policy.cosine_enabled is false
-      "base_model_path": "/.../base.safetensors",  # optional: then the new model is written
+      "base_model_path": "/.../base.safetensors",  # optional: then the new model is written;
+                                          # required with validation_path (the base of w_base + delta_i)
+      "validation_path": "/.../validation.safetensors",  # only if policy.inference_enabled: the round's
+                                          # public validation batch (fedchain.validation_batch bytes,
+                                          # hash-checked by the node; decoded strictly here again)
+      "model_spec": {...},             # with validation_path: the round's model_spec (ModelSpec fields;
+                                          # param_count and unknown keys are ignored)
       "l": 32, "f": 16, "t": 1, "m": 3,
       "seed": "<public ledger context (round, committed share hashes); the checks' randomness is
                generated jointly by the nodes inside the run and mixed with it>",
@@ -33,7 +39,8 @@ Output JSON (written atomically to output_path by every node; identical except t
       "round_id": "r1",
       "party": 0,
       "verdicts": {"h1": {"accept": true, "reason": "ok"}, ...},
-                    # reason in ok | inconsistent | range | norm | cosine | outlier
+                    # reason in ok | inconsistent | range | norm | cosine | outlier | inference
+                    # (nothing else per hospital: no logits, counts or accuracies leave the run)
       "n_accepted": 2, "total_weight": 1234,
       "outcome": "ok" | "too_few_accepted" | "aggregate_out_of_range",
                     # not ok: no aggregate was opened (privacy floor) or it failed the sanity check;
@@ -121,6 +128,42 @@ def load_shares(job: dict) -> tuple[list[str], list[int], np.ndarray, np.ndarray
     return ids, ns, np.stack(his), np.stack(los)
 
 
+def policy_wants_inference(policy: object) -> bool:
+    """Whether the round's policy runs the encrypted-inference check (policies without the field: no)."""
+    return getattr(policy, "inference_enabled", False) is True
+
+
+def load_inference(job: dict, dim: int, max_batch: int) -> object:
+    """The encrypted-inference check's public inputs (checks.inference.InferenceInputs): the round's model
+    spec, the base model's canonical float32 vector and the validation batch, all checked here: the job
+    file is the node's own, but a torn or swapped file must fail the run, not feed the check."""
+    from fedchain.models import ModelSpec
+    from fedchain.validation_batch import ValidationBatchError, decode
+    from safetensors.numpy import load as st_load
+
+    from fedchain_mpc.aggregate import flatten
+    from fedchain_mpc.checks.inference import InferenceInputs
+
+    if not job.get("validation_path") or not job.get("base_model_path") or not isinstance(job.get("model_spec"), dict):
+        raise JobError("policy.inference_enabled needs validation_path, base_model_path and model_spec in the job")
+    raw = job["model_spec"]
+    try:
+        spec = ModelSpec.from_json({k: v for k, v in raw.items() if k in ModelSpec.__dataclass_fields__})
+    except ValueError as e:
+        raise JobError(f"model_spec: {e}") from None
+    try:
+        images, labels = decode(Path(job["validation_path"]).read_bytes(), spec, max_batch=max_batch)
+    except ValidationBatchError as e:
+        raise JobError(f"validation batch: {e}") from None
+    try:
+        base = flatten(st_load(Path(job["base_model_path"]).read_bytes())).astype(np.float32)
+    except Exception as e:  # safetensors raises its own error type on torn bytes
+        raise JobError(f"base model: {e}") from None
+    if base.shape != (dim,):
+        raise JobError(f"base model has {base.size} parameters, updates have dim {dim}")
+    return InferenceInputs(spec=spec, base=base, images=images, labels=labels)
+
+
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
@@ -160,12 +203,15 @@ async def run_job(job: dict) -> dict:
             reference = np.asarray(z["delta"], dtype=np.float64)
         if reference.shape != (lo.shape[1],):
             raise JobError(f"reference has shape {reference.shape}, updates have dim {lo.shape[1]}")
+    inference = (load_inference(job, lo.shape[1], int(getattr(policy, "inference_batch", 32)))
+                 if policy_wants_inference(policy) else None)
     t_load = time.perf_counter() - started
     await mpc.start()
     if len(mpc.parties) > 1 and (mpc.pid != job["party"] or len(mpc.parties) != job["m"]
                                  or mpc.threshold != job["t"]):
         raise JobError(f"MPyC party {mpc.pid}/{len(mpc.parties)} t={mpc.threshold} does not match the job")
-    res = await verify_and_aggregate(hi, lo, ns, policy, reference, str(job["seed"]))
+    kwargs = {"inference": inference} if inference is not None else {}
+    res = await verify_and_aggregate(hi, lo, ns, policy, reference, str(job["seed"]), **kwargs)
     nbytes = bytes_sent()
     await mpc.shutdown()
     out = Path(job["output_path"])

@@ -9,7 +9,10 @@ after any crash and converges (every step is idempotent):
    whose SHA-256 equals the one committed for that node; the others are rejected with
    "missing_share" at every node alike, so all nodes give MPyC the same hospital list.
 2. Run this node's MPyC party (runner.py) with the round's policy, the base model from the
-   ledger (hash checked), the FLTrust reference (reference_dir or GetReference, hash checked)
+   ledger (hash checked), the FLTrust reference (reference_dir or GetReference, hash checked),
+   the public validation batch when the policy runs the encrypted-inference check
+   (GetValidationBatch, hash checked, decoded strictly; declared but not yet published: wait like
+   for the reference; not declared or unusable: every update rejected "no_validation_batch")
    and the public ledger context (committed share hashes; the checks' random values are generated
    jointly inside the run, after sealing); retried with backoff on failure, abandoned if the
    round is finalized by the other nodes meanwhile.
@@ -57,6 +60,10 @@ log = logging.getLogger(__name__)
 
 MISSING_SHARE = "missing_share"
 NO_REFERENCE = "no_reference"  # the round's policy checks cosine similarity but it declared no reference
+# the round's policy runs the encrypted-inference check but declared no validation batch, or the one it
+# published cannot be used (not a canonical batch for the round's model): no update can be judged
+NO_VALIDATION_BATCH = "no_validation_batch"
+VALIDATION_FILE = "validation.safetensors"
 DONE = (PUBLISHED, "disputed", "round_failed")  # round_failed: the ledger's FAILED (not a local run failure)
 
 
@@ -79,6 +86,16 @@ class RoundContext:
 
 def _needs_reference(rnd: dict[str, Any]) -> bool:
     return bool((rnd.get("policy") or {}).get("cosine_enabled", True))
+
+
+def _needs_validation(rnd: dict[str, Any]) -> bool:
+    """The round's policy runs the encrypted-inference check (off unless the policy says true)."""
+    return (rnd.get("policy") or {}).get("inference_enabled", False) is True
+
+
+class UnusableValidationBatch(Exception):
+    """The round's published validation batch is not one the check can run on (same bytes at every node,
+    so every node decides alike: its updates are rejected as no_validation_batch)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -213,6 +230,42 @@ class RoundProcessor:
         write_durably(run_dir / "reference.npz", buf.getvalue(), mode=0o644)
         return str(run_dir / "reference.npz")
 
+    def _validation_batch(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
+        """The round's public validation batch as the file the MPC program reads (run_dir/validation.safetensors),
+        fetched from the ledger (GetValidationBatch), hash-checked against validation_sha256 and decoded strictly
+        for the round's model (labels < n_classes, its channels, at most policy.inference_batch images).
+
+        Not on the ledger yet: RoundError (retried; the operator publishes it, also after the close). Published
+        but unusable: UnusableValidationBatch (the bytes are fixed by the hash, waiting cannot help)."""
+        if not _needs_validation(rnd):
+            return None
+        from types import SimpleNamespace
+
+        from fedchain.validation_batch import ValidationBatchError, decode
+
+        rid = int(rnd["round_id"])
+        sha = (rnd.get("hyperparameters") or {}).get("validation_sha256")
+        path = run_dir / VALIDATION_FILE
+        if path.is_file() and sha256_hex(path.read_bytes()) == sha:
+            return str(path)
+        try:
+            data = self.ledger.get_validation_batch(rid)
+        except LedgerError as exc:
+            raise RoundError(f"round {rid}: validation batch {str(sha)[:16]} is not on the ledger yet; waiting for "
+                             f"the operator's PublishValidationBatch ({exc})") from exc
+        if sha256_hex(data) != sha:
+            raise RoundError(f"round {rid}: the ledger's validation batch does not match validation_sha256 {sha}")
+        spec = rnd.get("model_spec") or {}
+        try:
+            want = SimpleNamespace(n_classes=int(spec["n_classes"]), in_channels=int(spec.get("in_channels", 1)))
+            images, _ = decode(data, want, max_batch=int(policy.get("inference_batch", 32)))
+        except (KeyError, TypeError, ValueError) as exc:  # ValidationBatchError is a ValueError
+            why = exc if isinstance(exc, ValidationBatchError) else f"model_spec without n_classes ({exc})"
+            raise UnusableValidationBatch(f"round {rid}: the published validation batch cannot be used: {why}") from None
+        write_durably(path, data, mode=0o644)
+        log.info("round %d: validation batch %s fetched (%d images)", rid, sha[:16], len(images))
+        return str(path)
+
     def _base_model(self, rnd: dict[str, Any], run_dir: Path) -> Path:
         path = run_dir / "base.safetensors"
         if path.exists() and sha256_hex(path.read_bytes()) == rnd["base_model_hash"]:
@@ -239,9 +292,23 @@ class RoundProcessor:
                       "update(s) as %s", round_id, len(present), NO_REFERENCE)
             rejected.update({u["hospital"]: NO_REFERENCE for u in present})
             present = []
+        if present and _needs_validation(rnd) and not (rnd.get("hyperparameters") or {}).get("validation_sha256"):
+            # as without a reference: no batch can ever come, so every node rejects alike and the round fails
+            log.error("round %d runs the encrypted-inference check but declares no validation_sha256: rejecting "
+                      "its %d update(s) as %s", round_id, len(present), NO_VALIDATION_BATCH)
+            rejected.update({u["hospital"]: NO_VALIDATION_BATCH for u in present})
+            present = []
         run_dir = self._dir("runs", round_id)
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         base_path = self._base_model(rnd, run_dir)
+        validation_path = None
+        if present:
+            try:
+                validation_path = self._validation_batch(rnd, dict(rnd.get("policy") or {}), run_dir)
+            except UnusableValidationBatch as exc:
+                log.error("%s: rejecting its %d update(s) as %s", exc, len(present), NO_VALIDATION_BATCH)
+                rejected.update({u["hospital"]: NO_VALIDATION_BATCH for u in present})
+                present = []
         seed = sha256_hex(canonical_json({"round_id": round_id, "updates": [
             [u["hospital"], u["share_hashes"], u["n_samples"]] for u in present]}))
         verdicts: dict[str, dict[str, Any]] = {}
@@ -258,6 +325,9 @@ class RoundProcessor:
                 "base_model_path": str(base_path), "l": self.ctx.l, "f": self.ctx.f, "t": self.ctx.t,
                 "m": self.ctx.m, "seed": seed, "output_path": str(run_dir / "result.json"),
             }
+            if validation_path is not None:  # the encrypted-inference check: its public batch and the model
+                job["validation_path"] = validation_path
+                job["model_spec"] = dict(rnd["model_spec"])
             prev = self.state.get(round_id)
             attempts = prev["attempts"] if prev else 0
 

@@ -55,6 +55,8 @@ class LedgerView(Protocol):
 
     def get_reference(self, round_id: int) -> bytes: ...
 
+    def get_validation_batch(self, round_id: int) -> bytes: ...
+
     def list_rounds(self) -> list[dict[str, Any]]: ...
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
@@ -96,7 +98,8 @@ def _is_already(exc: Exception) -> bool:
 
 def _is_not_found(exc: Exception) -> bool:
     text = str(exc).lower()
-    return "no round" in text or "no model" in text or "no participant" in text or "404" in text
+    return ("no round" in text or "no model" in text or "no participant" in text or "404" in text
+            or "no validation batch published" in text)
 
 
 class FLLedger:
@@ -193,6 +196,11 @@ class FLLedger:
     def get_reference(self, round_id: int) -> bytes:
         """The round's FLTrust reference (float32 LE), checked against the round's reference_sha256."""
         return self._wrap("GetReference", lambda: self.fl.get_reference(round_id))
+
+    def get_validation_batch(self, round_id: int) -> bytes:
+        """The round's public validation batch (fedchain.validation_batch bytes), checked against the round's
+        validation_sha256; raises LedgerError (not_found) while the operator has not published it."""
+        return self._wrap("GetValidationBatch", lambda: self.fl.get_validation_batch(round_id))
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
         """Chaincode events from the checkpoint on; the caller checkpoints after handling each one."""
