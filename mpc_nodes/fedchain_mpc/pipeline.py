@@ -17,6 +17,13 @@ def active_checks(policy: VerificationPolicy) -> list[Check]:
     return [c for c in CHECKS if c.enabled(policy)]
 
 
+def require_inference(policy: VerificationPolicy, inference: object | None) -> None:
+    """A policy with the inference check needs its inputs; the node turns this into a failed round."""
+    if getattr(policy, "inference_enabled", False) and inference is None:
+        raise ValueError("policy enables the inference check but no inference inputs (model spec, base model, "
+                         "validation batch) were given")
+
+
 def sanity_bound(policy: VerificationPolicy) -> float:
     """The largest ||aggregate|| a weighted mean of accepted updates can have (plus rounding slack):
     every accepted update met ||x|| <= value_bound (range check) and, if set, norm_bound."""

@@ -13,27 +13,39 @@ from fedchain.sharing import field_modulus
 from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import field as ff
-from fedchain_mpc.checks import PlainRound
-from fedchain_mpc.pipeline import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
+from fedchain_mpc.checks import InferenceInputs, PlainRound
+from fedchain_mpc.pipeline import (
+    OK,
+    OUT_OF_RANGE,
+    TOO_FEW,
+    active_checks,
+    aggregate_is_sane,
+    require_inference,
+)
 
 
 def evaluate(updates: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
              reference: np.ndarray | None, seed: str,
-             consistent: np.ndarray | None = None) -> tuple[list[tuple[bool, str]], np.ndarray]:
+             consistent: np.ndarray | None = None, *,
+             inference: InferenceInputs | None = None) -> tuple[list[tuple[bool, str]], np.ndarray]:
     """Verdicts [(accept, reason)] and the weighted average of accepted updates (float64; zeros if
     fewer than min_accepted were accepted)."""
-    verdicts, agg, _ = evaluate_round(updates, n_samples, policy, reference, seed, consistent)
+    verdicts, agg, _ = evaluate_round(updates, n_samples, policy, reference, seed, consistent,
+                                      inference=inference)
     return verdicts, agg
 
 
 def evaluate_round(updates: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
-                   reference: np.ndarray | None, seed: str, consistent: np.ndarray | None = None
-                   ) -> tuple[list[tuple[bool, str]], np.ndarray, str]:
-    """(verdicts, aggregate, outcome) with outcome ok | too_few_accepted | aggregate_out_of_range."""
+                   reference: np.ndarray | None, seed: str, consistent: np.ndarray | None = None, *,
+                   inference: InferenceInputs | None = None) -> tuple[list[tuple[bool, str]], np.ndarray, str]:
+    """(verdicts, aggregate, outcome) with outcome ok | too_few_accepted | aggregate_out_of_range.
+
+    inference: the model spec, base model and validation batch; required if policy.inference_enabled."""
+    require_inference(policy, inference)
     x = np.asarray(updates, dtype=np.float64)
     n, d = x.shape
     ref = ff.quantized_reference(reference) / 2.0 ** 16 if reference is not None else None
-    rnd = PlainRound(x=x, policy=policy, seed=seed, reference=ref, consistent=consistent)
+    rnd = PlainRound(x=x, policy=policy, seed=seed, reference=ref, consistent=consistent, inference=inference)
     reasons: list[str | None] = [None] * n
     rows = np.arange(n)
     checks = active_checks(policy)

@@ -38,9 +38,16 @@ from mpyc.runtime import mpc
 from fedchain_mpc import field as ff
 from fedchain_mpc import mpcops
 from fedchain_mpc import opening as op
-from fedchain_mpc.checks import Check
+from fedchain_mpc.checks import Check, InferenceInputs
 from fedchain_mpc.checks.consistency import degree_ok
-from fedchain_mpc.pipeline import OK, OUT_OF_RANGE, TOO_FEW, active_checks, aggregate_is_sane
+from fedchain_mpc.pipeline import (
+    OK,
+    OUT_OF_RANGE,
+    TOO_FEW,
+    active_checks,
+    aggregate_is_sane,
+    require_inference,
+)
 
 __all__ = ["MPCResult", "degree_ok", "verify_and_aggregate"]
 
@@ -54,6 +61,7 @@ class MPCResult:
     seed: str = ""  # the public randomness the checks used (joint, after sealing)
     phases: dict[str, float] = dc_field(default_factory=dict)
     phases_cpu: dict[str, float] = dc_field(default_factory=dict)
+    stats: dict[str, object] = dc_field(default_factory=dict)  # public cost figures of the checks (no data)
 
 
 class _Clock:
@@ -76,8 +84,12 @@ class MPCRound:
     """What the checks of one round share: policy, types, local products and (lazily) the Gram matrix."""
 
     def __init__(self, hi: np.ndarray, lo: np.ndarray, policy: VerificationPolicy, checks: list[Check],
-                 seed: str, reference: np.ndarray | None) -> None:
+                 seed: str, reference: np.ndarray | None, inference: InferenceInputs | None = None) -> None:
         self.policy = policy
+        self.hi, self.lo = hi, lo  # this party's share rows (the inference check reads the model's weights)
+        self.seed = seed
+        self.inference = inference
+        self.stats: dict[str, object] = {}  # public per-check cost figures (e.g. inference layer timings)
         self.field = mpc.SecFxp(32, 16).field
         self.p = self.field.modulus
         self.secint = mpc.SecInt(48, p=self.p)
@@ -144,14 +156,18 @@ class MPCRound:
 
 async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[int],
                                policy: VerificationPolicy, reference: np.ndarray | None,
-                               context: str, *, joint_randomness: bool = True) -> MPCResult:
+                               context: str, *, joint_randomness: bool = True,
+                               inference: InferenceInputs | None = None) -> MPCResult:
     """Run the round's checks and the aggregation; every party calls this with its share rows.
 
     hi/lo: (n, d) uint64 share rows (this party's shares; the secrets themselves with one party).
     context: public ledger context (round, committed share hashes) mixed into the joint seed;
     joint_randomness=False uses it as the seed itself (tests that need a fixed seed only).
+    inference: the round's model spec, base model and public validation batch (checks/inference.py);
+    required if policy.inference_enabled (ValueError otherwise, before any MPC work).
     Must be called between mpc.start() and mpc.shutdown().
     """
+    require_inference(policy, inference)
     clock = _Clock()
     n, d = lo.shape
     policy.check_scale(n)
@@ -159,7 +175,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     seed = await mpcops.joint_seed(secint, context) if joint_randomness else context
     clock.lap("seed")
     checks = active_checks(policy)
-    rnd = MPCRound(hi, lo, policy, checks, seed, reference)
+    rnd = MPCRound(hi, lo, policy, checks, seed, reference, inference)
     clock.lap("local_products")
 
     reasons: list[str | None] = [None] * n
@@ -198,7 +214,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
             outcome = OUT_OF_RANGE
     clock.lap("aggregate")
     return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, outcome=outcome, seed=seed,
-                     phases=clock.phases, phases_cpu=clock.cpu)
+                     phases=clock.phases, phases_cpu=clock.cpu, stats=rnd.stats)
 
 
 async def _open_aggregate(hi: np.ndarray, lo: np.ndarray, w: np.ndarray, total: int, rnd: MPCRound) -> np.ndarray:

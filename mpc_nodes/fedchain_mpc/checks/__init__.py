@@ -8,10 +8,12 @@ instance here. The MPC driver (fedchain_mpc.verify) and the plaintext reference
 from .base import Check, PlainRound
 from .consistency import Consistency, degree_ok
 from .cosine import Cosine
+from .inference import Inference, InferenceInputs, inference_plain
 from .norm import Norm, NormCap
 from .outlier import Outlier
 from .range_check import Range
 
-CHECKS: tuple[Check, ...] = (Consistency(), Range(), NormCap(), Norm(), Cosine(), Outlier())
+# Inference is last on purpose: its openings are safe only for rows the range/norm checks validated.
+CHECKS: tuple[Check, ...] = (Consistency(), Range(), NormCap(), Norm(), Cosine(), Outlier(), Inference())
 
-__all__ = ["CHECKS", "Check", "PlainRound", "degree_ok"]
+__all__ = ["CHECKS", "Check", "InferenceInputs", "PlainRound", "degree_ok", "inference_plain"]

@@ -30,6 +30,7 @@ class PlainRound:
     seed: str  # the public randomness the MPC run used (MPCResult.seed)
     reference: np.ndarray | None = None  # quantized unit reference (field.quantized_reference / 2^16)
     consistent: np.ndarray | None = None
+    inference: Any = None  # checks.inference.InferenceInputs (model spec, base model, validation batch)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property

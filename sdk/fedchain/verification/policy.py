@@ -26,6 +26,14 @@ Checks run in this order; the reason code of a rejected update is the first chec
   entries of row i (k = n - krum_f - 2 nearest others; "mean_distance": k = n - 1); reject if
   score_i > outlier_factor * lower-median(score) and score_i > (k + 1) * (outlier_floor^2 + 2^-14)
   (the 2^-14 absorbs fixed-point noise, so identical updates always pass).
+- inference (last, off by default): the candidate model w_base + x (x = the update) runs on the
+  round's public validation batch of B = inference_batch images inside MPC (fedchain_mpc.checks.
+  inference, docs/inference.md) and counts its correct predictions c (label's logit strictly above
+  every other logit, in the fixed-point plan of fedchain_mpc.inference). With b = the base model's
+  correct count on the same batch (public: the same fixed-point plan with x = 0), it passes iff
+      c >= T = ceil(max(inference_floor * B, b - inference_margin * B))
+  (T is public and computed with a 1e-9 tolerance so that 0.25 * 32 = 8 exactly). Only the pass bit
+  is revealed: no logits, counts or accuracies.
 Accept = every enabled check passes. Then the privacy floor: the aggregate is opened only if at
 least min_accepted updates were accepted (the aggregate of one update IS that update).
 
@@ -43,13 +51,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-REASONS = ("ok", "inconsistent", "range", "norm", "cosine", "outlier")
+REASONS = ("ok", "inconsistent", "range", "norm", "cosine", "outlier", "inference")
 FACTOR_DEN = 16  # outlier_factor is a multiple of 1/16
 REL_DEN = 64  # relative norm / cosine factors are compared as squares in multiples of 1/64
 VALUE_LIMIT = 2.0 ** 15  # |values| the 32/16 fixed-point checks may handle (norms², distances)
 MIN_SOUND_VECTORS = 41  # 2^-41 < 2^-40: a half-integer passes each range test with probability 1/2
 MAX_VALUE_BOUND = 63.9  # 4 b^2 * 2 < 2^15: outlier distances stay in the fixed-point range
 COSINE_NEWTON_STEPS = 5  # y <- y (3 - N y^2) / 2 from within a factor 2 of 1/||x||: 2^-17
+MAX_INFERENCE_BATCH = 256  # images per validation batch the MPC inference check accepts
 MAX_RANGE_BITS = 44  # projections at scale 2^16 with |v| < 2^(l-1): l + 30 (MPyC's -K) + 4 < 80
 
 
@@ -79,10 +88,14 @@ class VerificationPolicy:
     outlier_floor: float = 0.0
     min_accepted: int = 3
     sample_cap: int = 100_000
+    inference_enabled: bool = False
+    inference_batch: int = 32  # size of the validation batch the operator must publish
+    inference_margin: float = 0.25  # accuracy (fraction of the batch) the candidate may lose vs the base
+    inference_floor: float = 0.0  # absolute accuracy floor (fraction of the batch)
 
     def __post_init__(self) -> None:
         b = self.value_bound
-        for name in ("range_enabled", "norm_enabled", "cosine_enabled", "outlier_enabled"):
+        for name in ("range_enabled", "norm_enabled", "cosine_enabled", "outlier_enabled", "inference_enabled"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{name} must be true or false")
         if not (_number(b) and 0 < b <= MAX_VALUE_BOUND):
@@ -120,6 +133,16 @@ class VerificationPolicy:
             raise PolicyError("min_accepted must be an integer >= 1")
         if not (isinstance(self.sample_cap, int) and 1 <= self.sample_cap <= 1 << 20):
             raise PolicyError("sample_cap must be an integer in 1..2^20")
+        if not (isinstance(self.inference_batch, int) and not isinstance(self.inference_batch, bool)
+                and 1 <= self.inference_batch <= MAX_INFERENCE_BATCH):
+            raise PolicyError(f"inference_batch must be an integer in 1..{MAX_INFERENCE_BATCH}")
+        if not (_number(self.inference_margin) and 0.0 <= self.inference_margin <= 1.0):
+            raise PolicyError("inference_margin must be in [0, 1] (a fraction of the batch)")
+        if not (_number(self.inference_floor) and 0.0 <= self.inference_floor <= 1.0):
+            raise PolicyError("inference_floor must be in [0, 1] (a fraction of the batch)")
+        if self.inference_enabled and not self.range_enabled:
+            raise PolicyError("inference_enabled needs range_enabled: the inference check's openings are "
+                              "safe only for updates the range check validated")
 
     # ---------------------------------------------------------------- derived integers
     @property
@@ -144,6 +167,11 @@ class VerificationPolicy:
     def range_bits(self) -> int:
         """l with 2^(l-1) >= pine_c * 256 * value_bound at scale 2^16 (the MPC zone test's width)."""
         return int(math.ceil(math.log2(self.pine_c * 256 * self.value_bound * 2 ** 16))) + 1
+
+    def inference_threshold(self, base_correct: int, batch: int | None = None) -> int:
+        """T of the inference rule: pass iff correct >= T = ceil(max(floor B, base_correct - margin B))."""
+        b = self.inference_batch if batch is None else int(batch)
+        return int(math.ceil(max(self.inference_floor * b, base_correct - self.inference_margin * b) - 1e-9))
 
     def krum_k(self, n: int) -> int:
         """How many nearest others enter a score (n - 1 = all: no per-row selection needed)."""
