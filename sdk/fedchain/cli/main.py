@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "fedchain.cli.operator",
     "fedchain.cli.hospital",
     "fedchain.cli.demo",
+    "fedchain.cli.explorer",
 ]
 
 
