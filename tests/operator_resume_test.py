@@ -260,3 +260,82 @@ def test_a_round_closed_by_an_mpc_node_counts_as_closed():
     op = d.ledger
     op.close_round(1)  # refused by the contract (409), and fine
     assert d.run(1)[0].state == "FINALIZED"
+
+
+# ------------------------------------------------------------------ encrypted inference: the validation batch
+def test_next_action_publishes_a_declared_validation_batch_after_the_reference():
+    from fedchain.campaign.plan import PUBLISH_VALIDATION
+
+    both = dict(reference_declared=True, validation_declared=True, inference_enabled=True)
+    assert next_action(LedgerView(True, 1, "OPEN", **both), 2).kind == PUBLISH_REFERENCE
+    view = LedgerView(True, 1, "OPEN", reference_published=True, **both)
+    assert next_action(view, 2).kind == PUBLISH_VALIDATION
+    view = LedgerView(True, 1, "CLOSED", reference_published=True, submitted=2, **both)
+    assert next_action(view, 2).kind == PUBLISH_VALIDATION
+    view = LedgerView(True, 1, "OPEN", reference_published=True, validation_published=True, **both)
+    assert next_action(view, 2).kind == COLLECT
+    stuck = next_action(LedgerView(True, 1, "OPEN", reference_declared=True, reference_published=True,
+                                   inference_enabled=True), 2)
+    assert stuck.kind == STUCK and "validation_sha256" in stuck.reason
+
+
+def inference_driver(w: World, kill_at=None, pool=None, **kw) -> RoundDriver:
+    """The operator with --inference-check: a 32-image validation batch (the policy's default size) per round,
+    drawn from a 40-sample root set."""
+    from fedchain.verification import VerificationPolicy
+
+    rng = np.random.default_rng(1)
+    pool = pool or (rng.integers(0, 255, size=(64, 28, 28), dtype=np.uint8), np.repeat(np.arange(2), 32))
+    op = OperatorLedger.over(FLClient(Ledger(w, w.operator, kill_at)))
+    maker = RoundMaker(RoundRecipe(train=TrainConfig(steps=2, batch_size=4), inference_check=True), SPEC, pool, 40,
+                       policy_check=VerificationPolicy.from_json)
+    settings = DriverSettings(deadline_s=3600, close_after=3, min_updates=1, round_timeout_s=1, poll_s=0.01)
+    return RoundDriver(op, maker, settings, genesis=lambda: to_safetensors_bytes(build_model(SPEC, seed=0)),
+                       sleep=lambda _s: hospitals_submit(w), **kw)
+
+
+def check_validation(w: World) -> None:
+    from fedchain.validation_batch import decode
+
+    fl = FLClient(Ledger(w, w.auditor))
+    seen = set()
+    for rid in range(1, ROUNDS + 1):
+        rnd = fl.get_round(rid)
+        assert rnd["policy"]["inference_enabled"] is True
+        data = fl.get_validation_batch(rid)  # hash-checked against validation_sha256
+        images, labels = decode(data, 2, max_batch=32)
+        assert len(labels) == 32 == rnd["hyperparameters"]["validation_size"]
+        assert np.bincount(labels).tolist() == [16, 16]
+        seen.add(sha256_hex(data))
+    assert len(seen) == ROUNDS  # a fresh batch every round
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_inference_campaign_killed_at_any_write_publishes_every_batch_once(when):
+    w = fresh_world()
+    d = inference_driver(w)
+    d.run(ROUNDS)
+    writes = d.fl.contract.submits  # genesis, then per round CreateRound, references, batch, CloseRound
+    assert writes == 1 + 4 * ROUNDS
+    check_campaign(w)
+    check_validation(w)
+    for n in range(2, writes + 1, 2 if when == "after" else 1):
+        w = fresh_world()
+        with pytest.raises(Killed):
+            inference_driver(w, kill_at=(n, when)).run(ROUNDS)
+        inference_driver(w).run(ROUNDS)
+        check_campaign(w)
+        check_validation(w)
+
+
+def test_other_root_data_cannot_publish_a_validation_batch_and_says_so():
+    w = fresh_world()
+    with pytest.raises(Killed):
+        inference_driver(w, kill_at=(4, "before")).run(ROUNDS)  # genesis, CreateRound, reference, batch
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 255, size=(64, 28, 28), dtype=np.uint8), np.repeat(np.arange(2), 32)
+    d = inference_driver(w, pool=(x, y))
+    d.maker = RoundMaker(d.maker.recipe, SPEC, (x, y[::-1].copy()), 40)  # same pixels, other labels
+    with pytest.raises(CampaignError, match=r"round 1 is OPEN without its validation batch.*fedchain validation "
+                                            r"publish"):
+        d.run(ROUNDS)

@@ -70,6 +70,12 @@ def add_policy_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     pol.add_argument("--min-accepted", type=int, default=None, metavar="N",
                      help="privacy floor, at least 1: no aggregate of fewer accepted updates (the round FAILS instead) "
                           f"(default {P.min_accepted})")
+    pol.add_argument("--inference-check", action="store_true",
+                     help="encrypted inference: the MPC nodes run every candidate model (base + update) on a public "
+                          "validation batch drawn from the root set (policy.inference_batch images, published on "
+                          "the ledger with each round) and reject one that loses too much accuracy, reason "
+                          "'inference'; a new campaign then uses the MPC-friendly model (arch cnn_pool) by default "
+                          "(default: off)")
     return pol
 
 
@@ -107,6 +113,9 @@ def policy_from_args(args: argparse.Namespace) -> tuple[PolicySettings, bool]:
         if value is not None:
             chosen[name] = value
             flagged[name] = f"--{dest.replace('_', '-')} {value}"
+    if getattr(args, "inference_check", False) and chosen.get("defense") == "none":
+        raise PolicyError("--inference-check needs --defense mpc: the check runs among the MPC nodes' checks, "
+                          "which --defense none turns off")
     auto = chosen.get("cosine_min") == "auto"
     if auto:
         chosen["cosine_min"] = 0.0

@@ -1,4 +1,5 @@
-"""Bodies of `fedchain operator run`, `fedchain reference publish` and `round create --root-data`.
+"""Bodies of `fedchain operator run`, `fedchain reference publish`, `fedchain validation publish` and
+`round create --root-data`.
 
 Arguments and local files (root data, test data, model spec, policy) are checked before anything
 touches the ledger; expected failures end in one line on stderr and an exit code:
@@ -83,13 +84,22 @@ def load_root_data(path: str) -> RootData:
     return RootData(path, (ds.val.images, ds.val.labels), ds.channels, ds.n_classes)
 
 
-def model_spec_from(value: str | None, root: RootData) -> Any:
-    """--model-spec (JSON or @file), default: the demo CNN for the root data's shape; checked against it."""
+def default_arch(inference_check: bool) -> str:
+    """The demo CNN, or with the encrypted-inference check its MPC-friendly variant (pooling before the
+    ReLU: 4x fewer secure comparisons) when this fedchain has it."""
+    from fedchain.models import ARCHS
+
+    return "cnn_pool" if inference_check and "cnn_pool" in ARCHS else "cnn"
+
+
+def model_spec_from(value: str | None, root: RootData, inference_check: bool = False) -> Any:
+    """--model-spec (JSON or @file), default: the demo CNN for the root data's shape (its MPC-friendly
+    variant with --inference-check); checked against it."""
     from fedchain.cli.operator import json_arg
     from fedchain.models import ModelSpec
 
     if value is None:
-        return ModelSpec(in_channels=root.channels, n_classes=root.n_classes)
+        return ModelSpec(arch=default_arch(inference_check), in_channels=root.channels, n_classes=root.n_classes)
     raw = json_arg(value, "--model-spec")
     if not isinstance(raw, dict):
         raise ArgumentProblem("--model-spec must be a JSON object")
@@ -139,7 +149,8 @@ def operator_run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     hp = _train_config(args)
     root = load_root_data(args.root_data)
-    spec = model_spec_from(args.model_spec, root)
+    inference = bool(getattr(args, "inference_check", False))
+    spec = model_spec_from(args.model_spec, root, inference)
     test = None
     if args.test_data:
         from fedchain.data import load_npz
@@ -175,7 +186,8 @@ def _campaign(args: argparse.Namespace, ledger: Any, net: Any, settings: Any, au
 
     ledger.check_ledger()
     spec = _ledger_spec(ledger_model_spec(ledger.fl), spec, explicit=args.model_spec is not None, root=root)
-    recipe = RoundRecipe(train=hp, seed=args.seed, policy=settings, cosine_min_auto=auto)
+    recipe = RoundRecipe(train=hp, seed=args.seed, policy=settings, cosine_min_auto=auto,
+                         inference_check=bool(getattr(args, "inference_check", False)))
     maker = RoundMaker(recipe, spec, root.pool, args.root_size,
                        policy_check=lambda policy: VerificationPolicy.from_json(policy))
     head = ledger.fl.head()
@@ -247,6 +259,7 @@ def _report_config(args: argparse.Namespace, root: RootData, maker: Any, setting
             "momentum": args.momentum, "warmup_epochs": args.warmup_epochs, "deadline_s": args.deadline,
             "min_updates": close_after, "round_timeout_s": args.round_timeout, "defense": settings.defense,
             "policy": settings.as_dict() | ({"cosine_min": "auto"} if auto else {}), "attack": None,
+            "inference_check": bool(getattr(args, "inference_check", False)),
             "malicious": 0, "hospital_ids": None, "malicious_ids": []}
 
 
@@ -292,6 +305,65 @@ def reference_publish(args: argparse.Namespace) -> int:
         return 0
     finally:
         ledger.close()
+
+
+# ---------------------------------------------------------------------------- validation publish
+def validation_publish(args: argparse.Namespace) -> int:
+    """`fedchain validation publish`: redraw a round's declared validation batch from the root data (its recorded
+    root set, validation_size and validation_seed), check it against validation_sha256, publish it."""
+    from fedchain.netconfig import load_network
+
+    from .validation import ValidationMismatch, declared_validation_batch
+
+    if args.round < 1:
+        raise ArgumentProblem("--round must be a round id (1 or more)")
+    root = load_root_data(args.root_data)
+    net = load_network(args.network)
+    from .ledger import OperatorLedger
+
+    ledger = OperatorLedger(net, args.identity)
+    try:
+        ledger.check_ledger()
+        rnd = ledger.fl.get_round(args.round)
+        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
+        if want and ledger.validation_published(args.round):
+            print(f"round {args.round}: validation batch {want} is already published")
+            return 0
+        if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
+            raise ValueError(f"round {args.round} is {rnd['state']}: a validation batch is accepted only while a round "
+                             "is OPEN or CLOSED before any MPC node attested it")
+        try:
+            data = declared_validation_batch(rnd, *root.pool)
+        except ValidationMismatch as exc:
+            raise ValueError(str(exc)) from None
+        sha = ledger.publish_validation_batch(args.round, data)
+        print(f"round {args.round}: validation batch {sha} published "
+              f"({rnd['hyperparameters']['validation_size']} images, {len(data)} bytes)")
+        return 0
+    finally:
+        ledger.close()
+
+
+def validation_for_new_round(round_id: int, policy: dict[str, Any] | None, hyper: dict[str, Any],
+                             root: RootData) -> tuple[dict[str, Any], bytes | None]:
+    """For a round made by hand whose policy enables the encrypted-inference check: (hyperparameters with the
+    validation batch declared, its bytes); unchanged and None otherwise. The batch comes from the same root set
+    as the reference (the hyperparameters' root_size/root_seed)."""
+    from fedchain.reference import root_for_round
+
+    from .validation import inference_batch_of, plan_validation, validation_seed
+
+    if not (policy or {}).get("inference_enabled"):
+        return hyper, None
+    if "validation_sha256" in hyper:
+        raise ArgumentProblem("--root-data computes validation_sha256: leave it out of --hyperparameters")
+    try:
+        size = inference_batch_of(policy or {})
+        data, declared = plan_validation(root_for_round(hyper, *root.pool), size,
+                                         validation_seed(int(hyper.get("seed", 0)), round_id))
+    except ValueError as exc:
+        raise ArgumentProblem(f"validation batch: {exc}") from None
+    return hyper | declared, data
 
 
 # ---------------------------------------------------------------------------- round create --root-data

@@ -1,8 +1,9 @@
 """The operator's round loop, for `fedchain operator run` and `fedchain demo` alike.
 
 Each step reads the ledger (plan.read_view), picks the next action (plan.next_action) and does it:
-publish the genesis model, create a round on the last finalized model with its FLTrust reference,
-publish a reference a killed run left unpublished, collect updates until enough arrived or the
+publish the genesis model, create a round on the last finalized model with its FLTrust reference (and,
+with the encrypted-inference check, its validation batch), publish a reference or batch a killed run
+left unpublished, collect updates until enough arrived or the
 deadline passed and close, wait for the MPC nodes' verdict. Nothing is remembered between steps
 except timings, so a restarted operator carries on from the ledger.
 
@@ -28,6 +29,7 @@ from .plan import (
     DONE,
     GENESIS,
     PUBLISH_REFERENCE,
+    PUBLISH_VALIDATION,
     STUCK,
     Action,
     LedgerView,
@@ -122,7 +124,7 @@ class RoundDriver:
     # ---------------------------------------------------------------- the loop
     def view(self) -> LedgerView:
         self.ledger.check_ledger()
-        return read_view(self.fl, self.ledger.reference_published)
+        return read_view(self.fl, self.ledger.reference_published, self.ledger.validation_published)
 
     def run(self, last_round: int) -> list[RoundResult]:
         """Steps until round `last_round` has ended; the rounds this driver worked on, in order, once ended."""
@@ -142,7 +144,7 @@ class RoundDriver:
 
     def do(self, action: Action) -> RoundResult | None:
         self._guard(action)
-        if action.kind in (CREATE, PUBLISH_REFERENCE, COLLECT, AWAIT):
+        if action.kind in (CREATE, PUBLISH_REFERENCE, PUBLISH_VALIDATION, COLLECT, AWAIT):
             self._pending.add(action.round_id)
         if action.kind == GENESIS:
             self._genesis()
@@ -150,6 +152,8 @@ class RoundDriver:
             self._create(action.round_id)
         elif action.kind == PUBLISH_REFERENCE:
             self._publish_reference(action.round_id)
+        elif action.kind == PUBLISH_VALIDATION:
+            self._publish_validation(action.round_id)
         elif action.kind == COLLECT:
             self._collect(action.round_id)
             return self._await(action.round_id)
@@ -164,7 +168,7 @@ class RoundDriver:
         key = (action.kind, action.round_id)
         self._repeats = self._repeats + 1 if key == self._last else 0
         self._last = key
-        if action.kind in (GENESIS, CREATE, PUBLISH_REFERENCE) and self._repeats >= 3:
+        if action.kind in (GENESIS, CREATE, PUBLISH_REFERENCE, PUBLISH_VALIDATION) and self._repeats >= 3:
             raise CampaignError(f"{action.kind} of round {action.round_id} did not change the ledger after "
                                 f"{self._repeats} attempts")
 
@@ -211,8 +215,12 @@ class RoundDriver:
                       f"{head['model_hash'][:12]}…, deadline {_clock(rnd['deadline'])}; closes at "
                       f"{self.settings.close_after} update(s) or the deadline")
         sha = self.ledger.publish_reference(rid, planned.reference.vector)
-        self._phase(rid, "ledger", time.perf_counter() - t0)
         self.progress(f"round {rid}: reference {sha[:12]}… published")
+        if planned.validation is not None:
+            vsha = self.ledger.publish_validation_batch(rid, planned.validation)
+            self.progress(f"round {rid}: validation batch {vsha[:12]}… published "
+                          f"({planned.hyperparameters.get('validation_size')} images, encrypted-inference check)")
+        self._phase(rid, "ledger", time.perf_counter() - t0)
 
     def _publish_reference(self, rid: int) -> None:
         """A round created by an earlier run that died before PublishReference: recompute, check, publish."""
@@ -234,6 +242,23 @@ class RoundDriver:
         self.ledger.publish_reference(rid, ref.vector)
         self._phase(rid, "ledger", time.perf_counter() - t0)
         self.progress(f"round {rid}: reference {want[:12]}… published (the round was created by an earlier run)")
+
+    def _publish_validation(self, rid: int) -> None:
+        """A round created by an earlier run that died before PublishValidationBatch: redraw, check, publish."""
+        from .validation import ValidationMismatch
+
+        rnd = self.fl.get_round(rid)
+        try:
+            data = self.maker.reproduce_validation(rnd)
+        except ValidationMismatch as exc:
+            raise CampaignError(f"round {rid} is {rnd['state']} without its validation batch, and this operator "
+                                f"cannot redraw it: {exc}. Publish it with `fedchain validation publish --round {rid} "
+                                f"--root-data F` and the root file it was made with, or close it "
+                                f"(`fedchain round close {rid}`)") from None
+        t0 = time.perf_counter()
+        sha = self.ledger.publish_validation_batch(rid, data)
+        self._phase(rid, "ledger", time.perf_counter() - t0)
+        self.progress(f"round {rid}: validation batch {sha[:12]}… published (the round was created by an earlier run)")
 
     def _collect(self, rid: int) -> None:
         self._started.setdefault(rid, time.perf_counter())

@@ -3,7 +3,8 @@
 Every write first checks the operator's ledger watermark (a ledger that went backwards or forked is
 refused: fedchain.gateway.watermark). Writes that another party may already have made are judged by
 the ledger afterwards, not by the error: a CloseRound refused because an MPC node closed the round at
-its deadline, a PublishReference refused because an earlier (killed) run of this operator published it,
+its deadline, a PublishReference (or PublishValidationBatch) refused because an earlier (killed) run of this
+operator published it,
 a CreateRound or CloseRound invalidated by MVCC. That is what makes the round driver restartable.
 """
 
@@ -164,6 +165,18 @@ class OperatorLedger:
                 return False
             raise
 
+    def validation_published(self, round_id: int) -> bool:
+        """Whether the round's validation batch is on the ledger (GetValidationBatch answers 404 if not)."""
+        try:
+            self.fl.get_validation_batch(round_id)
+            return True
+        except ModelIntegrityError:
+            raise
+        except Exception as exc:
+            if "no validation batch published" in str(exc):
+                return False
+            raise
+
     # ---------------------------------------------------------------- writes
     def ensure_genesis(self, spec: dict[str, Any], model: bytes) -> bool:
         """Publish the genesis model unless the ledger has one; True if published now."""
@@ -198,6 +211,18 @@ class OperatorLedger:
             if self.reference_published(round_id):
                 return vector_hash(np.ascontiguousarray(np.asarray(vector, dtype="<f4")))
             raise
+
+    def publish_validation_batch(self, round_id: int, data: bytes) -> str:
+        """PublishValidationBatch; 'already published' (by an earlier run) is success. Returns its SHA-256."""
+        from fedchain.fl_client import sha256_hex
+
+        self.check_ledger()
+        try:
+            self.fl.publish_validation_batch(round_id, data)
+        except Exception:
+            if not self.validation_published(round_id):
+                raise
+        return sha256_hex(data)
 
     def close_round(self, round_id: int) -> None:
         """CloseRound; a round that is no longer OPEN (an MPC node closed it at its deadline: the

@@ -1,8 +1,8 @@
 """What the operator does next, decided from the ledger alone.
 
 The round driver keeps no state of its own between steps: it reads a `LedgerView` (head pointer, the
-last round's state, whether its FLTrust reference is declared and published, how many updates it
-has), asks `next_action` what to do, does it, and reads the ledger again. So an operator killed at
+last round's state, whether its FLTrust reference and its validation batch are declared and published,
+how many updates it has), asks `next_action` what to do, does it, and reads the ledger again. So an operator killed at
 any point and restarted continues where the ledger is, and never creates a round twice: a round id
 is always head.last_round_id + 1, and the contract refuses a second round while one is OPEN or CLOSED.
 
@@ -20,6 +20,7 @@ from fedchain.fl_client import TERMINAL_STATES
 GENESIS = "genesis"  # publish the genesis model
 CREATE = "create"  # CreateRound (+ its reference)
 PUBLISH_REFERENCE = "publish_reference"  # OPEN or CLOSED (unattested) but its declared reference is not on the ledger
+PUBLISH_VALIDATION = "publish_validation"  # the same for its declared validation batch (encrypted inference)
 COLLECT = "collect"  # OPEN with its reference: wait for updates or the deadline, then close
 AWAIT = "await"  # CLOSED: wait for the MPC nodes (FINALIZED, FAILED or DISPUTED)
 DONE = "done"  # round N (or a later one) has ended
@@ -37,6 +38,9 @@ class LedgerView:
     reference_published: bool = False  # GetReference finds it
     cosine_enabled: bool = True  # the round's policy checks cosine similarity (needs the reference)
     submitted: int = 0  # updates the last round was closed with (0 while OPEN)
+    validation_declared: bool = False  # hyperparameters.validation_sha256 is set
+    validation_published: bool = False  # GetValidationBatch finds it
+    inference_enabled: bool = False  # the round's policy runs the encrypted-inference check (needs the batch)
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,17 @@ def next_action(view: LedgerView, last_round: int) -> Action:
         if rid >= last_round:
             return Action(DONE, rid, f"round {rid} has ended ({view.state})" if rid else "no rounds asked for")
         return Action(CREATE, rid + 1)
+    if view.state in ("OPEN", "CLOSED") and view.validation_declared and not view.validation_published:
+        # like the reference: the contract takes the declared batch until a node attests; the nodes wait for it
+        if not (view.reference_declared and not view.reference_published):
+            return Action(PUBLISH_VALIDATION, rid)
     if view.state == "OPEN":
         if view.reference_declared and not view.reference_published:
             return Action(PUBLISH_REFERENCE, rid)
+        if view.inference_enabled and not view.validation_declared:
+            return Action(STUCK, rid, f"round {rid} runs the encrypted-inference check but declares no "
+                                      "hyperparameters.validation_sha256: the MPC nodes cannot verify its updates. "
+                                      f"Close it (`fedchain round close {rid}`) before any update arrives")
         if view.cosine_enabled and not view.reference_declared:
             return Action(STUCK, rid, f"round {rid} checks cosine similarity but declares no "
                                       "hyperparameters.reference_sha256: the MPC nodes cannot verify its updates. "
@@ -77,8 +89,9 @@ def next_action(view: LedgerView, last_round: int) -> Action:
     return Action(STUCK, rid, f"round {rid} is in an unknown state {view.state!r}")
 
 
-def read_view(fl: Any, reference_published: Any) -> LedgerView:
-    """Read a LedgerView through an FLClient; `reference_published(round_id)` answers GetReference's question."""
+def read_view(fl: Any, reference_published: Any, validation_published: Any = None) -> LedgerView:
+    """Read a LedgerView through an FLClient; `reference_published(round_id)` answers GetReference's question,
+    `validation_published(round_id)` GetValidationBatch's (None: never asked, the round declares none)."""
     head = fl.head()
     if head.get("model_hash") is None:
         return LedgerView(has_model=False)
@@ -90,4 +103,9 @@ def read_view(fl: Any, reference_published: Any) -> LedgerView:
     declared = bool((rnd.get("hyperparameters") or {}).get("reference_sha256"))
     cosine = bool((rnd.get("policy") or {}).get("cosine_enabled", True))
     published = declared and state in ("OPEN", "CLOSED") and reference_published(rid)
-    return LedgerView(True, rid, state, declared, published, cosine, len(rnd.get("submitted") or []))
+    v_declared = bool((rnd.get("hyperparameters") or {}).get("validation_sha256"))
+    v_published = (v_declared and state in ("OPEN", "CLOSED") and validation_published is not None
+                   and validation_published(rid))
+    inference = (rnd.get("policy") or {}).get("inference_enabled") is True
+    return LedgerView(True, rid, state, declared, published, cosine, len(rnd.get("submitted") or []),
+                      v_declared, bool(v_published), inference)

@@ -28,6 +28,8 @@ from fedchain.reference import (
 from fedchain.training import TrainConfig
 from fedchain.verification.presets import PolicySettings
 
+from .validation import declared_validation_batch, inference_batch_of, plan_validation, validation_seed
+
 
 def auto_cosine_min(split_cosine: float, lo: float, hi: float) -> float:
     """Per-round cosine threshold from the public root-split agreement a = cos(Δ_A, Δ_B): clamp(a², lo, hi).
@@ -59,17 +61,19 @@ class RoundRecipe:
     cosine_min_auto: bool = False  # the absolute cosine floor per round from the root set (auto_cosine_min)
     auto_cosine_lo: float = 0.05
     auto_cosine_hi: float = 0.20
+    inference_check: bool = False  # policy.inference_enabled + a public validation batch per round
 
 
 @dataclass(frozen=True)
 class PlannedRound:
-    """What CreateRound and PublishReference need, before anything is written."""
+    """What CreateRound, PublishReference and PublishValidationBatch need, before anything is written."""
 
     round_id: int
     hyperparameters: dict[str, Any]
     policy: dict[str, Any]
     reference: Reference
     cosine_min: dict[str, Any]  # the threshold this round uses (+ root_split_cosine with auto): for reports
+    validation: bytes | None = None  # the validation batch (fedchain.validation_batch bytes) with --inference-check
 
 
 class RoundMaker:
@@ -95,11 +99,22 @@ class RoundMaker:
                                   base_model, self.root)
         cosine_min, public = self._cosine_min(base_model, round_id)
         policy = replace(r.policy, cosine_min=cosine_min).round_policy(float(np.linalg.norm(ref.vector))).to_dict()
+        validation = None
+        if r.inference_check:
+            policy["inference_enabled"] = True
+            validation, declared = plan_validation(self.root, inference_batch_of(policy),
+                                                   validation_seed(r.seed, round_id))
+            hyper = hyper | declared
         if self.policy_check is not None:
             self.policy_check(policy)
         hyper = hyper | {"reference_sha256": ref.sha256} | public
         shown = {"cosine_min": cosine_min} | {k: public[k] for k in ("root_split_cosine",) if k in public}
-        return PlannedRound(round_id, hyper, policy, ref, shown)
+        return PlannedRound(round_id, hyper, policy, ref, shown, validation)
+
+    def reproduce_validation(self, rnd: dict[str, Any]) -> bytes:
+        """The validation batch a round declared, redrawn from this operator's root pool (a restart after
+        CreateRound, before PublishValidationBatch); ValidationMismatch if the bytes are not the declared ones."""
+        return declared_validation_batch(rnd, *self.pool)
 
     def reproduce(self, rnd: dict[str, Any], base_model: bytes) -> Reference:
         """The reference a round declared, recomputed from this operator's root pool and the round's own

@@ -183,12 +183,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root-data", default=None, metavar="F",
                    help="the consortium's root set (MedMNIST npz): compute the FLTrust reference on the base model "
                         "(as `fedchain operator run` does), declare its hash in hyperparameters.reference_sha256 "
-                        "and publish it after the round is created")
+                        "and publish it after the round is created; a --policy with inference_enabled also gets "
+                        "its validation batch (policy.inference_batch root samples) declared and published")
     p.add_argument("--root-size", type=int, default=200, metavar="N",
                    help="with --root-data: class-balanced samples of its validation split (default 200)")
     p.add_argument("--no-publish-reference", action="store_true",
-                   help="with --root-data: only declare the reference's hash; publish it later with "
-                        "`fedchain reference publish`")
+                   help="with --root-data: only declare the reference's hash (and the validation batch's, if the "
+                        "policy enables inference_enabled); publish them later with `fedchain reference publish` "
+                        "(and `fedchain validation publish`)")
     p = _cmd(rsub, "show", "GetRound", _round_show)
     p.add_argument("round", type=int)
     _cmd(rsub, "list", "ListRounds", _round_list)
@@ -219,9 +221,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_campaign(sub: argparse._SubParsersAction) -> None:
-    """`fedchain operator run` and `fedchain reference publish` (fedchain.campaign)."""
+    """`fedchain operator run`, `fedchain reference publish` and `fedchain validation publish` (fedchain.campaign)."""
     from fedchain.campaign.args import add_policy_args, add_training_args
-    from fedchain.campaign.command import guarded, operator_run, reference_publish
+    from fedchain.campaign.command import guarded, operator_run, reference_publish, validation_publish
 
     op = sub.add_parser("operator", help="drive a training campaign: the consortium operator's round loop")
     osub = op.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
@@ -272,6 +274,19 @@ def _register_campaign(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round", type=int, required=True, metavar="N")
     p.add_argument("--root-data", required=True, metavar="F", help="the root file the round was made with")
     p.set_defaults(func=lambda args: guarded(reference_publish, args))
+
+    val = sub.add_parser("validation", help="the public validation batch of a round (encrypted-inference check)")
+    valsub = val.add_subparsers(dest="validation_command", metavar="ACTION", required=True)
+    p = valsub.add_parser(
+        "publish", help="redraw a round's declared validation batch from the root data and publish it",
+        description="Redraw the round's validation batch exactly as `fedchain operator run --inference-check` does "
+                    "(the root set the round records, its validation_size and validation_seed), check it against "
+                    "the round's validation_sha256 and publish it (PublishValidationBatch: operator, while the round "
+                    "is OPEN or CLOSED before any MPC node attested it).")
+    add_connection_args(p)
+    p.add_argument("--round", type=int, required=True, metavar="N")
+    p.add_argument("--root-data", required=True, metavar="F", help="the root file the round was made with")
+    p.set_defaults(func=lambda args: guarded(validation_publish, args))
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -395,21 +410,33 @@ def _round_create(args: argparse.Namespace) -> int:
             spec_round["hyperparameters"] = json_arg(args.hyperparameters, "--hyperparameters")
         if args.policy:
             spec_round["policy"] = json_arg(args.policy, "--policy")
-        ref = None
+        ref = batch = None
         if root is not None:
-            from fedchain.campaign.command import reference_for_new_round
+            from fedchain.campaign.command import reference_for_new_round, validation_for_new_round
 
             spec_round["hyperparameters"], ref = reference_for_new_round(
                 client, spec_round["round_id"], spec, spec_round.get("hyperparameters"), root, args.root_size)
+            policy = spec_round.get("policy") or client.get_consortium().get("default_policy")
+            spec_round["hyperparameters"], batch = validation_for_new_round(
+                spec_round["round_id"], policy, spec_round["hyperparameters"], root)
         rid = spec_round["round_id"]
         print_submit(client.create_round(spec_round), f"CreateRound {rid}")
         if ref is not None and args.no_publish_reference:
             print(f"round {rid} declares reference {ref.sha256}: publish it with `fedchain reference publish "
                   f"--round {rid} --root-data {args.root_data}` before the round closes", file=sys.stderr)
+            if batch is not None:
+                print(f"round {rid} declares validation batch {spec_round['hyperparameters']['validation_sha256']}: "
+                      f"publish it with `fedchain validation publish --round {rid} --root-data {args.root_data}`",
+                      file=sys.stderr)
         elif ref is not None:
             result = client.publish_reference(rid, ref.vector.astype("<f4").tobytes())
             print(f"PublishReference: tx {result.tx_id} {result.validation_code_name} in block "
                   f"{result.block_number} (reference {ref.sha256})", file=sys.stderr)
+            if batch is not None:
+                result = client.publish_validation_batch(rid, batch)
+                print(f"PublishValidationBatch: tx {result.tx_id} {result.validation_code_name} in block "
+                      f"{result.block_number} (validation batch "
+                      f"{spec_round['hyperparameters']['validation_sha256']})", file=sys.stderr)
         else:
             rnd = client.get_round(rid)
             if (rnd.get("policy") or {}).get("cosine_enabled", True) and \

@@ -39,6 +39,9 @@ class DemoConfig:
     cosine_min_auto: bool = False
     auto_cosine_lo: float = 0.05
     auto_cosine_hi: float = 0.20
+    # the encrypted-inference check (--inference-check): policy.inference_enabled, a validation batch per round
+    # from the root set, and the MPC-friendly model variant (arch cnn_pool) when this fedchain has it
+    inference_check: bool = False
     min_updates: int = 2
     deadline_s: float = 600.0
     round_timeout_s: float = 300.0

@@ -75,12 +75,15 @@ class Demo:
         self.malicious = self.ids[len(self.ids) - cfg.malicious:] if attack else []
         self.coalition = Coalition(attack, self.malicious, cfg.hospitals, self.data.n_classes, cfg.seed,
                                    cfg.attack_params) if attack else None
-        self.spec = ModelSpec(in_channels=self.data.channels, n_classes=self.data.n_classes)
+        from fedchain.campaign.command import default_arch
+
+        self.spec = ModelSpec(arch=default_arch(cfg.inference_check), in_channels=self.data.channels,
+                              n_classes=self.data.n_classes)
         self.hp = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum)
         # the operator's round recipe and loop are fedchain.campaign's, as for `fedchain operator run`
         recipe = RoundRecipe(train=self.hp, seed=cfg.seed, policy=replace(cfg.policy, defense=cfg.defense),
                              cosine_min_auto=cfg.cosine_min_auto, auto_cosine_lo=cfg.auto_cosine_lo,
-                             auto_cosine_hi=cfg.auto_cosine_hi)
+                             auto_cosine_hi=cfg.auto_cosine_hi, inference_check=cfg.inference_check)
         self.maker = RoundMaker(recipe, self.spec, (self.data.val.images, self.data.val.labels), cfg.root_size,
                                 policy_check=policy_check)
         self.root = self.maker.root
@@ -244,6 +247,12 @@ class Demo:
                 f"and {theirs.get('n_classes')} classes ({theirs.get('param_count')} parameters); {data} needs "
                 f"{self.spec_json['in_channels']}-channel images and {self.spec_json['n_classes']} classes "
                 f"({self.spec_json['param_count']}): use a fresh --network folder or the network's dataset")
+        mine = self.spec_json.get("arch", "cnn")
+        if str(theirs.get("arch", "cnn")) != mine:  # same parameters, another forward pass: not this demo's model
+            flag = "without --inference-check" if self.cfg.inference_check else "with --inference-check"
+            raise ArgumentProblem(
+                f"the network in {self.net.directory} trains the {theirs.get('arch', 'cnn')!r} model; this demo uses "
+                f"{mine!r}: use a fresh --network folder, or run the demo {flag} as on that network")
 
     def data_summary(self) -> dict[str, Any]:
         """The data actually trained and evaluated on, for the report (path, split sizes, classes, channels)."""
