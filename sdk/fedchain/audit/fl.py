@@ -17,6 +17,12 @@ endorsed read/write sets committed to (the peers' world state is not trusted her
 * the FLTrust reference: published by an operator while OPEN (or CLOSED before any attestation), once, hashing to the round's
   hyperparameters.reference_sha256, 4 x param_count bytes; a round checking cosine similarity
   that was attested without one is reported;
+* the public validation batch of the encrypted-inference check, under the same rules
+  (PublishValidationBatch: operator, while OPEN or CLOSED before any attestation, once, hashing to
+  hyperparameters.validation_sha256, a canonical batch for the round's model of at most
+  policy.inference_batch images); a round enabling policy.inference_enabled must declare one at
+  CreateRound, and one attested without a published batch is reported (reason "inference" is a
+  verdict like the others);
 * attestation quorums over the claim (model_hash, accepted set, outcome), the privacy floor (an
   "ok" aggregate of at least the round's min_accepted accepted updates), that a FAILED or
   out-of-range round attested and published no model, and that every published model's bytes
@@ -40,8 +46,10 @@ TERMINAL = ("FINALIZED", "FAILED", "DISPUTED")
 OUTCOMES = ("ok", "too_few_accepted", "aggregate_out_of_range")
 DEFAULT_MIN_ACCEPTED = 3  # the chaincode's default when InitConsortium names none
 DEFAULT_MAX_CLOCK_SKEW_S = 900  # the chaincode's default: Fabric's proposal time window
+DEFAULT_INFERENCE_BATCH = 32  # VerificationPolicy.inference_batch's default (the chaincode's too)
 DISPUTE_DIFFER = "attestations differ"
-UNJUDGED_REASONS = ("no_reference", "missing_share")  # rejected before any check ran (MPC node rules)
+# rejected before any check ran (MPC node rules)
+UNJUDGED_REASONS = ("no_reference", "no_validation_batch", "missing_share")
 
 ROLE_OF_FUNCTION = {
     "InitConsortium": {"operator"},
@@ -49,6 +57,7 @@ ROLE_OF_FUNCTION = {
     "PublishGenesisModel": {"operator"},
     "CreateRound": {"operator"},
     "PublishReference": {"operator"},
+    "PublishValidationBatch": {"operator"},
     "SubmitUpdate": {"hospital"},
     "CloseRound": {"operator", "hospital", "mpc_node", "auditor"},  # when: see _on_CloseRound
     "AttestResult": {"mpc_node"},
@@ -73,6 +82,7 @@ class RoundAudit:
     min_accepted: int | None = None
     min_updates: int | None = None
     reference: dict[str, Any] | None = None  # the first PublishReference: sha256, tx_id, matches
+    validation: dict[str, Any] | None = None  # the first PublishValidationBatch: sha256, tx_id, matches, batch
 
     def as_dict(self) -> dict[str, Any]:
         created = self.created or {}
@@ -85,6 +95,9 @@ class RoundAudit:
             "outcome": self.outcome, "reason": self.reason, "min_accepted": self.min_accepted,
             "reference_sha256": created.get("reference_sha256"),
             "reference_published": (self.reference or {}).get("sha256"),
+            "inference_enabled": bool(created.get("inference_enabled")),
+            "validation_sha256": created.get("validation_sha256"),
+            "validation_published": (self.validation or {}).get("sha256"),
         }
 
 
@@ -170,6 +183,7 @@ class FLAuditor:
             if rnd.state == "FINALIZED" and rnd.published_hash is None and rnd.finalized_hash == self._base_hash(rnd):
                 rnd.published_hash = rnd.finalized_hash
             self._check_reference_used(rnd)
+            self._check_validation_used(rnd)
         return self.result
 
     def _base_hash(self, rnd: RoundAudit) -> str | None:
@@ -272,9 +286,17 @@ class FLAuditor:
                        "deadline": _number_or_none(spec.get("deadline")),
                        "param_count": _int_or_none(model_spec.get("param_count")),
                        "reference_sha256": hyper.get("reference_sha256"),
-                       "cosine_enabled": policy.get("cosine_enabled", True) is not False}
+                       "cosine_enabled": policy.get("cosine_enabled", True) is not False,
+                       "inference_enabled": policy.get("inference_enabled") is True,
+                       "inference_batch": _int_or_none(policy.get("inference_batch")) or DEFAULT_INFERENCE_BATCH,
+                       "validation_sha256": hyper.get("validation_sha256"),
+                       "n_classes": _int_or_none(model_spec.get("n_classes")),
+                       "in_channels": _int_or_none(model_spec.get("in_channels"))}
         rnd.state = "OPEN"
         self._last_created = rnd
+        if rnd.created["inference_enabled"] and not rnd.created["validation_sha256"]:
+            self._find(rec, f"round {rid} enables the encrypted-inference check (policy inference_enabled) but "
+                            f"declares no hyperparameters.validation_sha256")
         deadline, stamp = rnd.created["deadline"], _ts(rec)
         if deadline is not None and stamp is not None and deadline <= stamp:
             self._find(rec, f"round {rid} created with deadline {iso(deadline)}, not after its transaction time "
@@ -334,6 +356,49 @@ class FLAuditor:
             self.result.findings.append(Finding(first["block"], first["tx_id"], (
                 f"round {rnd.round_id} checks cosine similarity (policy cosine_enabled) and was attested, but no "
                 f"reference was published for it: its cosine verdicts had no audited reference")))
+
+    def _on_PublishValidationBatch(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
+        """Like PublishReference; the bytes must also be a canonical batch the round's model can be run on."""
+        rnd = self._round_arg(rec)
+        if rnd is None:
+            return
+        rid = rnd.round_id
+        data = _b64(rec.info.args[1]) if len(rec.info.args) > 1 else None
+        got = hashlib.sha256(data).hexdigest() if data is not None else None
+        created = rnd.created or {}
+        want = created.get("validation_sha256")
+        if rnd.state not in ("OPEN", "CLOSED") or rnd.attestations:
+            self._find(rec, f"validation batch published for round {rid} while {rnd.state}"
+                            f"{' after an attestation' if rnd.attestations else ''}")
+        if rnd.validation is not None:
+            self._find(rec, f"validation batch of round {rid} published twice")
+        if not want:
+            self._find(rec, f"validation batch published for round {rid}, which declares no "
+                            f"hyperparameters.validation_sha256")
+        elif got != want:
+            self._find(rec, f"validation batch published for round {rid} hashes to {got}, not the round's declared "
+                            f"validation_sha256 {want}")
+        batch = None
+        if data is not None:
+            batch, problem = _decode_batch(data, created)
+            if problem:
+                self._find(rec, f"validation batch of round {rid} is not usable: {problem}")
+        if rnd.validation is None:
+            rnd.validation = {"sha256": got, "tx_id": rec.info.tx_id, "matches": bool(want) and got == want,
+                              "batch": batch}
+
+    def _check_validation_used(self, rnd: RoundAudit) -> None:
+        """Inference verdicts are only as good as the batch they ran on: it must be on the ledger."""
+        if rnd.round_id <= 0 or not (rnd.created or {}).get("inference_enabled") or not rnd.attestations:
+            return
+        judged = any(a["key"][1] or any(r not in UNJUDGED_REASONS for r in a["rejected"].values())
+                     for a in rnd.attestations.values())
+        if rnd.validation is None and judged:
+            first = min(rnd.attestations.values(), key=lambda a: a["block"])
+            self.result.findings.append(Finding(first["block"], first["tx_id"], (
+                f"round {rnd.round_id} runs the encrypted-inference check (policy inference_enabled) and was "
+                f"attested, but no validation batch was published for it: its inference verdicts had no audited "
+                f"batch")))
 
     # --- updates and closing ------------------------------------------------------------------
     def _on_SubmitUpdate(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
@@ -467,6 +532,23 @@ class FLAuditor:
             self._find(rec, f"published model of round {rid} hashes to {digest}, attested {rnd.finalized_hash}")
         if rnd.published_hash is None:
             rnd.published_hash = digest
+
+
+def _decode_batch(data: bytes, created: dict[str, Any]) -> tuple[int | None, str | None]:
+    """(images in the batch, None) or (None, why it is no canonical batch for the round's model)."""
+    from types import SimpleNamespace
+
+    from fedchain.validation_batch import ValidationBatchError, decode
+
+    n_classes, channels = created.get("n_classes"), created.get("in_channels")
+    spec: Any = n_classes
+    if n_classes is not None and channels is not None:
+        spec = SimpleNamespace(n_classes=n_classes, in_channels=channels)
+    try:
+        _, labels = decode(data, spec, max_batch=int(created.get("inference_batch") or DEFAULT_INFERENCE_BATCH))
+    except ValidationBatchError as exc:
+        return None, str(exc)
+    return len(labels), None
 
 
 def _round_id(rec: TxRecord) -> int | None:
