@@ -320,10 +320,14 @@ def round_outcome(rnd: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def iso(ts: float | None) -> str:
-    if ts is None:
+def iso(ts: Any) -> str:
+    """UTC time of a ledger timestamp; '-' for a missing or odd value (pages must not fail on one field)."""
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
         return "-"
-    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+    except (ValueError, OverflowError, OSError):
+        return "-"
 
 
 def _natural(text: str) -> tuple[str, int, str]:
