@@ -138,10 +138,13 @@ def screenshot(browser: Any, name: str) -> None:
         return
     folder = Path(SCREENSHOTS)
     folder.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, max(500, min(height + 20, 3000)))
-    browser.save_screenshot(str(folder / f"{name}.png"))
-    browser.set_window_size(1280, 900)
+    import base64
+
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                               "clip": clip})
+    (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def test_rounds_page_shows_both_rounds_finalized(browser: Any, explorer: str, demo: Any) -> None:
