@@ -250,3 +250,27 @@ def plain_pass(x: np.ndarray, inference: Any, policy: Any) -> np.ndarray:
 def threshold_bits(batch: int) -> int:
     """l for comparing count - T with count in [0, B] and T in [0, B + 1]."""
     return int(math.ceil(math.log2(batch + 2))) + 1
+
+
+TIE_UNITS = 48  # units of 2^-A_FRAC: the MPC's logits stay within this of the twin's (measured <= 16)
+
+
+def borderline(x: np.ndarray, inference: Any, policy: Any, tol: int = TIE_UNITS) -> np.ndarray:
+    """Rows (n,) whose twin verdict a logit perturbation of `tol` units could flip: there the MPC's
+    random truncation carries may decide differently (a near-tie at the threshold). Tests and the
+    benchmark compare verdicts on the other rows and report how many were borderline."""
+    plan = make_plan(inference.spec)
+    labels = np.asarray(inference.labels, dtype=np.int64).reshape(-1)
+    xq = quantize_images(inference.images)
+    thr = policy.inference_threshold(base_correct(plan, inference.base, xq, labels), labels.size)
+    wb = quantize_weights(inference.base)
+    out = np.zeros(len(x), dtype=bool)
+    for i, u in enumerate(np.asarray(x, dtype=np.float64)):
+        if not np.all(np.isfinite(u)) or np.max(np.abs(u), initial=0.0) > 2 ** 7:
+            continue
+        logits, _ = forward_int(plan, wb + quantize_weights(u), xq)
+        own = logits[np.arange(labels.size), labels][:, None]
+        gap = np.where(np.arange(logits.shape[1])[None] == labels[:, None], np.iinfo(np.int64).max, own - logits)
+        margin = gap.min(axis=1)
+        out[i] = (int((margin > tol).sum()) >= thr) != (int((margin > -tol).sum()) >= thr)
+    return out

@@ -214,7 +214,7 @@ async def fail_terms(rnd: Any, rows: np.ndarray, inference: Any) -> list[Any]:
     below = mpc.np_sgn(count - thr, l=threshold_bits(b), LT=True)  # 1: count < T
     cmps.append(below)
     await mpc.gather(below)
-    clock.lap("logits+count", nr * b * (ncls - 1) + nr, 0, LOGIT_BITS)
+    clock.lap("argmax+threshold", nr * b * (ncls - 1) + nr, 0, LOGIT_BITS)
     bits = await _bit_check(rnd, cmps, nr)
     clock.lap("bit_check", 0, 0, 0)
     pick = np.zeros((nr, rnd.n), dtype=np.int64)
