@@ -15,22 +15,8 @@ import statistics
 import time
 from typing import Any
 
-# arch (a "+quad" suffix: the ReLU replaced by the quadratic 0.125 x^2 + 0.5 x + 0.25, measured only)
 VARIANTS: list[tuple[str, tuple[int, ...], int]] = [
-    ("cnn", (8, 16), 32), ("cnn_pool", (8, 16), 32), ("cnn+quad", (8, 16), 32), ("cnn_pool+quad", (8, 16), 32),
-    ("cnn_pool", (4, 8), 16)]
-
-
-def _quad_module() -> Any:
-    from torch import nn
-
-    class Quad(nn.Module):
-        """A ReLU-like quadratic (no parameters: the state_dict is unchanged)."""
-
-        def forward(self, x: Any) -> Any:
-            return 0.125 * x * x + 0.5 * x + 0.25
-
-    return Quad
+    ("cnn", (8, 16), 32), ("cnn_pool", (8, 16), 32), ("cnn_pool", (4, 8), 16)]
 
 
 def run_one(arch: str, widths: tuple[int, ...], hidden: int, seed: int, dataset: str | None) -> float:
@@ -38,23 +24,16 @@ def run_one(arch: str, widths: tuple[int, ...], hidden: int, seed: int, dataset:
     import fedchain.simulation.runner as runner
     from fedchain.models import ModelSpec
     from fedchain.simulation import FedAvg, SimConfig
-    from torch import nn
-
-    base_arch, _, act = arch.partition("+")
-
     def spec(**kw: Any) -> ModelSpec:
-        return ModelSpec(arch=base_arch, **kw)
+        return ModelSpec(arch=arch, **kw)
 
-    orig, relu = runner.ModelSpec, nn.ReLU
+    orig = runner.ModelSpec
     runner.ModelSpec = spec  # type: ignore[assignment]  # the runner builds the spec itself
-    if act == "quad":
-        nn.ReLU = _quad_module()  # type: ignore[misc]  # this process only builds the model with it
     try:
         cfg = SimConfig(malicious=0, attack=None, seed=seed, dataset=dataset, widths=widths, hidden=hidden)
         res = runner.run_simulation(cfg, FedAvg())
     finally:
         runner.ModelSpec = orig  # type: ignore[assignment]
-        nn.ReLU = relu  # type: ignore[misc]
     return float(res.report["final_accuracy"])
 
 
@@ -63,7 +42,6 @@ def main() -> None:
     ap.add_argument("--digits", default=None, help="digits npz (fedchain data digits --out PATH)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--only", default=None, help="comma-separated prefixes of variant keys, e.g. digits/cnn_pool")
     ap.add_argument("--only", default=None, help="comma-separated variant keys' prefixes, e.g. digits/cnn_pool")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -73,8 +51,6 @@ def main() -> None:
             continue
         for arch, widths, hidden in VARIANTS:
             key = f"{name}/{arch}{list(widths)}h{hidden}"
-            if a.only and not any(key.startswith(o) for o in a.only.split(",")):
-                continue
             if a.only and not any(key.startswith(o) for o in a.only.split(",")):
                 continue
             t = time.perf_counter()
