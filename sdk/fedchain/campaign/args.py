@@ -23,6 +23,10 @@ FLAG_FIELDS = {"defense": "defense", "norm_factor": "norm_factor", "norm_rel": "
                "outlier_factor": "outlier_factor", "outlier_floor": "outlier_floor_factor",
                "min_accepted": "min_accepted"}
 SETTING_NAMES = tuple(f.name for f in fields(PolicySettings))
+# The encrypted-inference check's policy fields (VerificationPolicy) an operator may set in --policy together with
+# --inference-check; copied into each round's policy as given (they do not depend on the reference)
+INFERENCE_NAMES = tuple(n for n in ("inference_batch", "inference_margin", "inference_floor")
+                        if n not in SETTING_NAMES)
 
 
 def cosine_min_arg(value: str) -> float | str:
@@ -98,10 +102,37 @@ def _policy_file(value: str) -> dict[str, Any]:
     for key, value in raw.items():
         name = str(key).replace("-", "_")
         name = FLAG_FIELDS.get(name, name)
+        if name in INFERENCE_NAMES:
+            continue  # inference_settings() reads these
         if name not in SETTING_NAMES:
-            raise PolicyError(f"--policy: unknown setting {key!r}; known: {', '.join(SETTING_NAMES)}")
+            raise PolicyError(f"--policy: unknown setting {key!r}; known: {', '.join(SETTING_NAMES + INFERENCE_NAMES)}")
         out[name] = value
     return out
+
+
+def inference_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The inference_* fields of --policy (checked now, as the round policy will check them: a bad value must
+    stop the command before anything starts); they need --inference-check."""
+    if not getattr(args, "policy", None):
+        return {}
+    text = args.policy.strip()
+    path = Path(text[1:]) if text.startswith("@") else Path(text)
+    raw = json.loads(path.read_text() if (text.startswith("@") or (not text.startswith(("{", "[")) and
+                                                                  (path.is_file() or "/" in text))) else text)
+    chosen = {str(k).replace("-", "_"): v for k, v in raw.items() if str(k).replace("-", "_") in INFERENCE_NAMES}
+    if chosen and not getattr(args, "inference_check", False):
+        raise PolicyError(f"--policy: {', '.join(sorted(chosen))} set(s) the encrypted-inference check, which "
+                          "needs --inference-check")
+    if chosen:
+        from fedchain.verification import VerificationPolicy
+
+        try:
+            VerificationPolicy(inference_enabled=True, **chosen)
+        except TypeError as exc:
+            raise PolicyError(f"--policy: {exc}") from None
+        except PolicyError as exc:
+            raise PolicyError(f"--policy: {exc}") from None
+    return chosen
 
 
 def policy_from_args(args: argparse.Namespace) -> tuple[PolicySettings, bool]:
@@ -116,6 +147,7 @@ def policy_from_args(args: argparse.Namespace) -> tuple[PolicySettings, bool]:
     if getattr(args, "inference_check", False) and chosen.get("defense") == "none":
         raise PolicyError("--inference-check needs --defense mpc: the check runs among the MPC nodes' checks, "
                           "which --defense none turns off")
+    inference_settings(args)  # PolicyError now rather than at the first round
     auto = chosen.get("cosine_min") == "auto"
     if auto:
         chosen["cosine_min"] = 0.0

@@ -186,8 +186,11 @@ def _campaign(args: argparse.Namespace, ledger: Any, net: Any, settings: Any, au
 
     ledger.check_ledger()
     spec = _ledger_spec(ledger_model_spec(ledger.fl), spec, explicit=args.model_spec is not None, root=root)
+    from .args import inference_settings
+
     recipe = RoundRecipe(train=hp, seed=args.seed, policy=settings, cosine_min_auto=auto,
-                         inference_check=bool(getattr(args, "inference_check", False)))
+                         inference_check=bool(getattr(args, "inference_check", False)),
+                         inference=inference_settings(args))
     maker = RoundMaker(recipe, spec, root.pool, args.root_size,
                        policy_check=lambda policy: VerificationPolicy.from_json(policy))
     head = ledger.fl.head()

@@ -62,6 +62,7 @@ class RoundRecipe:
     auto_cosine_lo: float = 0.05
     auto_cosine_hi: float = 0.20
     inference_check: bool = False  # policy.inference_enabled + a public validation batch per round
+    inference: dict[str, Any] = field(default_factory=dict)  # inference_batch/_margin/_floor for the round policy
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class RoundMaker:
         policy = replace(r.policy, cosine_min=cosine_min).round_policy(float(np.linalg.norm(ref.vector))).to_dict()
         validation = None
         if r.inference_check:
+            policy.update(r.inference)
             policy["inference_enabled"] = True
             validation, declared = plan_validation(self.root, inference_batch_of(policy),
                                                    validation_seed(r.seed, round_id))

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fedchain.campaign.args import add_policy_args
+from fedchain.campaign.args import add_policy_args, inference_settings
 from fedchain.campaign.command import ArgumentProblem
 from fedchain.demo.config import DemoConfig
 
@@ -238,7 +238,8 @@ def demo_config(args: argparse.Namespace, network: Path) -> tuple[DemoConfig, An
     cfg = DemoConfig(rounds=args.rounds, hospitals=args.hospitals, malicious=args.malicious if attack else 0,
                      attack=attack, attack_params=params, defense=settings.defense, dataset=args.dataset,
                      seed=args.seed, alpha=args.alpha, steps=args.steps, lr=args.lr, warmup_epochs=args.warmup_epochs,
-                     policy=settings, cosine_min_auto=auto, inference_check=bool(args.inference_check))
+                     policy=settings, cosine_min_auto=auto, inference_check=bool(args.inference_check),
+                     inference=inference_settings(args))
     if data is not None:  # its own sizes, not the synthetic defaults
         cfg = replace(cfg, n_train=len(data.train), n_test=len(data.test))
     return cfg, data

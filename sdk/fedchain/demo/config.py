@@ -42,6 +42,7 @@ class DemoConfig:
     # the encrypted-inference check (--inference-check): policy.inference_enabled, a validation batch per round
     # from the root set, and the MPC-friendly model variant (arch cnn_pool) when this fedchain has it
     inference_check: bool = False
+    inference: dict[str, Any] = field(default_factory=dict)  # inference_batch/_margin/_floor from --policy
     min_updates: int = 2
     deadline_s: float = 600.0
     round_timeout_s: float = 300.0

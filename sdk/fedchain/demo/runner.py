@@ -83,7 +83,8 @@ class Demo:
         # the operator's round recipe and loop are fedchain.campaign's, as for `fedchain operator run`
         recipe = RoundRecipe(train=self.hp, seed=cfg.seed, policy=replace(cfg.policy, defense=cfg.defense),
                              cosine_min_auto=cfg.cosine_min_auto, auto_cosine_lo=cfg.auto_cosine_lo,
-                             auto_cosine_hi=cfg.auto_cosine_hi, inference_check=cfg.inference_check)
+                             auto_cosine_hi=cfg.auto_cosine_hi, inference_check=cfg.inference_check,
+                             inference=dict(cfg.inference))
         self.maker = RoundMaker(recipe, self.spec, (self.data.val.images, self.data.val.labels), cfg.root_size,
                                 policy_check=policy_check)
         self.root = self.maker.root
