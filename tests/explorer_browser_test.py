@@ -127,9 +127,24 @@ def open_page(browser: Any, url: str) -> None:
 
 
 def cells(browser: Any, selector: str, attribute: str) -> str:
+    """An attribute of the element at `selector`, read again if live.js swapped the page's <main> meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return browser.find_element(By.CSS_SELECTOR, selector).get_attribute(attribute)
+    for _ in range(20):
+        try:
+            return browser.find_element(By.CSS_SELECTOR, selector).get_attribute(attribute)
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise AssertionError(f"{selector} kept changing")
+
+
+def wait(browser: Any, seconds: float, condition: Any) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                  ).until(condition)
 
 
 def screenshot(browser: Any, name: str) -> None:
@@ -242,12 +257,11 @@ def test_model_download_matches_the_ledger_hash(browser: Any, explorer: str, dem
 
 def test_audit_page_runs_audit_verify_and_shows_ok(browser: Any, explorer: str) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     open_page(browser, f"{explorer}/audit")
     assert cells(browser, "#verdict", "data-ok") == "none"
     browser.find_element(By.ID, "run-audit").click()
-    WebDriverWait(browser, 120).until(lambda d: cells(d, "#verdict", "data-ok") != "none")
+    wait(browser, 120, lambda d: cells(d, "#verdict", "data-ok") != "none")
     assert cells(browser, "#verdict", "data-ok") == "true", browser.find_element(By.TAG_NAME, "main").text[:3000]
     assert "audit OK" in browser.find_element(By.ID, "verdict").text
     assert browser.find_elements(By.ID, "no-findings")
@@ -295,6 +309,44 @@ def test_bad_input_on_the_live_server(browser: Any, explorer: str) -> None:
             assert s.connect_ex((addr, port)) != 0, f"the explorer answers on {addr}"
 
 
+def test_tls_serves_https(demo: Any, tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: the same pages over HTTPS (a self-signed certificate for 127.0.0.1)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    net, _, _ = demo
+    proc = subprocess.Popen([FEDCHAIN, "explorer", "--network", str(net), "--port", "0", "--no-live", "--tls-cert",
+                             str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "fedchain explorer on https://127.0.0.1:" in line, line + proc.stderr.read()
+        url = line.split(" on ", 1)[1].split()[0]
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        with urllib.request.urlopen(url + "rounds", context=ctx, timeout=30) as resp:
+            assert resp.status == 200 and 'id="round-2"' in resp.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def _other_local_addresses() -> list[str]:
     try:
         addrs = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
@@ -312,11 +364,10 @@ def _other_local_addresses() -> list[str]:
 def test_a_new_round_appears_without_a_reload(browser: Any, explorer: str, demo: Any) -> None:
     """Last: leaves round 3 OPEN."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     net, _, _ = demo
     open_page(browser, f"{explorer}/rounds")
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "live-status").get_attribute("data-state") == "on")
+    wait(browser, 30, lambda d: cells(d, "#live-status", "data-state") == "on")
     browser.execute_script("window.__noReload = 'still here';")
     assert not browser.find_elements(By.ID, "round-3")
     gw, op = ledger(net, "operator")
@@ -330,7 +381,7 @@ def test_a_new_round_appears_without_a_reload(browser: Any, explorer: str, demo:
                          "deadline": time.time() + 600, "min_updates": 2})
     finally:
         gw.close()
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "round-3"))
+    wait(browser, 30, lambda d: d.find_elements(By.ID, "round-3"))
     assert cells(browser, "#round-3", "data-state") == "OPEN"
     assert browser.execute_script("return window.__noReload") == "still here"  # same document: no reload
     assert "RoundCreated" in browser.find_element(By.ID, "events").text

@@ -43,10 +43,15 @@ class LiveEvent:
 class EventHub:
     """Follows the chaincode's events in a thread; async subscribers get every event after their start."""
 
-    def __init__(self, network: Any, chaincode: str, start_block: int | None = None) -> None:
+    def __init__(self, network: Any, chaincode: str, start_block: int | None = None,
+                 live_from: int | None = None) -> None:
+        """`start_block`: replay events from there into `recent` (the page's history); only events of blocks
+        from `live_from` on (the height at start) are pushed to browsers, so a fresh page is not refreshed
+        by history."""
         self.network = network
         self.chaincode = chaincode
         self.start_block = start_block
+        self.live_from = live_from
         self.recent: deque[LiveEvent] = deque(maxlen=RECENT)
         self.connected = False
         self._seq = 0
@@ -101,7 +106,8 @@ class EventHub:
             ev = LiveEvent(self._seq, event.event_name, event.block_number, event.tx_id,
                            rid if isinstance(rid, int) else None, time.time(), detail if isinstance(detail, dict) else {})
             self.recent.append(ev)
-            subscribers = list(self._subscribers)
+            history = self.live_from is not None and event.block_number < self.live_from
+            subscribers = [] if history else list(self._subscribers)
         for loop, queue in subscribers:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, ev)

@@ -8,6 +8,7 @@ folder, matches nothing and is ignored).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,20 @@ def find_reports(places: list[Path]) -> list[Path]:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
+    """A report's JSON, parsed again only when the file changed (pages and plots ask for it often)."""
     try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            return None
-        data = json.loads(path.read_text())
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_size > MAX_REPORT_BYTES:
+        return None
+    return _parse(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(path: str, mtime_ns: int, size: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("rounds"), list) else None
@@ -91,7 +102,8 @@ def decision_grid(rounds: list[dict[str, Any]], hospitals: list[str],
                   reports: dict[int, ReportRound]) -> list[dict[str, Any]]:
     """One row per hospital: per round (id >= 1) the decision the MPC nodes attested on the ledger.
 
-    Cell kinds: accepted, rejected (with the reason code), submitted (not judged yet), none (no update).
+    Cell kinds: accepted, rejected (with the reason code), submitted (not judged yet), undecided (the round
+    ended without agreed decisions: DISPUTED), none (no update).
     `malicious` comes from a matching report (the demo knows who attacked; the ledger does not)."""
     from fedchain.explorer.ledger import round_outcome
 
@@ -109,7 +121,7 @@ def decision_grid(rounds: list[dict[str, Any]], hospitals: list[str],
             elif h in outcome["accepted"]:
                 cell = {"kind": "accepted", "reason": ""}
             elif h in (rnd.get("submitted") or []) or h in rnd.get("_submitted_live", []):
-                cell = {"kind": "submitted", "reason": ""}
+                cell = {"kind": "undecided" if outcome["over"] else "submitted", "reason": ""}
             else:
                 cell = {"kind": "none", "reason": ""}
             cells.append({**cell, "round_id": rnd["round_id"], "malicious": bad})

@@ -50,7 +50,8 @@ def build(options: ServeOptions):
         view.close()
         raise
     places = list(options.reports) or default_report_places(view.config.directory)
-    hub = EventHub(view.network, view.config.chaincode, max(0, height - EVENTS_BACKLOG_BLOCKS)) if options.live else None
+    hub = (EventHub(view.network, view.config.chaincode, max(0, height - EVENTS_BACKLOG_BLOCKS), live_from=height)
+           if options.live else None)
     allowed = LOOPBACK_NAMES if is_loopback(options.host) else None  # Host checks stop DNS rebinding onto 127.0.0.1
     return create_app(view, hub=hub, allowed_hosts=allowed, report_places=places), view
 
@@ -65,6 +66,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)  # connections wait in the backlog until uvicorn starts accepting: none is refused
     sock.set_inheritable(True)
     return sock
 
