@@ -127,8 +127,8 @@ def test_decisions_plot_shows_each_rejections_reason():
     from fedchain.demo.report import decisions_figure
 
     hospitals = [f"hospital{i}" for i in range(1, 9)]
-    codes = ["norm", "cosine", "outlier", "range", "inconsistent", "missing_share"]
-    rounds = [_round(r, {"hospital7": codes[r % 6], "hospital8": "norm", **({"hospital2": "cosine"} if r == 3 else {})},
+    codes = ["norm", "cosine", "outlier", "range", "inconsistent", "missing_share", "inference", "no_validation_batch"]
+    rounds = [_round(r, {"hospital7": codes[r % 8], "hospital8": "norm", **({"hospital2": "cosine"} if r == 3 else {})},
                      hospitals, ["hospital7", "hospital8"]) for r in range(1, 13)]
     rounds[4]["accepted"].remove("hospital5")  # no update from hospital5 in round 5
     fig = decisions_figure(rounds, hospitals)
@@ -141,5 +141,6 @@ def test_decisions_plot_shows_each_rejections_reason():
             if h == "hospital5" and r["round"] == 5:
                 want = "no_update"
             assert cells.get((j, i), "") == want, (r["round"], h)
-    assert "rejections: norm 14" in ax.get_title() and "cosine 3" in ax.get_title()
+    assert "rejections: norm 13" in ax.get_title() and "cosine 3" in ax.get_title()
+    assert "inference 1" in ax.get_title() and "no_validation_batch 1" in ax.get_title()
     plt.close(fig)

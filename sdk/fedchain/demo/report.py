@@ -101,7 +101,10 @@ def decision_grid(rounds: list[dict[str, Any]], hospitals: list[str]) -> tuple[A
 
 
 def _cell_text(text: str) -> str:
-    """Reason codes on at most two short lines so that they fit a cell (missing_share: missing / share)."""
+    """Reason codes on short lines so that they fit a cell (missing_share: missing / share; a long code such
+    as no_validation_batch gets a line per word)."""
+    if len(text) > 14:
+        return text.replace("_", "\n").replace(" ", "\n")
     return text.replace("_", "\n", 1).replace(" ", "\n", 1)
 
 
