@@ -7,6 +7,8 @@ with its methods) is synchronous gRPC, so every call runs in Starlette's thread 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -180,9 +182,6 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
         query_params(request.scope["query_string"], {})
         rid = round_id_of(request.path_params["rid"])
         data, digest = await call(view.model, rid)
-        import base64
-        import hashlib
-
         b64 = base64.b64encode(hashlib.sha256(data).digest()).decode()
         return Response(data, media_type="application/octet-stream", headers={
             "content-disposition": f'attachment; filename="fedchain-round-{rid}-{digest[:12]}.safetensors"',

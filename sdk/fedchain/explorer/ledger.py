@@ -161,7 +161,8 @@ class LedgerView:
         published: dict[int, TxSummary] = {}
         for b in self.blocks_upto_head():
             for t in b.transactions:
-                if t.valid and t.function in _MODEL_PUBLISH and t.round_id is not None:
+                if (t.valid and t.chaincode == self.config.chaincode and t.function in _MODEL_PUBLISH
+                        and t.round_id is not None):
                     published.setdefault(t.round_id, t)
         out = []
         for rnd in self.rounds():
