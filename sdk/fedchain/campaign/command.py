@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -315,12 +316,24 @@ def validation_publish(args: argparse.Namespace) -> int:
     """`fedchain validation publish`: redraw a round's declared validation batch from the root data (its recorded
     root set, validation_size and validation_seed), check it against validation_sha256, publish it."""
     from fedchain.netconfig import load_network
+    from fedchain.validation_batch import ValidationBatchError, decode, sha256_hex
 
     from .validation import ValidationMismatch, declared_validation_batch
 
     if args.round < 1:
         raise ArgumentProblem("--round must be a round id (1 or more)")
-    root = load_root_data(args.root_data)
+    if (args.root_data is None) == (args.file is None):
+        raise ArgumentProblem("give exactly one of --root-data F (redraw the batch) and --file F (a batch file)")
+    root = load_root_data(args.root_data) if args.root_data else None
+    given = None
+    if args.file:
+        try:
+            given = Path(args.file).read_bytes()
+            decode(given)  # its layout now; the round's classes and batch size below
+        except OSError as exc:
+            raise ArgumentProblem(f"--file {args.file}: {exc.strerror or exc}") from None
+        except ValidationBatchError as exc:
+            raise ArgumentProblem(f"--file {args.file}: {exc}") from None
     net = load_network(args.network)
     from .ledger import OperatorLedger
 
@@ -335,13 +348,19 @@ def validation_publish(args: argparse.Namespace) -> int:
         if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
             raise ValueError(f"round {args.round} is {rnd['state']}: a validation batch is accepted only while a round "
                              "is OPEN or CLOSED before any MPC node attested it")
-        try:
-            data = declared_validation_batch(rnd, *root.pool)
-        except ValidationMismatch as exc:
-            raise ValueError(str(exc)) from None
+        if given is not None:
+            if sha256_hex(given) != want:
+                raise ValueError(f"{args.file} hashes to {sha256_hex(given)}; round {args.round} declares "
+                                 f"validation_sha256 {want}")
+            data = given
+        else:
+            try:
+                data = declared_validation_batch(rnd, *root.pool)  # type: ignore[union-attr]
+            except ValidationMismatch as exc:
+                raise ValueError(str(exc)) from None
         sha = ledger.publish_validation_batch(args.round, data)
-        print(f"round {args.round}: validation batch {sha} published "
-              f"({rnd['hyperparameters']['validation_size']} images, {len(data)} bytes)")
+        print(f"round {args.round}: validation batch {sha} published ({len(decode(data)[1])} images, "
+              f"{len(data)} bytes)")
         return 0
     finally:
         ledger.close()

@@ -278,14 +278,17 @@ def _register_campaign(sub: argparse._SubParsersAction) -> None:
     val = sub.add_parser("validation", help="the public validation batch of a round (encrypted-inference check)")
     valsub = val.add_subparsers(dest="validation_command", metavar="ACTION", required=True)
     p = valsub.add_parser(
-        "publish", help="redraw a round's declared validation batch from the root data and publish it",
+        "publish", help="redraw a round's declared validation batch from the root data (or take --file) and publish "
+                        "it",
         description="Redraw the round's validation batch exactly as `fedchain operator run --inference-check` does "
-                    "(the root set the round records, its validation_size and validation_seed), check it against "
-                    "the round's validation_sha256 and publish it (PublishValidationBatch: operator, while the round "
-                    "is OPEN or CLOSED before any MPC node attested it).")
+                    "(the root set the round records, its validation_size and validation_seed), or read it from "
+                    "--file, check it against the round's validation_sha256 and publish it (PublishValidationBatch: "
+                    "operator, while the round is OPEN or CLOSED before any MPC node attested it).")
     add_connection_args(p)
     p.add_argument("--round", type=int, required=True, metavar="N")
-    p.add_argument("--root-data", required=True, metavar="F", help="the root file the round was made with")
+    p.add_argument("--root-data", default=None, metavar="F", help="the root file the round was made with")
+    p.add_argument("--file", default=None, metavar="F",
+                   help="or: a batch file (fedchain.validation_batch bytes) whose SHA-256 the round declared")
     p.set_defaults(func=lambda args: guarded(validation_publish, args))
 
 
