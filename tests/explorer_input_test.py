@@ -229,6 +229,18 @@ def test_events_reach_subscribers_in_order() -> None:
     assert asyncio.run(resume()).startswith("id: 2\n")
 
 
+def test_an_unreachable_gateway_is_503() -> None:
+    from fedchain.gateway import EvaluateError
+
+    class Down(FakeView):
+        def rounds(self) -> list[dict[str, Any]]:
+            raise EvaluateError("gateway unavailable (connection refused)")
+
+    with TestClient(create_app(Down(), report_places=[])) as c:
+        resp = c.get("/rounds")
+    assert resp.status_code == 503 and "the gateway did not answer" in resp.text
+
+
 def test_binds_loopback_by_default() -> None:
     from fedchain.cli.main import build_parser
 

@@ -78,6 +78,7 @@ class EventHub:
 
         checkpoint = InMemoryCheckpoint(self.start_block)
         delay = 0.5
+        quiet = False  # say once that the stream dropped, not every retry while the gateway is down
         while not self._stop.is_set():
             try:
                 self._stream = self.network.chaincode_events(self.chaincode, checkpoint=checkpoint,
@@ -86,9 +87,12 @@ class EventHub:
                 for event in self._stream:
                     self._publish(event)
                     checkpoint.checkpoint_event(event)
-                    delay = 0.5
+                    delay, quiet = 0.5, False
             except Exception as exc:  # noqa: BLE001 - a gateway restart must not end the live view
-                log.info("chaincode event stream ended (%s); reconnecting", type(exc).__name__)
+                if not quiet:
+                    log.warning("chaincode event stream ended (%s); reconnecting until the gateway answers",
+                                type(exc).__name__)
+                quiet = True
             finally:
                 self.connected = False
             if self._stop.wait(delay):
