@@ -136,3 +136,12 @@ def test_an_inference_round_attested_without_its_batch_is_reported_unless_nothin
     c.tx("mpc0", "AttestResult", att)
     c.tx("mpc1", "AttestResult", att)
     assert c.problems() == []
+
+
+def test_an_inference_round_batch_of_another_size_is_reported():
+    c = Chain()
+    c.setup()
+    create(c, batch=16)
+    publish(c)
+    assert c.problems() == ["validation batch of round 1 is not usable: it has 8 images, the round's "
+                            "policy.inference_batch is 16"]

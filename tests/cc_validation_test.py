@@ -102,3 +102,11 @@ def test_batch_layout_and_size_are_checked():
     # a round that never enabled the check but declared a batch may still publish it (default batch bound 32)
     w = declared(BATCH, policy={"norm_bound": 10.0})
     assert w.ok(w.operator, "PublishValidationBatch", "1", b64(BATCH))["batch"] == 8
+
+
+def test_an_inference_round_takes_exactly_its_batch_size():
+    small = encode(IMAGES[:4], LABELS[:4])
+    w = make_world()
+    _create(w, hyper={"validation_sha256": hashlib.sha256(small).hexdigest()})  # POLICY: inference_batch 8
+    w.refused(w.operator, "PublishValidationBatch", "1", b64(small), status=400,
+              contains="validation batch has 4 images; the round's policy.inference_batch is 8")

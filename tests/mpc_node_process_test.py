@@ -546,3 +546,15 @@ def test_inference_round_without_a_usable_batch_fails_at_every_node_alike(setup)
     att1 = world.ledger.attestations[1]["mpc1"]
     assert att1["rejected"] == {"hosp0": "no_validation_batch", "hosp1": "no_validation_batch"}
     assert fake.jobs == []
+
+
+def test_inference_round_with_a_batch_of_another_size_fails_alike(setup):
+    world, stores, procs, fake = setup
+    small = _batch(n=4)  # the policy says 8
+    _inference_round(world, declared=small)
+    world.ledger.validation_batches[1] = small
+    deliver(world, stores, "hosp0")
+    world.ledger.close_round(1)
+    assert procs[0].process(1) == ATTESTED
+    assert world.ledger.attestations[1]["mpc0"]["rejected"] == {"hosp0": "no_validation_batch"}
+    assert fake.jobs == []

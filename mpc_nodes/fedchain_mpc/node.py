@@ -258,7 +258,10 @@ class RoundProcessor:
         spec = rnd.get("model_spec") or {}
         try:
             want = SimpleNamespace(n_classes=int(spec["n_classes"]), in_channels=int(spec.get("in_channels", 1)))
-            images, _ = decode(data, want, max_batch=int(policy.get("inference_batch", 32)))
+            size = int(policy.get("inference_batch", 32))
+            images, _ = decode(data, want, max_batch=size)
+            if len(images) != size:  # the check runs on exactly policy.inference_batch images
+                raise ValidationBatchError(f"it has {len(images)} images, the policy's inference_batch is {size}")
         except (KeyError, TypeError, ValueError) as exc:  # ValidationBatchError is a ValueError
             why = exc if isinstance(exc, ValidationBatchError) else f"model_spec without n_classes ({exc})"
             raise UnusableValidationBatch(f"round {rid}: the published validation batch cannot be used: {why}") from None

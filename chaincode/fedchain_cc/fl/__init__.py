@@ -64,7 +64,8 @@ builds on the last finalized model.
 - PublishValidationBatch(round_id, validation_b64) by an operator, under the same rules (OPEN, or
   CLOSED before any attestation; once): the public validation batch of the encrypted-inference
   check (fedchain.validation_batch: safetensors with exactly images uint8 B x 28 x 28 [x 3] and
-  labels int64 B, 1 <= B <= policy.inference_batch, default 32) whose SHA-256 the round declared in
+  labels int64 B, B = policy.inference_batch (default 32) when the policy enables the check, at most
+  that otherwise) whose SHA-256 the round declared in
   hyperparameters.validation_sha256; size at most max_model_bytes and what B images can take.
   CreateRound refuses a policy with inference_enabled (a boolean) and no validation_sha256, and a
   validation_sha256 that is not a lowercase hex SHA-256. GetValidationBatch(round_id) ->

@@ -379,7 +379,7 @@ class FLContract(Chaincode):
         cons = tx.consortium()
         round_id = v.round_id(params[0])
         rnd = self._round(tx, round_id)
-        _, max_batch = v.inference_settings(rnd.get("policy") or {}, "round policy")
+        enabled, max_batch = v.inference_settings(rnd.get("policy") or {}, "round policy")
         limit = min(int(cons["max_model_bytes"]), v.validation_max_bytes(max_batch))
         data = v.model_bytes(params[1], limit, "validation_b64")
         # CLOSED too, until a node attests: the hash was fixed by CreateRound (as for the reference)
@@ -396,6 +396,9 @@ class FLContract(Chaincode):
         if got != want:
             raise ContractError(f"validation batch SHA-256 {got} does not match the round's validation_sha256 {want}")
         batch = v.validation_batch_size(data, max_batch)
+        if enabled and batch != max_batch:  # the nodes' check runs on exactly policy.inference_batch images
+            raise ContractError(f"validation batch has {batch} images; the round's policy.inference_batch is "
+                                f"{max_batch}")
         self._store_blob(tx, keys.validation(round_id), lambda i: keys.validation_chunk(round_id, i), data,
                          {"round_id": round_id, "batch": batch})
         return {"round_id": round_id, "sha256": got, "size": len(data), "batch": batch}

@@ -544,10 +544,13 @@ def _decode_batch(data: bytes, created: dict[str, Any]) -> tuple[int | None, str
     spec: Any = n_classes
     if n_classes is not None and channels is not None:
         spec = SimpleNamespace(n_classes=n_classes, in_channels=channels)
+    size = int(created.get("inference_batch") or DEFAULT_INFERENCE_BATCH)
     try:
-        _, labels = decode(data, spec, max_batch=int(created.get("inference_batch") or DEFAULT_INFERENCE_BATCH))
+        _, labels = decode(data, spec, max_batch=size)
     except ValidationBatchError as exc:
         return None, str(exc)
+    if created.get("inference_enabled") and len(labels) != size:
+        return len(labels), f"it has {len(labels)} images, the round's policy.inference_batch is {size}"
     return len(labels), None
 
 
