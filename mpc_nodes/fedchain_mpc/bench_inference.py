@@ -2,8 +2,8 @@
 
 The parent (torch allowed) builds a round: a base model warmed up on the public root set, a
 class-balanced validation batch drawn from it (fedchain.validation_batch), and N updates: honest ones
-(local SGD on each hospital's shard) and planted degraded ones (label-flipped training, scaled x-3,
-Gaussian noise). It Shamir-shares every update exactly as hospitals do, writes one input file per
+(local SGD on each hospital's shard) and planted degraded ones (label-flipped training, its own
+update scaled by -8, Gaussian noise of 0.2 per weight). It Shamir-shares every update exactly as hospitals do, writes one input file per
 party (npz, no pickle) and starts the parties (`python -m fedchain_mpc.bench_inference -P ... -I i`,
 input file in the environment). Every party runs verify_and_aggregate with the range check and the
 inference check only (so the inference stage sees every row), and reports wall and CPU seconds per
@@ -32,7 +32,7 @@ INPUT_ENV = "FEDCHAIN_INFER_BENCH"
 KINDS = ("honest", "label_flip", "scaled", "noised")
 
 
-def bench_policy(batch: int, margin: float = 0.25) -> Any:
+def bench_policy(batch: int, margin: float = 0.1) -> Any:
     """Range check (required before inference) and the inference check; the others off."""
     from fedchain.verification import VerificationPolicy
 
@@ -41,7 +41,7 @@ def bench_policy(batch: int, margin: float = 0.25) -> Any:
 
 
 def make_round(hospitals: int, batch: int, arch: str, seed: int, dataset: str | None = None,
-               degraded: int = 3, steps: int = 30) -> dict[str, Any]:
+               degraded: int = 3, steps: int = 40) -> dict[str, Any]:
     """Base model, validation batch and updates (float64) with planted degraded ones first."""
     from fedchain.data import dirichlet_split, load_npz, synthesize
     from fedchain.models import ModelSpec, build_model, flatten, unflatten
@@ -77,9 +77,9 @@ def make_round(hospitals: int, batch: int, arch: str, seed: int, dataset: str | 
             y = (ncls - 1) - y
         u = train_steps(model, tr_x[idx], y, hp, seed=seed * 1000 + i, progress=False)
         if kind == "scaled":
-            u = -3.0 * u
+            u = -8.0 * u
         elif kind == "noised":
-            u = u + rng.normal(0.0, 0.05, u.shape)
+            u = u + rng.normal(0.0, 0.2, u.shape)
         ups.append(np.asarray(u, dtype=np.float64))
         kinds.append(kind)
     return {"spec": spec, "base": base, "images": np.asarray(images, dtype=np.uint8),

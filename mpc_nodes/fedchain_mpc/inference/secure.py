@@ -167,7 +167,7 @@ async def forward(rnd: Any, rows: np.ndarray, plan: Plan, inference: Any) -> tup
         v = await _trunc(secint, z % p, zs - A_FRAC, degree)  # scale 2^A_FRAC
         ncmp = 0
         if ly.relu:
-            neg = mpc.np_sgn(v, l=CMP_BITS, LT=True)
+            neg = await sgn_chunked(v, CMP_BITS)
             cmp_out.append(neg)
             v = v - v * neg
             ncmp = int(np.prod(v.shape))
@@ -179,6 +179,23 @@ async def forward(rnd: Any, rows: np.ndarray, plan: Plan, inference: Any) -> tup
         await mpc.gather(v)  # settle this layer's work, so the per-layer figures are its own
         clock.lap(f"{ly.kind}{k}", ncmp, int(np.prod(z.shape)), CMP_BITS if ly.relu else 0)
     return act, cmp_out, clock
+
+
+CMP_CHUNK = 1 << 16  # values per np_sgn call: MPyC holds ~(l + 1) big ints per value (3.3 GB at 400k)
+
+
+async def sgn_chunked(v: Any, bits: int) -> Any:
+    """np_sgn(v, l=bits, LT=True) in chunks of CMP_CHUNK values, each awaited before the next: the
+    same comparisons and openings, peak memory bounded (a few rounds more)."""
+    flat = v.reshape(-1)
+    if flat.size <= CMP_CHUNK:
+        return mpc.np_sgn(v, l=bits, LT=True)
+    parts = []
+    for start in range(0, flat.size, CMP_CHUNK):
+        part = mpc.np_sgn(flat[start:start + CMP_CHUNK], l=bits, LT=True)
+        await mpc.gather(part)
+        parts.append(part)
+    return mpc.np_concatenate(parts).reshape(v.shape)
 
 
 def _pool_secure(v: Any) -> Any:
