@@ -70,24 +70,36 @@ def combine(groups: np.ndarray, p: int) -> np.ndarray:
     return out % p
 
 
+K_BLOCK = 2048  # 4 limb pairs x 2^40 x 2048 = 2^53: float64 sums stay exact per block
+
+
 def limb_matmul(a: np.ndarray, b: np.ndarray, a_public: bool = False) -> np.ndarray:
     """Exact a @ b as limb-position sums (G, ..., M, N) int64.
 
     a: float64 limbs (4, ..., M, K) of field shares, or (a_public) an integer array (..., M, K) with
-    |a| < 2^10; b: float64 limbs (4, ..., K, N). Each limb product is < 2^40 (2^30 public), sums over
-    K <= 3136 and <= 4 limb pairs stay below 2^53: float64 is exact."""
-    if a_public:
-        af = np.asarray(a, dtype=np.float64)
-        return np.stack([np.rint(np.matmul(af, b[v])).astype(np.int64) for v in range(N_LIMBS)])
-    g = None
-    for u in range(N_LIMBS):
-        for v in range(N_LIMBS):
-            prod = np.matmul(a[u], b[v])
-            if g is None:
-                g = np.zeros((2 * N_LIMBS - 1,) + prod.shape, dtype=np.float64)
-            g[u + v] += prod
-    assert g is not None
-    return np.rint(g).astype(np.int64)
+    |a| <= 2^9; b: float64 limbs (4, ..., K, N). Each limb product is < 2^40, and a block of K_BLOCK
+    terms summed over <= 4 limb pairs stays below 2^53, so float64 is exact; blocks add in int64."""
+    k = (a if a_public else a[0]).shape[-1]
+    total = None
+    for start in range(0, k, K_BLOCK):
+        stop = min(k, start + K_BLOCK)
+        if a_public:
+            af = np.asarray(a[..., start:stop], dtype=np.float64)
+            part = np.stack([np.rint(np.matmul(af, b[v][..., start:stop, :])).astype(np.int64)
+                             for v in range(N_LIMBS)])
+        else:
+            g = None
+            for u in range(N_LIMBS):
+                for v in range(N_LIMBS):
+                    prod = np.matmul(a[u][..., start:stop], b[v][..., start:stop, :])
+                    if g is None:
+                        g = np.zeros((2 * N_LIMBS - 1,) + prod.shape, dtype=np.float64)
+                    g[u + v] += prod
+            assert g is not None
+            part = np.rint(g).astype(np.int64)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
 
 
 class _Layers:
