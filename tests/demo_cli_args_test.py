@@ -82,6 +82,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("inference-check-no-defense", ["--inference-check", "--defense", "none"],
      "--inference-check needs --defense mpc"),
     ("inference-policy-without-check", ["--policy", '{"inference_batch": 8}'], "needs --inference-check"),
+    ("inference-batch-beyond-root", ["--dataset", "{files}/small.npz", "--hospitals", "3", "--inference-check",
+                                     "--policy", '{"inference_batch": 64}'], "which has 40 samples here"),
     ("inference-policy-bad-batch", ["--inference-check", "--policy", '{"inference_batch": 0}'],
      "--policy: inference_batch must be an integer in 1..256"),
     ("base-port-privileged", ["--base-port", "80"], "--base-port must be in 1024..65506"),

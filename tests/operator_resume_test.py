@@ -339,3 +339,27 @@ def test_other_root_data_cannot_publish_a_validation_batch_and_says_so():
     with pytest.raises(CampaignError, match=r"round 1 is OPEN without its validation batch.*fedchain validation "
                                             r"publish"):
         d.run(ROUNDS)
+
+
+def test_a_round_made_by_hand_declares_and_redraws_its_batch():
+    """round create --root-data with an inference policy: the batch comes from the round's recorded root set,
+    and `fedchain validation publish --root-data` (declared_validation_batch) redraws the same bytes."""
+    from fedchain.campaign.command import ArgumentProblem, RootData, validation_for_new_round
+    from fedchain.campaign.validation import ValidationMismatch, declared_validation_batch
+    from fedchain.reference import root_set
+    from fedchain.validation_batch import decode
+
+    rng = np.random.default_rng(2)
+    pool = (rng.integers(0, 255, size=(64, 28, 28), dtype=np.uint8), np.repeat(np.arange(2), 32))
+    root = RootData("root.npz", pool, 1, 2)
+    chosen = root_set(*pool, 40, seed=3)
+    hyper = {"seed": 3, "root_size": 40, "root_seed": 3, "root_sha256": chosen.sha256}
+    assert validation_for_new_round(5, {"cosine_enabled": True}, hyper, root) == (hyper, None)
+    declared, data = validation_for_new_round(5, {"inference_enabled": True, "inference_batch": 16}, hyper, root)
+    assert data is not None and len(decode(data)[1]) == 16 == declared["validation_size"]
+    assert declared["validation_sha256"] == sha256_hex(data)
+    assert declared_validation_batch({"round_id": 5, "hyperparameters": declared}, *pool) == data
+    with pytest.raises(ValidationMismatch, match="root data does not hold"):
+        declared_validation_batch({"round_id": 5, "hyperparameters": declared}, pool[0][::-1].copy(), pool[1])
+    with pytest.raises(ArgumentProblem, match="needs at least 64 root samples"):
+        validation_for_new_round(5, {"inference_enabled": True, "inference_batch": 64}, hyper, root)

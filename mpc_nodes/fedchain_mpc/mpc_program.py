@@ -50,8 +50,9 @@ Output JSON (written atomically to output_path by every node; identical except t
       "aggregate_sha256": "<hex of the delta's float64 little-endian bytes>",
       "model_path": "<output_path>.model.safetensors" | null,   # base + delta, canonical
       "model_sha256": "<hex>" | null,
-      "phases": {"load": s, "local_products": s, "consistency": s, "norm": s, "cosine": s,
-                 "outlier": s, "reveal": s, "aggregate": s, "total": s},
+      "phases": {"load": s, "seed": s, "local_products": s, <one per check stage of the pipeline:
+                 "inconsistent", "range", "norm+cosine", "outlier", "inference" (with the check)>,
+                 "aggregate": s, "total": s},
       "phases_cpu": {...},             # CPU seconds of this node per phase (same names)
       "bytes_sent": 12345,             # MPyC payload bytes this node sent
       "peak_rss_mb": 123.4,

@@ -152,6 +152,14 @@ def operator_run(args: argparse.Namespace) -> int:
     root = load_root_data(args.root_data)
     inference = bool(getattr(args, "inference_check", False))
     spec = model_spec_from(args.model_spec, root, inference)
+    if inference:
+        from .args import inference_settings
+
+        batch = int(inference_settings(args).get("inference_batch", 32))
+        if batch > min(args.root_size, len(root.pool[1])):
+            raise ArgumentProblem(f"inference_batch {batch}: the validation batch is drawn from the root set, which "
+                                  f"has {min(args.root_size, len(root.pool[1]))} samples (--root-size, the root "
+                                  "file's validation split)")
     test = None
     if args.test_data:
         from fedchain.data import load_npz

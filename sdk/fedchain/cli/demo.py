@@ -242,7 +242,21 @@ def demo_config(args: argparse.Namespace, network: Path) -> tuple[DemoConfig, An
                      inference=inference_settings(args))
     if data is not None:  # its own sizes, not the synthetic defaults
         cfg = replace(cfg, n_train=len(data.train), n_test=len(data.test))
+    if cfg.inference_check:
+        _check_inference_batch(cfg, data)
     return cfg, data
+
+
+def _check_inference_batch(cfg: DemoConfig, data: Any) -> None:
+    """The validation batch is drawn from the root set (root_size samples of the validation split): it must
+    hold policy.inference_batch samples, or the first round would fail after the network started."""
+    from fedchain.campaign.command import ArgumentProblem
+
+    batch = int(cfg.inference.get("inference_batch", 32))
+    root = min(cfg.root_size, len(data.val)) if data is not None else cfg.root_size
+    if batch > root:
+        raise ArgumentProblem(f"--policy inference_batch {batch}: the validation batch is drawn from the root set, "
+                              f"which has {root} samples here")
 
 
 def _demo(args: argparse.Namespace) -> int:
