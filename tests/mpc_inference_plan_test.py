@@ -101,3 +101,12 @@ def test_required_inputs_and_plaintext_rule() -> None:
     assert list(inference_plain(x, inf, pol)) == [True, False, True]
     with pytest.raises(ValueError, match="batch"):
         inference_plain(x, InferenceInputs(TINY, base, images[:31], labels[:31]), pol)
+
+
+def test_bench_inference_cli_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from fedchain.cli.main import main
+
+    assert main(["bench", "inference", "--hospitals", "0"]) == 2
+    assert "hospitals" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "inference", "--arch", "resnet"])
