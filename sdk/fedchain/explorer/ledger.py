@@ -23,7 +23,7 @@ from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
 
 # FL functions whose first argument names the round (as a JSON object or as a bare number)
 _ROUND_IN_JSON = ("CreateRound", "SubmitUpdate", "AttestResult")
-_ROUND_AS_ARG = ("CloseRound", "PublishModel", "PublishReference")
+_ROUND_AS_ARG = ("CloseRound", "PublishModel", "PublishReference", "PublishValidationBatch")
 _MODEL_PUBLISH = ("PublishModel", "PublishGenesisModel")
 
 
