@@ -28,7 +28,8 @@ def _job(tmp_path, *, labels_top: int = 3, n: int = 4) -> dict:
 def test_job_files_become_inference_inputs(tmp_path):
     job = _job(tmp_path)
     inp = load_inference(job, param_count(SPEC), 4)
-    assert isinstance(inp, InferenceInputs) and inp.spec == SPEC
+    assert isinstance(inp, InferenceInputs)
+    assert json.loads(SPEC.to_json()) == {**inp.spec.__dict__, "widths": list(inp.spec.widths)}
     assert inp.base.dtype == np.float32
     assert np.array_equal(inp.base, flatten(build_model(SPEC, seed=1)))
     assert inp.images.shape == (4, 28, 28) and inp.labels.dtype == np.int64
@@ -55,3 +56,18 @@ def test_only_a_policy_that_says_true_wants_the_check():
 
     assert not policy_wants_inference(VerificationPolicy())
     assert policy_wants_inference(VerificationPolicy(inference_enabled=True))
+
+
+def test_the_party_spec_has_model_spec_defaults_and_needs_no_torch():
+    """JobModelSpec mirrors ModelSpec (fields and defaults), and load_inference does not import torch."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from fedchain_mpc.mpc_program import JobModelSpec
+
+    assert asdict(JobModelSpec()) == asdict(ModelSpec())
+    code = ("import sys, fedchain_mpc.mpc_program as p; p.job_model_spec({'n_classes': 4}); "
+            "import fedchain_mpc.checks.inference, fedchain.validation_batch; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -70,6 +70,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,6 @@ def load_inference(job: dict, dim: int, max_batch: int) -> object:
     """The encrypted-inference check's public inputs (checks.inference.InferenceInputs): the round's model
     spec, the base model's canonical float32 vector and the validation batch, all checked here: the job
     file is the node's own, but a torn or swapped file must fail the run, not feed the check."""
-    from fedchain.models import ModelSpec
     from fedchain.validation_batch import ValidationBatchError, decode
     from safetensors.numpy import load as st_load
 
@@ -147,11 +147,7 @@ def load_inference(job: dict, dim: int, max_batch: int) -> object:
 
     if not job.get("validation_path") or not job.get("base_model_path") or not isinstance(job.get("model_spec"), dict):
         raise JobError("policy.inference_enabled needs validation_path, base_model_path and model_spec in the job")
-    raw = job["model_spec"]
-    try:
-        spec = ModelSpec.from_json({k: v for k, v in raw.items() if k in ModelSpec.__dataclass_fields__})
-    except ValueError as e:
-        raise JobError(f"model_spec: {e}") from None
+    spec = job_model_spec(job["model_spec"])
     try:
         images, labels = decode(Path(job["validation_path"]).read_bytes(), spec, max_batch=max_batch)
     except ValidationBatchError as e:
@@ -163,6 +159,35 @@ def load_inference(job: dict, dim: int, max_batch: int) -> object:
     if base.shape != (dim,):
         raise JobError(f"base model has {base.size} parameters, updates have dim {dim}")
     return InferenceInputs(spec=spec, base=base, images=images, labels=labels)
+
+
+@dataclass(frozen=True)
+class JobModelSpec:
+    """The round's model spec with fedchain.models.ModelSpec's fields and defaults, without importing torch:
+    the inference check derives its plan from these fields alone (fedchain_mpc.inference.plan.make_plan),
+    and a party process that never loads torch starts faster and stays smaller."""
+
+    arch: str = "cnn"
+    in_channels: int = 1
+    n_classes: int = 4
+    widths: tuple[int, ...] = (8, 16)
+    hidden: int = 32
+
+
+def job_model_spec(raw: dict) -> JobModelSpec:
+    """The job's model_spec (as on the ledger: ModelSpec JSON plus param_count) as a JobModelSpec."""
+    try:
+        spec = JobModelSpec(
+            arch=str(raw.get("arch", JobModelSpec.arch)), in_channels=int(raw.get("in_channels", 1)),
+            n_classes=int(raw["n_classes"]),
+            widths=tuple(int(w) for w in raw.get("widths", JobModelSpec.widths)),
+            hidden=int(raw.get("hidden", JobModelSpec.hidden)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise JobError(f"model_spec: {type(e).__name__} {e} (needs n_classes; in_channels, arch, widths, hidden as "
+                       "in fedchain.models.ModelSpec)") from None
+    if spec.in_channels not in (1, 3) or spec.n_classes < 2:
+        raise JobError(f"model_spec: in_channels must be 1 or 3 and n_classes >= 2, got {spec}")
+    return spec
 
 
 def _write_json(path: Path, obj: dict) -> None:
