@@ -11,7 +11,7 @@ the live-update test runs last.
 
 The browser is required when FEDCHAIN_REQUIRE_BROWSER=1 (CI, `make browser`): a missing chromium or
 chromedriver then fails instead of skipping. FEDCHAIN_EXPLORER_SCREENSHOTS=DIR saves a PNG of each page
-(docs/explorer/ was made that way).
+(the screenshot helper; docs/explorer/ was taken from a 5-round demo with it, see docs/explorer.md).
 """
 
 from __future__ import annotations
