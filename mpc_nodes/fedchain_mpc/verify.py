@@ -36,7 +36,7 @@ from fedchain.verification import VerificationPolicy
 from mpyc.runtime import mpc
 
 from fedchain_mpc import field as ff
-from fedchain_mpc import mpcops
+from fedchain_mpc import mpcops, rounds
 from fedchain_mpc import opening as op
 from fedchain_mpc.checks import Check, InferenceInputs
 from fedchain_mpc.checks.consistency import degree_ok
@@ -61,23 +61,29 @@ class MPCResult:
     seed: str = ""  # the public randomness the checks used (joint, after sealing)
     phases: dict[str, float] = dc_field(default_factory=dict)
     phases_cpu: dict[str, float] = dc_field(default_factory=dict)
+    # sequential MPyC communication rounds per phase (fedchain_mpc.rounds; zeros unless the counter is installed)
+    phase_rounds: dict[str, int] = dc_field(default_factory=dict)
     stats: dict[str, object] = dc_field(default_factory=dict)  # public cost figures of the checks (no data)
 
 
 class _Clock:
-    """Wall and CPU seconds per phase (CPU time is the load-independent figure)."""
+    """Wall and CPU seconds and sequential rounds per phase (CPU time is the load-independent figure;
+    rounds decide the cost at a WAN round-trip time)."""
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.rounds: dict[str, int] = {}
         self._t = time.perf_counter()
         self._c = time.process_time()
+        self._r = rounds.depth()
 
     def lap(self, name: str) -> None:
-        now, cnow = time.perf_counter(), time.process_time()
+        now, cnow, rnow = time.perf_counter(), time.process_time(), rounds.depth()
         self.phases[name] = self.phases.get(name, 0.0) + now - self._t
         self.cpu[name] = self.cpu.get(name, 0.0) + cnow - self._c
-        self._t, self._c = now, cnow
+        self.rounds[name] = self.rounds.get(name, 0) + rnow - self._r
+        self._t, self._c, self._r = now, cnow, rnow
 
 
 class MPCRound:
@@ -214,7 +220,8 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
             outcome = OUT_OF_RANGE
     clock.lap("aggregate")
     return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, outcome=outcome, seed=seed,
-                     phases=clock.phases, phases_cpu=clock.cpu, stats=rnd.stats)
+                     phases=clock.phases, phases_cpu=clock.cpu, phase_rounds=clock.rounds,
+                     stats=rnd.stats)
 
 
 async def _open_aggregate(hi: np.ndarray, lo: np.ndarray, w: np.ndarray, total: int, rnd: MPCRound) -> np.ndarray:
