@@ -37,6 +37,7 @@ class _State:
     depth = 0  # largest depth consumed (or sent) so far by this party
     messages_sent = 0
     trailer_bytes = 0
+    bytes_sent = 0  # as MPyC counts them (12-byte header + payload), without the trailers
 
 
 STATE = _State()
@@ -45,6 +46,11 @@ STATE = _State()
 def depth() -> int:
     """This party's current causal depth (0 if the counter is not installed)."""
     return STATE.depth
+
+
+def sent() -> int:
+    """Bytes this party sent so far (MPyC's count without the trailers; 0 if not installed)."""
+    return STATE.bytes_sent
 
 
 def installed() -> bool:
@@ -76,6 +82,7 @@ def install() -> None:
         tag = STATE.depth + 1
         STATE.messages_sent += 1
         STATE.trailer_bytes += _TRAILER
+        STATE.bytes_sent += 12 + len(payload)
         orig_send(self, pc, bytes(payload) + tag.to_bytes(_TRAILER, "little"))
 
     def receive(self: Any, pc: int) -> Any:

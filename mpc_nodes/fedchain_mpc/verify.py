@@ -63,6 +63,7 @@ class MPCResult:
     phases_cpu: dict[str, float] = dc_field(default_factory=dict)
     # sequential MPyC communication rounds per phase (fedchain_mpc.rounds; zeros unless the counter is installed)
     phase_rounds: dict[str, int] = dc_field(default_factory=dict)
+    phase_bytes: dict[str, int] = dc_field(default_factory=dict)  # bytes this party sent per phase (same)
     stats: dict[str, object] = dc_field(default_factory=dict)  # public cost figures of the checks (no data)
 
 
@@ -74,16 +75,18 @@ class _Clock:
         self.phases: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.rounds: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
         self._t = time.perf_counter()
         self._c = time.process_time()
-        self._r = rounds.depth()
+        self._r, self._b = rounds.depth(), rounds.sent()
 
     def lap(self, name: str) -> None:
-        now, cnow, rnow = time.perf_counter(), time.process_time(), rounds.depth()
+        now, cnow, rnow, bnow = time.perf_counter(), time.process_time(), rounds.depth(), rounds.sent()
         self.phases[name] = self.phases.get(name, 0.0) + now - self._t
         self.cpu[name] = self.cpu.get(name, 0.0) + cnow - self._c
         self.rounds[name] = self.rounds.get(name, 0) + rnow - self._r
-        self._t, self._c, self._r = now, cnow, rnow
+        self.bytes[name] = self.bytes.get(name, 0) + bnow - self._b
+        self._t, self._c, self._r, self._b = now, cnow, rnow, bnow
 
 
 class MPCRound:
@@ -221,7 +224,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     clock.lap("aggregate")
     return MPCResult(verdicts=verdicts, aggregate=agg, total_weight=total, outcome=outcome, seed=seed,
                      phases=clock.phases, phases_cpu=clock.cpu, phase_rounds=clock.rounds,
-                     stats=rnd.stats)
+                     phase_bytes=clock.bytes, stats=rnd.stats)
 
 
 async def _open_aggregate(hi: np.ndarray, lo: np.ndarray, w: np.ndarray, total: int, rnd: MPCRound) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Launch exactly like mpc_program (same -P list, -I i, FEDCHAIN_MPC_JOB); every party of the run must
 use this entry (the counter adds a trailer to MPyC's payloads). Besides mpc_program's output JSON it
-writes <output_path>.rounds.json: {"phase_rounds": {phase: rounds}, "messages_sent": k,
+writes <output_path>.rounds.json: {"phase_rounds": {phase: rounds}, "phase_bytes": {phase: bytes},
+"messages_sent": k,
 "trailer_bytes": b} (public cost figures only).
 """
 
@@ -28,6 +29,7 @@ def main() -> int:
     async def counted(*args: Any, **kwargs: Any) -> Any:
         res = await orig(*args, **kwargs)
         captured["phase_rounds"] = dict(res.phase_rounds)
+        captured["phase_bytes"] = dict(res.phase_bytes)
         captured["messages_sent"] = rounds.STATE.messages_sent
         captured["trailer_bytes"] = rounds.STATE.trailer_bytes
         return res

@@ -1,5 +1,6 @@
-"""`fedchain bench mpc|inference`: the MPC verification + aggregation benchmark and the encrypted-inference
-check's benchmark (three node processes each)."""
+"""`fedchain bench mpc|inference|wan`: the MPC verification + aggregation benchmark, the encrypted-inference
+check's benchmark (three node processes each) and the WAN benchmark (three MPC hosts as network namespaces
+with a round-trip time between them; root only)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--json", type=Path, help="write the full report here")
     i.set_defaults(func=_run_inference)
+    w = sub.add_parser("wan", help="three MPC hosts (network namespaces, root only) with an emulated RTT and rate: "
+                                   "per phase seconds, CPU seconds, bytes and sequential MPC rounds per RTT")
+    w.add_argument("--rtt", default="0,10,50,100", help="round-trip times in ms, comma-separated (default 0,10,50,100)")
+    w.add_argument("--rate", default="100mbit", help="every host's uplink rate, e.g. 100mbit; 'none' = unlimited")
+    w.add_argument("--clients", type=int, default=10, help="number of hospitals N (default 10)")
+    w.add_argument("--dim", type=int, default=100_000, help="update length D (default 100000)")
+    w.add_argument("--reps", type=int, default=1, help="repetitions per RTT, medians reported (default 1)")
+    w.add_argument("--no-upload", action="store_true", help="skip the share upload over the real mTLS intake")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--json", type=Path, help="write the full report here")
+    w.set_defaults(func=_run_wan)
+
+
+def _run_wan(args: argparse.Namespace) -> int:
+    from fedchain.netctl.netns import can_create_namespaces, parse_rate
+
+    try:
+        rtts = tuple(float(v) for v in args.rtt.split(",") if v.strip())
+        rate = None if args.rate.lower() in ("none", "0", "") else args.rate
+        parse_rate(rate)
+    except ValueError as e:
+        print(f"bench wan: {e}")
+        return 2
+    if not rtts or any(r < 0 or r > 2000 for r in rtts):
+        print("bench wan: --rtt needs values in [0, 2000] ms")
+        return 2
+    if not (3 <= args.clients <= 100 and 1 <= args.dim <= 1 << 22 and 1 <= args.reps <= 20):
+        print("bench wan: need 3 <= clients <= 100, 1 <= dim <= 2^22, 1 <= reps <= 20")
+        return 2
+    ok, why = can_create_namespaces()
+    if not ok:
+        print(f"bench wan: cannot create network namespaces: {why}")
+        return 2
+    from fedchain_mpc import bench_wan  # CLI layer may import the node package
+
+    settings = bench_wan.WanSettings(rtts_ms=rtts, rate=rate, clients=args.clients, dim=args.dim, reps=args.reps,
+                                     seed=args.seed, upload=not args.no_upload)
+    report = bench_wan.run(settings)
+    print(bench_wan.table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"report written to {args.json}")
+    ok = all(r["accept_equals_plaintext"] and r["nodes_agree"] for r in report["results"])
+    return 0 if ok else 1
 
 
 def _run_inference(args: argparse.Namespace) -> int:
