@@ -8,6 +8,7 @@ builds (fedchain.verification.PolicySettings).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import secrets
 import sys
@@ -17,17 +18,22 @@ from typing import Any
 import numpy as np
 
 from ..demo.report import TABLE_HEADER, table_row
-from ..verification import PolicyError
+from ..verification import PolicyError, VerificationPolicy
 from ..verification.presets import PolicySettings
 from . import FedAvg, PolicyStrategy, SimConfig, run_simulation
 
 
 def plaintext_verdicts(updates: list[np.ndarray], n_samples: list[int], policy: Any,
-                       reference: np.ndarray | None) -> list[tuple[bool, str]]:
-    """The nodes' rules in plaintext, with fresh public randomness (as the joint seed would be)."""
+                       reference: np.ndarray | None, validation: dict[str, Any] | None = None
+                       ) -> list[tuple[bool, str]]:
+    """The nodes' rules in plaintext, with fresh public randomness (as the joint seed would be);
+    `validation` (spec, base, images, labels) feeds the inference check's fixed-point twin."""
     from fedchain_mpc import plaintext  # CLI layer: the only place fedchain may import the node package
+    from fedchain_mpc.checks import InferenceInputs
 
-    verdicts, _ = plaintext.evaluate(np.stack(updates), n_samples, policy, reference, secrets.token_hex(16))
+    inference = None if validation is None else InferenceInputs(**validation)
+    verdicts, _ = plaintext.evaluate(np.stack(updates), n_samples, policy, reference, secrets.token_hex(16),
+                                     inference=inference)
     return verdicts
 
 
@@ -56,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cosine-min", type=float, default=d.cosine_min)
     ap.add_argument("--cosine-rel", type=float, default=d.cosine_rel)
     ap.add_argument("--outlier-factor", type=float, default=d.outlier_factor)
+    ap.add_argument("--inference-check", action="store_true",
+                    help="add the encrypted-inference check (its plaintext twin; docs/inference.md)")
+    ap.add_argument("--inference-batch", type=int, default=SimConfig.inference_batch,
+                    help="validation batch per round, drawn from the root set")
+    ap.add_argument("--inference-margin", type=float, default=0.25,
+                    help="accuracy (fraction of the batch) a candidate may lose against the base model")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--report-json", default=None)
     a = ap.parse_args(argv)
@@ -67,11 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if a.inference_check and a.defense == "none":
+        print("error: --inference-check needs --defense mpc (the check runs after the range check)", file=sys.stderr)
+        return 2
+    round_policy = settings.round_policy
+    if a.inference_check:
+        try:
+            VerificationPolicy(inference_enabled=True, inference_batch=a.inference_batch,
+                               inference_margin=a.inference_margin)
+        except PolicyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+        def round_policy(reference_norm: float) -> VerificationPolicy:
+            return dataclasses.replace(settings.round_policy(reference_norm), inference_enabled=True,
+                                       inference_batch=a.inference_batch, inference_margin=a.inference_margin)
     cfg = SimConfig(hospitals=a.hospitals, malicious=a.malicious if attack else 0, attack=attack, rounds=a.rounds,
                     alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
                     warmup_epochs=a.warmup_epochs, seed=a.seed, dataset=a.dataset,
-                    attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)})
-    strategy = FedAvg() if a.defense == "none" else PolicyStrategy(plaintext_verdicts, settings.round_policy)
+                    attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)},
+                    inference_check=a.inference_check, inference_batch=a.inference_batch)
+    strategy = FedAvg() if a.defense == "none" else PolicyStrategy(plaintext_verdicts, round_policy)
     if not a.quiet:
         print(TABLE_HEADER)
     t = time.perf_counter()

@@ -30,6 +30,8 @@ class SimConfig:
     n_test: int = 2000
     widths: tuple[int, ...] = (8, 16)
     hidden: int = 32
+    inference_check: bool = False  # hand the strategy each round's base model + validation batch
+    inference_batch: int = 32  # drawn from the public root set (fedchain.validation_batch), seed = round
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

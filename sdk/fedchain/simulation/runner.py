@@ -22,6 +22,7 @@ from ..demo.report import RoundRecord, build_report
 from ..models import ModelSpec, build_model, flatten, model_hash, to_safetensors_bytes, unflatten
 from ..reference import reference_update, root_dataset
 from ..training import TrainConfig, evaluate, train_local, train_steps
+from ..validation_batch import draw_validation_batch
 from .config import SimConfig
 from .strategy import Strategy
 
@@ -101,7 +102,12 @@ def run_simulation(cfg: SimConfig, strategy: Strategy, *, progress: bool = False
         t1 = time.perf_counter()
         ups = [updates[i] for i in range(cfg.hospitals)]
         n_samples = [len(s) for s in shards]
-        delta, verdicts = strategy.aggregate(ups, n_samples, reference=ref_vec)
+        extra: dict[str, Any] = {}
+        if cfg.inference_check:  # the encrypted-inference check's inputs (docs/inference.md)
+            bx, by = draw_validation_batch(root_x, np.asarray(root_y).reshape(-1), cfg.inference_batch, seed=r)
+            extra["validation"] = {"spec": spec, "base": base, "images": bx,
+                                   "labels": np.asarray(by, dtype=np.int64).reshape(-1)}
+        delta, verdicts = strategy.aggregate(ups, n_samples, reference=ref_vec, **extra)
         unflatten(model, base + cfg.server_lr * delta)
         t_agg = time.perf_counter() - t1
         acc, loss = evaluate(model, data.test.images, data.test.labels)

@@ -68,7 +68,8 @@ class Strategy(Protocol):
     name: str
 
     def aggregate(self, updates: list[np.ndarray], n_samples: list[int], *,
-                  reference: np.ndarray | None = None) -> tuple[np.ndarray, list[Verdict]]: ...
+                  reference: np.ndarray | None = None,
+                  validation: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Verdict]]: ...
 
 
 class FedAvg:
@@ -77,7 +78,8 @@ class FedAvg:
     name = "fedavg"
 
     def aggregate(self, updates: list[np.ndarray], n_samples: list[int], *,
-                  reference: np.ndarray | None = None) -> tuple[np.ndarray, list[Verdict]]:
+                  reference: np.ndarray | None = None,
+                  validation: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Verdict]]:
         verdicts = [Verdict(True)] * len(updates)
         return weighted_average(updates, n_samples, [True] * len(updates)), verdicts
 
@@ -92,11 +94,15 @@ class PolicyStrategy:
         self.policy = policy
 
     def aggregate(self, updates: list[np.ndarray], n_samples: list[int], *,
-                  reference: np.ndarray | None = None) -> tuple[np.ndarray, list[Verdict]]:
+                  reference: np.ndarray | None = None,
+                  validation: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Verdict]]:
+        """validation (runner, SimConfig.inference_check): {spec, base, images, labels} of the round,
+        passed to the verdict function as `validation=` (only then: older verdict functions work)."""
         ref = None if reference is None else reference.astype(np.float64)
         policy = self.policy
         if callable(policy):  # per round, from public data (the reference's norm)
             policy = policy(float(np.linalg.norm(ref)) if ref is not None else 1.0)
-        raw = self.verdict_fn([u.astype(np.float64) for u in updates], list(n_samples), policy, ref)
+        extra = {} if validation is None else {"validation": validation}
+        raw = self.verdict_fn([u.astype(np.float64) for u in updates], list(n_samples), policy, ref, **extra)
         verdicts = normalize_verdicts(raw, len(updates))
         return weighted_average(updates, n_samples, [v.accept for v in verdicts]), verdicts
