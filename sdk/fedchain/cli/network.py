@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "processes: devnet (gateway, peers, orderer), the fedchain chaincode server and the MPC nodes. "
         "--fabric runs real Hyperledger Fabric 2.5 from its release binaries instead, --compose in Docker "
         "Compose; every kind gives the same network.json, wallet and MPC nodes. State lives in the network "
-        "folder (default .fedchain/); listeners bind 127.0.0.1.",
+        "folder (default .fedchain/); listeners bind 127.0.0.1 unless --hosts places the parts on their own "
+        "hosts (docs/deploy.md).",
     )
     nsub = net.add_subparsers(dest="network_command", metavar="ACTION", required=True)
 
@@ -60,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--min-accepted", type=_positive, default=None, metavar="N",
                     help="the consortium's privacy floor for a new ledger: no round may aggregate fewer accepted "
                          "updates (default 3; the aggregate of one update is that update)")
+    up.add_argument("--hosts", metavar="FILE", default=None,
+                    help="JSON placing the ledger, the chaincode server and each MPC node on its own host "
+                         '(e.g. {"ledger": "10.0.0.1", "mpc": ["10.0.1.1", "10.0.2.1", "10.0.3.1"]}): each listener '
+                         "binds that address and network.json, node configs and TLS SANs carry it (embedded "
+                         "network, new folder; docs/deploy.md)")
+    up.add_argument("--only", metavar="NAMES", default=None, type=_names,
+                    help="start only these components on this host, comma-separated: chaincode, devnet, mpc0, mpc1, "
+                         "... (a multi-host deployment runs each part on its own host)")
     from fedchain.fabricnet.options import add_fabric_options
 
     add_fabric_options(up)
@@ -70,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.set_defaults(func=_status)
 
     down = with_network(nsub.add_parser("down", help="stop every component (ledgers and identities stay on disk)"))
+    down.add_argument("--only", metavar="NAMES", default=None, type=_names,
+                      help="stop only these components (embedded network; comma-separated, as for `up --only`)")
     down.set_defaults(func=_down)
 
     enroll = with_network(nsub.add_parser("enroll", help="issue a new identity into the wallet (operator task)"))
@@ -107,6 +118,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected component names, e.g. devnet,chaincode or mpc1")
+    return names
+
+
 def _progress(msg: str) -> None:
     print(f"  - {msg}", file=sys.stderr, flush=True)
 
@@ -120,7 +138,7 @@ def _error(msg: str, code: int = 1) -> int:
 def _given_settings(args: argparse.Namespace) -> list[str]:
     from fedchain.fabricnet.options import given_fabric_options
 
-    given = [f"--{k.replace('_', '-')}" for k in ("base_port", "orgs", "policy", "min_accepted")
+    given = [f"--{k.replace('_', '-')}" for k in ("base_port", "orgs", "policy", "min_accepted", "hosts")
              if getattr(args, k, None) is not None]
     return given + (["--no-mpc"] if args.no_mpc else []) + given_fabric_options(args)
 
@@ -136,12 +154,18 @@ def _new_backend(args: argparse.Namespace, directory: Path, kind: str) -> Any:
     if kind == "devnet":
         from fedchain.fabricnet.options import given_fabric_options
         from fedchain.netctl.embedded import EmbeddedNetwork, EmbeddedSettings
+        from fedchain.netctl.hosts import HostMap
 
         if given_fabric_options(args):
             raise ValueError(f"{', '.join(given_fabric_options(args))} only apply with --fabric or --compose")
-        return EmbeddedNetwork(directory, EmbeddedSettings(
+        hosts = HostMap.load(args.hosts).to_json() if args.hosts else {}
+        settings = EmbeddedSettings(
             base_port=args.base_port or EMBEDDED_BASE_PORT, orgs=orgs, endorsement_policy=policy,
-            with_mpc=not args.no_mpc, min_accepted=min_accepted))
+            with_mpc=not args.no_mpc, min_accepted=min_accepted, hosts=hosts)
+        settings.validate()
+        return EmbeddedNetwork(directory, settings, only=args.only)
+    if args.hosts or args.only:
+        raise ValueError("--hosts and --only apply to the embedded network (Fabric: network/fabric/README.md)")
     from fedchain.fabricnet.options import fabric_settings
 
     settings = fabric_settings(args, orgs=orgs, base_port=args.base_port, with_mpc=not args.no_mpc,
@@ -170,8 +194,12 @@ def _up(args: argparse.Namespace) -> int:
         return _error(f"{directory} already holds the {LABELS[existing]}; `fedchain network up --network "
                       f"{args.network or directory}` restarts it (without --{asked}), or choose another folder", 2)
     kind = existing or asked or "devnet"
+    if args.only and kind != "devnet":
+        return _error("--only applies to the embedded network", 2)
     try:
         backend = open_backend(directory) if existing else _new_backend(args, directory, kind)
+        if existing and args.only:
+            backend.only = args.only
     except ValueError as exc:
         return _error(str(exc), 2)
     except NetworkError as exc:
@@ -265,7 +293,12 @@ def _down(args: argparse.Namespace) -> int:
         print(f"nothing to stop: no network in {directory}")
         return 0
     try:
-        stopped = open_backend(directory).down()
+        backend = open_backend(directory)
+        if args.only:
+            if kind != "devnet":
+                return _error("--only applies to the embedded network", 2)
+            backend.only = args.only
+        stopped = backend.down()
     except NetworkError as exc:
         return _error(str(exc))
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'} (ledger kept in {directory})")

@@ -2,8 +2,10 @@
 
 This is the launcher layer of the CLI: the only place in `fedchain` that knows how to
 start `fedchain_devnet` and `fedchain_mpc` processes (DESIGN.md section 1). Everything
-it starts runs in its own process group on 127.0.0.1; `down` stops them; `up` again
-reuses the same folder, ports, identities and ledger, and on a partly running network
+it starts runs in its own process group; its listeners bind 127.0.0.1 unless a hosts file
+(netctl.hosts) places the ledger, the chaincode server and each MPC node on their own
+hosts, in which case each host starts only its own part (`only=`). `down` stops them; `up`
+again reuses the same folder, ports, identities and ledger, and on a partly running network
 starts only what is down. One of the NetworkBackend implementations (netctl.backend).
 """
 
@@ -19,10 +21,11 @@ from fedchain.identity import Consortium, Wallet, enroll_default_identities, gen
 from fedchain.netconfig import write_network
 from fedchain.netctl import supervisor
 from fedchain.netctl.consortium import ConsortiumPlan, bootstrap_ledger
+from fedchain.netctl.hosts import HostMap, endpoint
 from fedchain.netctl.layout import NetworkLayout
 from fedchain.netctl.mpc import MPCPlan, node_services
 from fedchain.netctl.policy import parse_policy
-from fedchain.netctl.process import Service, ServiceError, port_is_free, python_module
+from fedchain.netctl.process import Service, ServiceError, address_is_local, port_is_free, python_module
 
 CHANNEL = "fedchain"
 CHAINCODE = "fedchain"
@@ -43,6 +46,10 @@ class EmbeddedSettings:
     max_message_count: int = 100
     with_mpc: bool = True
     min_accepted: int = 3  # the consortium's privacy floor (InitConsortium): no aggregate of fewer updates
+    hosts: dict = field(default_factory=dict)  # netctl.hosts file contents; empty: everything on 127.0.0.1
+
+    def host_map(self) -> HostMap:
+        return HostMap.parse(self.hosts, self.mpc_nodes)
 
     @property
     def gateway_port(self) -> int:
@@ -67,11 +74,13 @@ class EmbeddedSettings:
         return list(self.port_owners().values())
 
     def mpc_plan(self) -> MPCPlan:
-        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.base_port + 10, self.base_port + 20)
+        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.base_port + 10, self.base_port + 20,
+                       hosts=self.host_map().mpc)
 
     def validate(self) -> None:
         """ValueError before anything is written: a bad policy would otherwise be saved for every restart."""
         parse_policy(self.endorsement_policy, [f"{o}MSP" for o in self.orgs])
+        self.host_map()
         if not self.orgs or len(set(self.orgs)) != len(self.orgs):
             raise ValueError("need at least one organisation, with distinct names")
 
@@ -85,10 +94,13 @@ class EmbeddedNetwork:
 
     kind = "devnet"
 
-    def __init__(self, directory: str | Path, settings: EmbeddedSettings | None = None) -> None:
+    def __init__(self, directory: str | Path, settings: EmbeddedSettings | None = None,
+                 only: list[str] | None = None) -> None:
+        """`only`: the components this host runs (chaincode, devnet, mpc0, ...); None = all of them."""
         self.layout = NetworkLayout(Path(directory).resolve())
         saved = self._load_settings()
         self.settings = saved or settings or EmbeddedSettings()  # a restart keeps the first `up`'s choices
+        self.only = only
 
     @property
     def root(self) -> Path:
@@ -110,29 +122,40 @@ class EmbeddedNetwork:
 
     # --- services ------------------------------------------------------------
     def _service(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-                 ports: tuple[int, ...] = ()) -> Service:
-        return Service(name, argv, self.layout.run, self.layout.logs, env, ports=ports)
+                 ports: tuple[int, ...] = (), host: str = "127.0.0.1") -> Service:
+        return Service(name, argv, self.layout.run, self.layout.logs, env, ports=ports, host=host)
 
     def services(self) -> list[Service]:
         """In start order (chaincode, devnet, mpc0..); stopped in reverse."""
         s = self.settings
         lay = self.layout
+        hosts = s.host_map()
+        cc_env = {
+            "CHAINCODE_ID": f"{CHAINCODE_LABEL}:embedded",
+            "CHAINCODE_SERVER_ADDRESS": endpoint(hosts.chaincode.bind, s.chaincode_port),
+            "CHAINCODE_TLS_CERT": str(lay.root / "chaincode-tls" / "server.crt"),
+            "CHAINCODE_TLS_KEY": str(lay.root / "chaincode-tls" / "server.key"),
+        }
+        if not hosts.is_loopback:  # reachable from other hosts: only the devnet (its TLS client cert) may drive it
+            cc_env["CHAINCODE_TLS_CLIENT_CA"] = str(lay.root / "chaincode-tls" / "client-ca.crt")
         return [
-            self._service(
-                "chaincode",
-                python_module("fedchain_cc", "--chaincode", CHAINCODE),
-                {
-                    "CHAINCODE_ID": f"{CHAINCODE_LABEL}:embedded",
-                    "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{s.chaincode_port}",
-                    "CHAINCODE_TLS_CERT": str(lay.root / "chaincode-tls" / "server.crt"),
-                    "CHAINCODE_TLS_KEY": str(lay.root / "chaincode-tls" / "server.key"),
-                },
-                ports=(s.chaincode_port,),
-            ),
+            self._service("chaincode", python_module("fedchain_cc", "--chaincode", CHAINCODE), cc_env,
+                          ports=(s.chaincode_port,), host=hosts.chaincode.bind),
             self._service("devnet", python_module("fedchain_devnet", "--config", str(lay.root / "devnet.json")),
-                          ports=(s.gateway_port,)),
+                          ports=(s.gateway_port,), host=hosts.ledger.bind),
             *node_services(lay.root, self.mpc_plan()),
         ]
+
+    def local_services(self) -> list[Service]:
+        """The services this host runs (all, unless `only` names some)."""
+        services = self.services()
+        if self.only is None:
+            return services
+        names = [svc.name for svc in services]
+        unknown = [n for n in self.only if n not in names]
+        if unknown:
+            raise ServiceError(f"unknown component(s) {', '.join(unknown)}; this network has {', '.join(names)}")
+        return [svc for svc in services if svc.name in self.only]
 
     # --- lifecycle -----------------------------------------------------------
     def consortium(self) -> Consortium:
@@ -146,32 +169,43 @@ class EmbeddedNetwork:
         What already runs is left alone; the consortium is bootstrapped once, before the MPC
         nodes start (they wait for it). If a start fails, what this call started is stopped again.
         """
-        services = self.services()
-        missing = supervisor.announce(services, progress)
-        if not missing:
-            return []
         try:
             self.settings.validate()
         except ValueError as exc:
             raise ServiceError(str(exc)) from None
+        services = self.local_services()
+        missing = supervisor.announce(services, progress)
+        if not missing:
+            return []
         fresh = len(missing) == len(services)
-        busy = ([f"{p} ({owner})" for owner, p in self.settings.port_owners().items()
-                 if not port_is_free("127.0.0.1", p)] if fresh else supervisor.busy_ports(missing))
+        if fresh and self.only is None and self.settings.host_map().is_loopback:
+            busy = [f"{p} ({owner})" for owner, p in self.settings.port_owners().items()
+                    if not port_is_free("127.0.0.1", p)]
+        else:
+            busy = supervisor.busy_ports(missing)
+        elsewhere = [f"{svc.name} ({svc.host})" for svc in missing if not address_is_local(svc.host)]
+        if elsewhere:
+            raise ServiceError(f"{', '.join(elsewhere)}: not an address of this host; start each component on its "
+                               "own host (`fedchain network up --only NAME`)")
         if busy:
-            raise ServiceError(f"ports already in use on 127.0.0.1: {', '.join(busy)}; "
+            where = ", ".join(sorted({svc.host for svc in missing}))
+            raise ServiceError(f"ports already in use on {where}: {', '.join(busy)}; "
                                + ("choose another --base-port" if fresh else "stop what holds them, then `up` again"))
         self._save_settings()
-        progress("consortium identities")
-        consortium = self.consortium()
-        enroll_default_identities(consortium, Wallet(self.layout.wallet), self.settings.mpc_nodes)
-        progress("service configuration")
-        self._write_configs(consortium)
+        if self.only is None or not (self.layout.root / "network.json").is_file():
+            progress("consortium identities")
+            consortium = self.consortium()
+            enroll_default_identities(consortium, Wallet(self.layout.wallet), self.settings.mpc_nodes)
+            progress("service configuration")
+            self._write_configs(consortium)
         mpc = {svc.name for svc in node_services(self.root, self.mpc_plan())}
         with supervisor.rollback(progress) as started:
             for svc in services:
                 if svc.name not in mpc:
                     supervisor.start_if_down(svc, started, progress, ready_timeout)
-            if bootstrap_ledger(self.root, self.settings.consortium_plan()):  # before the MPC nodes: they wait for it
+            # before the MPC nodes: they wait for it (a host without the ledger leaves it to the ledger's host)
+            if ("devnet" in {svc.name for svc in services}
+                    and bootstrap_ledger(self.root, self.settings.consortium_plan())):
                 progress("consortium initialised on the ledger (MPC nodes, threshold, quorum, default policy)")
             for svc in services:
                 if svc.name in mpc:
@@ -181,7 +215,7 @@ class EmbeddedNetwork:
 
     def down(self) -> list[str]:
         """Stop every service; they shut down gracefully in parallel (each may take its grace period)."""
-        return supervisor.stop_all(self.services())
+        return supervisor.stop_all(self.local_services())
 
     def status(self) -> dict[str, dict[str, Any]]:
         return supervisor.describe_all(self.services(), lambda svc: "mpc" if svc.name.startswith("mpc") else "ledger")
@@ -201,7 +235,7 @@ class EmbeddedNetwork:
                 "channel": CHANNEL,
                 "chaincode": CHAINCODE,
                 "gateway": {
-                    "endpoint": f"127.0.0.1:{self.settings.gateway_port}",
+                    "endpoint": endpoint(self.settings.host_map().ledger.address, self.settings.gateway_port),
                     "tls_root_cert": self.layout.rel(org1.tls_ca_cert_path),
                     "server_name": org1.node_name,
                 },

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.identity import Consortium, Org
+from fedchain.netctl.hosts import HostAddress, endpoint
 from fedchain.netctl.process import Service, python_module
 
 THRESHOLD = 1  # Shamir degree t: any 2 of 3 nodes reconstruct, 1 alone learns nothing
@@ -28,6 +29,11 @@ class MPCPlan:
     party_base: int
     host: str = "127.0.0.1"
     threshold: int = THRESHOLD
+    hosts: tuple[HostAddress, ...] = ()  # node i's own host (netctl.hosts); else every node on `host`
+
+    def host_of(self, i: int) -> HostAddress:
+        """Where node i is reached and what its listeners bind."""
+        return self.hosts[i] if i < len(self.hosts) else HostAddress(self.host, self.host)
 
     def intake_port(self, i: int) -> int:
         return self.intake_base + i
@@ -55,7 +61,7 @@ def config_path(mpc_dir: Path, i: int) -> Path:
 def network_entries(plan: MPCPlan, consortium: Consortium, root: Path, host: str | None = None) -> list[dict]:
     """The `mpc_nodes` of network.json: where hospitals send shares (paths relative to root)."""
     return [{
-        "index": i, "id": node_name(i), "endpoint": f"{host or plan.host}:{plan.intake_port(i)}",
+        "index": i, "id": node_name(i), "endpoint": endpoint(host or plan.host_of(i).address, plan.intake_port(i)),
         "tls_root_cert": str(node_org(consortium, i).tls_ca_cert_path.resolve().relative_to(root.resolve())),
         "msp_id": node_org(consortium, i).msp_id,
     } for i in range(plan.nodes)]
@@ -65,11 +71,12 @@ def node_config(i: int, plan: MPCPlan, files: dict[str, str], peers: list[dict],
                 party_hosts: list[str] | None = None) -> dict[str, Any]:
     """One node.json (fedchain_mpc.config format). `files` maps tls_cert, tls_key, party_cert, party_key,
     party_ca, wallet, crypto_dir, network, data_dir, reference_dir to the paths the node sees."""
-    hosts = party_hosts or [plan.host] * plan.nodes
+    # others dial node j's advertised address; node i's own entry is what its MPyC listener binds
+    hosts = party_hosts or [plan.host_of(j).bind if j == i else plan.host_of(j).address for j in range(plan.nodes)]
     return {
         "node_index": i,
         "node_id": node_name(i),
-        "listen": f"{listen_host or plan.host}:{plan.intake_port(i)}",
+        "listen": endpoint(listen_host or plan.host_of(i).bind, plan.intake_port(i)),
         "tls": {"cert": files["tls_cert"], "key": files["tls_key"]},
         "identity": {"wallet": files["wallet"], "name": node_name(i)},
         "crypto_dir": files["crypto_dir"],
@@ -77,7 +84,7 @@ def node_config(i: int, plan: MPCPlan, files: dict[str, str], peers: list[dict],
         "data_dir": files["data_dir"],
         "peers": peers,
         "mpc": {
-            "parties": [f"{hosts[j]}:{plan.party_port(j)}" for j in range(plan.nodes)],
+            "parties": [endpoint(hosts[j], plan.party_port(j)) for j in range(plan.nodes)],
             "threshold": plan.threshold,
             "ssl": {"cert": files["party_cert"], "key": files["party_key"], "ca": files["party_ca"]},
             "timeout_s": 600,
@@ -119,7 +126,7 @@ def write_node_configs(root: Path, consortium: Consortium, plan: MPCPlan) -> lis
              for e in entries]
     for i in range(plan.nodes):
         name = node_name(i)
-        cert, key = consortium.issue_tls(node_org(consortium, i).msp_id, name)
+        cert, key = consortium.issue_tls(node_org(consortium, i).msp_id, name, hosts=plan.host_of(i).sans())
         p_cert, p_key = party_tls(consortium, i, mpc_dir / name / "party-tls")
         files = {
             "tls_cert": str(cert), "tls_key": str(key), "party_cert": str(p_cert), "party_key": str(p_key),
@@ -137,5 +144,5 @@ def node_services(root: Path, plan: MPCPlan, command: list[str] | None = None) -
     root = root.resolve()
     argv = command or python_module("fedchain_mpc")
     return [Service(node_name(i), [*argv, "--config", str(config_path(root / "mpc", i))], root / "run", root / "logs",
-                    ports=(plan.intake_port(i),), host=plan.host)
+                    ports=(plan.intake_port(i),), host=plan.host_of(i).bind)
             for i in range(plan.nodes)]

@@ -8,6 +8,7 @@ services keep running after the command exits.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -36,6 +37,23 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def address_is_local(host: str) -> bool:
+    """Whether a listener can bind `host` here (an address of this host, or a name resolving to one)."""
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            try:
+                sock.bind(addr)
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    return True  # bindable address, just refused for another reason
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
