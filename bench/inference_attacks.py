@@ -1,12 +1,10 @@
 """Attack table of the inference check in the plaintext simulation: the demo's policy with the check
 on vs off (docs/inference.md).
 
-The simulation (fedchain.simulation) does not hand the round's base model to a strategy, so this
-script wraps the runner's `flatten` (called once per round on the base model) to know it, redraws the
-public root set the runner uses, and draws each round's validation batch from it
-(fedchain.validation_batch.draw_validation_batch, seed = round). Verdicts are
-fedchain_mpc.plaintext.evaluate with the inference inputs: the same rules the MPC nodes run (the
-check's fixed-point twin). Detection = poisoned updates rejected / poisoned updates sent; honest
+The simulation with SimConfig.inference_check (= `python -m fedchain.simulation --inference-check`)
+hands each round's base model and a validation batch drawn from the public root set
+(fedchain.validation_batch.draw_validation_batch, seed = round) to the verdict function,
+fedchain_mpc.plaintext.evaluate: the same rules the MPC nodes run (the check's fixed-point twin). Detection = poisoned updates rejected / poisoned updates sent; honest
 rejections are counted too.
 
 Usage: python bench/inference_attacks.py [--seeds 0,1,2] [--attacks scaling,...] [--margin 0.25]
@@ -18,39 +16,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import secrets
 import statistics
 import time
 from typing import Any
-
-import numpy as np
 
 ATTACKS = ("scaling", "sign_flip", "label_flip", "gaussian", "alie", "ipm", "min_max")
 
 
 def run_one(attack: str, seed: int, inference: bool, margin: float, batch: int, dataset: str | None,
             rounds: int = 6) -> dict[str, Any]:
-    import fedchain.simulation.runner as runner
-    from fedchain.models import ModelSpec
-    from fedchain.reference import root_dataset
-    from fedchain.simulation import PolicyStrategy, SimConfig
-    from fedchain.validation_batch import draw_validation_batch
+    """One simulation: the demo's round policy, with or without the inference check."""
+    from fedchain.simulation import PolicyStrategy, SimConfig, run_simulation
+    from fedchain.simulation.__main__ import plaintext_verdicts
     from fedchain.verification.presets import PolicySettings
-    from fedchain_mpc import plaintext
-    from fedchain_mpc.checks import InferenceInputs
 
-    cfg = SimConfig(attack=attack, seed=seed, dataset=dataset, rounds=rounds)
-    data = runner.load_data(cfg)
-    spec = ModelSpec(in_channels=data.channels, n_classes=data.n_classes, widths=tuple(cfg.widths), hidden=cfg.hidden)
-    root_x, root_y = root_dataset(data.val.images, data.val.labels, cfg.root_size, seed=cfg.seed)
-    state: dict[str, Any] = {"round": 0, "base": None, "reasons": []}
-    flatten = runner.flatten
-
-    def spy(model: Any) -> np.ndarray:
-        v = flatten(model)
-        state["base"] = v  # the last call before aggregate is the round's base (runner loop start)
-        return v
-
+    cfg = SimConfig(attack=attack, seed=seed, dataset=dataset, rounds=rounds, inference_check=inference,
+                    inference_batch=batch)
     settings = PolicySettings(krum_f=max(cfg.malicious, 1))
 
     def round_policy(ref_norm: float) -> Any:
@@ -59,22 +40,8 @@ def run_one(attack: str, seed: int, inference: bool, margin: float, batch: int, 
             return pol
         return dataclasses.replace(pol, inference_enabled=True, inference_batch=batch, inference_margin=margin)
 
-    def verdicts(updates: list[np.ndarray], n_samples: list[int], policy: Any, reference: Any) -> Any:
-        state["round"] += 1
-        inf = None
-        if policy.inference_enabled:
-            bx, by = draw_validation_batch(root_x, np.asarray(root_y).reshape(-1), batch, seed=state["round"])
-            inf = InferenceInputs(spec, state["base"], bx, np.asarray(by, dtype=np.int64).reshape(-1))
-        v, _ = plaintext.evaluate(np.stack(updates), n_samples, policy, reference, secrets.token_hex(16),
-                                  inference=inf)
-        return v
-
-    runner.flatten = spy  # type: ignore[assignment]
-    try:
-        t = time.perf_counter()
-        res = runner.run_simulation(cfg, PolicyStrategy(verdicts, round_policy))
-    finally:
-        runner.flatten = flatten  # type: ignore[assignment]
+    t = time.perf_counter()
+    res = run_simulation(cfg, PolicyStrategy(plaintext_verdicts, round_policy))
     bad = set(res.records[0].malicious)
     tp = sum(h in bad for r in res.records for h in r.rejected)
     fp = sum(h not in bad for r in res.records for h in r.rejected)
