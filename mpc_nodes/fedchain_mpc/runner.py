@@ -11,7 +11,8 @@ With TLS between parties (`--ssl`), MPyC reads `.config/party_<i>.crt|.key` and
 `.config/mpyc_ca.crt` relative to its working directory and checks the peer's certificate
 for the host name `MPyC party <j>`; `issue_party_tls` makes such a certificate from the
 consortium's TLS CA and `prepare_run_dir` puts the files where MPyC looks.
-Note: MPyC's listener binds all interfaces (its own code), not only 127.0.0.1.
+MPyC alone would listen on all interfaces; mpc_program binds the listener to this party's own -P host
+(mpyc_bind), so a node's party is reachable only at its configured address.
 """
 
 from __future__ import annotations
