@@ -13,10 +13,12 @@ host); the round's model hash equals that of the same round on a loopback networ
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +89,47 @@ def _reach(topo: netns.Topology, host: str, addr: str, port: int) -> bool:
     return done.stdout.strip() == "open"
 
 
+def _listeners(topo: netns.Topology, host: str) -> set[tuple[str, int]]:
+    """(address, port) of every TCP listener inside `host`, from /proc/<pid>/net/tcp{,6} of a process in its
+    namespace (gRPC listens on IPv6 sockets with v4-mapped addresses: reported as the IPv4 address)."""
+    pids = subprocess.run(["ip", "netns", "pids", topo.namespace(host)], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        out = set()
+        try:
+            tables = [Path(f"/proc/{pid}/net/{t}").read_text().splitlines()[1:] for t in ("tcp", "tcp6")]
+        except OSError:
+            continue
+        for line in (ln for table in tables for ln in table):
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            ip_hex, port_hex = local.split(":")
+            raw = bytes.fromhex(ip_hex)
+            raw = b"".join(raw[k:k + 4][::-1] for k in range(0, len(raw), 4))  # host-order 32-bit words
+            ip = ipaddress.ip_address(raw)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            out.add((str(ip), int(port_hex, 16)))
+        return out
+    return set()
+
+
+class ListenerWatch(threading.Thread):
+    """Samples the MPC hosts' listeners while a round runs (MPyC party listeners live only during the MPC)."""
+
+    def __init__(self, topo: netns.Topology, hosts: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.topo, self.hosts = topo, hosts
+        self.seen: dict[str, set[tuple[str, int]]] = {h: set() for h in hosts}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for h in self.hosts:
+                self.seen[h] |= _listeners(self.topo, h)
+            time.sleep(0.02)
+
+
 def _free_base() -> int:
     from conftest import find_free_port_base
 
@@ -133,7 +176,23 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path) -> None:
             assert node0["mpc"]["parties"] == [f"{addr(h)}:{BASE_PORT + 20 + i}" for i, h in enumerate(MPC_HOSTS)]
             _check_sans(multi_dir, addr)
 
-            multi = _round(topo.exec_prefix, multi_dir)
+            # every listener of every host binds that host's address, and only the expected ones exist
+            expected = {"ledger": {(addr("ledger"), BASE_PORT + 1), (addr("ledger"), BASE_PORT + 2)}} | {
+                h: {(addr(h), BASE_PORT + 10 + i)} for i, h in enumerate(MPC_HOSTS)}
+            for host, want in expected.items():
+                assert _listeners(topo, host) == want, host
+            watch = ListenerWatch(topo, MPC_HOSTS)
+            watch.start()
+            try:
+                multi = _round(topo.exec_prefix, multi_dir)
+            finally:
+                watch.stop.set()
+                watch.join()
+            for i, h in enumerate(MPC_HOSTS):
+                party = {lst for lst in watch.seen[h] if lst[1] == BASE_PORT + 20 + i}
+                # MPyC: party 0 only dials; parties 1, 2 listen for the lower ones, on their own address only
+                assert party == (set() if i == 0 else {(addr(h), BASE_PORT + 20 + i)}), (h, watch.seen[h])
+                assert {lst[0] for lst in watch.seen[h]} == {addr(h)}, (h, watch.seen[h])
             assert multi["endpoints"] == [n["endpoint"] for n in network["mpc_nodes"]]
 
             # ---- each listener only on its own host's address
@@ -145,8 +204,6 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path) -> None:
                 other = "mpc1" if host != "mpc1" else "mpc2"
                 assert not _reach(topo, "hosp0", addr(other), port), f"{host}'s port {port} open on {other}"
                 assert not _reach(topo, host, "127.0.0.1", port), f"{host}:{port} also bound to 127.0.0.1"
-            # MPyC party listeners are up only during a run: each node's party binds its own address (mpyc_bind),
-            # checked in tests/mpc_bind_test.py; here the round above could only finish if they met across hosts.
             stats = topo.relay_stats()
         finally:
             for h in reversed(MPC_HOSTS):
