@@ -11,7 +11,7 @@ import hashlib
 import math
 
 import numpy as np
-from mpyc import thresha
+from mpyc import asyncoro, thresha
 from mpyc.runtime import mpc
 
 MAX_CMP_BITS = 48
@@ -157,28 +157,85 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
     check j (and nonzero if it fails or an input was out of range). Opens, per row in `rows` and per
     check j, z_j = sum over checks j' <= j of (fresh secret random) * terms_j': zero iff every check
     up to j passes, else uniformly random. So only the index of the first failing check (the reason
-    code) is revealed, in one opening and one multiplication round.
+    code) is revealed.
+
+    One communication round: the products rho * term stay local (a degree-2t sharing), are
+    re-randomized with a pseudorandom degree-2t sharing of zero (_rerandomize) and opened with
+    threshold 2t. The opened polynomial is then uniform among those with constant term z_j, so the
+    opening reveals z_j and nothing else, exactly like reducing the degree first and opening a fresh
+    degree-t sharing (what this did before, at one more round).
     """
     if not checks_terms:
         return []
+    if not rows.size:  # nothing left to decide (public): no opening
+        return [np.zeros(n, dtype=bool) for _ in checks_terms]
+    fld = secint.field
+    p = fld.modulus
     flat = [[mpc.np_reshape(t, (n, -1))[rows] for t in terms] for terms in checks_terms]
-    z = []
-    for j in range(len(flat)):
-        acc = None
+    z: list[np.ndarray] = []
+    for j in range(len(flat)):  # fresh randomness per z_j: z_j must not tell whether z_{j-1}'s checks passed
+        acc = np.zeros(rows.size, dtype=object)
         for terms in flat[:j + 1]:
             for term in terms:
                 rho = await random_array(secint, term.shape)
-                part = mpc.np_sum(rho * term, axis=1)
-                acc = part if acc is None else acc + part
+                prod = await local_product(secint, rho, term)  # degree 2t, not reduced
+                acc = (acc + np.sum(np.asarray(prod.value, dtype=object).reshape(rows.size, -1), axis=1)) % p
         z.append(acc)
-    opened = await mpc.output(mpc.np_hstack(z))
-    vals = np.array([int(v) == 0 for v in opened], dtype=bool).reshape(len(flat), rows.size)
+    size = len(z) * rows.size
+    shares = fld.array(np.concatenate(z) if size else np.zeros(0, dtype=object))
+    shares, degree = await _rerandomize(fld, shares, size)
+    opened = await mpc.output(shares, threshold=degree)
+    vals = np.array([int(v) == 0 for v in np.asarray(opened.value).reshape(-1)], dtype=bool)
+    vals = vals.reshape(len(flat), rows.size)
     out = []
     for j in range(len(flat)):
         passed = np.zeros(n, dtype=bool)
         passed[rows] = vals[j]
         out.append(passed)
     return out
+
+
+@asyncoro.mpc_coro
+async def trunc_array(secint, shares, degree: int, f: int = 16, bits: int = 46):
+    """trunc_shares as an MPyC coroutine: returns a placeholder at once, so the truncation's opening
+    runs concurrently with whatever the caller starts next (MPyC's program counter keeps the parties'
+    messages matched). Same opening, same values revealed as trunc_shares."""
+    shape = np.asarray(shares.value).shape
+    await mpc.returnType((secint.array, True, shape))
+    (out,) = await trunc_batch(secint, [shares], degree, f, bits)
+    return out.share
+
+
+async def count_median_fail(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
+                            upper: bool, offset: int = 0, value_bound: int | None = None, also: list | None = None):
+    """Fail terms (|rows|,) of count_median_test: zero iff the row passes, nonzero otherwise.
+
+    Same rule and the same first comparison batch as count_median_test; instead of a second
+    comparison of the count (an exact integer in 0..c) with r + 1 (about 5 rounds), the fail term is
+    the product of (count - j) over the counts that pass: c - r factors (upper) or r + 1 (lower),
+    ceil(log2(factors)) multiplication rounds. Each factor is at most c in magnitude, so the product
+    (< c^c < p for c <= SORT_MEDIAN_ABOVE) is zero exactly when the row passes. `also`: secure arrays
+    (|rows|,) multiplied into the same product tree (a row passes if any factor is zero), e.g. the
+    bit "above the floor". The driver opens fail terms only as zero / nonzero (open_stage).
+    """
+    c = cols.size
+    if c > SORT_MEDIAN_ABOVE:
+        rel = await count_median_test(values, scale_num, den, bound, rows, cols, upper, offset, value_bound)
+        factors = [1 - rel, *(also or [])]
+    else:
+        r = (c - 1) // 2
+        vi = values[rows].reshape(-1, 1) * den + (offset if upper else -offset)
+        vj = values[cols].reshape(1, c)
+        if upper:  # pass iff #{j: scale_num v_j <= den v_i} >= r + 1
+            cnt = mpc.np_sum(1 - lt0(vi - scale_num * vj, bound), axis=1)
+            passing = range(r + 1, c + 1)
+        else:  # pass iff #{j: scale_num v_j < den v_i - offset} <= r
+            cnt = mpc.np_sum(lt0(scale_num * vj - vi, bound), axis=1)
+            passing = range(r + 1)
+        factors = [cnt - j for j in passing] + list(also or [])
+    if len(factors) == 1:
+        return factors[0]
+    return mpc.np_prod(mpc.np_vstack([f.reshape(1, -1) for f in factors]), axis=0)
 
 
 SORT_MEDIAN_ABOVE = 24  # more values: sort them (~c log^2 c comparisons) instead of c^2 pairwise counts

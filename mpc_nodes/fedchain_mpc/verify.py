@@ -127,29 +127,33 @@ class MPCRound:
         self._xr: Any = None
         self._gram: dict[tuple[int, ...], Any] = {}
 
-    async def _own_terms(self) -> None:
+    def _own_terms(self) -> None:
+        """Start the one truncation opening of ||x_i||^2 and x_i·r (placeholders at once, mpcops.trunc_array):
+        it runs concurrently with the consistency stage and the range check's zone test instead of
+        costing a round of its own inside stage 1. The same values are opened as before (all n rows,
+        as before); only the timing changes."""
         if self._norm2 is not None:
             return
-        diag = self.field.array(np.array([self.g_loc[i, i] for i in range(self.n)], dtype=object))
+        diag = np.array([self.g_loc[i, i] for i in range(self.n)], dtype=object)
         parts = [diag]
         if "cosine" in self._cols:
-            parts.append(self.field.array(self.p_loc[:, self._cols["cosine"].start]))
-        got = await mpcops.trunc_batch(self.secint, parts, 2 * self.t)  # 2t: diag = products of shares
-        self._norm2 = got[0]
-        self._xr = got[1] if len(got) > 1 else None
+            parts.append(np.asarray(self.p_loc[:, self._cols["cosine"].start], dtype=object))
+        both = mpcops.trunc_array(self.secint, self.field.array(np.concatenate(parts)), 2 * self.t)  # 2t: products
+        self._norm2 = both[:self.n]
+        self._xr = both[self.n:] if len(parts) > 1 else None
 
     def products(self, check: Check) -> np.ndarray:
         """(n, q) field ints: this party's shares of x_i · (the check's public rows)."""
         return self.p_loc[:, self._cols[check.reason]]
 
     async def reference_product(self, check: Check) -> Any:
-        """x·r (secint at scale 2^16) for the check's single public row (truncated once)."""
-        await self._own_terms()
+        """x·r (secint at scale 2^16) for the check's single public row (truncated once; a placeholder)."""
+        self._own_terms()
         return self._xr
 
     async def norm2(self) -> Any:
-        """||x_i||^2 at scale 2^16 (secint)."""
-        await self._own_terms()
+        """||x_i||^2 at scale 2^16 (secint; a placeholder until the truncation's opening is back)."""
+        self._own_terms()
         return self._norm2
 
     async def gram(self, rows: np.ndarray) -> Any:
@@ -185,6 +189,7 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     clock.lap("seed")
     checks = active_checks(policy)
     rnd = MPCRound(hi, lo, policy, checks, seed, reference, inference)
+    rnd._own_terms()  # starts now, overlaps the consistency stage (see MPCRound._own_terms)
     clock.lap("local_products")
 
     reasons: list[str | None] = [None] * n

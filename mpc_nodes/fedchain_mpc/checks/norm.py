@@ -62,12 +62,13 @@ class Norm(Check):
         n2 = await rnd.norm2()
         vmax = int(round(pol.eligible_bound() ** 2 * rnd.one)) + 1  # rows passed the cap and range
         bound = vmax * max(REL_DEN, pol.norm_rel_num)
-        rel = await mpcops.count_median_test(n2, pol.norm_rel_num, REL_DEN, bound, rows, rows, upper=False,
-                                             value_bound=vmax)
+        also = []
+        if pol.norm_floor > 0:  # passes below the floor: one more factor of the same product tree
+            above = mpcops.lt0(int(round(pol.norm_floor ** 2 * rnd.one)) - n2, vmax)  # 1: above the floor
+            also.append(above[rows])
+        rel_fail = await mpcops.count_median_fail(n2, pol.norm_rel_num, REL_DEN, bound, rows, rows, upper=False,
+                                                  value_bound=vmax, also=also)
         pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
         pick[np.arange(rows.size), rows] = 1
-        fail = (1 - rel) @ pick  # 0 outside rows (their verdict is already decided)
-        if pol.norm_floor > 0:
-            above = mpcops.lt0(int(round(pol.norm_floor ** 2 * rnd.one)) - n2, vmax)  # 1: above the floor
-            fail = fail * above
+        fail = rel_fail @ pick  # 0 outside rows (their verdict is already decided)
         return [fail]

@@ -11,7 +11,8 @@ floor.
 Cost: for n <= KRUM_RANK_MAX_N the k + 1 smallest per row by ranking with all pairwise comparisons
 in one batch (2 comparison stages), beyond that a per-row sorting network; the mean-distance rule
 needs only row sums. The median test for n <= RANK_MEDIAN_MAX_N compares every score with every
-scaled score in one batch, else the n scores are sorted.
+scaled score in one batch and turns the count into a fail term by a product polynomial
+(mpcops.count_median_fail, with the floor bit as one more factor), else the n scores are sorted.
 """
 
 from __future__ import annotations
@@ -123,16 +124,17 @@ class Outlier(Check):
         else:  # mean-distance rule: row sums, no per-row selection
             score = mpc.np_sum(dist, axis=1)
         bound_o = (kk + 1) * cap * max(FACTOR_DEN, pol.factor_num)
-        if n <= RANK_MEDIAN_MAX_N:
-            ok = await within_factor_of_median(score, pol.factor_num, bound_o, rows)
+        pick = np.zeros((rows.size, n), dtype=np.int64)
+        pick[np.arange(rows.size), rows] = 1
+        floor = int(round(floor_score(pol, kk) * one))
+        above = mpcops.lt0(floor - score, (kk + 1) * cap)  # 1 where score > floor (concurrent with the median)
+        if n <= RANK_MEDIAN_MAX_N:  # fail term: the median rule's count polynomial times "above the floor"
+            fail = await mpcops.count_median_fail(score, pol.factor_num, FACTOR_DEN, bound_o, rows, np.arange(n),
+                                                  upper=False, also=[above[rows]]) @ pick
         else:
             score_t = mpc.SecInt(mpcops.bits_for((kk + 1) * cap), p=rnd.p)
             ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
             med = secint.array(await mpc.gather(ranked[(n - 1) // 2:(n - 1) // 2 + 1]))
             ok = 1 - mpcops.lt0(med * pol.factor_num - score[rows] * FACTOR_DEN, bound_o)
-        pick = np.zeros((rows.size, n), dtype=np.int64)
-        pick[np.arange(rows.size), rows] = 1
-        fail = (1 - ok) @ pick
-        floor = int(round(floor_score(pol, kk) * one))
-        fail = fail * mpcops.lt0(floor - score, (kk + 1) * cap)  # 1 where score > floor
+            fail = ((1 - ok) @ pick) * above
         return [fail]

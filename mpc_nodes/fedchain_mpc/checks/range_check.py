@@ -50,7 +50,8 @@ class Range(Check):
 
         pol = rnd.policy
         proj = rnd.secint.array(rnd.field.array(rnd.products(self)))
-        zone = await mpcops.zone_terms(rnd.secint, proj, pol.range_bits())
         cap = int(round(pol.value_bound ** 2 * rnd.one))
+        # started first: the comparison (an MPyC coroutine) runs while the zone test below opens and multiplies
         over = mpcops.lt0(cap - await rnd.norm2(), 2 * cap)  # 1 (or a non-bit, if x is garbage): too big
+        zone = await mpcops.zone_terms(rnd.secint, proj, pol.range_bits())
         return [zone, over]
