@@ -5,6 +5,8 @@
     python tests/multihost_actor.py NETWORK_DIR close            # operator: CloseRound(1)
     python tests/multihost_actor.py NETWORK_DIR wait             # operator: until round 1 is FINALIZED
     python tests/multihost_actor.py NETWORK_DIR fetch NAME       # hospital NAME: model of round 1, hash checked
+    python tests/multihost_actor.py NETWORK_DIR fabric-up SPEC   # real Fabric, components in their hosts
+    python tests/multihost_actor.py NETWORK_DIR fabric-down
 
 Each step prints one JSON line. Everything is deterministic (fixed seeds, fixed weights), so
 the same steps on a loopback network give the same model bytes: the MPC opens the exact
@@ -44,11 +46,38 @@ def _update(name: str) -> np.ndarray:
     return ref + np.random.default_rng(10 + HOSPITALS.index(name)).normal(0, 0.01, DIM)
 
 
+def fabric_up(directory: str, spec: dict) -> int:
+    """Real Fabric with the orderer, each peer (+ its org's chaincode server) and each MPC node in its own host:
+    spec = {"settings": FabricSettings fields, "orderer": PREFIX, "peers": [PREFIX...], "mpc": [PREFIX...]}."""
+    from fedchain.fabricnet.native import FabricNetwork, chaincode_service
+    from fedchain.fabricnet.settings import FabricSettings
+
+    settings = FabricSettings(**spec["settings"])
+    orgs = FabricNetwork(directory, settings).consortium().orgs  # generated now: node names come from it
+    launch = {"orderer": spec["orderer"]}
+    for i, org in enumerate(orgs):
+        launch[org.node_name] = launch[chaincode_service(org)] = spec["peers"][i]
+    for i, prefix in enumerate(spec["mpc"]):
+        launch[f"mpc{i}"] = prefix
+    settings.launch = launch
+    FabricNetwork(directory, settings).up(progress=lambda m: print("  -", m, file=sys.stderr, flush=True),
+                                          ready_timeout=120)
+    print(json.dumps({"action": "fabric-up"}), flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     from fedchain.fl_client import FLClient
     from fedchain.netconfig import load_network
 
     directory, action, *rest = argv
+    if action == "fabric-up":
+        return fabric_up(directory, json.loads(rest[0]))
+    if action == "fabric-down":
+        from fedchain.fabricnet.native import FabricNetwork
+
+        print(json.dumps({"action": action, "stopped": FabricNetwork(directory).down()}), flush=True)
+        return 0
     cfg = load_network(directory)
     out: dict = {"action": action}
     if action == "setup":

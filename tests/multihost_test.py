@@ -136,36 +136,77 @@ def _free_base() -> int:
     return find_free_port_base()
 
 
-def test_round_across_hosts_matches_loopback(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def loopback(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same round on an ordinary one-host network (127.0.0.1): the model hash to compare with."""
+    loop_dir = tmp_path_factory.mktemp("loopback") / "net"
     started = time.monotonic()
-    # ---- the same round on loopback (one host, 127.0.0.1), for the model hash to compare with
-    loop_dir = tmp_path / "loopback"
-    base = _free_base()
     try:
-        _fedchain([], "network", "up", "--network", str(loop_dir), "--base-port", str(base), "--min-accepted", "2", timeout=180)
-        loopback = _round(lambda host: [], loop_dir)
+        _fedchain([], "network", "up", "--network", str(loop_dir), "--base-port", str(_free_base()),
+                  "--min-accepted", "2", timeout=180)
+        result = _round(lambda host: [], loop_dir)
     finally:
         subprocess.run([*FEDCHAIN, "network", "down", "--network", str(loop_dir)], capture_output=True,
                        timeout=120, env=_env())
-    loop_took = time.monotonic() - started
+    result["took"] = time.monotonic() - started
+    assert set(result["fetched"].values()) == {result["final"]["model_hash"]}
+    return result
 
-    # ---- across hosts
+
+def _check_round(multi: dict, loopback: dict, stats: dict) -> None:
+    """Same accepted set, same model hash as on loopback; every hospital fetched those bytes."""
+    assert multi["final"]["accepted"] == ["mh0", "mh1"] and multi["final"]["rejected"] == {"mh2": "cosine"}
+    assert multi["final"]["model_hash"] == loopback["final"]["model_hash"]
+    assert set(multi["fetched"].values()) == {multi["final"]["model_hash"]}
+    assert sum(h["bytes"] for h in stats["hosts"].values()) > 3 * 3 * 400 * 10  # shares crossed the relay
+
+
+def _watched_round(topo: netns.Topology, directory: Path, party_base: int) -> dict:
+    """_round inside the hosts, sampling the MPC hosts' listeners: each MPyC party binds its node's address."""
+    watch = ListenerWatch(topo, MPC_HOSTS)
+    watch.start()
+    try:
+        result = _round(topo.exec_prefix, directory)
+    finally:
+        watch.stop.set()
+        watch.join()
+    for i, h in enumerate(MPC_HOSTS):
+        party = {lst for lst in watch.seen[h] if lst[1] == party_base + i}
+        # MPyC: party 0 only dials; parties 1, 2 listen for the lower ones, on their own address only
+        assert party == (set() if i == 0 else {(topo.address(h), party_base + i)}), (h, watch.seen[h])
+        assert {lst[0] for lst in watch.seen[h]} == {topo.address(h)}, (h, watch.seen[h])
+    return result
+
+
+def _check_reach(topo: netns.Topology, listeners: list[tuple[str, int]]) -> None:
+    """Each listener answers on its host's address, not on another host's, not on 127.0.0.1 anywhere."""
+    for host, port in listeners:
+        addr = topo.address(host)
+        assert _reach(topo, "hosp0", addr, port), f"{host}:{port} unreachable from hosp0"
+        assert not _reach(topo, "hosp0", "127.0.0.1", port), f"{host}:{port} on hosp0's loopback"
+        other = "mpc1" if host != "mpc1" else "mpc2"
+        assert not _reach(topo, "hosp0", topo.address(other), port), f"{host}'s port {port} open on {other}"
+        assert not _reach(topo, host, "127.0.0.1", port), f"{host}:{port} also bound to 127.0.0.1"
+
+
+def test_round_across_hosts_matches_loopback(tmp_path: Path, loopback: dict) -> None:
+    started = time.monotonic()
     multi_dir = tmp_path / "multihost"
     with netns.Topology(HOSTS, rtt_ms=RTT_MS, rate=RATE) as topo:
         addr = topo.address
         hosts_file = tmp_path / "hosts.json"
         hosts_file.write_text(json.dumps({"ledger": addr("ledger"), "mpc": [addr(h) for h in MPC_HOSTS]}))
-        t0 = time.monotonic()
         try:
             _fedchain(topo.exec_prefix("ledger"), "network", "up", "--network", str(multi_dir), "--hosts",
-                      str(hosts_file), "--base-port", str(BASE_PORT), "--min-accepted", "2", "--only", "chaincode,devnet", timeout=180)
+                      str(hosts_file), "--base-port", str(BASE_PORT), "--min-accepted", "2", "--only",
+                      "chaincode,devnet", timeout=180)
             nodes = [subprocess.Popen([*topo.exec_prefix(h), *FEDCHAIN, "network", "up", "--network", str(multi_dir),
                                        "--only", h], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=_env()) for h in MPC_HOSTS]
             for proc in nodes:
-                out, err = proc.communicate(timeout=180)
+                _, err = proc.communicate(timeout=180)
                 assert proc.returncode == 0, err[-3000:]
-            up_took = time.monotonic() - t0
+            up_took = time.monotonic() - started
 
             network = json.loads((multi_dir / "network.json").read_text())
             assert network["gateway"]["endpoint"] == f"{addr('ledger')}:{BASE_PORT + 1}"
@@ -175,35 +216,16 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path) -> None:
             assert node0["listen"] == f"{addr('mpc0')}:{BASE_PORT + 10}"
             assert node0["mpc"]["parties"] == [f"{addr(h)}:{BASE_PORT + 20 + i}" for i, h in enumerate(MPC_HOSTS)]
             _check_sans(multi_dir, addr)
-
             # every listener of every host binds that host's address, and only the expected ones exist
             expected = {"ledger": {(addr("ledger"), BASE_PORT + 1), (addr("ledger"), BASE_PORT + 2)}} | {
                 h: {(addr(h), BASE_PORT + 10 + i)} for i, h in enumerate(MPC_HOSTS)}
             for host, want in expected.items():
                 assert _listeners(topo, host) == want, host
-            watch = ListenerWatch(topo, MPC_HOSTS)
-            watch.start()
-            try:
-                multi = _round(topo.exec_prefix, multi_dir)
-            finally:
-                watch.stop.set()
-                watch.join()
-            for i, h in enumerate(MPC_HOSTS):
-                party = {lst for lst in watch.seen[h] if lst[1] == BASE_PORT + 20 + i}
-                # MPyC: party 0 only dials; parties 1, 2 listen for the lower ones, on their own address only
-                assert party == (set() if i == 0 else {(addr(h), BASE_PORT + 20 + i)}), (h, watch.seen[h])
-                assert {lst[0] for lst in watch.seen[h]} == {addr(h)}, (h, watch.seen[h])
-            assert multi["endpoints"] == [n["endpoint"] for n in network["mpc_nodes"]]
 
-            # ---- each listener only on its own host's address
-            listeners = [("ledger", BASE_PORT + 1), ("ledger", BASE_PORT + 2)] + [
-                (h, BASE_PORT + 10 + i) for i, h in enumerate(MPC_HOSTS)]
-            for host, port in listeners:
-                assert _reach(topo, "hosp0", addr(host), port), f"{host}:{port} unreachable from hosp0"
-                assert not _reach(topo, "hosp0", "127.0.0.1", port), f"{host}:{port} on hosp0's loopback"
-                other = "mpc1" if host != "mpc1" else "mpc2"
-                assert not _reach(topo, "hosp0", addr(other), port), f"{host}'s port {port} open on {other}"
-                assert not _reach(topo, host, "127.0.0.1", port), f"{host}:{port} also bound to 127.0.0.1"
+            multi = _watched_round(topo, multi_dir, BASE_PORT + 20)
+            assert multi["endpoints"] == [n["endpoint"] for n in network["mpc_nodes"]]
+            _check_reach(topo, [("ledger", BASE_PORT + 1), ("ledger", BASE_PORT + 2)]
+                         + [(h, BASE_PORT + 10 + i) for i, h in enumerate(MPC_HOSTS)])
             stats = topo.relay_stats()
         finally:
             for h in reversed(MPC_HOSTS):
@@ -211,16 +233,56 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path) -> None:
                          capture_output=True, timeout=60, env=_env())
             topo.run("ledger", [*FEDCHAIN, "network", "down", "--network", str(multi_dir), "--only", "chaincode,devnet"],
                      capture_output=True, timeout=60, env=_env())
-    took = time.monotonic() - started
+    _check_round(multi, loopback, stats)
+    print(f"\nloopback: {loopback['took']:.1f} s {loopback['timings']}; across hosts (RTT {RTT_MS} ms, {RATE}): "
+          f"up {up_took:.1f} s, round {multi['timings']}; total {time.monotonic() - started:.1f} s")
 
-    # ---- same round, same model
-    assert multi["final"]["accepted"] == ["mh0", "mh1"] and multi["final"]["rejected"] == {"mh2": "cosine"}
-    assert multi["final"]["model_hash"] == loopback["final"]["model_hash"]
-    assert set(multi["fetched"].values()) == {multi["final"]["model_hash"]}
-    assert set(loopback["fetched"].values()) == {loopback["final"]["model_hash"]}
-    assert sum(h["bytes"] for h in stats["hosts"].values()) > 3 * 3 * 400 * 10  # shares crossed the relay
-    print(f"\nloopback: {loop_took:.1f} s {loopback['timings']}; across hosts (RTT {RTT_MS} ms, {RATE}): "
-          f"up {up_took:.1f} s, round {multi['timings']}; total {took:.1f} s")
+
+FABRIC_HOSTS = ["operator", "orderer", "peer0", "peer1", "peer2", *MPC_HOSTS, *HOSPITAL_HOSTS.values()]
+
+
+@pytest.mark.fabric
+@pytest.mark.skipif(not os.environ.get("FABRIC_BIN"), reason="FABRIC_BIN is not set: the real-Fabric variant needs "
+                    "Hyperledger Fabric 2.5 release binaries (network/fabric/README.md)")
+def test_round_across_hosts_on_real_fabric(tmp_path: Path, loopback: dict) -> None:
+    """The same round with the ledger as real Fabric: orderer and each org's peer (with its chaincode server)
+    on their own hosts, orchestrated (channel, lifecycle) from the operator's host."""
+    from fedchain.fabricnet.preflight import FabricTools
+
+    problems = FabricTools.from_env().problems()
+    if problems:
+        pytest.skip("Fabric release incomplete: " + "; ".join(problems))
+    started = time.monotonic()
+    d = tmp_path / "fabric"
+    with netns.Topology(FABRIC_HOSTS, rtt_ms=RTT_MS, rate=RATE) as topo:
+        addr = topo.address
+        spec = {
+            "settings": {"orderer_host": addr("orderer"), "peer_hosts": [addr(f"peer{i}") for i in range(3)],
+                         "mpc_hosts": [addr(h) for h in MPC_HOSTS], "min_accepted": 2},
+            "orderer": topo.exec_prefix("orderer"),
+            "peers": [topo.exec_prefix(f"peer{i}") for i in range(3)],
+            "mpc": [topo.exec_prefix(h) for h in MPC_HOSTS],
+        }
+        try:
+            _actor(topo.exec_prefix("operator"), d, "fabric-up", json.dumps(spec), timeout=400)
+            up_took = time.monotonic() - started
+            network = json.loads((d / "network.json").read_text())
+            assert network["gateway"]["endpoint"].startswith(addr("peer0") + ":")
+            assert network["orderer"]["endpoint"].startswith(addr("orderer") + ":")
+            for host in ["orderer", "peer0", "peer1", "peer2", *MPC_HOSTS]:
+                found = _listeners(topo, host)
+                assert found and {a for a, _ in found} == {addr(host)}, (host, found)
+            settings = json.loads((d / "fabric.json").read_text())
+            multi = _watched_round(topo, d, settings["mpc_party_port"])
+            _check_reach(topo, [("orderer", settings["orderer_port"]), ("peer0", settings["peer_base_port"])]
+                         + [(h, settings["mpc_intake_port"] + i) for i, h in enumerate(MPC_HOSTS)])
+            stats = topo.relay_stats()
+        finally:
+            topo.run("operator", [sys.executable, str(ACTOR), str(d), "fabric-down"], capture_output=True,
+                     timeout=120, env=_env())
+    _check_round(multi, loopback, stats)
+    print(f"\nreal Fabric across hosts (RTT {RTT_MS} ms, {RATE}): up {up_took:.1f} s, round {multi['timings']}; "
+          f"total {time.monotonic() - started:.1f} s")
 
 
 def _check_sans(directory: Path, addr) -> None:

@@ -71,8 +71,8 @@ def configtx(
 ) -> dict[str, Any]:
     """The configtx.yaml document. Hosts default to settings.host (native mode); compose passes hostnames
     and a `path` mapping for the folder the file will be read in."""
-    o_host = orderer_host or settings.host
-    p_hosts = list(peer_hosts or [settings.host] * len(consortium.orgs))
+    o_host = orderer_host or settings.orderer_address()
+    p_hosts = list(peer_hosts or [settings.peer_address(i) for i in range(len(consortium.orgs))])
     orderer = consortium.orderer
     orderer_section = orderer_org_section(orderer, f"{o_host}:{settings.orderer_port}", path)
     orgs = [

@@ -57,7 +57,7 @@ class AdminSteps:
         return self._cmd([str(self.tools.binary("peer")), *args], env, what)
 
     def _orderer_tls_args(self) -> list[str]:
-        return ["-o", f"{self.s.host}:{self.s.orderer_port}", "--tls", "--cafile",
+        return ["-o", f"{self.s.orderer_address()}:{self.s.orderer_port}", "--tls", "--cafile",
                 str(self.consortium.orderer.tls_ca_cert_path)]
 
     def create_channel(self, progress: Progress) -> None:
@@ -75,7 +75,7 @@ class AdminSteps:
         admin = self.consortium.orderer.user_dir("Admin") / "tls"
         self._cmd(
             [str(self.tools.binary("osnadmin")), "channel", "join", "--channelID", s.channel,
-             "--config-block", str(lay.channel_block), "-o", f"{s.host}:{s.orderer_admin_port}",
+             "--config-block", str(lay.channel_block), "-o", f"{s.orderer_address()}:{s.orderer_admin_port}",
              "--ca-file", str(self.consortium.orderer.tls_ca_cert_path),
              "--client-cert", str(admin / "client.crt"), "--client-key", str(admin / "client.key")],
             clean_env(), "osnadmin channel join",
@@ -130,7 +130,7 @@ class AdminSteps:
         progress(f"commit {s.chaincode} on {s.channel}")
         peers: list[str] = []
         for i, org in enumerate(self.consortium.orgs):
-            peers += ["--peerAddresses", f"{s.host}:{s.peer_port(i)}", "--tlsRootCertFiles", str(org.tls_ca_cert_path)]
+            peers += ["--peerAddresses", f"{s.peer_address(i)}:{s.peer_port(i)}", "--tlsRootCertFiles", str(org.tls_ca_cert_path)]
         self.peer(0, ["lifecycle", "chaincode", "commit", *self._orderer_tls_args(), *definition, *peers],
                   "chaincode commit")
         self.state.mark(committed=True)

@@ -16,6 +16,7 @@ that call started is stopped again and the error names the step and the log to r
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +105,8 @@ class FabricNetwork:
     def chaincode_env(self, consortium: Consortium, i: int, package_id: str) -> dict[str, str]:
         env = {
             "CHAINCODE_ID": package_id,
-            "CHAINCODE_SERVER_ADDRESS": f"{self.settings.host}:{self.settings.chaincode_server_port(i)}",
+            # on its peer's host: the peer dials it there
+            "CHAINCODE_SERVER_ADDRESS": f"{self.settings.peer_address(i)}:{self.settings.chaincode_server_port(i)}",
         }
         if self.settings.chaincode_tls:
             cert, key = self._chaincode_tls(consortium, consortium.orgs[i])
@@ -113,8 +115,20 @@ class FabricNetwork:
 
     def _chaincode_tls(self, consortium: Consortium, org: Org) -> tuple[Path, Path]:
         """The org's chaincode server certificate, from the org's own TLS CA."""
-        return consortium.issue_tls(org.msp_id, "chaincode",
-                                    hosts=("localhost", self.settings.host, chaincode_host(org)))
+        i = [o.msp_id for o in consortium.orgs].index(org.msp_id)
+        hosts = ("localhost", self.settings.host, chaincode_host(org))
+        if self.settings.peer_address(i) != self.settings.host:
+            hosts += (self.settings.peer_address(i),)
+        return consortium.issue_tls(org.msp_id, "chaincode", hosts=hosts)
+
+    def _node_tls(self, consortium: Consortium) -> None:
+        """Orderer and peer TLS certificates that name the hosts they are placed on (when not `host`)."""
+        s = self.settings
+        placed = [(consortium.orderer, s.orderer_address())] + [
+            (org, s.peer_address(i)) for i, org in enumerate(consortium.orgs)]
+        for org, address in placed:
+            if address != s.host:
+                consortium.issue_node_tls(org, ("localhost", "127.0.0.1", address))
 
     # --- services ------------------------------------------------------------------
     def services(self, consortium: Consortium | None = None) -> list[Service]:
@@ -125,25 +139,32 @@ class FabricNetwork:
         s, lay = self.settings, self.layout
         env = clean_env()
         out: list[Service] = [PortService(
-            "orderer", [str(self.tools.binary("orderer"))], lay.run, lay.logs, {**env, **self.orderer_env(consortium)},
-            ports=(s.orderer_port, s.orderer_admin_port, s.orderer_operations_port), host=s.host,
-            ready_ports=(s.orderer_port, s.orderer_admin_port), ready_host=s.host, inherit_env=False,
+            "orderer", [*s.launch_prefix("orderer"), str(self.tools.binary("orderer"))], lay.run, lay.logs,
+            {**env, **self.orderer_env(consortium)},
+            ports=(s.orderer_port, s.orderer_admin_port, s.orderer_operations_port), host=s.orderer_address(),
+            ready_ports=(s.orderer_port, s.orderer_admin_port), ready_host=s.orderer_address(), inherit_env=False,
         )]
         for i, org in enumerate(consortium.orgs):
             out.append(PortService(
-                org.node_name, [str(self.tools.binary("peer")), "node", "start"], lay.run, lay.logs,
-                {**env, **self.peer_env(consortium, i)},
-                ports=(s.peer_port(i), s.peer_chaincode_port(i), s.peer_operations_port(i)), host=s.host,
-                ready_ports=(s.peer_port(i),), ready_host=s.host, inherit_env=False,
+                org.node_name, [*s.launch_prefix(org.node_name), str(self.tools.binary("peer")), "node", "start"],
+                lay.run, lay.logs, {**env, **self.peer_env(consortium, i)},
+                ports=(s.peer_port(i), s.peer_chaincode_port(i), s.peer_operations_port(i)), host=s.peer_address(i),
+                ready_ports=(s.peer_port(i),), ready_host=s.peer_address(i), inherit_env=False,
             ))
         package_ids = self.store.get("package_ids") or {}
         argv = s.chaincode_command or python_module("fedchain_cc", "--chaincode", s.chaincode)
         for i, org in enumerate(consortium.orgs):
             if org.msp_id in package_ids:
-                out.append(Service(chaincode_service(org), list(argv), lay.run, lay.logs,
+                out.append(Service(chaincode_service(org), [*s.launch_prefix(chaincode_service(org)), *argv],
+                                   lay.run, lay.logs,
                                    {**env, **self.chaincode_env(consortium, i, package_ids[org.msp_id])},
-                                   ports=(s.chaincode_server_port(i),), host=s.host, inherit_env=False))
-        return out + node_services(lay.root, s.mpc_plan(), s.mpc_command)
+                                   ports=(s.chaincode_server_port(i),), host=s.peer_address(i), inherit_env=False))
+        return out + self._mpc_services()
+
+    def _mpc_services(self) -> list[Service]:
+        s = self.settings
+        return [dataclasses.replace(svc, argv=[*s.launch_prefix(svc.name), *svc.argv])
+                for svc in node_services(self.layout.root, s.mpc_plan(), s.mpc_command)]
 
     # --- configs ------------------------------------------------------------------
     def write_configs(self, consortium: Consortium) -> dict[str, tuple[Path, str]]:
@@ -162,7 +183,7 @@ class FabricNetwork:
             if s.chaincode_tls:
                 self._chaincode_tls(consortium, org)
                 root_pem = org.tls_ca_cert_path.read_bytes()
-            conn = ccaas.connection_json(f"{s.host}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
+            conn = ccaas.connection_json(f"{s.peer_address(i)}:{s.chaincode_server_port(i)}", tls_root_cert_pem=root_pem)
             packages[org.msp_id] = ccaas.write_package(lay.chaincode_dir / org.name.lower(), s.chaincode_label, conn)
         write_node_configs(lay.root, consortium, s.mpc_plan())
         return packages
@@ -191,6 +212,7 @@ class FabricNetwork:
         self.store.mark(tools={k: str(v) for k, v in vars(self.tools).items()})
         progress("consortium identities")
         consortium = self.consortium()
+        self._node_tls(consortium)
         self.enroll_defaults(consortium)
         progress("configs (configtx.yaml, core.yaml per peer, ccaas packages, MPC nodes)")
         packages = self.write_configs(consortium)
@@ -201,7 +223,7 @@ class FabricNetwork:
                     progress("bootstrapping the consortium on the ledger (InitConsortium)")
                     self._bootstrap(lay.root)
                     self.store.mark(bootstrapped=True)
-                for svc in node_services(lay.root, self.settings.mpc_plan(), self.settings.mpc_command):
+                for svc in self._mpc_services():
                     supervisor.start_if_down(svc, started, progress, ready_timeout)
             except (CommandError, ServiceError) as exc:
                 raise FabricNetworkError(f"{exc}\n(what this call started is stopped again: nothing half-started "
@@ -236,12 +258,12 @@ class FabricNetwork:
             "kind": "fabric",
             "channel": s.channel,
             "chaincode": s.chaincode,
-            "gateway": {"endpoint": f"{s.host}:{s.peer_port(0)}", "tls_root_cert": lay.rel(org1.tls_ca_cert_path),
+            "gateway": {"endpoint": f"{s.peer_address(0)}:{s.peer_port(0)}", "tls_root_cert": lay.rel(org1.tls_ca_cert_path),
                         "server_name": org1.node_name},
             "mpc_nodes": network_entries(s.mpc_plan(), consortium, lay.root),
             "orgs": [{"msp_id": o.msp_id, "tls_root_cert": lay.rel(o.tls_ca_cert_path),
-                      "peer": f"{s.host}:{s.peer_port(i)}"} for i, o in enumerate(consortium.orgs)],
-            "orderer": {"endpoint": f"{s.host}:{s.orderer_port}",
+                      "peer": f"{s.peer_address(i)}:{s.peer_port(i)}"} for i, o in enumerate(consortium.orgs)],
+            "orderer": {"endpoint": f"{s.orderer_address()}:{s.orderer_port}",
                         "tls_root_cert": lay.rel(consortium.orderer.tls_ca_cert_path)},
             "wallet": "wallet",
             "crypto": "crypto",

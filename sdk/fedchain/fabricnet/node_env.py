@@ -38,8 +38,8 @@ def peer_env(
     path: PathFn = _identity,
 ) -> dict[str, str]:
     """CORE_* for peer0 of `org` (the index-th org)."""
-    host = host or settings.host
-    listen = listen_host or settings.host
+    host = host or settings.peer_address(index)
+    listen = listen_host or settings.peer_address(index)
     port, cc_port = settings.peer_port(index), settings.peer_chaincode_port(index)
     tls = org.node_dir / "tls"
     endpoint = f"{host}:{port}"
@@ -87,7 +87,7 @@ def orderer_env(
     path: PathFn = _identity,
 ) -> dict[str, str]:
     """ORDERER_* for the single etcdraft orderer with the channel participation API (no system channel)."""
-    listen = listen_host or settings.host
+    listen = listen_host or settings.orderer_address()
     tls = org.node_dir / "tls"
     tls_ca = path(tls / "ca.crt")
     return {
@@ -125,7 +125,7 @@ def orderer_env(
 def admin_cli_env(org: Org, index: int, settings: FabricSettings, *, cfg_dir: Path,
                   host: str | None = None, path: PathFn = _identity) -> dict[str, str]:
     """The `peer` CLI acting as the org's Admin against its own peer."""
-    host = host or settings.host
+    host = host or settings.peer_address(index)
     return {
         "FABRIC_CFG_PATH": path(cfg_dir),
         "CORE_PEER_LOCALMSPID": org.msp_id,

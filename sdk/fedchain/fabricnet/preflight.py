@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedchain.fabricnet.settings import FabricSettings
-from fedchain.netctl.process import NetworkError, port_is_free
+from fedchain.netctl.process import NetworkError, address_is_local, port_is_free
 
 BINARIES = ("peer", "orderer", "configtxgen", "osnadmin")
 CONFIGS = ("core.yaml", "orderer.yaml")
@@ -92,12 +92,16 @@ class FabricTools:
 
 
 def port_problems(settings: FabricSettings, ports: Mapping[str, int] | None = None) -> list[str]:
-    """Taken ports among `ports` (owner -> port; default: every listener of the settings)."""
-    return [
-        f"port {port} ({owner}) is already in use on {settings.host}"
-        for owner, port in (settings.ports() if ports is None else ports).items()
-        if not port_is_free(settings.host, port)
-    ]
+    """Taken ports among `ports` (owner -> port; default: every listener of the settings). A listener
+    placed on another host (settings.orderer_host, peer_hosts, mpc_hosts) is checked only where it binds."""
+    out = []
+    for owner, port in (settings.ports() if ports is None else ports).items():
+        host = settings.port_host(owner)
+        if host != settings.host and not address_is_local(host):
+            continue
+        if not port_is_free(host, port):
+            out.append(f"port {port} ({owner}) is already in use on {host}")
+    return out
 
 
 def preflight(settings: FabricSettings, tools: FabricTools, *, check_ports: bool = True,

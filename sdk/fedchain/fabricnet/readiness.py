@@ -38,7 +38,7 @@ def _poll(observe: Callable[[], T], done: Callable[[T], bool], timeout: float, i
 def wait_for_raft_leader(s: FabricSettings, logs: str, progress: Progress, timeout: float) -> None:
     """After a restart the orderer refuses transactions until it has elected itself Raft leader."""
     progress(f"waiting for the orderer to lead {s.channel}'s Raft cluster")
-    _poll(lambda: raft_leader_elected(s.host, s.orderer_operations_port, s.channel), bool, timeout, 0.25,
+    _poll(lambda: raft_leader_elected(s.orderer_address(), s.orderer_operations_port, s.channel), bool, timeout, 0.25,
           lambda _: f"the orderer elected no Raft leader for {s.channel} within {timeout:.0f} s; see {logs}")
 
 
@@ -49,7 +49,7 @@ def wait_for_gossip(s: FabricSettings, consortium: Consortium, logs: str, progre
     if want == 0:
         return
     progress("waiting for the peers to find each other (gossip via anchor peers)")
-    _poll(lambda: [gossip_peers_known(s.host, s.peer_operations_port(i), s.channel) for i in range(len(consortium.orgs))],
+    _poll(lambda: [gossip_peers_known(s.peer_address(i), s.peer_operations_port(i), s.channel) for i in range(len(consortium.orgs))],
           lambda known: all(k is not None and k >= want for k in known), timeout, 0.5,
           lambda known: f"peers did not discover each other within {timeout:.0f} s (peers known per peer: {known}, "
                         f"expected {want}); check the anchor peers and the peer logs ({logs})")
@@ -62,7 +62,7 @@ def wait_for_endorsement_plan(s: FabricSettings, consortium: Consortium, logs: s
     signer = consortium.orgs[0].admin_identity
     deadline = time.monotonic() + timeout  # one budget for all peers
     for i, org in enumerate(consortium.orgs):
-        _poll(lambda i=i, org=org: endorsement_plan(f"{s.host}:{s.peer_port(i)}", org.tls_ca_cert_path.read_bytes(),
+        _poll(lambda i=i, org=org: endorsement_plan(f"{s.peer_address(i)}:{s.peer_port(i)}", org.tls_ca_cert_path.read_bytes(),
                                                     org.node_name, signer, s.channel, s.chaincode),
               lambda plan: plan.ready, max(0.0, deadline - time.monotonic()), 0.5,
               lambda plan, org=org: f"{org.node_name} cannot plan endorsements for {s.chaincode} after "

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fedchain.netctl.consortium import ConsortiumPlan
+from fedchain.netctl.hosts import HostAddress
 from fedchain.netctl.mpc import MPCPlan
 
 CHANNEL = "fedchain"
@@ -54,6 +55,34 @@ class FabricSettings:
     min_accepted: int = 3  # the consortium's privacy floor (InitConsortium)
     endorsement_policy: str = "MAJORITY"  # of the FL chaincode: MAJORITY, ANY, ALL or MSP ids (netctl.policy)
     mode: str = "native"  # native | compose
+    # per-component hosts (native mode; each defaults to `host`): where others reach the orderer, peer i
+    # (and org i's chaincode server, which its peer dials), MPC node i; each listener binds its own address
+    orderer_host: str | None = None
+    peer_hosts: list[str] | None = None
+    mpc_hosts: list[str] | None = None
+    # argv prefix per process name (orderer, peer0.org1..., chaincode.org1..., mpc0...), e.g. ["ip", "netns",
+    # "exec", NS] to start each component inside its own network namespace (tests/multihost_test.py)
+    launch: dict[str, list[str]] | None = None
+
+    def orderer_address(self) -> str:
+        return self.orderer_host or self.host
+
+    def peer_address(self, i: int) -> str:
+        return self.peer_hosts[i] if self.peer_hosts and i < len(self.peer_hosts) else self.host
+
+    def port_host(self, owner: str) -> str:
+        """The host a listener of ports() (by owner) binds."""
+        if owner.startswith("orderer"):
+            return self.orderer_address()
+        for i, org in enumerate(self.orgs):
+            if owner.startswith((f"peer0.{org.lower()}", f"chaincode server {org.lower()}", f"chaincode.{org.lower()}")):
+                return self.peer_address(i)
+        if owner.startswith("mpc"):
+            return self.mpc_plan().host_of(int(owner[3:].split()[0])).bind
+        return self.host
+
+    def launch_prefix(self, name: str) -> list[str]:
+        return list((self.launch or {}).get(name, []))
 
     @classmethod
     def from_base_port(cls, base: int, **kwargs: object) -> FabricSettings:
@@ -69,7 +98,9 @@ class FabricSettings:
         return cls(**{**ports, **kwargs})  # type: ignore[arg-type]
 
     def mpc_plan(self) -> MPCPlan:
-        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.mpc_intake_port, self.mpc_party_port, self.host)
+        hosts = tuple(HostAddress(h, h) for h in self.mpc_hosts or ())
+        return MPCPlan(self.mpc_nodes if self.with_mpc else 0, self.mpc_intake_port, self.mpc_party_port, self.host,
+                       hosts=hosts)
 
     def consortium_plan(self) -> ConsortiumPlan:
         return ConsortiumPlan(mpc_nodes=self.mpc_nodes, min_accepted=self.min_accepted)
@@ -111,6 +142,10 @@ class FabricSettings:
             seen[port] = owner
         if not self.orgs or len(set(self.orgs)) != len(self.orgs):
             raise ValueError("need at least one organisation, with distinct names")
+        if self.peer_hosts is not None and len(self.peer_hosts) != len(self.orgs):
+            raise ValueError(f"peer_hosts lists {len(self.peer_hosts)} hosts for {len(self.orgs)} organisations")
+        if self.mpc_hosts is not None and len(self.mpc_hosts) != self.mpc_nodes:
+            raise ValueError(f"mpc_hosts lists {len(self.mpc_hosts)} hosts for {self.mpc_nodes} MPC nodes")
         if self.mode not in ("native", "compose"):
             raise ValueError(f"mode must be native or compose, not {self.mode!r}")
         from fedchain.netctl.policy import parse_policy

@@ -230,6 +230,16 @@ class Consortium:
             (folder / "ca.crt").write_bytes(certs.cert_to_pem(org.tls_ca_cert))
         return cert_path, key_path
 
+    def issue_node_tls(self, org: Org, hosts: Sequence[str]) -> Path:
+        """Reissue a peer's or orderer's TLS server certificate (same file names) so that it also names
+        `hosts`, when it does not yet: a node placed on its own host is dialled at that host's address."""
+        folder = org.node_dir / "tls"
+        cert_path = folder / "server.crt"
+        if not _covers(cert_path, (org.node_name, *hosts)):
+            key, cert = certs.issue_certificate(org.tls_ca_key, org.tls_ca_cert, org.node_name, tls=True, hosts=hosts)
+            _write_pair(folder, cert, key, "server.crt", "server.key")
+        return cert_path
+
     # --- persistence ----------------------------------------------------------
     @classmethod
     def load(cls, crypto_dir: str | os.PathLike) -> Consortium:
