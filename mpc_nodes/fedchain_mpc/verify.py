@@ -126,6 +126,7 @@ class MPCRound:
         self._norm2: Any = None
         self._xr: Any = None
         self._gram: dict[tuple[int, ...], Any] = {}
+        self.prepared: dict[str, Any] = {}  # work a later check started early (Check.prepare), by reason code
 
     def _own_terms(self) -> None:
         """Start the one truncation opening of ||x_i||^2 and x_i·r (placeholders at once, mpcops.trunc_array):
@@ -151,6 +152,11 @@ class MPCRound:
         self._own_terms()
         return self._xr
 
+    def norm2_start(self) -> Any:
+        """norm2() without awaiting (a placeholder), for Check.prepare."""
+        self._own_terms()
+        return self._norm2
+
     async def norm2(self) -> Any:
         """||x_i||^2 at scale 2^16 (secint; a placeholder until the truncation's opening is back)."""
         self._own_terms()
@@ -158,12 +164,16 @@ class MPCRound:
 
     async def gram(self, rows: np.ndarray) -> Any:
         """x_i·x_j at scale 2^16 (secint n×n) for i, j in rows (validated: in range); 0 elsewhere."""
+        return self.gram_start(rows)
+
+    def gram_start(self, rows: np.ndarray) -> Any:
+        """gram(rows) as a placeholder at once (its truncation opening runs concurrently, mpcops.trunc_array)."""
         key = tuple(int(i) for i in rows)
         if key not in self._gram:
             keep = np.zeros((self.n, self.n), dtype=bool)
             keep[np.ix_(rows, rows)] = True
             masked = np.where(keep, self.g_loc, 0)
-            self._gram[key] = await mpcops.trunc_shares(self.secint, self.field.array(masked), 2 * self.t)
+            self._gram[key] = mpcops.trunc_array(self.secint, self.field.array(masked), 2 * self.t)
         return self._gram[key]
 
 
@@ -211,6 +221,9 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
                 if reasons[i] is None and not passed[i]:
                     reasons[i] = c.reason
         rows = np.array([i for i in rows if reasons[i] is None], dtype=np.int64)
+        for c in checks:  # later stages may start work that is safe for the rows known now (Check.prepare)
+            if c.stage > stage:
+                c.prepare(rnd, rows, stage)
         clock.lap("+".join(c.reason for c in group))
 
     verdicts = [(r is None, r or "ok") for r in reasons]

@@ -71,6 +71,11 @@ class Check:
         """Fail terms (secure arrays, zero in a row iff it passes), or public pass bits (n,)."""
         raise NotImplementedError
 
+    def prepare(self, rnd: Any, rows: np.ndarray, decided: int) -> None:
+        """Called by the MPC driver after each earlier stage `decided` with the rows still eligible: a check
+        may START work there (MPyC placeholders, no await) that is safe for those rows, so its openings
+        run concurrently with the stages in between instead of on the critical path. Default: nothing."""
+
 
 def median_rule_plain(values: np.ndarray, scale_num: int, den: int, cols: np.ndarray, upper: bool) -> np.ndarray:
     """Plaintext twin of mpcops.count_median_test (for all rows): den v_i <= scale_num median(v[cols])

@@ -9,7 +9,9 @@ plus 4 units of 2^-16): identical updates (score 0) always pass, nearly identica
 floor.
 
 Cost: for n <= KRUM_RANK_MAX_N the k + 1 smallest per row by ranking with all pairwise comparisons
-in one batch (2 comparison stages), beyond that a per-row sorting network; the mean-distance rule
+in one batch (2 comparison stages; the first one, with the Gram truncation, is started during the
+norm/cosine stage for the range-validated rows by Outlier.prepare and adjusted to the final rows
+with public masks), beyond that a per-row sorting network; the mean-distance rule
 needs only row sums. The median test for n <= RANK_MEDIAN_MAX_N compares every score with every
 scaled score in one batch and turns the count into a fail term by a product polynomial
 (mpcops.count_median_fail, with the floor bit as one more factor), else the n scores are sorted.
@@ -67,6 +69,15 @@ def floor_score(policy: Any, k: int) -> float:
     return (k + 1) * (policy.outlier_floor ** 2 + RESOLUTION_SLACK)
 
 
+def _distances(rnd: Any, gram: Any, elig: np.ndarray, cap: int) -> Any:
+    """D_ij = N_i + N_j - 2 G_ij between eligible rows, cap to or from any other, 0 on the diagonal."""
+    n = rnd.n
+    norm2 = rnd.norm2_start()
+    both = np.outer(elig, elig).astype(np.int64)
+    dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * gram
+    return (dist * both + cap * (1 - both)) * (1 - np.eye(n, dtype=np.int64))
+
+
 class Outlier(Check):
     reason = "outlier"
     stage = 3
@@ -91,6 +102,63 @@ class Outlier(Check):
         med = np.sort(score)[(n - 1) // 2]
         return (score * FACTOR_DEN <= med * pol.factor_num) | (score <= floor_score(pol, k))
 
+    def prepare(self, rnd: Any, rows: np.ndarray, decided: int) -> None:
+        """After the range stage (rows validated: in range), start the Gram truncation and the pairwise rank
+        comparisons of the Multi-Krum rule for those rows, plus each distance against the cap. They run
+        during the norm/cosine stage; when that stage has removed rows, mpc() turns the comparisons into
+        the ones over the final rows with public masks (a removed row's distances become cap, and
+        [cap < D] and [D < cap] are among the prepared bits), so the result is the same rule.
+        Openings: truncations and comparisons of range-validated rows' values only (each hidden by its
+        mask like those of mpc()); nothing is opened per row beyond masked values."""
+        from fedchain_mpc import mpcops
+
+        pol = rnd.policy
+        n = rnd.n
+        if (decided < 1 or not pol.range_enabled or "outlier" in rnd.prepared or not rows.size
+                or not pol.outlier_active(n) or not (pol.krum_k(n) + 1 < n and n <= KRUM_RANK_MAX_N)):
+            return
+        cap = int(round(pol.distance_cap() * rnd.one))
+        elig = np.zeros(n, dtype=bool)
+        elig[rows] = True
+        dist = _distances(rnd, rnd.gram_start(rows), elig, cap)
+        mine = dist[rows]
+        a, b = np.triu_indices(n, 1)
+        before = mpcops.lt0(mine[:, b] - mine[:, a], cap)  # 1: column b precedes column a
+        over = mpcops.lt0(cap - mine, cap)  # [D > cap]
+        under = mpcops.lt0(mine - cap, cap)  # [D < cap]
+        rnd.prepared["outlier"] = (rows, dist, before, over, under)
+
+    def _prepared_score(self, rnd: Any, rows: np.ndarray, cap: int, kk: int) -> Any:
+        """Multi-Krum scores (n,) from the prepared comparisons, for the final eligible rows ⊆ prepared rows."""
+        from mpyc.runtime import mpc
+
+        from fedchain_mpc import mpcops
+
+        n = rnd.n
+        rows1, dist1, before1, over1, under1 = rnd.prepared["outlier"]
+        pos = {int(i): k for k, i in enumerate(rows1)}
+        sel = np.array([pos[int(i)] for i in rows], dtype=np.int64)
+        elig1 = np.zeros(n, dtype=bool)
+        elig1[rows1] = True
+        elig = np.zeros(n, dtype=bool)
+        elig[rows] = True
+        dropped = elig1 & ~elig  # their distances become cap
+        a, b = np.triu_indices(n, 1)
+        keep = (~(dropped[a] | dropped[b])).astype(np.int64)  # same distances as prepared
+        use_over = (dropped[b] & elig[a]).astype(np.int64)  # [cap < D_a]
+        use_under = (dropped[a] & elig[b]).astype(np.int64)  # [D_b < cap]; both dropped/ineligible: 0
+        before = before1[sel] * keep + over1[sel][:, a] * use_over + under1[sel][:, b] * use_under
+        to_count = np.zeros((a.size, n), dtype=np.int64)  # rank_j = #columns preceding j (as sum_smallest)
+        to_count[np.arange(a.size), a] = 1
+        to_count[np.arange(a.size), b] = -1
+        rank = before @ to_count + np.arange(n)
+        chosen = mpcops.lt0(rank - (kk + 1), n + 1)  # rank < count
+        drop = dropped.astype(np.int64)
+        mine = dist1[rows] * (1 - drop) + cap * drop
+        pick = np.zeros((rows.size, n), dtype=np.int64)
+        pick[np.arange(rows.size), rows] = 1
+        return mpc.np_sum(chosen * mine, axis=1) @ pick + kk * cap * (1 - elig.astype(np.int64))
+
     async def mpc(self, rnd: Any, rows: np.ndarray) -> list[Any]:
         from mpyc.runtime import mpc
 
@@ -109,11 +177,17 @@ class Outlier(Check):
         both = np.outer(elig, elig).astype(np.int64)
         kk = pol.krum_k(n)
         krum = kk + 1 < n
-        g = await rnd.gram(rows)  # only eligible rows' cross terms are ever truncated (opened masked)
-        norm2 = await rnd.norm2()
-        dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
-        dist = (dist * both + cap * (1 - both)) * (1 - eye)
-        if krum and n <= KRUM_RANK_MAX_N:  # an ineligible row's sum is kk·cap, public
+        prepared = krum and n <= KRUM_RANK_MAX_N and "outlier" in rnd.prepared
+        if prepared:  # comparisons started during the previous stage (prepare)
+            score = self._prepared_score(rnd, rows, cap, kk)
+        else:
+            g = await rnd.gram(rows)  # only eligible rows' cross terms are ever truncated (opened masked)
+            norm2 = await rnd.norm2()
+            dist = norm2.reshape(n, 1) + norm2.reshape(1, n) - 2 * g
+            dist = (dist * both + cap * (1 - both)) * (1 - eye)
+        if prepared:
+            pass
+        elif krum and n <= KRUM_RANK_MAX_N:  # an ineligible row's sum is kk·cap, public
             pick = np.zeros((rows.size, n), dtype=np.int64)
             pick[np.arange(rows.size), rows] = 1
             score = sum_smallest(dist[rows], kk + 1, cap) @ pick + kk * cap * (1 - elig.astype(np.int64))
