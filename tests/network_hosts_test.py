@@ -105,3 +105,35 @@ def test_cli_refuses_bad_hosts_and_foreign_addresses(tmp_path: Path) -> None:
     assert done.returncode == 1 and "unknown component(s) mpc7" in done.stderr, done.stderr
     done = _cli("network", "up", "--network", "n4", "--fabric", "--hosts", str(foreign), cwd=tmp_path)
     assert done.returncode == 2 and "apply to the embedded network" in done.stderr, done.stderr
+
+
+def test_fabric_settings_place_each_component(tmp_path: Path) -> None:
+    from fedchain.fabricnet import configtx, node_env
+    from fedchain.fabricnet.settings import FabricSettings
+    from fedchain.identity import generate_consortium
+    from fedchain.netctl.mpc import network_entries
+
+    s = FabricSettings(orderer_host="10.77.0.2", peer_hosts=["10.77.0.3", "10.77.0.4", "10.77.0.5"],
+                       mpc_hosts=["10.77.0.6", "10.77.0.7", "10.77.0.8"], launch={"orderer": ["ip", "netns", "exec", "o"]})
+    s.validate()
+    assert s.port_host("orderer admin") == "10.77.0.2"
+    assert s.port_host("peer0.org2 operations") == "10.77.0.4"
+    assert s.port_host("chaincode server org3") == s.port_host("chaincode.org3") == "10.77.0.5"
+    assert s.port_host("mpc1 MPyC party") == "10.77.0.7"
+    assert s.launch_prefix("orderer") == ["ip", "netns", "exec", "o"] and s.launch_prefix("mpc0") == []
+    cons = generate_consortium(tmp_path / "crypto", s.orgs)
+    peer = node_env.peer_env(cons.orgs[1], 1, s, cfg_dir=tmp_path, ledger_dir=tmp_path)
+    assert peer["CORE_PEER_ADDRESS"] == "10.77.0.4:8051" and peer["CORE_PEER_LISTENADDRESS"] == "10.77.0.4:8051"
+    assert peer["CORE_OPERATIONS_LISTENADDRESS"] == "10.77.0.4:9445"
+    orderer = node_env.orderer_env(cons.orderer, s, cfg_dir=tmp_path, ledger_dir=tmp_path)
+    assert orderer["ORDERER_GENERAL_LISTENADDRESS"] == "10.77.0.2"
+    doc = configtx.configtx(cons, s)
+    assert doc["Profiles"][configtx.PROFILE]["Orderer"]["EtcdRaft"]["Consenters"][0]["Host"] == "10.77.0.2"
+    assert node_env.admin_cli_env(cons.orgs[2], 2, s, cfg_dir=tmp_path)["CORE_PEER_ADDRESS"] == "10.77.0.5:9051"
+    entries = network_entries(s.mpc_plan(), cons, tmp_path)
+    assert [e["endpoint"] for e in entries] == ["10.77.0.6:7060", "10.77.0.7:7061", "10.77.0.8:7062"]
+    with pytest.raises(ValueError, match="peer_hosts lists 1 hosts for 3"):
+        FabricSettings(peer_hosts=["10.0.0.1"]).validate()
+    # the defaults are unchanged: everything on `host`
+    d = FabricSettings()
+    assert d.orderer_address() == d.peer_address(2) == d.port_host("peer0.org1") == "127.0.0.1"
