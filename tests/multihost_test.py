@@ -1,9 +1,11 @@
 """A full round across hosts: network namespaces as the ledger, MPC node, operator and hospital hosts.
 
 Each host is a namespace (fedchain.netctl.netns) with one address on 10.77.0.0/24; links
-between hosts get RTT_MS round-trip time and RATE uplinks. The ledger host runs devnet +
-chaincode server (`fedchain network up --hosts H --only chaincode,devnet`), each MPC host
-its node (`--only mpcI`), the operator and the hospitals run their steps
+between hosts get RTT_MS round-trip time and RATE uplinks. The chaincode host runs the
+chaincode server (`fedchain network up --hosts H --only chaincode`: this first `up` writes every
+host's configuration), the ledger host the devnet (`--only devnet`; it dials the chaincode
+server over mutual TLS and initialises the consortium), each MPC host its node
+(`--only mpcI`), the operator and the hospitals run their steps
 (tests/multihost_actor.py) in their own hosts: create round, shares over mutual TLS to each
 node's address + SubmitUpdate, close, MPC across the three node hosts (MPyC, --ssl),
 attest, finalize, model fetch. Checks: every listener is reachable on its own host's
@@ -35,7 +37,7 @@ RATE = "100mbit"
 BASE_PORT = 7050  # every host has its own ports: the same base on all of them
 MPC_HOSTS = ["mpc0", "mpc1", "mpc2"]
 HOSPITAL_HOSTS = {"mh0": "hosp0", "mh1": "hosp1", "mh2": "hosp2"}
-HOSTS = ["ledger", "operator", *MPC_HOSTS, *HOSPITAL_HOSTS.values()]
+HOSTS = ["ledger", "chaincode", "operator", *MPC_HOSTS, *HOSPITAL_HOSTS.values()]
 
 
 def _env() -> dict[str, str]:
@@ -195,11 +197,14 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path, loopback: dict) -> 
     with netns.Topology(HOSTS, rtt_ms=RTT_MS, rate=RATE) as topo:
         addr = topo.address
         hosts_file = tmp_path / "hosts.json"
-        hosts_file.write_text(json.dumps({"ledger": addr("ledger"), "mpc": [addr(h) for h in MPC_HOSTS]}))
+        hosts_file.write_text(json.dumps({"ledger": addr("ledger"), "chaincode": addr("chaincode"),
+                                          "mpc": [addr(h) for h in MPC_HOSTS]}))
         try:
-            _fedchain(topo.exec_prefix("ledger"), "network", "up", "--network", str(multi_dir), "--hosts",
+            _fedchain(topo.exec_prefix("chaincode"), "network", "up", "--network", str(multi_dir), "--hosts",
                       str(hosts_file), "--base-port", str(BASE_PORT), "--min-accepted", "2", "--only",
-                      "chaincode,devnet", timeout=180)
+                      "chaincode", timeout=180)
+            _fedchain(topo.exec_prefix("ledger"), "network", "up", "--network", str(multi_dir), "--only", "devnet",
+                      timeout=180)
             nodes = [subprocess.Popen([*topo.exec_prefix(h), *FEDCHAIN, "network", "up", "--network", str(multi_dir),
                                        "--only", h], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=_env()) for h in MPC_HOSTS]
@@ -217,22 +222,23 @@ def test_round_across_hosts_matches_loopback(tmp_path: Path, loopback: dict) -> 
             assert node0["mpc"]["parties"] == [f"{addr(h)}:{BASE_PORT + 20 + i}" for i, h in enumerate(MPC_HOSTS)]
             _check_sans(multi_dir, addr)
             # every listener of every host binds that host's address, and only the expected ones exist
-            expected = {"ledger": {(addr("ledger"), BASE_PORT + 1), (addr("ledger"), BASE_PORT + 2)}} | {
+            expected = {"ledger": {(addr("ledger"), BASE_PORT + 1)}, "chaincode": {(addr("chaincode"), BASE_PORT + 2)}} | {
                 h: {(addr(h), BASE_PORT + 10 + i)} for i, h in enumerate(MPC_HOSTS)}
             for host, want in expected.items():
                 assert _listeners(topo, host) == want, host
 
             multi = _watched_round(topo, multi_dir, BASE_PORT + 20)
             assert multi["endpoints"] == [n["endpoint"] for n in network["mpc_nodes"]]
-            _check_reach(topo, [("ledger", BASE_PORT + 1), ("ledger", BASE_PORT + 2)]
+            _check_reach(topo, [("ledger", BASE_PORT + 1), ("chaincode", BASE_PORT + 2)]
                          + [(h, BASE_PORT + 10 + i) for i, h in enumerate(MPC_HOSTS)])
             stats = topo.relay_stats()
         finally:
             for h in reversed(MPC_HOSTS):
                 topo.run(h, [*FEDCHAIN, "network", "down", "--network", str(multi_dir), "--only", h],
                          capture_output=True, timeout=60, env=_env())
-            topo.run("ledger", [*FEDCHAIN, "network", "down", "--network", str(multi_dir), "--only", "chaincode,devnet"],
-                     capture_output=True, timeout=60, env=_env())
+            for host in ("ledger", "chaincode"):
+                topo.run(host, [*FEDCHAIN, "network", "down", "--network", str(multi_dir), "--only",
+                                "devnet" if host == "ledger" else "chaincode"], capture_output=True, timeout=60, env=_env())
     _check_round(multi, loopback, stats)
     print(f"\nloopback: {loopback['took']:.1f} s {loopback['timings']}; across hosts (RTT {RTT_MS} ms, {RATE}): "
           f"up {up_took:.1f} s, round {multi['timings']}; total {time.monotonic() - started:.1f} s")
@@ -296,7 +302,9 @@ def _check_sans(directory: Path, addr) -> None:
 
     devnet = json.loads((directory / "devnet.json").read_text())
     assert addr("ledger") in ips(Path(devnet["tls"]["cert"]))
-    assert addr("ledger") in ips((directory / "chaincode-tls" / "server.crt").resolve())
+    assert addr("chaincode") in ips((directory / "chaincode-tls" / "server.crt").resolve())
+    assert devnet["chaincodes"][0]["address"] == f"{addr('chaincode')}:{BASE_PORT + 2}"
+    assert devnet["chaincodes"][0]["client_cert"]  # the chaincode server takes only the devnet's certificate
     for i, host in enumerate(MPC_HOSTS):
         node = json.loads((directory / "mpc" / f"node{i}.json").read_text())
         assert addr(host) in ips(Path(node["tls"]["cert"]))

@@ -12,6 +12,7 @@ starts only what is down. One of the NetworkBackend implementations (netctl.back
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,8 +115,15 @@ class EmbeddedNetwork:
         return EmbeddedSettings(**json.loads(path.read_text()))
 
     def _save_settings(self) -> None:
+        """Atomically, and only when changed: hosts sharing a folder start their parts concurrently."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        self.layout.state_file.write_text(json.dumps(asdict(self.settings), indent=2))
+        text = json.dumps(asdict(self.settings), indent=2)
+        path = self.layout.state_file
+        if path.is_file() and path.read_text() == text:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
     def mpc_plan(self) -> MPCPlan:
         return self.settings.mpc_plan()
