@@ -154,7 +154,7 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
     """Open one stage's verdicts: for each check j, the rows that passed checks 0..j of the stage.
 
     checks_terms[j]: secure arrays of shape (n, ...) that are all zero in row i iff row i passes
-    check j (and nonzero if it fails or an input was out of range). Opens, per row in `rows` and per
+    check j (and nonzero if it fails or an input was out of range), or Products of (n,) factors. Opens, per row in `rows` and per
     check j, z_j = sum over checks j' <= j of (fresh secret random) * terms_j': zero iff every check
     up to j passes, else uniformly random. So only the index of the first failing check (the reason
     code) is revealed.
@@ -171,14 +171,24 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
         return [np.zeros(n, dtype=bool) for _ in checks_terms]
     fld = secint.field
     p = fld.modulus
-    flat = [[mpc.np_reshape(t, (n, -1))[rows] for t in terms] for terms in checks_terms]
+    def select(t):
+        if isinstance(t, Product):
+            return Product([mpc.np_reshape(f, (n, -1))[rows] for f in t.factors])
+        return mpc.np_reshape(t, (n, -1))[rows]
+
+    flat = [[select(t) for t in terms] for terms in checks_terms]
     z: list[np.ndarray] = []
     for j in range(len(flat)):  # fresh randomness per z_j: z_j must not tell whether z_{j-1}'s checks passed
         acc = np.zeros(rows.size, dtype=object)
         for terms in flat[:j + 1]:
             for term in terms:
-                rho = await random_array(secint, term.shape)
-                prod = await local_product(secint, rho, term)  # degree 2t, not reduced
+                shape = term.factors[0].shape if isinstance(term, Product) else term.shape
+                rho = await random_array(secint, shape)
+                if isinstance(term, Product):  # rho is one more factor; the last product stays local
+                    left, right = _reduce_to_two([rho, *term.factors])
+                    prod = await local_product(secint, left, right)
+                else:
+                    prod = await local_product(secint, rho, term)  # degree 2t, not reduced
                 acc = (acc + np.sum(np.asarray(prod.value, dtype=object).reshape(rows.size, -1), axis=1)) % p
         z.append(acc)
     size = len(z) * rows.size
@@ -195,6 +205,33 @@ async def open_stage(secint, checks_terms: list[list], n: int, rows: np.ndarray)
     return out
 
 
+class Product:
+    """A fail term given by its factors (secure arrays of one shape): zero iff some factor is zero.
+
+    open_stage multiplies them itself with its random multiplier as one more factor and keeps the last
+    multiplication local (degree 2t, opened with threshold 2t): one resharing round less than
+    multiplying the factors out first. Same value opened, z_j = rho * (product of the factors)."""
+
+    def __init__(self, factors: list) -> None:
+        if not factors:
+            raise ValueError("a product needs at least one factor")
+        self.factors = list(factors)
+
+    def map(self, fn) -> Product:
+        return Product([fn(f) for f in self.factors])
+
+
+def _reduce_to_two(factors: list) -> tuple:
+    """Multiply pairwise (one resharing round per level) until two factors are left (k >= 2 factors:
+    ceil(log2 k) - 1 rounds)."""
+    while len(factors) > 2:
+        nxt = [factors[i] * factors[i + 1] for i in range(0, len(factors) - 1, 2)]
+        if len(factors) % 2:
+            nxt.append(factors[-1])
+        factors = nxt
+    return factors[0], factors[1]
+
+
 @asyncoro.mpc_coro
 async def trunc_array(secint, shares, degree: int, f: int = 16, bits: int = 46):
     """trunc_shares as an MPyC coroutine: returns a placeholder at once, so the truncation's opening
@@ -207,7 +244,8 @@ async def trunc_array(secint, shares, degree: int, f: int = 16, bits: int = 46):
 
 
 async def count_median_fail(values, scale_num: int, den: int, bound: int, rows: np.ndarray, cols: np.ndarray,
-                            upper: bool, offset: int = 0, value_bound: int | None = None, also: list | None = None):
+                            upper: bool, offset: int = 0, value_bound: int | None = None, also: list | None = None,
+                            as_product: bool = False):
     """Fail terms (|rows|,) of count_median_test: zero iff the row passes, nonzero otherwise.
 
     Same rule and the same first comparison batch as count_median_test; instead of a second
@@ -217,6 +255,7 @@ async def count_median_fail(values, scale_num: int, den: int, bound: int, rows: 
     (< c^c < p for c <= SORT_MEDIAN_ABOVE) is zero exactly when the row passes. `also`: secure arrays
     (|rows|,) multiplied into the same product tree (a row passes if any factor is zero), e.g. the
     bit "above the floor". The driver opens fail terms only as zero / nonzero (open_stage).
+    as_product: return the factors (a Product) and let open_stage multiply them (one round less).
     """
     c = cols.size
     if c > SORT_MEDIAN_ABOVE:
@@ -233,6 +272,8 @@ async def count_median_fail(values, scale_num: int, den: int, bound: int, rows: 
             cnt = mpc.np_sum(lt0(scale_num * vj - vi, bound), axis=1)
             passing = range(r + 1)
         factors = [cnt - j for j in passing] + list(also or [])
+    if as_product:
+        return Product(factors)
     if len(factors) == 1:
         return factors[0]
     return mpc.np_prod(mpc.np_vstack([f.reshape(1, -1) for f in factors]), axis=0)

@@ -142,6 +142,6 @@ class Cosine(Check):
             off = round(REL_DEN * pol.cosine_slack * one)
             bound = 2 * one * max(REL_DEN, pol.cosine_rel_num) + off
             fail = await mpcops.count_median_fail(cos, pol.cosine_rel_num, REL_DEN, bound, rows, rows, upper=True,
-                                                  offset=off, value_bound=2 * one)
-            terms.append(fail @ pick)
+                                                  offset=off, value_bound=2 * one, as_product=True)
+            terms.append(fail.map(lambda f: f @ pick))
         return terms

@@ -67,8 +67,8 @@ class Norm(Check):
             above = mpcops.lt0(int(round(pol.norm_floor ** 2 * rnd.one)) - n2, vmax)  # 1: above the floor
             also.append(above[rows])
         rel_fail = await mpcops.count_median_fail(n2, pol.norm_rel_num, REL_DEN, bound, rows, rows, upper=False,
-                                                  value_bound=vmax, also=also)
+                                                  value_bound=vmax, also=also, as_product=True)
         pick = np.zeros((rows.size, rnd.n), dtype=np.int64)
         pick[np.arange(rows.size), rows] = 1
-        fail = rel_fail @ pick  # 0 outside rows (their verdict is already decided)
+        fail = rel_fail.map(lambda f: f @ pick)  # 0 outside rows (their verdict is already decided)
         return [fail]

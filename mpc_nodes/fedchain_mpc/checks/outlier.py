@@ -203,8 +203,9 @@ class Outlier(Check):
         floor = int(round(floor_score(pol, kk) * one))
         above = mpcops.lt0(floor - score, (kk + 1) * cap)  # 1 where score > floor (concurrent with the median)
         if n <= RANK_MEDIAN_MAX_N:  # fail term: the median rule's count polynomial times "above the floor"
-            fail = await mpcops.count_median_fail(score, pol.factor_num, FACTOR_DEN, bound_o, rows, np.arange(n),
-                                                  upper=False, also=[above[rows]]) @ pick
+            fail = (await mpcops.count_median_fail(score, pol.factor_num, FACTOR_DEN, bound_o, rows, np.arange(n),
+                                                   upper=False, also=[above[rows]], as_product=True)
+                    ).map(lambda f: f @ pick)
         else:
             score_t = mpc.SecInt(mpcops.bits_for((kk + 1) * cap), p=rnd.p)
             ranked = mpc.np_sort(score_t.array(await mpc.gather(score)))
