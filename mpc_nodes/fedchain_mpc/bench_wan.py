@@ -14,8 +14,10 @@ operator's default policy (fedchain.verification.presets.PolicySettings, what th
 - mpc_checks: seed, local products and every check stage; aggregate: the aggregate's opening.
   Three party processes (fedchain_mpc.wan_party: mpc_program plus the round counter), one per MPC
   host, `-P <host address>:port`.
-- attest: not measured yet (the devnet binds 127.0.0.1 until the host-address work lands; the
-  report says so).
+- attest: one ledger transaction (endorse, order into a block, commit status) from the MPC host mpc0
+  to the embedded ledger (devnet + chaincode server) on the ledger host (`fedchain network up --hosts
+  --only chaincode|devnet`): RegisterParticipant by the operator, the same path as AttestResult
+  (fedchain_mpc.wan_services.ledger_tx says why not AttestResult itself).
 
 Reported per phase: wall seconds (max over nodes), CPU seconds (max over nodes), bytes sent (sum
 over nodes, payload as MPyC counts it), sequential rounds (fedchain_mpc.rounds; max over nodes), and
@@ -61,6 +63,7 @@ class WanSettings:
     reps: int = 1
     seed: int = 0
     upload: bool = True
+    attest: bool = True
 
 
 def default_policy(reference: np.ndarray) -> Any:
@@ -182,6 +185,54 @@ class _UploadWorld:
                 proc.wait()
 
 
+FEDCHAIN = [sys.executable, "-c", "import sys; from fedchain.cli.main import main; sys.exit(main())"]
+LEDGER_BASE_PORT = 7050
+
+
+class _LedgerWorld:
+    """The embedded ledger (devnet + chaincode server) on the ledger host, reached from mpc0's host."""
+
+    def __init__(self, root: Path, topo: netns.Topology) -> None:
+        self.root, self.topo = root, topo
+        self.started: list[str] = []
+        self.count = 0
+
+    def start(self) -> None:
+        addr = self.topo.address
+        hosts = self.root.with_name("ledger-hosts.json")
+        hosts.write_text(json.dumps({"ledger": addr("ledger"), "chaincode": addr("ledger"),
+                                     "mpc": [addr(f"mpc{j}") for j in range(3)]}))
+        for only in ("chaincode", "devnet"):
+            extra = ["--hosts", str(hosts), "--base-port", str(LEDGER_BASE_PORT)] if only == "chaincode" else []
+            done = self.topo.run("ledger", [*FEDCHAIN, "network", "up", "--network", str(self.root), *extra,
+                                            "--only", only], capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(f"ledger host: network up --only {only}: {done.stderr[-2000:]}")
+            self.started.append(only)
+
+    def attest(self) -> dict[str, float]:
+        """One ledger transaction from mpc0's host (see wan_services.ledger_tx): wall/CPU and bytes both ways."""
+        self.count += 1
+        cfg = self.root.with_name(f"ledger-tx{self.count}.json")
+        cfg.write_text(json.dumps({"network": str(self.root), "name": f"wan{self.count}"}))
+        relay0 = self.topo.relay_stats()
+        done = self.topo.run("mpc0", [sys.executable, "-m", "fedchain_mpc.wan_services", "ledger-tx", str(cfg)],
+                             capture_output=True, text=True, timeout=300)
+        relay1 = self.topo.relay_stats()
+        if done.returncode != 0:
+            raise RuntimeError(f"ledger transaction failed: {done.stderr[-2000:]}")
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        sent = sum(relay1["hosts"][h]["bytes"] - relay0["hosts"][h]["bytes"] for h in ("mpc0", "ledger"))
+        return {"wall_s": got["wall_s"], "cpu_s": got["cpu_s"], "connect_s": got["connect_s"], "bytes": sent,
+                "rounds": 0, "code": got["code"]}
+
+    def stop(self) -> None:
+        for only in reversed(self.started):
+            self.topo.run("ledger", [*FEDCHAIN, "network", "down", "--network", str(self.root), "--only", only],
+                          capture_output=True, timeout=120)
+        self.started.clear()
+
+
 def _phase_table(outs: list[dict], rnds: list[dict]) -> dict[str, dict[str, float]]:
     """Per MPC phase: wall/CPU max over nodes, bytes summed over nodes, rounds max over nodes."""
     names = [k for k in outs[0]["phases"] if k not in ("load", "total")]
@@ -210,10 +261,12 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
         upload_ctx = (_UploadWorld(Path(tmp) / "upload", topo, settings.clients, settings.dim)
                       if settings.upload else None)
         round_id = 0
-        attest_ctx: Any = None  # see the module docstring: not measured yet
+        attest_ctx = _LedgerWorld(Path(tmp) / "ledger", topo) if settings.attest else None
         try:
             if upload_ctx is not None:
                 upload_ctx.start()
+            if attest_ctx is not None:
+                attest_ctx.start()
             for rtt in settings.rtts_ms:
                 topo.set_rtt(rtt)
                 reps = []
@@ -238,7 +291,7 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
                     phases["mpc_checks"] = _merge(table, checks)
                     phases["aggregate"] = _merge(table, ["aggregate"])
                     if attest_ctx is not None:
-                        phases["attest"] = attest_ctx.attest(round_id, outs[0])
+                        phases["attest"] = attest_ctx.attest()
                     accept = [outs[0]["verdicts"][f"h{i}"]["accept"] for i in range(settings.clients)]
                     from fedchain_mpc import plaintext
 
@@ -259,6 +312,8 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
         finally:
             if upload_ctx is not None:
                 upload_ctx.stop()
+            if attest_ctx is not None:
+                attest_ctx.stop()
     base = next((r for r in results if r["rtt_ms"] == 0), None)
     for r in results:
         if base is not None and r["rtt_ms"] > 0:
@@ -273,7 +328,8 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
 def _median_rep(reps: list[dict], rtt: float) -> dict:
     phases = {}
     for k in reps[0]["phases"]:
-        phases[k] = {f: statistics.median(r["phases"][k][f] for r in reps) for f in reps[0]["phases"][k]}
+        phases[k] = {f: statistics.median(r["phases"][k][f] for r in reps) for f, v in reps[0]["phases"][k].items()
+                     if isinstance(v, (int, float))}
     mpc_phases = {}
     for k in reps[0]["mpc_phases"]:
         mpc_phases[k] = {f: statistics.median(r["mpc_phases"][k][f] for r in reps) for f in reps[0]["mpc_phases"][k]}

@@ -2,6 +2,7 @@
 
     python -m fedchain_mpc.wan_services intake CONFIG_JSON   # on an MPC host: the real share intake
     python -m fedchain_mpc.wan_services upload CONFIG_JSON   # on the hospital host: every hospital uploads
+    python -m fedchain_mpc.wan_services ledger-tx CONFIG_JSON  # on an MPC host: one ledger transaction
 
 The intake is fedchain_mpc.intake (gRPC, mutual TLS with the consortium's certificates, the node's
 signed receipts, durable store) unchanged; only its ledger view is a snapshot (every hospital
@@ -93,12 +94,36 @@ def upload(config: dict[str, Any]) -> int:
     return 0
 
 
+def ledger_tx(config: dict[str, Any]) -> int:
+    """One transaction through the Fabric Gateway of the ledger host (endorse, submit, wait for the commit):
+    RegisterParticipant of a fresh hospital identity by the operator. AttestResult takes the same path
+    (one Submit under the same endorsement policy) but needs a closed round, which this benchmark does
+    not run. Prints {"connect_s", "wall_s", "cpu_s", "code"}."""
+    from fedchain.fl_client import FLClient, participant_entry
+    from fedchain.identity import Consortium
+    from fedchain.netconfig import load_network
+
+    directory = config["network"]
+    cfg = load_network(directory)
+    cons = Consortium.load(f"{directory}/crypto")
+    ident = cons.enroll(cons.orgs[0].msp_id, config["name"], "hospital")
+    cpu0, t0 = _cpu(), time.perf_counter()
+    with cfg.connect("operator") as gw:
+        client = FLClient(cfg.contract(gw))
+        t1 = time.perf_counter()
+        result = client.register_participant(participant_entry(config["name"], ident, "hospital", sample_cap=100))
+        t2 = time.perf_counter()
+    code = getattr(result, "validation_code_name", None) or str(result)[:40]
+    print(json.dumps({"connect_s": t1 - t0, "wall_s": t2 - t1, "cpu_s": _cpu() - cpu0, "code": code}), flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("intake", "upload"):
+    actions = {"intake": intake, "upload": upload, "ledger-tx": ledger_tx}
+    if len(argv) != 2 or argv[0] not in actions:
         print(__doc__, file=sys.stderr)
         return 2
-    config = json.loads(Path(argv[1]).read_text())
-    return intake(config) if argv[0] == "intake" else upload(config)
+    return actions[argv[0]](json.loads(Path(argv[1]).read_text()))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--dim", type=int, default=100_000, help="update length D (default 100000)")
     w.add_argument("--reps", type=int, default=1, help="repetitions per RTT, medians reported (default 1)")
     w.add_argument("--no-upload", action="store_true", help="skip the share upload over the real mTLS intake")
+    w.add_argument("--no-attest", action="store_true", help="skip the ledger transaction (no ledger host started)")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--json", type=Path, help="write the full report here")
     w.set_defaults(func=_run_wan)
@@ -68,7 +69,8 @@ def _run_wan(args: argparse.Namespace) -> int:
     from fedchain_mpc import bench_wan  # CLI layer may import the node package
 
     settings = bench_wan.WanSettings(rtts_ms=rtts, rate=rate, clients=args.clients, dim=args.dim, reps=args.reps,
-                                     seed=args.seed, upload=not args.no_upload)
+                                     seed=args.seed, upload=not args.no_upload,
+                                     attest=not args.no_attest)
     report = bench_wan.run(settings)
     print(bench_wan.table(report))
     if args.json:
