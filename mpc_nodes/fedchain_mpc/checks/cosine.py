@@ -14,10 +14,10 @@ mpcops.mul_trunc (no random bits, no bit decomposition, unlike MPyC's division),
 runs the same iteration from the same start, so both decide on the same number (up to 2^-15
 rounding).
 
-Rounds: y0 within a factor 2^(1/8) of 1/sqrt(N') (relative error e0 > -0.083) makes 3 Newton steps
-reach |e| < 4e-8 (e <- -1.5 e^2 - 0.5 e^3); the former start within a factor 2 needed 5 steps for
-1e-6. More comparisons in the one start batch (47 instead of 6 per row, the same rounds) buy 4 fewer
-sequential openings.
+Rounds: y0 within a factor 2^(1/4) of 1/sqrt(N') (relative error e0 > -0.16) makes 3 Newton steps
+reach |e| < 6e-6 (e <- -1.5 e^2 - 0.5 e^3), below the fixed-point resolution 2^-16 = 1.5e-5 of the
+result; the former start within a factor 2 needed 5 steps (1e-6). More comparisons in the one start
+batch (23 instead of 6 per row, the same rounds) buy 4 fewer sequential openings.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from fedchain_mpc import field as ff
 
 from .base import Check, PlainRound
 
-GRID = 8  # start levels per factor 2 of y: y0 = 2^(J / GRID)
+GRID = 4  # start levels per factor 2 of y: y0 = 2^(J / GRID)
 EPS = 1.0 / 4096  # added to N / b^2: keeps y <= 64 (in the fixed-point range) even for a zero update
-START_LEVELS = 6 * GRID - 1  # thresholds 2^(-k / (GRID / 2)) > EPS on N': y0 <= 2^(47/8) < 64
-NEWTON_STEPS = 3  # from within a factor 2^(1/8): 4e-8 relative (see the module docstring)
+START_LEVELS = 6 * GRID - 1  # thresholds 2^(-k / (GRID / 2)) > EPS on N': y0 <= 2^(23/4) < 64
+NEWTON_STEPS = 3  # from within a factor 2^(1/4): 6e-6 relative (see the module docstring)
 
 
 def start_value(levels: np.ndarray) -> np.ndarray:
@@ -50,7 +50,7 @@ def level_thresholds() -> np.ndarray:
 def cosine_plain(xr: np.ndarray, n2: np.ndarray, b: float) -> np.ndarray:
     """The MPC rule's cosine, in float64: (x.r / b) * y with y ~ 1 / sqrt(N / b^2 + EPS) by Newton's
     iteration y <- 1.5 y - (h y) y^2 (h = N' / 2) from y0 = 2^(J / GRID), J = #{k: N' < 2^(-2k / GRID)},
-    which is within a factor 2^(1/8) of the answer, so NEWTON_STEPS = 3 steps reach 4e-8."""
+    which is within a factor 2^(1/4) of the answer, so NEWTON_STEPS = 3 steps reach 6e-6."""
     h = n2 / (2 * b * b) + EPS / 2
     levels = sum((2 * h < t).astype(int) for t in level_thresholds())
     y = start_value(levels)

@@ -104,12 +104,14 @@ class Outlier(Check):
 
     def prepare(self, rnd: Any, rows: np.ndarray, decided: int) -> None:
         """After the range stage (rows validated: in range), start the Gram truncation and the pairwise rank
-        comparisons of the Multi-Krum rule for those rows, plus each distance against the cap. They run
-        during the norm/cosine stage; when that stage has removed rows, mpc() turns the comparisons into
-        the ones over the final rows with public masks (a removed row's distances become cap, and
-        [cap < D] and [D < cap] are among the prepared bits), so the result is the same rule.
-        Openings: truncations and comparisons of range-validated rows' values only (each hidden by its
-        mask like those of mpc()); nothing is opened per row beyond masked values."""
+        comparisons of the Multi-Krum rule for those rows. They run during the norm/cosine stage; when that
+        stage has removed rows, mpc() turns the comparisons into the ones over the final rows with public
+        masks: a removed row's distances become cap, and an eligible pair's distance is at most cap
+        (||x_i - x_j|| <= 2b, the range/norm bound), so [cap < D] = 0 and [D < cap] = 1, except for a
+        distance within the truncation noise (a few 2^-16 units) of cap, where the order of two values
+        that differ by that noise may flip: the score then differs by at most that noise, which the
+        rule has anyway (every distance carries it). Openings: truncations and comparisons of
+        range-validated rows' values only (each hidden by its mask like those of mpc())."""
         from fedchain_mpc import mpcops
 
         pol = rnd.policy
@@ -124,9 +126,7 @@ class Outlier(Check):
         mine = dist[rows]
         a, b = np.triu_indices(n, 1)
         before = mpcops.lt0(mine[:, b] - mine[:, a], cap)  # 1: column b precedes column a
-        over = mpcops.lt0(cap - mine, cap)  # [D > cap]
-        under = mpcops.lt0(mine - cap, cap)  # [D < cap]
-        rnd.prepared["outlier"] = (rows, dist, before, over, under)
+        rnd.prepared["outlier"] = (rows, dist, before)
 
     def _prepared_score(self, rnd: Any, rows: np.ndarray, cap: int, kk: int) -> Any:
         """Multi-Krum scores (n,) from the prepared comparisons, for the final eligible rows ⊆ prepared rows."""
@@ -135,7 +135,7 @@ class Outlier(Check):
         from fedchain_mpc import mpcops
 
         n = rnd.n
-        rows1, dist1, before1, over1, under1 = rnd.prepared["outlier"]
+        rows1, dist1, before1 = rnd.prepared["outlier"]
         pos = {int(i): k for k, i in enumerate(rows1)}
         sel = np.array([pos[int(i)] for i in rows], dtype=np.int64)
         elig1 = np.zeros(n, dtype=bool)
@@ -145,9 +145,9 @@ class Outlier(Check):
         dropped = elig1 & ~elig  # their distances become cap
         a, b = np.triu_indices(n, 1)
         keep = (~(dropped[a] | dropped[b])).astype(np.int64)  # same distances as prepared
-        use_over = (dropped[b] & elig[a]).astype(np.int64)  # [cap < D_a]
-        use_under = (dropped[a] & elig[b]).astype(np.int64)  # [D_b < cap]; both dropped/ineligible: 0
-        before = before1[sel] * keep + over1[sel][:, a] * use_over + under1[sel][:, b] * use_under
+        # a dropped, b eligible: [D_b < cap] = 1; b dropped, a eligible: [cap < D_a] = 0; both cap: 0
+        to_one = (dropped[a] & elig[b]).astype(np.int64)
+        before = before1[sel] * keep + to_one
         to_count = np.zeros((a.size, n), dtype=np.int64)  # rank_j = #columns preceding j (as sum_smallest)
         to_count[np.arange(a.size), a] = 1
         to_count[np.arange(a.size), b] = -1
