@@ -6,7 +6,6 @@ without importing the MPC node package (DESIGN §1); the checks that read it are
 """
 
 from .policy import (
-    COSINE_NEWTON_STEPS,
     FACTOR_DEN,
     REASONS,
     REL_DEN,
@@ -15,4 +14,4 @@ from .policy import (
     VerificationPolicy,
 )
 
-__all__ = ["COSINE_NEWTON_STEPS", "FACTOR_DEN", "REASONS", "REL_DEN", "VALUE_LIMIT", "PolicyError", "VerificationPolicy"]
+__all__ = ["FACTOR_DEN", "REASONS", "REL_DEN", "VALUE_LIMIT", "PolicyError", "VerificationPolicy"]

@@ -57,7 +57,6 @@ REL_DEN = 64  # relative norm / cosine factors are compared as squares in multip
 VALUE_LIMIT = 2.0 ** 15  # |values| the 32/16 fixed-point checks may handle (norms², distances)
 MIN_SOUND_VECTORS = 41  # 2^-41 < 2^-40: a half-integer passes each range test with probability 1/2
 MAX_VALUE_BOUND = 63.9  # 4 b^2 * 2 < 2^15: outlier distances stay in the fixed-point range
-COSINE_NEWTON_STEPS = 5  # y <- y (3 - N y^2) / 2 from within a factor 2 of 1/||x||: 2^-17
 MAX_INFERENCE_BATCH = 256  # images per validation batch the MPC inference check accepts
 MAX_RANGE_BITS = 44  # projections at scale 2^16 with |v| < 2^(l-1): l + 30 (MPyC's -K) + 4 < 80
 
