@@ -326,6 +326,29 @@ class FLContract(Chaincode):
         return {"round_id": round_id, "sha256": meta["sha256"], "size": meta["size"],
                 "model_spec": meta["model_spec"], "model_b64": base64.b64encode(data).decode("ascii")}
 
+    # ------------------------------------------- public inputs declared by CreateRound
+    @staticmethod
+    def _check_declared_blob(tx: Tx, rnd: dict[str, Any], data: bytes, what: str, hash_field: str,
+                             meta_key: str) -> str:
+        """The rules the reference and the validation batch share; returns the bytes' SHA-256.
+
+        Accepted while OPEN, and CLOSED too until a node attests: the hash was fixed by CreateRound, so
+        publishing late changes nothing the verdicts depend on, and an operator restarted after the
+        deadline can still unblock the round. Published once, and only the declared bytes."""
+        round_id = rnd["round_id"]
+        if rnd["state"] not in (OPEN, CLOSED) or rnd["attestations"]:
+            raise ContractError(f"round {round_id} is {rnd['state']}{' and attested' if rnd['attestations'] else ''}; "
+                                f"a {what} is published only while OPEN or CLOSED before any attestation", 409)
+        want = (rnd.get("hyperparameters") or {}).get(hash_field)
+        if not want:
+            raise ContractError(f"round {round_id} declares no hyperparameters.{hash_field}", 409)
+        if tx.get_json(meta_key) is not None:
+            raise ContractError(f"the {what} of round {round_id} is already published", 409)
+        got = _sha256(data)
+        if got != want:
+            raise ContractError(f"{what} SHA-256 {got} does not match the round's {hash_field} {want}")
+        return got
+
     # ----------------------------------------------------------- FLTrust reference
     @transaction
     def tx_PublishReference(self, tx: Tx, params: list[str]) -> dict[str, Any]:
@@ -336,19 +359,7 @@ class FLContract(Chaincode):
         round_id = v.round_id(params[0])
         data = v.model_bytes(params[1], cons["max_model_bytes"])
         rnd = self._round(tx, round_id)
-        # CLOSED too, until a node attests: the hash was fixed by CreateRound, so publishing late changes
-        # nothing the verdicts depend on, and an operator restarted after the deadline can still unblock it
-        if rnd["state"] not in (OPEN, CLOSED) or rnd["attestations"]:
-            raise ContractError(f"round {round_id} is {rnd['state']}{' and attested' if rnd['attestations'] else ''}; "
-                                f"a reference is published only while OPEN or CLOSED before any attestation", 409)
-        want = (rnd.get("hyperparameters") or {}).get("reference_sha256")
-        if not want:
-            raise ContractError(f"round {round_id} declares no hyperparameters.reference_sha256", 409)
-        if tx.get_json(keys.reference(round_id)) is not None:
-            raise ContractError(f"the reference of round {round_id} is already published", 409)
-        got = _sha256(data)
-        if got != want:
-            raise ContractError(f"reference SHA-256 {got} does not match the round's reference_sha256 {want}")
+        got = self._check_declared_blob(tx, rnd, data, "reference", "reference_sha256", keys.reference(round_id))
         param_count = int(rnd["model_spec"]["param_count"])
         if len(data) != 4 * param_count:
             raise ContractError(f"reference has {len(data)} bytes; a float32 vector of {param_count} parameters "
@@ -382,19 +393,8 @@ class FLContract(Chaincode):
         enabled, max_batch = v.inference_settings(rnd.get("policy") or {}, "round policy")
         limit = min(int(cons["max_model_bytes"]), v.validation_max_bytes(max_batch))
         data = v.model_bytes(params[1], limit, "validation_b64")
-        # CLOSED too, until a node attests: the hash was fixed by CreateRound (as for the reference)
-        if rnd["state"] not in (OPEN, CLOSED) or rnd["attestations"]:
-            raise ContractError(f"round {round_id} is {rnd['state']}{' and attested' if rnd['attestations'] else ''}; "
-                                f"a validation batch is published only while OPEN or CLOSED before any attestation",
-                                409)
-        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
-        if not want:
-            raise ContractError(f"round {round_id} declares no hyperparameters.validation_sha256", 409)
-        if tx.get_json(keys.validation(round_id)) is not None:
-            raise ContractError(f"the validation batch of round {round_id} is already published", 409)
-        got = _sha256(data)
-        if got != want:
-            raise ContractError(f"validation batch SHA-256 {got} does not match the round's validation_sha256 {want}")
+        got = self._check_declared_blob(tx, rnd, data, "validation batch", "validation_sha256",
+                                        keys.validation(round_id))
         batch = v.validation_batch_size(data, max_batch)
         if enabled and batch != max_batch:  # the nodes' check runs on exactly policy.inference_batch images
             raise ContractError(f"validation batch has {batch} images; the round's policy.inference_batch is "
