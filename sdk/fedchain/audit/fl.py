@@ -317,6 +317,33 @@ class FLAuditor:
             return None
         return self._round(rid)
 
+    def _check_publication(self, rec: TxRecord, rnd: RoundAudit, what: str, hash_field: str, again: bool,
+                           got: str | None, want: str | None) -> None:
+        """The contract's rules for a public input CreateRound declared (reference, validation batch): OPEN,
+        or CLOSED until a node attests (the hash was fixed by CreateRound); once; the declared bytes."""
+        rid = rnd.round_id
+        if rnd.state not in ("OPEN", "CLOSED") or rnd.attestations:
+            self._find(rec, f"{what} published for round {rid} while {rnd.state}"
+                            f"{' after an attestation' if rnd.attestations else ''}")
+        if again:
+            self._find(rec, f"{what} of round {rid} published twice")
+        if not want:
+            self._find(rec, f"{what} published for round {rid}, which declares no hyperparameters.{hash_field}")
+        elif got != want:
+            self._find(rec, f"{what} published for round {rid} hashes to {got}, not the round's declared "
+                            f"{hash_field} {want}")
+
+    def _judged_without(self, rnd: RoundAudit, flag: str, published: object, message: str) -> None:
+        """A finding when a round whose policy sets `flag` was attested with judged updates (not only
+        unjudged rejections such as a missing share) but its public input was never published."""
+        if rnd.round_id <= 0 or not (rnd.created or {}).get(flag) or not rnd.attestations or published is not None:
+            return
+        judged = any(a["key"][1] or any(r not in UNJUDGED_REASONS for r in a["rejected"].values())
+                     for a in rnd.attestations.values())
+        if judged:
+            first = min(rnd.attestations.values(), key=lambda a: a["block"])
+            self.result.findings.append(Finding(first["block"], first["tx_id"], message))
+
     def _on_PublishReference(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
         rnd = self._round_arg(rec)
         if rnd is None:
@@ -326,17 +353,7 @@ class FLAuditor:
         got = hashlib.sha256(data).hexdigest() if data is not None else None
         created = rnd.created or {}
         want, param_count = created.get("reference_sha256"), created.get("param_count")
-        if rnd.state not in ("OPEN", "CLOSED") or rnd.attestations:
-            # CLOSED is fine until a node attests: the hash was fixed by CreateRound
-            self._find(rec, f"reference published for round {rid} while {rnd.state}"
-                            f"{' after an attestation' if rnd.attestations else ''}")
-        if rnd.reference is not None:
-            self._find(rec, f"reference of round {rid} published twice")
-        if not want:
-            self._find(rec, f"reference published for round {rid}, which declares no hyperparameters.reference_sha256")
-        elif got != want:
-            self._find(rec, f"reference published for round {rid} hashes to {got}, not the round's declared "
-                            f"reference_sha256 {want}")
+        self._check_publication(rec, rnd, "reference", "reference_sha256", rnd.reference is not None, got, want)
         if data is not None and param_count is not None and len(data) != 4 * param_count:
             self._find(rec, f"reference of round {rid} has {len(data)} bytes; a float32 vector of {param_count} "
                             f"parameters has {4 * param_count}")
@@ -344,18 +361,11 @@ class FLAuditor:
             rnd.reference = {"sha256": got, "tx_id": rec.info.tx_id, "matches": bool(want) and got == want}
 
     def _check_reference_used(self, rnd: RoundAudit) -> None:
-        """Cosine verdicts are only as good as the reference they compared with: it must be on the ledger."""
-        if rnd.round_id <= 0 or not (rnd.created or {}).get("cosine_enabled") or not rnd.attestations:
-            return
-        # a round whose every update was rejected without being judged (no reference declared, share missing)
-        # had no cosine verdicts at all
-        judged = any(a["key"][1] or any(r not in UNJUDGED_REASONS for r in a["rejected"].values())
-                     for a in rnd.attestations.values())
-        if rnd.reference is None and judged:
-            first = min(rnd.attestations.values(), key=lambda a: a["block"])
-            self.result.findings.append(Finding(first["block"], first["tx_id"], (
-                f"round {rnd.round_id} checks cosine similarity (policy cosine_enabled) and was attested, but no "
-                f"reference was published for it: its cosine verdicts had no audited reference")))
+        """Cosine verdicts are only as good as the reference they compared with: it must be on the ledger
+        (a round whose every update was rejected unjudged, e.g. no reference declared, had no cosine verdicts)."""
+        self._judged_without(rnd, "cosine_enabled", rnd.reference, (
+            f"round {rnd.round_id} checks cosine similarity (policy cosine_enabled) and was attested, but no "
+            f"reference was published for it: its cosine verdicts had no audited reference"))
 
     def _on_PublishValidationBatch(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
         """Like PublishReference; the bytes must also be a canonical batch the round's model can be run on."""
@@ -367,17 +377,8 @@ class FLAuditor:
         got = hashlib.sha256(data).hexdigest() if data is not None else None
         created = rnd.created or {}
         want = created.get("validation_sha256")
-        if rnd.state not in ("OPEN", "CLOSED") or rnd.attestations:
-            self._find(rec, f"validation batch published for round {rid} while {rnd.state}"
-                            f"{' after an attestation' if rnd.attestations else ''}")
-        if rnd.validation is not None:
-            self._find(rec, f"validation batch of round {rid} published twice")
-        if not want:
-            self._find(rec, f"validation batch published for round {rid}, which declares no "
-                            f"hyperparameters.validation_sha256")
-        elif got != want:
-            self._find(rec, f"validation batch published for round {rid} hashes to {got}, not the round's declared "
-                            f"validation_sha256 {want}")
+        self._check_publication(rec, rnd, "validation batch", "validation_sha256", rnd.validation is not None,
+                                got, want)
         batch = None
         if data is not None:
             batch, problem = _decode_batch(data, created)
@@ -389,16 +390,10 @@ class FLAuditor:
 
     def _check_validation_used(self, rnd: RoundAudit) -> None:
         """Inference verdicts are only as good as the batch they ran on: it must be on the ledger."""
-        if rnd.round_id <= 0 or not (rnd.created or {}).get("inference_enabled") or not rnd.attestations:
-            return
-        judged = any(a["key"][1] or any(r not in UNJUDGED_REASONS for r in a["rejected"].values())
-                     for a in rnd.attestations.values())
-        if rnd.validation is None and judged:
-            first = min(rnd.attestations.values(), key=lambda a: a["block"])
-            self.result.findings.append(Finding(first["block"], first["tx_id"], (
-                f"round {rnd.round_id} runs the encrypted-inference check (policy inference_enabled) and was "
-                f"attested, but no validation batch was published for it: its inference verdicts had no audited "
-                f"batch")))
+        self._judged_without(rnd, "inference_enabled", rnd.validation, (
+            f"round {rnd.round_id} runs the encrypted-inference check (policy inference_enabled) and was "
+            f"attested, but no validation batch was published for it: its inference verdicts had no audited "
+            f"batch"))
 
     # --- updates and closing ------------------------------------------------------------------
     def _on_SubmitUpdate(self, rec: TxRecord, when: str | None) -> None:  # noqa: N802
