@@ -123,7 +123,7 @@ def test_rtt_rate_isolation_and_cleanup() -> None:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"ft{os.getpid() % 100000}" not in links
     for pid in server_pids:
-        assert not netns._pid_alive(pid) or netns._reaped(pid)
+        assert not netns.pid_alive(pid) or netns._reaped(pid)
 
 
 @needs_netns

@@ -58,6 +58,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .process import pid_alive
+
 DEFAULT_PREFIX = "fcns"
 DEFAULT_SUBNET = "10.77.0.0/24"
 NETNS_RUN_DIR = Path("/var/run/netns")
@@ -117,16 +119,6 @@ def list_namespaces() -> list[str]:
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_namespace_pids(namespace: str) -> None:
     out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
     pids = [int(p) for p in out.stdout.split() if p.isdigit()]
@@ -138,7 +130,7 @@ def _kill_namespace_pids(namespace: str) -> None:
                 pass
         deadline = time.monotonic() + 3.0
         while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if _pid_alive(p) and not _reaped(p)]
+            pids = [p for p in pids if pid_alive(p) and not _reaped(p)]
             if pids:
                 time.sleep(0.05)
         if not pids:
@@ -173,13 +165,13 @@ def cleanup_stale(prefix: str = DEFAULT_PREFIX) -> list[str]:
     pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)-")
     for name in list_namespaces():
         m = pattern.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _delete_namespace(name)
             removed.append(name)
     if NETNS_ETC_DIR.is_dir():
         for entry in NETNS_ETC_DIR.iterdir():
             m = pattern.match(entry.name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 shutil.rmtree(entry, ignore_errors=True)
     return removed
 
