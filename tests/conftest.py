@@ -19,6 +19,19 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True)
+def _mpyc_without_pickle() -> Iterator[None]:
+    """In-process (one-party) MPyC runs use the same pickle-free wire as the party processes, so a value
+    the codec cannot carry fails here too (fedchain_mpc.safe_wire)."""
+    import sys
+
+    if "mpyc.runtime" in sys.modules:
+        from fedchain_mpc.safe_wire import harden
+
+        harden()
+    yield
+
+
 def find_free_port_base(span: int = 30) -> int:
     """A base port with `span` free ports after it (embedded networks use base+1 .. base+22)."""
     rng = random.Random()

@@ -56,4 +56,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    from fedchain_mpc.safe_wire import harden
+
+    harden()  # every party: no pickle on the wire
     mpc.run(main())

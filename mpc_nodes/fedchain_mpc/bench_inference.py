@@ -251,4 +251,7 @@ class _Spec:
 if __name__ == "__main__":
     from mpyc.runtime import mpc as _mpc
 
+    from fedchain_mpc.safe_wire import harden
+
+    harden()  # no pickle between parties (every party of the run)
     _mpc.run(_party(os.environ[INPUT_ENV]))

@@ -8,6 +8,10 @@ Launch (one process per node, same -P list everywhere, MPyC parses argv; add no 
 With `-M1` (or no -P) it runs as one party (t = 0): then each share row must be the secret
 itself (recombine first); used by fast unit tests.
 
+Before the run, main() binds the party listener to its own -P host (mpyc_bind) and replaces MPyC's
+pickle with safe_wire (no pickle between parties; every party of a run must use it, which all
+entries that start parties through main() do: the node's runner, bench, wan_party).
+
 Job file (JSON, written by the node service):
     {
       "round_id": "r1",
@@ -270,8 +274,10 @@ def main() -> int:
         print(f"{JOB_ENV} must name the job file", file=sys.stderr)
         return 2
     from fedchain_mpc.mpyc_bind import bind_party_listener
+    from fedchain_mpc.safe_wire import harden
 
     bind_party_listener(mpc)
+    harden()  # no pickle between parties: every party of the run must do this before mpc.start()
     try:
         job = load_job(path)
         result = mpc.run(run_job(job))

@@ -4,6 +4,8 @@ MPyC 0.11 calls `loop.create_server(factory, port=...)` without a host, so a par
 all interfaces whatever `-P` says. Our rule is that every listener binds where it was told
 (127.0.0.1 by default), so before `mpc.run` we make the runtime's loop pass the host of this
 party's own `-P host:port` entry. MPyC's `--ssl` (client certificates required) still applies.
+The other hardening of MPyC's runtime, no pickle between parties, is fedchain_mpc.safe_wire;
+mpc_program.main does both before the run.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ With TLS between parties (`--ssl`), MPyC reads `.config/party_<i>.crt|.key` and
 for the host name `MPyC party <j>`; `issue_party_tls` makes such a certificate from the
 consortium's TLS CA and `prepare_run_dir` puts the files where MPyC looks.
 MPyC alone would listen on all interfaces; mpc_program binds the listener to this party's own -P host
-(mpyc_bind), so a node's party is reachable only at its configured address.
+(mpyc_bind), so a node's party is reachable only at its configured address, and decodes what peers
+send with safe_wire instead of MPyC's pickle.
 """
 
 from __future__ import annotations

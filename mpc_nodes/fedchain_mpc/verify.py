@@ -19,7 +19,9 @@ Order of work (every party calls verify_and_aggregate with its own share rows):
    produce (non-finite, ||.|| above the bound every accepted update met) gives outcome
    "aggregate_out_of_range": the nodes attest no model and the round ends DISPUTED.
 
-Security model: MPyC's (passive, honest majority t < m/2; malicious nodes are out of scope).
+Security model: MPyC's (passive, honest majority t < m/2; malicious nodes are out of scope for
+privacy and correctness). What a peer sends is decoded by safe_wire, never unpickled, so a malicious
+node cannot run code on the others.
 Revealed: the seed (public randomness, after sealing), per hospital one reason code, and the
 aggregate (if outcome ok).
 """
@@ -48,6 +50,7 @@ from fedchain_mpc.pipeline import (
     aggregate_is_sane,
     require_inference,
 )
+from fedchain_mpc.safe_wire import require_hardened
 
 __all__ = ["MPCResult", "degree_ok", "verify_and_aggregate"]
 
@@ -188,8 +191,10 @@ async def verify_and_aggregate(hi: np.ndarray, lo: np.ndarray, n_samples: list[i
     joint_randomness=False uses it as the seed itself (tests that need a fixed seed only).
     inference: the round's model spec, base model and public validation batch (checks/inference.py);
     required if policy.inference_enabled (ValueError otherwise, before any MPC work).
-    Must be called between mpc.start() and mpc.shutdown().
+    Must be called between mpc.start() and mpc.shutdown(), with safe_wire.harden() done before the
+    start when there are peers (RuntimeError otherwise: MPyC would unpickle what they send).
     """
+    require_hardened(mpc)
     require_inference(policy, inference)
     clock = _Clock()
     n, d = lo.shape
