@@ -204,3 +204,36 @@ def test_orderer_cuts_by_preferred_max_bytes():
     assert done.wait(5)
     orderer.stop()
     assert batches == [[400, 400], [400], [5000], [10]]
+
+
+def test_chain_info_names_one_block_while_a_block_is_being_committed(tmp_path):
+    """GetChainInfo between the block file append and the header update must still describe one block:
+    height - 1's own hash and previous hash (before the fix it paired the new height with the old header,
+    and MPC nodes remembered a wrong hash for a block and refused the ledger as forked)."""
+    from fedchain.ledger import block_header_hash
+
+    consortium = generate_consortium(tmp_path / "crypto", ("Org1",))
+    cfg_path = tmp_path / "devnet.json"
+    cfg_path.write_text(json.dumps(make_devnet_config(consortium, tmp_path / "ledger")))
+    node = Node(load_config(cfg_path))
+    node.open_ledger()
+    ledger = node.ledger
+    node.ledger.commit([b"\x0a\x03bad"])
+    seen = []
+    apply_block = ledger.state.apply_block
+
+    def apply_and_look(*args, **kwargs):
+        seen.append(ledger.chain_info())  # the new block is in the file; its header is not published yet
+        return apply_block(*args, **kwargs)
+
+    ledger.state.apply_block = apply_and_look
+    for _ in range(3):
+        ledger.commit([b"\x0a\x03bad"])
+    ledger.state.apply_block = apply_block
+    seen.append(ledger.chain_info())
+    for info in seen:
+        header = ledger.block(info.height - 1).header
+        assert bytes(info.currentBlockHash) == block_header_hash(header)
+        assert bytes(info.previousBlockHash) == bytes(header.previous_hash)
+    assert [info.height for info in seen] == [2, 3, 4, 5]
+    ledger.close()

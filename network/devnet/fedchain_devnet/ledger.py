@@ -219,9 +219,12 @@ class Ledger:
         return common_pb2.Block.FromString(self.blocks.get(number))
 
     def chain_info(self) -> ledger_pb2.BlockchainInfo:
+        """Height and hashes of one and the same block. The height comes from the last committed header, not
+        from the block file: a block is appended to the file before its header becomes `_last_header`, and a
+        height one ahead of the header made clients remember the wrong hash for a block (a false "fork")."""
         with self._cv:
-            height = self.blocks.height
             last = self._last_header
+            height = int(last.number) + 1 if last is not None else self.blocks.height
         prev = bytes(last.previous_hash) if last is not None else b""
         return ledger_pb2.BlockchainInfo(height=height, currentBlockHash=block_header_hash(last) if last else b"",
                                          previousBlockHash=prev)
