@@ -9,6 +9,7 @@ Until that transaction is committed the MPC nodes wait and `fedchain demo` refus
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def default_policy(min_accepted: int) -> dict:
     return json.loads(VerificationPolicy(min_accepted=min_accepted).to_json())
 
 
+LAGGING_PEER_WAIT_S = 30.0  # how long the other orgs' peers may take to commit InitConsortium
+
+
 def bootstrap_ledger(directory: Path, plan: ConsortiumPlan) -> bool:
     """InitConsortium and register the auditor, as the wallet's operator, through D/network.json.
 
@@ -72,5 +76,16 @@ def bootstrap_ledger(directory: Path, plan: ConsortiumPlan) -> bool:
         except GatewayError:
             pass  # not initialised yet (the contract refuses queries before InitConsortium)
         client.init_consortium(plan.init_args(wallet))
-        client.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
+        auditor = participant_entry("auditor", wallet.get("auditor"), "auditor")
+        deadline = time.monotonic() + LAGGING_PEER_WAIT_S
+        while True:
+            try:
+                client.register_participant(auditor)
+                break
+            except GatewayError as exc:
+                # Submit returned once the gateway's own peer committed InitConsortium; under a policy that
+                # needs every org, another org's peer may not have it yet and answers "not initialized"
+                if "not initialized" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     return True
