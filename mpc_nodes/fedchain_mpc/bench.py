@@ -25,6 +25,7 @@ from fedchain.sharing import ShareHeader, encode, sha256_hex, share_bytes, split
 from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import plaintext
+from fedchain_mpc.mpc_program import JOB_ENV
 
 # the operator's default round policy (PolicySettings) with every check on, plus an absolute norm cap:
 # range (44 vectors), norm cap + relative norm, absolute + relative cosine, Multi-Krum
@@ -88,29 +89,32 @@ def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_sam
     return paths
 
 
-def run_nodes(job_paths: list[Path], timeout: float = 600.0) -> list[dict]:
-    """Start one mpc_program per job on 127.0.0.1, wait, return their output JSONs."""
-    ports = free_ports(len(job_paths))
+def launch_parties(module: str, party_env: list[dict[str, str]], timeout: float) -> None:
+    """One `python -m module` MPyC party per entry of party_env (its extra environment) on 127.0.0.1, BLAS
+    single-threaded (3 parties share 2 cores), waited for; raises with the stderr tail of the first party that
+    failed, and kills whatever is still running on any error."""
+    ports = free_ports(len(party_env))
     args = [a for port in ports for a in ("-P", f"127.0.0.1:{port}")]
     env_base = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = []
-    for j, job in enumerate(job_paths):
-        env = dict(env_base, FEDCHAIN_MPC_JOB=str(job))
-        procs.append(subprocess.Popen([sys.executable, "-m", "fedchain_mpc.mpc_program", *args, "-I", str(j)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outs = []
+    procs = [subprocess.Popen([sys.executable, "-m", module, *args, "-I", str(j)], env=dict(env_base, **extra),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for j, extra in enumerate(party_env)]
     try:
         for j, proc in enumerate(procs):
             _, err = proc.communicate(timeout=timeout)
             if proc.returncode != 0:
-                raise RuntimeError(f"node {j} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-            outs.append(json.loads(Path(json.loads(job_paths[j].read_text())["output_path"]).read_text()))
+                raise RuntimeError(f"party {j} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return outs
+
+
+def run_nodes(job_paths: list[Path], timeout: float = 600.0) -> list[dict]:
+    """Start one mpc_program per job on 127.0.0.1, wait, return their output JSONs."""
+    launch_parties("fedchain_mpc.mpc_program", [{JOB_ENV: str(job)} for job in job_paths], timeout)
+    return [json.loads(Path(json.loads(job.read_text())["output_path"]).read_text()) for job in job_paths]
 
 
 def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,

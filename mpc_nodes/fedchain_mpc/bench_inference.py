@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,27 +120,13 @@ def write_inputs(workdir: Path, rnd: dict[str, Any], policy: Any, seed: str, m: 
 
 
 def run_parties(inputs: list[Path], timeout: float = 1800.0) -> list[dict[str, Any]]:
-    from fedchain.netctl.process import free_ports
+    from fedchain_mpc.bench import launch_parties
 
-    ports = free_ports(len(inputs))
-    args = [a for port in ports for a in ("-P", f"127.0.0.1:{port}")]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "fedchain_mpc.bench_inference", *args, "-I", str(j)],
-                              env=dict(env, **{INPUT_ENV: str(p)}), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for j, p in enumerate(inputs)]
+    launch_parties("fedchain_mpc.bench_inference", [{INPUT_ENV: str(p)} for p in inputs], timeout)
     outs = []
-    try:
-        for j, proc in enumerate(procs):
-            _, err = proc.communicate(timeout=timeout)
-            if proc.returncode != 0:
-                raise RuntimeError(f"party {j} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-            with np.load(inputs[j], allow_pickle=False) as z:
-                outs.append(json.loads(Path(str(z["out"])).read_text()))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    for p in inputs:
+        with np.load(p, allow_pickle=False) as z:
+            outs.append(json.loads(Path(str(z["out"])).read_text()))
     return outs
 
 
