@@ -294,13 +294,8 @@ def reference_publish(args: argparse.Namespace) -> int:
     try:
         ledger.check_ledger()
         rnd = ledger.fl.get_round(args.round)
-        want = (rnd.get("hyperparameters") or {}).get("reference_sha256")
-        if want and ledger.reference_published(args.round):
-            print(f"round {args.round}: reference {want} is already published")
+        if _already_published(rnd, args.round, "reference", "reference_sha256", ledger.reference_published):
             return 0
-        if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
-            raise ValueError(f"round {args.round} is {rnd['state']}: a reference is accepted only while a round is "
-                             "OPEN or CLOSED before any MPC node attested it")
         base = ledger.fl.get_model(int(rnd["base_round_id"]))
         if base["sha256"] != rnd["base_model_hash"]:
             raise ValueError(f"the ledger's model of round {rnd['base_round_id']} is {base['sha256']}, the round's "
@@ -317,6 +312,20 @@ def reference_publish(args: argparse.Namespace) -> int:
         return 0
     finally:
         ledger.close()
+
+
+def _already_published(rnd: dict[str, Any], round_id: int, what: str, hash_field: str,
+                       published: Callable[[int], bool]) -> bool:
+    """True (and says so) if the round's declared `what` is on the ledger already; raises ValueError if the
+    contract would refuse it now (the round is past CLOSED or attested, or declares no hash_field)."""
+    want = (rnd.get("hyperparameters") or {}).get(hash_field)
+    if want and published(round_id):
+        print(f"round {round_id}: {what} {want} is already published")
+        return True
+    if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
+        raise ValueError(f"round {round_id} is {rnd['state']}: a {what} is accepted only while a round is OPEN or "
+                         "CLOSED before any MPC node attested it")
+    return False
 
 
 # ---------------------------------------------------------------------------- validation publish
@@ -349,13 +358,9 @@ def validation_publish(args: argparse.Namespace) -> int:
     try:
         ledger.check_ledger()
         rnd = ledger.fl.get_round(args.round)
-        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
-        if want and ledger.validation_published(args.round):
-            print(f"round {args.round}: validation batch {want} is already published")
+        if _already_published(rnd, args.round, "validation batch", "validation_sha256", ledger.validation_published):
             return 0
-        if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
-            raise ValueError(f"round {args.round} is {rnd['state']}: a validation batch is accepted only while a round "
-                             "is OPEN or CLOSED before any MPC node attested it")
+        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
         if given is not None:
             if sha256_hex(given) != want:
                 raise ValueError(f"{args.file} hashes to {sha256_hex(given)}; round {args.round} declares "

@@ -155,25 +155,23 @@ class OperatorLedger:
 
     def reference_published(self, round_id: int) -> bool:
         """Whether the round's FLTrust reference is on the ledger (GetReference answers 404 if not)."""
-        try:
-            self.fl.get_reference(round_id)
-            return True
-        except ModelIntegrityError:
-            raise
-        except Exception as exc:
-            if "no reference published" in str(exc):
-                return False
-            raise
+        return self._published(self.fl.get_reference, round_id, "no reference published")
 
     def validation_published(self, round_id: int) -> bool:
         """Whether the round's validation batch is on the ledger (GetValidationBatch answers 404 if not)."""
+        return self._published(self.fl.get_validation_batch, round_id, "no validation batch published")
+
+    @staticmethod
+    def _published(fetch: Callable[[int], Any], round_id: int, missing: str) -> bool:
+        """True if `fetch` returns the blob, False on the contract's 404 text `missing`; a hash mismatch
+        (ModelIntegrityError) and every other error propagate."""
         try:
-            self.fl.get_validation_batch(round_id)
+            fetch(round_id)
             return True
         except ModelIntegrityError:
             raise
         except Exception as exc:
-            if "no validation batch published" in str(exc):
+            if missing in str(exc):
                 return False
             raise
 
