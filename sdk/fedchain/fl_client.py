@@ -1,4 +1,5 @@
-"""Typed client of the FL chaincode (fedchain_cc.fl): dicts in, dicts out, SubmitResult for submits.
+"""Typed client of the FL chaincode (fedchain_cc.fl): JSON arguments in, typed records out
+(fedchain.records, parsed once here), SubmitResult for submits.
 
 One place that knows the contract's function names and argument encoding, used by the
 operator CLI, the MPC nodes and the hospitals. It wraps a gateway `Contract` (anything with
@@ -9,14 +10,28 @@ works the same on the embedded network and on real Fabric.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fedchain.canonical import canonical_text, sha256_hex
 from fedchain.identity import Identity, SigningIdentity
+from fedchain.records import (
+    OUTCOMES,
+    TERMINAL_STATES,
+    Consortium,
+    Head,
+    HistoryEntry,
+    ModelRecord,
+    Participant,
+    RecordError,
+    Round,
+    RoundId,
+    Update,
+    parse_round_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +39,10 @@ log = logging.getLogger(__name__)
 # racing a late submission, a publish racing a late attestation); re-endorsing sees the winner.
 RETRYABLE_CODES = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
 
-# Round states (fedchain_cc.fl): OPEN -> CLOSED -> FINALIZED | FAILED | DISPUTED. Only FINALIZED has a
-# model; FAILED (too few accepted updates to aggregate) and DISPUTED end the round without one, and the
-# next round builds on the last FINALIZED model.
-TERMINAL_STATES = ("FINALIZED", "FAILED", "DISPUTED")
-# AttestResult outcomes: "ok" publishes the aggregate; the others attest the base model.
-OUTCOMES = ("ok", "too_few_accepted", "aggregate_out_of_range")
+# Round states and outcomes are defined once, in fedchain.records; re-exported for existing importers,
+# as is fedchain.canonical.sha256_hex.
+__all__ = ["OUTCOMES", "RETRYABLE_CODES", "TERMINAL_STATES", "ContractLike", "FLClient", "ModelIntegrityError",
+           "fabric_id", "mpc_node_entry", "participant_entry", "result_json", "sha256_hex"]
 
 
 class ContractLike(Protocol):
@@ -62,12 +75,10 @@ def mpc_node_entry(node_id: str, identity: Identity | SigningIdentity) -> dict[s
     return {"id": node_id, "msp_id": identity.msp_id, "identity": fabric_id(identity)}
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def _rid(round_id: RoundId | int | str) -> str:
+    """A round id argument as the chaincode reads it (decimal); round 0 (genesis) passes, the chaincode
+    refuses it where it does not apply."""
+    return str(parse_round_id(round_id, genesis_ok=True))
 
 
 def result_json(result: Any) -> Any:
@@ -102,105 +113,116 @@ class FLClient:
 
     # ------------------------------------------------------------- transactions
     def init_consortium(self, config: dict[str, Any]) -> Any:
-        return self._submit("InitConsortium", _json(config))
+        return self._submit("InitConsortium", canonical_text(config))
 
     def register_participant(self, participant: dict[str, Any]) -> Any:
-        return self._submit("RegisterParticipant", _json(participant))
+        return self._submit("RegisterParticipant", canonical_text(participant))
 
     def publish_genesis_model(self, spec: dict[str, Any], model: bytes) -> Any:
-        return self._submit("PublishGenesisModel", _json(spec), base64.b64encode(model).decode("ascii"))
+        return self._submit("PublishGenesisModel", canonical_text(spec), base64.b64encode(model).decode("ascii"))
 
     def create_round(self, round_spec: dict[str, Any]) -> Any:
-        return self._submit("CreateRound", _json(round_spec))
+        return self._submit("CreateRound", canonical_text(round_spec))
 
     def submit_update(self, update: dict[str, Any]) -> Any:
-        return self._submit("SubmitUpdate", _json(update))
+        return self._submit("SubmitUpdate", canonical_text(update))
 
-    def close_round(self, round_id: int) -> Any:
-        return self._submit("CloseRound", str(int(round_id)), retry=True)
+    def close_round(self, round_id: RoundId | int | str) -> Any:
+        return self._submit("CloseRound", _rid(round_id), retry=True)
 
     def attest_result(self, attestation: dict[str, Any]) -> Any:
         """{round_id, model_hash, accepted, rejected, report_hash, outcome? (one of OUTCOMES, default "ok")}."""
-        return self._submit("AttestResult", _json(attestation), retry=True)
+        return self._submit("AttestResult", canonical_text(attestation), retry=True)
 
-    def publish_model(self, round_id: int, model: bytes) -> Any:
-        return self._submit("PublishModel", str(int(round_id)), base64.b64encode(model).decode("ascii"), retry=True)
+    def publish_model(self, round_id: RoundId | int | str, model: bytes) -> Any:
+        return self._submit("PublishModel", _rid(round_id), base64.b64encode(model).decode("ascii"), retry=True)
 
     # ------------------------------------------------------------------ queries
-    def get_consortium(self) -> dict[str, Any]:
-        return self._query("GetConsortium")
+    def get_consortium(self) -> Consortium:
+        return Consortium.from_json(self._query("GetConsortium"))
 
-    def get_participant(self, pid: str) -> dict[str, Any]:
-        return self._query("GetParticipant", pid)
+    def get_participant(self, pid: str) -> Participant:
+        return Participant.from_json(self._query("GetParticipant", pid), f"participant {pid}")
 
-    def list_participants(self, role: str | None = None) -> list[dict[str, Any]]:
-        return self._query("ListParticipants", *([role] if role else []))
+    def list_participants(self, role: str | None = None) -> list[Participant]:
+        return _records(Participant, self._query("ListParticipants", *([role] if role else [])), "participants")
 
-    def get_round(self, round_id: int) -> dict[str, Any]:
-        return self._query("GetRound", str(int(round_id)))
+    def get_round(self, round_id: RoundId | int | str) -> Round:
+        return Round.from_json(self._query("GetRound", _rid(round_id)))
 
-    def list_rounds(self) -> list[dict[str, Any]]:
-        return self._query("ListRounds")
+    def list_rounds(self) -> list[Round]:
+        rows = self._query("ListRounds")
+        if not isinstance(rows, list):
+            raise RecordError(f"ListRounds must return a JSON array, got {type(rows).__name__}")
+        return [Round.from_json(row) for row in rows]
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
-        return self._query("GetUpdates", str(int(round_id)))
+    def get_updates(self, round_id: RoundId | int | str) -> list[Update]:
+        return _records(Update, self._query("GetUpdates", _rid(round_id)), f"updates of round {round_id}")
 
-    def get_model(self, round_id: int) -> dict[str, Any]:
-        """Model record with `model` (bytes) added, checked against its SHA-256 before it is returned."""
-        rec = self._query("GetModel", str(int(round_id)))
-        data = base64.b64decode(rec.pop("model_b64"), validate=True)
-        if sha256_hex(data) != rec["sha256"] or len(data) != rec["size"]:
-            raise ModelIntegrityError(f"model of round {round_id} does not match its recorded SHA-256 {rec['sha256']}")
-        rec["model"] = data
+    def get_model(self, round_id: RoundId | int | str) -> ModelRecord:
+        """Model record with its bytes (`model`), checked against its SHA-256 and size before it is returned."""
+        rec = ModelRecord.from_json(self._query("GetModel", _rid(round_id)), f"model of round {round_id}")
+        if sha256_hex(rec.model) != rec.sha256 or len(rec.model) != rec.size:
+            raise ModelIntegrityError(f"model of round {round_id} does not match its recorded SHA-256 {rec.sha256}")
         return rec
 
-    def publish_reference(self, round_id: int, reference: bytes) -> Any:
-        return self._submit("PublishReference", str(int(round_id)), base64.b64encode(reference).decode("ascii"))
+    def publish_reference(self, round_id: RoundId | int | str, reference: bytes) -> Any:
+        return self._submit("PublishReference", _rid(round_id), base64.b64encode(reference).decode("ascii"))
 
-    def get_reference(self, round_id: int) -> bytes:
+    def get_reference(self, round_id: RoundId | int | str) -> bytes:
         """The round's FLTrust reference bytes, checked against the SHA-256 the round declared."""
-        rec = self._query("GetReference", str(int(round_id)))
+        rec = self._query("GetReference", _rid(round_id))
         data = base64.b64decode(rec["reference_b64"], validate=True)
-        want = (self.get_round(round_id).get("hyperparameters") or {}).get("reference_sha256")
+        want = self.get_round(round_id).hyper.reference_sha256
         if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want:
             raise ModelIntegrityError(f"reference of round {round_id} does not match the declared SHA-256 {want}")
         return data
 
-    def publish_validation_batch(self, round_id: int, data: bytes) -> Any:
+    def publish_validation_batch(self, round_id: RoundId | int | str, data: bytes) -> Any:
         """PublishValidationBatch: the round's public validation batch (fedchain.validation_batch bytes)."""
-        return self._submit("PublishValidationBatch", str(int(round_id)), base64.b64encode(data).decode("ascii"))
+        return self._submit("PublishValidationBatch", _rid(round_id), base64.b64encode(data).decode("ascii"))
 
-    def get_validation_batch(self, round_id: int) -> bytes:
+    def get_validation_batch(self, round_id: RoundId | int | str) -> bytes:
         """The round's validation batch bytes, checked against the SHA-256 the round declared
         (hyperparameters.validation_sha256); decode them with fedchain.validation_batch.decode."""
-        rec = self._query("GetValidationBatch", str(int(round_id)))
+        rec = self._query("GetValidationBatch", _rid(round_id))
         data = base64.b64decode(rec["validation_b64"], validate=True)
-        want = (self.get_round(round_id).get("hyperparameters") or {}).get("validation_sha256")
+        want = self.get_round(round_id).hyper.validation_sha256
         if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want or len(data) != rec["size"]:
             raise ModelIntegrityError(f"validation batch of round {round_id} does not match the declared SHA-256 "
                                       f"{want}")
         return data
 
-    def get_history(self, kind: str, ident: str | int = "") -> list[dict[str, Any]]:
-        return self._query("GetHistory", kind, str(ident))
+    def get_history(self, kind: str, ident: str | int = "") -> list[HistoryEntry]:
+        """GetHistory(kind, ident), newest first; ident is a round id, a participant id or "round/who"."""
+        return _records(HistoryEntry, self._query("GetHistory", kind, str(ident)), f"{kind} history")
 
     # ------------------------------------------------------------------ helpers
-    def head(self) -> dict[str, Any]:
+    def head(self) -> Head:
         """Last round id, last finalized round and its model hash (what CreateRound builds on)."""
-        return self.get_consortium()["head"]
+        head = self.get_consortium().head
+        if head is None:
+            raise RecordError("consortium: field 'head' is missing")
+        return head
 
-    def round_over(self, round_id: int) -> bool:
+    def round_over(self, round_id: RoundId | int | str) -> bool:
         """Whether the round reached a terminal state (FINALIZED, FAILED or DISPUTED)."""
-        return self.get_round(round_id)["state"] in TERMINAL_STATES
+        return self.get_round(round_id).over
 
-    def wait_for_state(self, round_id: int, states: tuple[str, ...], timeout_s: float = 120.0,
-                       poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    def wait_for_state(self, round_id: RoundId | int | str, states: tuple[str, ...], timeout_s: float = 120.0,
+                       poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> Round:
         """Poll until the round reaches one of `states` (events are better; this is the simple fallback)."""
         deadline = time.monotonic() + timeout_s
         while True:
             rnd = self.get_round(round_id)
-            if rnd["state"] in states:
+            if rnd.state in states:
                 return rnd
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"round {round_id} is still {rnd['state']} after {timeout_s:g} s")
+                raise TimeoutError(f"round {round_id} is still {rnd.state} after {timeout_s:g} s")
             sleep(poll_s)
+
+
+def _records(cls: Any, rows: Any, what: str) -> list[Any]:
+    if not isinstance(rows, list):
+        raise RecordError(f"{what} must be a JSON array, got {type(rows).__name__}")
+    return [cls.from_json(row, f"{what}[{i}]") for i, row in enumerate(rows)]
