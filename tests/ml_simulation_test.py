@@ -14,8 +14,8 @@ from fedchain.simulation import (
     run_simulation,
     weighted_average,
 )
-from fedchain.simulation.__main__ import main as sim_main
-from fedchain.simulation.__main__ import plaintext_verdicts
+from fedchain.cli.simulate import main as sim_main
+from fedchain.cli.simulate import plaintext_verdicts
 from fedchain.verification.presets import PolicySettings
 
 
@@ -98,3 +98,10 @@ def test_relative_cosine_rule():
 def test_simulation_cli_rejects_a_bad_setting(capsys):
     assert sim_main(["--norm-rel", "0.5", "--rounds", "1"]) == 2
     assert "norm_rel_factor" in capsys.readouterr().err
+
+
+def test_python_m_fedchain_simulation_is_the_cli_command():
+    """`python -m fedchain.simulation` (documented, and imported by bench/) delegates to the CLI layer."""
+    import fedchain.simulation.__main__ as entry
+
+    assert entry.main is sim_main and entry.plaintext_verdicts is plaintext_verdicts

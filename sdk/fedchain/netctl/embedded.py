@@ -1,7 +1,8 @@
 """The embedded one-machine network: consortium, chaincode server, devnet, MPC nodes.
 
-This is the launcher layer of the CLI: the only place in `fedchain` that knows how to
-start `fedchain_devnet` and `fedchain_mpc` processes (DESIGN.md section 1). Everything
+This is the launcher the CLI uses: it starts `fedchain_cc`, `fedchain_devnet` and `fedchain_mpc`
+as processes, by module name, and talks to them through their config files (embedded_configs)
+and READY lines; it never imports them (DESIGN.md §1: only fedchain.cli may). Everything
 it starts runs in its own process group; its listeners bind 127.0.0.1 unless a hosts file
 (netctl.hosts) places the ledger, the chaincode server and each MPC node on their own
 hosts, in which case each host starts only its own part (`only=`). `down` stops them; `up`
@@ -19,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.identity import Consortium, Wallet, enroll_default_identities, generate_consortium
-from fedchain.netconfig import write_network
-from fedchain.netctl import supervisor
+from fedchain.netctl import embedded_configs, supervisor
 from fedchain.netctl.consortium import ConsortiumPlan, bootstrap_ledger
+from fedchain.netctl.embedded_configs import CHAINCODE, CHANNEL, ConfigPlan
 from fedchain.netctl.hosts import HostMap, endpoint
 from fedchain.netctl.layout import NetworkLayout
 from fedchain.netctl.mpc import MPCPlan, node_services
 from fedchain.netctl.policy import parse_policy
 from fedchain.netctl.process import Service, ServiceError, address_is_local, port_is_free, python_module
 
-CHANNEL = "fedchain"
-CHAINCODE = "fedchain"
+__all__ = ["CHAINCODE", "CHANNEL", "EmbeddedNetwork", "EmbeddedSettings"]
+
 CHAINCODE_LABEL = "fedchain_1.0"
 ORG_NAMES = ("Org1", "Org2", "Org3")
 MPC_NODES = 3
@@ -229,29 +230,14 @@ class EmbeddedNetwork:
         return supervisor.describe_all(self.services(), lambda svc: "mpc" if svc.name.startswith("mpc") else "ledger")
 
     # --- pieces ----------------------------------------------------------------
+    def config_plan(self) -> ConfigPlan:
+        """The settings the config files need, as plain values (embedded_configs never sees this class)."""
+        s = self.settings
+        return ConfigPlan(layout=self.layout, hosts=s.host_map(), gateway_port=s.gateway_port,
+                          chaincode_port=s.chaincode_port, endorsement_policy=s.endorsement_policy,
+                          batch_timeout_ms=s.batch_timeout_ms, max_message_count=s.max_message_count,
+                          mpc=self.mpc_plan() if s.with_mpc else None)
+
     def _write_configs(self, consortium: Consortium) -> None:
-        from fedchain.netctl import embedded_configs
-
-        embedded_configs.write_all(self, consortium)
-
-    def write_network_json(self, consortium: Consortium, mpc_nodes: list[dict]) -> Path:
-        org1 = consortium.orgs[0]
-        return write_network(
-            self.layout.root,
-            {
-                "kind": "devnet",
-                "channel": CHANNEL,
-                "chaincode": CHAINCODE,
-                "gateway": {
-                    "endpoint": endpoint(self.settings.host_map().ledger.address, self.settings.gateway_port),
-                    "tls_root_cert": self.layout.rel(org1.tls_ca_cert_path),
-                    "server_name": org1.node_name,
-                },
-                "mpc_nodes": mpc_nodes,
-                "orgs": [{"msp_id": o.msp_id, "tls_root_cert": self.layout.rel(o.tls_ca_cert_path)}
-                         for o in consortium.orgs],
-                "wallet": "wallet",
-                "crypto": "crypto",
-            },
-        )
+        embedded_configs.write_all(self.config_plan(), consortium)
 
