@@ -9,6 +9,8 @@ The rules (arrows only downwards):
   starts them. No other exception.
 
 (DESIGN.md says nothing about torch in the MPC party program, so that is not a rule here.)
+Inside fedchain, ONE_WAY lists arrows that were cycles once and must stay one-way (demo/simulation,
+netctl.embedded/embedded_configs).
 
 Every import counts: module level, inside functions, under TYPE_CHECKING, relative ones (resolved against the
 file's package), and `importlib.import_module("...")` / `__import__("...")` with a string literal. Processes
@@ -26,6 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CLI_LAYER = "fedchain.cli"
+# arrows inside fedchain that go one way only: (importer, never imported, why)
+ONE_WAY = (
+    ("fedchain.demo", "fedchain.simulation",
+     "simulation -> demo only: the simulation is the demo's plaintext twin (its defaults, its report format)"),
+    ("fedchain.netctl.embedded_configs", "fedchain.netctl.embedded",
+     "embedded -> embedded_configs only: the config writers take a ConfigPlan of plain values"),
+)
 CC_ALLOWED = frozenset(sys.stdlib_module_names) | {"google.protobuf", "grpc", "cryptography", "fabric_protos",
                                                     "fedchain_cc"}
 
@@ -125,6 +134,8 @@ def check_source(source: str, top: str, module: str, path: str, is_package: bool
             why = "fedchain_devnet talks to the chaincode over the chaincode gRPC protocol, never by import"
         elif top == "fedchain" and head in ("fedchain_mpc", "fedchain_devnet") and not _within(module, CLI_LAYER):
             why = f"fedchain imports {head} only in the CLI layer ({CLI_LAYER})"
+        else:
+            why = next((w for src, dst, w in ONE_WAY if _within(module, src) and _within(name, dst)), None)
         if why and (line, head) not in seen:
             seen.add((line, head))
             out.append(Violation(path, line, name, why))
@@ -208,6 +219,16 @@ def test_checker_holds_the_chaincode_to_its_allow_list() -> None:
     found = check_source(src, "fedchain_cc", "fedchain_cc.fl.tx", "chaincode/fedchain_cc/fl/tx.py")
     assert [(v.line, v.imported) for v in found] == [(4, "google.cloud"), (7, "numpy"), (12, "torch"),
                                                       (13, "fedchain.canonical")]
+
+
+def test_checker_keeps_the_one_way_arrows() -> None:
+    src = "from fedchain.simulation.config import SimConfig\nfrom fedchain.netctl import embedded\n"
+    found = check_source(src, "fedchain", "fedchain.demo.config", "sdk/fedchain/demo/config.py")
+    assert [(v.line, v.imported) for v in found] == [(1, "fedchain.simulation.config")]
+    found = check_source(src, "fedchain", "fedchain.netctl.embedded_configs", "sdk/fedchain/netctl/embedded_configs.py")
+    assert [(v.line, v.imported) for v in found] == [(2, "fedchain.netctl.embedded")]
+    assert check_source("from fedchain.netctl import embedded_configs\n", "fedchain", "fedchain.netctl.embedded",
+                        "sdk/fedchain/netctl/embedded.py") == []
 
 
 def test_checker_keeps_the_devnet_off_the_chaincode() -> None:

@@ -91,7 +91,7 @@ def test_root_split_is_balanced_disjoint_and_deterministic():
 
 
 def test_auto_cosine_min_follows_the_public_alignment():
-    from fedchain.demo.runner import auto_cosine_min
+    from fedchain.demo.rounds import auto_cosine_min
 
     assert auto_cosine_min(0.4, 0.05, 0.2) == pytest.approx(0.16)
     assert auto_cosine_min(0.1, 0.05, 0.2) == 0.05  # floor: late rounds

@@ -281,7 +281,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, cfg: DemoConfig, data: Any, directory: Path) -> int:
     """Network, hospitals, rounds, report; the network the demo started is stopped on every way out."""
     from fedchain.demo.report import TABLE_HEADER, table_row
-    from fedchain.demo.runner import Demo
+    from fedchain.demo.rounds import Demo
     from fedchain.training import set_threads
 
     set_threads()  # FEDCHAIN_TORCH_THREADS, default 1: measured 2x faster than 2 threads on a busy 2-core box

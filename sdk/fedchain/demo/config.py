@@ -1,36 +1,39 @@
 """The demo's settings, apart from the code that runs it: `fedchain demo --help` shows these defaults,
-and building it must not load torch."""
+and building it must not load torch.
+
+These are the campaign defaults for the demo and for its plaintext twin, the simulation
+(fedchain.simulation.config.SimConfig takes its shared defaults from here). The arrow goes one way,
+simulation -> demo: the demo is what users run and the report format (demo.report) is the demo's, while
+the simulation is the lighter copy used to tune those defaults and compare defenses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fedchain.simulation.config import SimConfig
 from fedchain.verification.presets import PolicySettings
-
-_SIM = SimConfig()  # the plaintext simulation's settings: the demo runs the same, for real
 
 
 @dataclass
 class DemoConfig:
-    rounds: int = _SIM.rounds
-    hospitals: int = _SIM.hospitals
-    malicious: int = _SIM.malicious
-    attack: str | None = _SIM.attack
+    rounds: int = 6
+    hospitals: int = 8
+    malicious: int = 2
+    attack: str | None = "scaling"
     attack_params: dict[str, Any] = field(default_factory=dict)
     defense: str = "mpc"
     dataset: str | None = None  # MedMNIST npz; None = synthetic (cached in D/data)
     seed: int = 0
-    alpha: float = _SIM.alpha  # Dirichlet non-IID concentration
-    steps: int = _SIM.steps
-    batch_size: int = _SIM.batch_size
-    lr: float = _SIM.lr
-    momentum: float = _SIM.momentum
-    root_size: int = _SIM.root_size
-    warmup_epochs: int = _SIM.warmup_epochs
-    n_train: int = _SIM.n_train
-    n_test: int = _SIM.n_test
+    alpha: float = 1.0  # Dirichlet non-IID concentration
+    steps: int = 100
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    root_size: int = 200
+    warmup_epochs: int = 5  # operator pre-trains the initial model on the public root set
+    n_train: int = 6000
+    n_test: int = 2000
     # the operator's verification settings (fedchain.verification.presets): each round's policy is
     # built from them and the public reference update's norm
     policy: PolicySettings = field(default_factory=PolicySettings)

@@ -58,6 +58,11 @@ TABLE_HEADER = (
 )
 
 
+def hospital_ids(n: int) -> list[str]:
+    """The simulated hospitals of a demo or simulation: hospital1..hospitalN (short_id shortens them)."""
+    return [f"hospital{i + 1}" for i in range(n)]
+
+
 def short_id(hospital: str) -> str:
     """hospital7 -> h7 (keeps the live table narrow); other ids unchanged."""
     return "h" + hospital[8:] if hospital.startswith("hospital") and hospital[8:].isdigit() else hospital

@@ -17,9 +17,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """run_simulation and SimResult on first use: the runner loads torch, the settings do not."""
+    """run_simulation and SimResult on first use: the round loop loads torch, the settings do not."""
     if name in ("SimResult", "run_simulation"):
-        from . import runner
+        from . import loop
 
-        return getattr(runner, name)
+        return getattr(loop, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -96,7 +96,7 @@ class PolicyStrategy:
     def aggregate(self, updates: list[np.ndarray], n_samples: list[int], *,
                   reference: np.ndarray | None = None,
                   validation: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Verdict]]:
-        """validation (runner, SimConfig.inference_check): {spec, base, images, labels} of the round,
+        """validation (simulation.loop, SimConfig.inference_check): {spec, base, images, labels} of the round,
         passed to the verdict function as `validation=` (only then: older verdict functions work)."""
         ref = None if reference is None else reference.astype(np.float64)
         policy = self.policy

@@ -18,7 +18,7 @@ import numpy as np
 from ..attacks import AttackContext, get_attack
 from ..data import Dataset, dirichlet_split, load_npz, synthesize
 from ..data.npz import Split
-from ..demo.report import RoundRecord, build_report
+from ..demo.report import RoundRecord, build_report, hospital_ids
 from ..models import ModelSpec, build_model, flatten, model_hash, to_safetensors_bytes, unflatten
 from ..reference import reference_update, root_dataset
 from ..training import TrainConfig, evaluate, train_local, train_steps
@@ -36,10 +36,6 @@ def load_data(cfg: SimConfig) -> Dataset:
     te = synthesize(cfg.n_test, n_classes=cfg.n_classes, channels=cfg.channels, seed=cfg.seed * 1000 + 2)
     mk = [Split(i, y.reshape(-1)) for i, y in (tr, va, te)]
     return Dataset(mk[0], mk[1], mk[2], cfg.n_classes, cfg.channels, "synthetic")
-
-
-def hospital_ids(n: int) -> list[str]:
-    return [f"hospital{i + 1}" for i in range(n)]
 
 
 def pick_malicious(cfg: SimConfig) -> list[int]:

@@ -34,9 +34,10 @@ from fedchain.training import TrainConfig, evaluate
 from .adversary import KNOWLEDGE_NOTE, Coalition
 from .config import DemoConfig
 from .operator import Operator
-from .report import RoundRecord, build_report
+from .report import RoundRecord, build_report, hospital_ids
 
 __all__ = ["Demo", "DemoConfig", "auto_cosine_min", "hospital_ids", "load_data"]
+
 
 def load_data(cfg: DemoConfig, net_dir: Path) -> Dataset:
     if cfg.dataset:
@@ -46,10 +47,6 @@ def load_data(cfg: DemoConfig, net_dir: Path) -> Dataset:
         generate_synthetic(path, n_train=cfg.n_train, n_val=max(200, 2 * cfg.root_size), n_test=cfg.n_test,
                            seed=cfg.seed)
     return load_npz(path)
-
-
-def hospital_ids(n: int) -> list[str]:
-    return [f"hospital{i + 1}" for i in range(n)]
 
 
 class Demo:
