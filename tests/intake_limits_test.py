@@ -21,18 +21,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from fedchain.canonical import sha256_hex
 from fedchain.identity import Wallet
-from fedchain.mpc_client import (
+from fedchain.mpc_client import IntakeError, channel_for, submit_share
+from fedchain.mpc_protocol import (
     CHUNK_BYTES,
     MAX_ROUND_ID,
     RETRY_HINT_KEY,
     SUBMIT_METHOD,
     WIRE_VERSION,
-    IntakeError,
     ShareSubmission,
-    channel_for,
-    sha256_hex,
-    submit_share,
 )
 from mpc_node_support import ORG, FakeLedger, IntakeNode, endpoint, make_shares, make_world
 
@@ -265,11 +263,11 @@ def test_missing_round_is_not_found_and_not_retried(world, node, sleeps):
 
 
 def test_a_ledger_refusal_is_permanent_an_outage_is_retried(world, node, sleeps, monkeypatch):
-    from fedchain_mpc.service import LedgerError
+    from fedchain_mpc.ledger_adapter import ledger_error
 
     def refuse(round_id: int, fresh: bool = False):
-        raise LedgerError("GetRound: evaluate failed: ABORTED: chaincode response 400, round_id must be in "
-                          "[1, 1000000000000], got 5")
+        raise ledger_error("GetRound", Exception("evaluate failed: ABORTED: chaincode response 400, round_id must "
+                                                 "be in [1, 1000000000000], got 5"))
 
     share = make_shares(np.zeros(64), 1, "hosp0")[0]
     with monkeypatch.context() as patch:
@@ -377,19 +375,20 @@ def test_stream_must_match_its_header(world, node):
 def test_round_limits_and_ledger_refusal_codes():
     from fedchain_cc.fl import validate
     from fedchain_mpc.intake import HEADER_SLACK, ledger_refusal_code, round_share_limit
-    from fedchain_mpc.service import LedgerError
+    from fedchain_mpc.ledger_adapter import ledger_error
 
     assert MAX_ROUND_ID == validate.MAX_ROUND_ID  # the wire's range is the chaincode's
     assert round_share_limit(1000, 64 << 20) == 10_000 + HEADER_SLACK
     assert round_share_limit(10**9, 64 << 20) == 64 << 20
     real_share = make_shares(np.zeros(SMALL_DIM), 123456789012, "a" * 64)[0]
     assert len(real_share) <= round_share_limit(SMALL_DIM, 64 << 20)
-    codes = {s: ledger_refusal_code(LedgerError(f"GetRound: evaluate failed: chaincode response {s}, no"))
+    codes = {s: ledger_refusal_code(ledger_error("GetRound", Exception(f"evaluate failed: chaincode response {s}, no")))
              for s in (400, 403, 404, 409, 418, 500)}
     assert codes == {400: grpc.StatusCode.INVALID_ARGUMENT, 403: grpc.StatusCode.PERMISSION_DENIED,
                      404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_PRECONDITION,
                      418: grpc.StatusCode.FAILED_PRECONDITION, 500: None}
-    assert ledger_refusal_code(LedgerError("GetRound: evaluate failed: gateway unavailable (Socket closed)")) is None
+    assert ledger_refusal_code(ledger_error("GetRound", Exception("evaluate failed: gateway unavailable (Socket "
+                                                                  "closed)"))) is None
 
 
 if __name__ == "__main__":

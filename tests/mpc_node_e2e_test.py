@@ -104,16 +104,17 @@ class Scenario:
 
     def submit(self, rid: int, name: str, update: np.ndarray) -> list:
         from fedchain.fl_client import FLClient
-        from fedchain.mpc_client import consortium_trust, endpoints_from_network, share_and_submit
+        from fedchain.mpc_client import consortium_trust, endpoints_from_network
+        from mpc_node_support import hospital_submit
 
         ident = self.wallet.get(name)
         trust = consortium_trust(self.op.get_consortium(), self.cons.msp_manager())
         with self.cfg.connect(ident) as gw:
-            done = share_and_submit(FLClient(self.cfg.contract(gw)), rid, name, update,
-                                    100 * (HOSPITALS.index(name) + 1), endpoints_from_network(self.cfg), ident,
-                                    t=1, trust=trust)
-        assert done.submit_result.validation_code_name == "VALID"
-        return done.receipts
+            receipts, result = hospital_submit(FLClient(self.cfg.contract(gw)), rid, name, update,
+                                               100 * (HOSPITALS.index(name) + 1), endpoints_from_network(self.cfg),
+                                               ident, t=1, trust=trust)
+        assert result.validation_code_name == "VALID"
+        return receipts
 
     def wait_model(self, rid: int, timeout_s: float = 240) -> dict:
         deadline = time.monotonic() + timeout_s

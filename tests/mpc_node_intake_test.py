@@ -7,15 +7,9 @@ import struct
 import grpc
 import numpy as np
 import pytest
-from fedchain.mpc_client import (
-    IntakeError,
-    ReceiptError,
-    get_holdings,
-    send_shares,
-    sha256_hex,
-    submit_share,
-    verify_receipt,
-)
+from fedchain.canonical import sha256_hex
+from fedchain.mpc_client import IntakeError, get_holdings, send_shares, submit_share
+from fedchain.mpc_protocol import ReceiptError, verify_receipt
 from mpc_node_support import IntakeNode as Node
 from mpc_node_support import make_shares, make_world
 
@@ -84,7 +78,7 @@ def test_receipt_signer_must_be_the_ledgers_mpc_node(world, node):
 def test_tampered_receipt_is_refused(world, node):
     share = shares_for("hosp0")[0]
     receipt = send(node, world.hospitals["hosp0"], share)
-    from fedchain.mpc_client import Receipt
+    from fedchain.mpc_protocol import Receipt
 
     msg = Receipt.FromString(receipt.raw)
     msg.statement = msg.statement.replace(b'"size":', b'"size":1')
@@ -178,7 +172,8 @@ def test_element_not_below_p_is_refused(world, node):
 
 
 def test_oversize_message_is_refused(world, tmp_path):
-    from fedchain.mpc_client import SUBMIT_METHOD, ShareSubmission, channel_for
+    from fedchain.mpc_client import channel_for
+    from fedchain.mpc_protocol import SUBMIT_METHOD, ShareSubmission
 
     world.ledger.open_round(1, DIM)
     world.ledger.open_round(2, 10_000)  # 100 kB shares: over this node's own cap

@@ -13,9 +13,10 @@ import pytest
 from fedchain.gateway import InMemoryCheckpoint
 from fedchain_mpc.config import ConfigError, load_config
 from fedchain_mpc.guard import LedgerMismatch
+from fedchain_mpc.job import JobResult, MPCJob, ShareInput, Verdict
+from fedchain_mpc.ledger_adapter import LedgerEvent, ParticipantCache
 from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor, RoundWorker
-from fedchain_mpc.runner import MPCRunError, RunnerSettings, run_with_retries
-from fedchain_mpc.service import LedgerEvent, ParticipantCache
+from fedchain_mpc.party_launcher import MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, NodeState, ShareStore
 from mpc_node_support import NodeLedgerView, make_shares, make_world
 from safetensors.numpy import save as st_save
@@ -30,12 +31,12 @@ class FakeRun:
     """Stands in for the MPyC run: records jobs, returns given verdicts and a model (base + 1)."""
 
     def __init__(self, verdicts: dict[str, bool] | None = None, fail: int = 0, outcome: str | None = None) -> None:
-        self.jobs: list[dict] = []
+        self.jobs: list[MPCJob] = []
         self.verdicts = verdicts
         self.fail = fail
         self.outcome = outcome
 
-    def __call__(self, job, run_dir, settings, sleep=None, attempt_hook=None, should_abort=None):
+    def __call__(self, job: MPCJob, run_dir, settings, sleep=None, attempt_hook=None, should_abort=None) -> JobResult:
         if attempt_hook:
             attempt_hook(0, None)
         self.jobs.append(job)
@@ -44,17 +45,17 @@ class FakeRun:
             raise MPCRunError("party 1 went away")
         from fedchain_mpc.aggregate import apply_delta
 
-        data, sha = apply_delta(Path(job["base_model_path"]).read_bytes(), np.ones(DIM))
-        out = Path(job["output_path"]).with_name("model.safetensors")
+        data, sha = apply_delta(Path(job.base_model_path).read_bytes(), np.ones(DIM))
+        out = Path(job.output_path).with_name("model.safetensors")
         out.write_bytes(data)
-        ids = [s["hospital_id"] for s in job["shares"]]
+        ids = [s.hospital_id for s in job.shares]
         ok = self.verdicts or {h: True for h in ids}
-        res = {"verdicts": {h: {"accept": ok[h], "reason": "ok" if ok[h] else "norm"} for h in ids},
-               "model_path": str(out), "model_sha256": sha, "aggregate_sha256": "00", "total_weight": 1,
-               "phases": {"total": 0.1}, "seed": "joint"}
-        if self.outcome is not None:
-            res["outcome"] = self.outcome
-        return res
+        return JobResult(round_id=job.round_id, party=job.party,
+                         verdicts={h: Verdict(ok[h], "ok" if ok[h] else "norm") for h in ids},
+                         n_accepted=sum(ok[h] for h in ids), total_weight=1,
+                         outcome=self.outcome if self.outcome is not None else "ok", seed="joint",
+                         aggregate_path="", aggregate_sha256="00", model_path=str(out), model_sha256=sha,
+                         phases={"total": 0.1})
 
 
 @pytest.fixture
@@ -112,7 +113,8 @@ def test_only_shares_every_node_holds_enter_and_jobs_agree(setup):
     for p in procs:
         assert p.process(1) == ATTESTED
     assert all(stores[j].is_sealed(1) for j in range(3))
-    canon = [{k: v for k, v in job.items() if k not in ("party", "output_path", "base_model_path")} for job in fake.jobs]
+    canon = [{k: v for k, v in job.to_json().items() if k not in ("party", "output_path", "base_model_path")}
+             for job in fake.jobs]
     for c in canon:
         c["shares"] = [(s["hospital_id"], s["n_samples"]) for s in c["shares"]]
     assert canon[0] == canon[1] == canon[2]
@@ -213,7 +215,7 @@ def test_cosine_needs_a_matching_reference(setup, tmp_path):
     with open(tmp_path / "refs" / f"{sha}.npz", "wb") as fh:
         np.savez(fh, delta=ref)
     assert procs[0].process(1) == ATTESTED
-    assert fake.jobs[-1]["reference_path"].endswith(f"{sha}.npz")
+    assert fake.jobs[-1].reference_path.endswith(f"{sha}.npz")
 
 
 def test_reference_from_the_ledger_when_not_dropped_locally(setup):
@@ -231,7 +233,7 @@ def test_reference_from_the_ledger_when_not_dropped_locally(setup):
         procs[1].process(1)
     world.ledger.references[1] = ref.tobytes()
     assert procs[1].process(1) == ATTESTED
-    with np.load(fake.jobs[-1]["reference_path"], allow_pickle=False) as z:
+    with np.load(fake.jobs[-1].reference_path, allow_pickle=False) as z:
         assert np.array_equal(z["delta"], ref.astype(np.float64))
 
 
@@ -256,7 +258,7 @@ def test_failed_run_and_failed_attestation_are_retried(setup, monkeypatch):
     real_attest = world.ledger.attest
 
     def down(att):
-        from fedchain_mpc.service import LedgerError
+        from fedchain_mpc.ledger_adapter import LedgerError
 
         raise LedgerError("gateway unreachable")
 
@@ -400,9 +402,10 @@ def test_participant_cache_refreshes_on_miss_at_most_every_interval():
 def test_runner_reports_the_programs_error_and_retries(tmp_path):
     settings = RunnerSettings(node_index=0, parties=("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), threshold=1,
                               retries=1, backoff_s=0.0, timeout_s=60, python=sys.executable)
-    job = {"round_id": "1", "party": 0, "output_path": str(tmp_path / "run" / "result.json")}  # misses fields
+    job = MPCJob(round_id=1, party=0, shares=(ShareInput("hosp0", str(tmp_path / "absent.share"), 1),),
+                 policy=NO_COSINE, seed="s", output_path=str(tmp_path / "run" / "result.json"), t=1, m=3)
     attempts = []
-    with pytest.raises(MPCRunError, match="failed 2 times.*job misses"):
+    with pytest.raises(MPCRunError, match="failed 2 times.*share of hosp0: cannot read"):  # the program's message
         run_with_retries(job, tmp_path / "run", settings, sleep=lambda s: None,
                          attempt_hook=lambda i, err: attempts.append(i))
     assert attempts == [0, 1]
@@ -442,7 +445,7 @@ def test_node_entry_point_refuses_a_bad_config_clearly(tmp_path):
 
 
 def test_waiting_party_is_abandoned_when_the_run_is_no_longer_wanted(tmp_path):
-    from fedchain_mpc.runner import MPCAborted
+    from fedchain_mpc.party_launcher import MPCAborted
     from mpc_node_round_test import free_ports
 
     ports = free_ports(3)
@@ -450,10 +453,8 @@ def test_waiting_party_is_abandoned_when_the_run_is_no_longer_wanted(tmp_path):
                               retries=3, backoff_s=0.0, abort_check_s=0.3, connect_timeout_s=60)
     share = make_shares(np.zeros(DIM), 1, "hosp0")[0]
     (tmp_path / "h.share").write_bytes(share)
-    job = {"round_id": "1", "party": 0, "shares": [{"hospital_id": "hosp0", "path": str(tmp_path / "h.share"),
-                                                    "n_samples": 1}],
-           "policy": NO_COSINE, "l": 32, "f": 16, "t": 1, "m": 3, "seed": "s",
-           "output_path": str(tmp_path / "run" / "result.json")}
+    job = MPCJob(round_id=1, party=0, shares=(ShareInput("hosp0", str(tmp_path / "h.share"), 1),), policy=NO_COSINE,
+                 l=32, f=16, t=1, m=3, seed="s", output_path=str(tmp_path / "run" / "result.json"))
     asked = []
 
     def finalized_meanwhile():
@@ -471,7 +472,7 @@ def test_waiting_party_is_abandoned_when_the_run_is_no_longer_wanted(tmp_path):
 def test_membership_check_against_the_ledger(tmp_path):
     from types import SimpleNamespace
 
-    from fedchain_mpc.__main__ import check_membership
+    from fedchain_mpc.service import check_membership
 
     world = make_world(tmp_path, n_hospitals=1)
     nodes = [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id, "identity": s.identity.fabric_id}
@@ -520,9 +521,9 @@ def test_inference_round_fetches_checks_and_hands_over_its_validation_batch(setu
     world.ledger.validation_batches[1] = batch
     assert procs[0].process(1) == ATTESTED
     job = fake.jobs[-1]
-    assert Path(job["validation_path"]).read_bytes() == batch
-    assert Path(job["validation_path"]).parent == procs[0].ctx.data_dir / "runs" / "1"
-    assert job["model_spec"]["n_classes"] == 4 and job["policy"]["inference_enabled"] is True
+    assert Path(job.validation_path).read_bytes() == batch
+    assert Path(job.validation_path).parent == procs[0].ctx.data_dir / "runs" / "1"
+    assert job.model_spec["n_classes"] == 4 and job.policy["inference_enabled"] is True
 
 
 def test_inference_round_without_a_usable_batch_fails_at_every_node_alike(setup):

@@ -22,7 +22,7 @@ import pytest
 from fedchain.mpc_client import send_shares, submit_share
 from fedchain.netctl.process import free_ports
 from fedchain_mpc.node import RoundContext, RoundError, RoundProcessor
-from fedchain_mpc.runner import RunnerSettings
+from fedchain_mpc.party_launcher import RunnerSettings
 from fedchain_mpc.store import ATTESTED, PUBLISHED, NodeState
 from mpc_node_support import IntakeNode, NodeLedgerView, make_shares, make_world
 from safetensors.numpy import load as st_load

@@ -13,7 +13,7 @@ from fedchain.identity import Consortium, SigningIdentity, generate_consortium
 from fedchain.mpc_client import NodeEndpoint
 from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
 from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
-from fedchain_mpc.service import LedgerError, LedgerEvent
+from fedchain_mpc.ledger_adapter import LedgerError, LedgerEvent
 from fedchain_mpc.store import ShareStore
 
 ORG = "Org1MSP"
@@ -150,11 +150,28 @@ def make_world(root: Path, n_hospitals: int = 3, m: int = 3, t: int = 1) -> Worl
 
 
 def make_shares(update: np.ndarray, round_id: int, hospital: str, t: int = 1, m: int = 3,
-                seed: int = 0) -> list[bytes]:
+                seed: int | None = 0) -> list[bytes]:
+    """A hospital's share files for `update` (share j for node j); seed None: the OS CSPRNG, as hospitals do."""
     fp = FixedPoint()
-    parts = split(encode(update, fp), t, m, fp, rng=np.random.default_rng(seed))
+    update = np.asarray(update, dtype=np.float64).reshape(-1)
+    parts = split(encode(update, fp), t, m, fp, rng=None if seed is None else np.random.default_rng(seed))
     return [share_bytes(parts[j], ShareHeader(str(round_id), hospital, j, len(update), fp.l, fp.f, t, m))
             for j in range(m)]
+
+
+def hospital_submit(fl: Any, round_id: int, hospital: str, update: np.ndarray, n_samples: int,
+                    nodes: list[NodeEndpoint], identity: SigningIdentity, *, t: int = 1,
+                    trust: Any = None) -> tuple[list[Any], Any]:
+    """A hospital's step 3 as `fedchain.hospital.HospitalClient.deliver` does it, for a given update: share j
+    to node j with verified receipts (`send_shares`), and only then SubmitUpdate with the receipts' hashes, so
+    nothing reaches the ledger unless every node acknowledged its share. Returns (receipts, submit result)."""
+    from fedchain.mpc_client import send_shares
+
+    shares = make_shares(update, round_id, hospital, t, len(nodes), seed=None)
+    receipts = send_shares(round_id, shares, nodes, identity, hospital=hospital, trust=trust)
+    result = fl.submit_update({"round_id": int(round_id), "share_hashes": [r.sha256 for r in receipts],
+                               "n_samples": int(n_samples), "dim": int(np.asarray(update).size)})
+    return receipts, result
 
 
 def endpoint(cons: Consortium, index: int, port: int) -> NodeEndpoint:

@@ -105,7 +105,8 @@ def main(argv: list[str]) -> int:
         out["round"] = ROUND
     elif action == "submit":
         from fedchain.identity import Consortium, Wallet
-        from fedchain.mpc_client import consortium_trust, endpoints_from_network, share_and_submit
+        from fedchain.mpc_client import consortium_trust, endpoints_from_network
+        from mpc_node_support import hospital_submit
 
         name = rest[0]
         ident = Wallet(f"{directory}/wallet").get(name)
@@ -114,9 +115,9 @@ def main(argv: list[str]) -> int:
             client = FLClient(cfg.contract(gw))
             trust = consortium_trust(client.get_consortium(), cons.msp_manager())
             endpoints = endpoints_from_network(cfg)
-            done = share_and_submit(client, ROUND, name, _update(name), SAMPLES[name], endpoints, ident,
-                                    t=1, trust=trust)
-        out.update(code=done.submit_result.validation_code_name, endpoints=[e.endpoint for e in endpoints])
+            _, result = hospital_submit(client, ROUND, name, _update(name), SAMPLES[name], endpoints, ident,
+                                        t=1, trust=trust)
+        out.update(code=result.validation_code_name, endpoints=[e.endpoint for e in endpoints])
     elif action == "close":
         with cfg.connect("operator") as gw:
             FLClient(cfg.contract(gw)).close_round(ROUND)

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fedchain.canonical import sha256_hex
 from fedchain.netctl.process import free_ports
-from fedchain.sharing import ShareHeader, encode, sha256_hex, share_bytes, split
+from fedchain.sharing import ShareHeader, encode, share_bytes, split
 from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import plaintext
-from fedchain_mpc.mpc_program import JOB_ENV
+from fedchain_mpc.job import JOB_ENV, JobResult, MPCJob, ShareInput, load_output
 
 # the operator's default round policy (PolicySettings) with every check on, plus an absolute norm cap:
 # range (44 vectors), norm cap + relative norm, absolute + relative cosine, Multi-Krum
@@ -54,10 +55,8 @@ def synthetic(n: int, d: int, poisoned: int, rng: np.random.Generator) -> tuple[
     return x, reference, kinds
 
 
-
-
 def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_samples: list[int],
-                policy: VerificationPolicy, round_id: str = "bench", m: int = 3, t: int = 1,
+                policy: VerificationPolicy, round_id: int = 1, m: int = 3, t: int = 1,
                 seed: str = "bench-seed", tamper: dict[int, int] | None = None) -> list[Path]:
     """Hospital side + job files: share every update, write node files and job.json per node.
 
@@ -65,9 +64,7 @@ def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_sam
     """
     n, d = updates.shape
     np.savez(workdir / "reference.npz", delta=reference)
-    jobs = [{"round_id": round_id, "party": j, "shares": [], "policy": json.loads(policy.to_json()),
-             "reference_path": str(workdir / "reference.npz"), "l": 32, "f": 16, "t": t, "m": m,
-             "seed": seed, "output_path": str(workdir / f"out{j}.json")} for j in range(m)]
+    inputs: list[list[ShareInput]] = [[] for _ in range(m)]
     for i in range(n):
         shares = split(encode(updates[i]), t, m)
         for j in range(m):
@@ -76,15 +73,18 @@ def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_sam
                 lo = sh.lo.copy()
                 lo[0] = lo[0] + np.uint64(1) if lo[0] < np.uint64(2 ** 63) else lo[0] - np.uint64(1)
                 sh = type(sh)(hi=sh.hi, lo=lo)
-            data = share_bytes(sh, ShareHeader(round_id, f"h{i}", j, d, t=t, m=m))
+            data = share_bytes(sh, ShareHeader(str(round_id), f"h{i}", j, d, t=t, m=m))
             path = workdir / f"h{i}.node{j}.share"
             path.write_bytes(data)
-            jobs[j]["shares"].append({"hospital_id": f"h{i}", "path": str(path), "n_samples": n_samples[i],
-                                      "sha256": sha256_hex(data)})
+            inputs[j].append(ShareInput(hospital_id=f"h{i}", path=str(path), n_samples=n_samples[i],
+                                        sha256=sha256_hex(data)))
     paths = []
     for j in range(m):
+        job = MPCJob(round_id=round_id, party=j, shares=tuple(inputs[j]), policy=json.loads(policy.to_json()),
+                     reference_path=str(workdir / "reference.npz"), t=t, m=m, seed=seed,
+                     output_path=str(workdir / f"out{j}.json"))
         p = workdir / f"job{j}.json"
-        p.write_text(json.dumps(jobs[j]))
+        p.write_text(json.dumps(job.to_json()))
         paths.append(p)
     return paths
 
@@ -111,10 +111,18 @@ def launch_parties(module: str, party_env: list[dict[str, str]], timeout: float)
                 proc.wait()
 
 
-def run_nodes(job_paths: list[Path], timeout: float = 600.0) -> list[dict]:
-    """Start one mpc_program per job on 127.0.0.1, wait, return their output JSONs."""
+def run_nodes(job_paths: list[Path], timeout: float = 600.0) -> list[JobResult]:
+    """Start one mpc_program per job on 127.0.0.1, wait, return their results."""
     launch_parties("fedchain_mpc.mpc_program", [{JOB_ENV: str(job)} for job in job_paths], timeout)
-    return [json.loads(Path(json.loads(job.read_text())["output_path"]).read_text()) for job in job_paths]
+    return [run_result(MPCJob.load(job).output_path) for job in job_paths]
+
+
+def run_result(path: str | Path) -> JobResult:
+    """A party's result file; RuntimeError with the party's message if it wrote a failure."""
+    out = load_output(path)
+    if not isinstance(out, JobResult):
+        raise RuntimeError(f"MPC party failed: {out.error}")
+    return out
 
 
 def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
@@ -130,26 +138,26 @@ def run(clients: int, dim: int, poisoned: int = 0, reps: int = 1, seed: int = 0,
             started = time.perf_counter()
             outs = run_nodes(jobs)
             wall = time.perf_counter() - started
-            agg = np.load(outs[0]["aggregate_path"], allow_pickle=False)["delta"]
+            agg = np.load(outs[0].aggregate_path, allow_pickle=False)["delta"]
         ids = [f"h{i}" for i in range(clients)]
-        accept = [outs[0]["verdicts"][h]["accept"] for h in ids]
-        reasons = [outs[0]["verdicts"][h]["reason"] for h in ids]
-        verdicts_pt, _ = plaintext.evaluate(x, n_samples, policy, ref, outs[0]["seed"])
+        accept = [outs[0].verdicts[h].accept for h in ids]
+        reasons = [outs[0].verdicts[h].reason for h in ids]
+        verdicts_pt, _ = plaintext.evaluate(x, n_samples, policy, ref, outs[0].seed)
         w = np.array([min(s, policy.sample_cap) if a else 0 for s, a in zip(n_samples, accept, strict=True)], float)
         expected = (w @ x) / w.sum() if w.sum() else np.zeros(dim)
         reports.append({
             "wall_s": wall,
-            "phases": {k: max(o["phases"][k] for o in outs) for k in outs[0]["phases"]},
-            "phases_cpu": {k: max(o["phases_cpu"][k] for o in outs) for k in outs[0]["phases_cpu"]},
-            "bytes_sent": [o["bytes_sent"] for o in outs],
-            "peak_rss_mb": [o["peak_rss_mb"] for o in outs],
-            "cpu_s": [o["cpu_s"] for o in outs],
-            "work_cpu_s": max(sum(o["phases_cpu"].values()) for o in outs),
+            "phases": {k: max(o.phases[k] for o in outs) for k in outs[0].phases},
+            "phases_cpu": {k: max(o.phases_cpu[k] for o in outs) for k in outs[0].phases_cpu},
+            "bytes_sent": [o.bytes_sent for o in outs],
+            "peak_rss_mb": [o.peak_rss_mb for o in outs],
+            "cpu_s": [o.cpu_s for o in outs],
+            "work_cpu_s": max(sum(o.phases_cpu.values()) for o in outs),
             "max_abs_error": float(np.max(np.abs(agg - expected))),
             "accept_equals_plaintext": accept == [a for a, _ in verdicts_pt],
             "reasons": reasons, "kinds": kinds,
-            "nodes_agree": len({o["aggregate_sha256"] for o in outs}) == 1
-            and all(o["verdicts"] == outs[0]["verdicts"] for o in outs),
+            "nodes_agree": len({o.aggregate_sha256 for o in outs}) == 1
+            and all(o.verdicts == outs[0].verdicts for o in outs),
         })
     phases = {k: statistics.median(r["phases"][k] for r in reports) for k in reports[0]["phases"]}
     phases["checks_and_aggregation"] = statistics.median(

@@ -43,6 +43,7 @@ from fedchain.netctl import netns
 from fedchain.verification.presets import PolicySettings
 
 from fedchain_mpc import bench
+from fedchain_mpc.job import JOB_ENV, JobResult, MPCJob
 
 HOSTS = ["hosp", "ledger", "mpc0", "mpc1", "mpc2"]
 PARTY_PORT = 11365
@@ -76,7 +77,8 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_parties(topo: netns.Topology, jobs: list[Path], timeout: float = 900.0) -> tuple[list[dict], list[dict], float]:
+def run_parties(topo: netns.Topology, jobs: list[Path],
+                timeout: float = 900.0) -> tuple[list[JobResult], list[dict], float]:
     """Run one wan_party per MPC host; (outputs, round files, wall seconds)."""
     addrs = [topo.address(f"mpc{j}") for j in range(len(jobs))]
     args = [a for addr in addrs for a in ("-P", f"{addr}:{PARTY_PORT}")]
@@ -85,7 +87,7 @@ def run_parties(topo: netns.Topology, jobs: list[Path], timeout: float = 900.0) 
     started = time.perf_counter()
     for j, job in enumerate(jobs):
         procs.append(topo.popen(f"mpc{j}", [sys.executable, "-m", "fedchain_mpc.wan_party", *args, "-I", str(j)],
-                                env=dict(env, FEDCHAIN_MPC_JOB=str(job)), stdout=subprocess.DEVNULL,
+                                env=dict(env, **{JOB_ENV: str(job)}), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE))
     outs, rounds = [], []
     for j, proc in enumerate(procs):
@@ -94,8 +96,8 @@ def run_parties(topo: netns.Topology, jobs: list[Path], timeout: float = 900.0) 
             raise RuntimeError(f"party {j} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
     wall = time.perf_counter() - started
     for job in jobs:
-        out = Path(json.loads(job.read_text())["output_path"])
-        outs.append(json.loads(out.read_text()))
+        out = Path(MPCJob.load(job).output_path)
+        outs.append(bench.run_result(out))
         rounds.append(json.loads(out.with_name(out.name + ".rounds.json").read_text()))
     return outs, rounds, wall
 
@@ -233,12 +235,12 @@ class _LedgerWorld:
         self.started.clear()
 
 
-def _phase_table(outs: list[dict], rnds: list[dict]) -> dict[str, dict[str, float]]:
+def _phase_table(outs: list[JobResult], rnds: list[dict]) -> dict[str, dict[str, float]]:
     """Per MPC phase: wall/CPU max over nodes, bytes summed over nodes, rounds max over nodes."""
-    names = [k for k in outs[0]["phases"] if k not in ("load", "total")]
+    names = [k for k in outs[0].phases if k not in ("load", "total")]
     table = {}
     for k in names:
-        table[k] = {"wall_s": max(o["phases"][k] for o in outs), "cpu_s": max(o["phases_cpu"][k] for o in outs),
+        table[k] = {"wall_s": max(o.phases[k] for o in outs), "cpu_s": max(o.phases_cpu[k] for o in outs),
                     "bytes": sum(r["phase_bytes"].get(k, 0) for r in rnds),
                     "rounds": max(r["phase_rounds"].get(k, 0) for r in rnds)}
     return table
@@ -277,7 +279,7 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
                     work = Path(tmp) / f"rtt{rtt:g}-{rep}"
                     work.mkdir()
                     round_id += 1
-                    jobs = bench.write_round(work, x, ref, ns, policy, round_id=str(round_id),
+                    jobs = bench.write_round(work, x, ref, ns, policy, round_id=round_id,
                                              seed=f"wan-{settings.seed}-{rtt:g}-{rep}")
                     phases: dict[str, dict[str, float]] = {}
                     if upload_ctx is not None:
@@ -292,19 +294,19 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
                     phases["aggregate"] = _merge(table, ["aggregate"])
                     if attest_ctx is not None:
                         phases["attest"] = attest_ctx.attest()
-                    accept = [outs[0]["verdicts"][f"h{i}"]["accept"] for i in range(settings.clients)]
+                    accept = [outs[0].verdicts[f"h{i}"].accept for i in range(settings.clients)]
                     from fedchain_mpc import plaintext
 
-                    pt, _ = plaintext.evaluate(x, ns, policy, ref, outs[0]["seed"])
+                    pt, _ = plaintext.evaluate(x, ns, policy, ref, outs[0].seed)
                     reps.append({
                         "phases": phases, "mpc_phases": table, "party_wall_s": wall,
                         "party_cpu_s": _children_cpu() - cpu0,
                         "wire_bytes_mpc_hosts": sum(relay1["hosts"][h]["bytes"] - relay0["hosts"][h]["bytes"]
                                                     for h in ("mpc0", "mpc1", "mpc2")),
-                        "reasons": [outs[0]["verdicts"][f"h{i}"]["reason"] for i in range(settings.clients)],
+                        "reasons": [outs[0].verdicts[f"h{i}"].reason for i in range(settings.clients)],
                         "kinds": kinds,
                         "accept_equals_plaintext": accept == [a for a, _ in pt],
-                        "nodes_agree": len({o["aggregate_sha256"] for o in outs}) == 1,
+                        "nodes_agree": len({o.aggregate_sha256 for o in outs}) == 1,
                     })
                 res = _median_rep(reps, rtt)
                 results.append(res)

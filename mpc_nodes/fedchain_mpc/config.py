@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedchain.identity import PartyTLS
 from fedchain.mpc_client import NodeEndpoint
 
-from fedchain_mpc.runner import PartyTLS, RunnerSettings, parties_arg
+from fedchain_mpc.party_launcher import RunnerSettings, parties_arg
 
 
 class ConfigError(Exception):

@@ -1,6 +1,6 @@
 """gRPC share intake with mutual TLS: registered hospitals, open rounds, checked shares, durable receipts.
 
-SubmitShare is a client stream (header, then the share in pieces: fedchain.mpc_client). Checks, in
+SubmitShare is a client stream (header, then the share in pieces: fedchain.mpc_protocol). Checks, in
 order; the first ones run before a single share byte is read, each with its own gRPC status (the
 message says what to fix):
 - UNAUTHENTICATED: no client certificate (cannot happen with require_client_auth, kept as a guard).
@@ -19,7 +19,7 @@ message says what to fix):
 - NOT_FOUND: no such round. FAILED_PRECONDITION: round not OPEN, past its deadline (node clock),
   already sealed here.
 - ALREADY_EXISTS: a different share for a (round, hospital) that already has one.
-- A ledger that answers with a refusal (chaincode status 4xx) maps to INVALID_ARGUMENT /
+- A ledger that answers with a refusal (LedgerError.chaincode_status 4xx) maps to INVALID_ARGUMENT /
   PERMISSION_DENIED / NOT_FOUND / FAILED_PRECONDITION; only a ledger that cannot be reached (or
   fails inside) is UNAVAILABLE, the one answer clients retry.
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,8 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from fedchain.canonical import sha256_hex
 from fedchain.identity import Identity, IdentityError, MSPManager, SigningIdentity
-from fedchain.mpc_client import (
+from fedchain.mpc_protocol import (
     CHUNK_BYTES,
     HOLDINGS_METHOD,
     MAX_ROUND_ID,
@@ -59,11 +59,10 @@ from fedchain.mpc_client import (
     HoldingsRequest,
     ShareSubmission,
     make_receipt,
-    sha256_hex,
 )
 from fedchain.sharing import ShareFormatError, parse_share
 
-from fedchain_mpc.service import LedgerError, LedgerView
+from fedchain_mpc.ledger_adapter import LedgerError, LedgerView
 from fedchain_mpc.store import RoundSealed, ShareConflict, ShareStore
 
 log = logging.getLogger(__name__)
@@ -71,8 +70,6 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 HEADER_SLACK = 8192  # share file header (JSON) on top of 10 bytes per element
 BYTES_PER_ELEMENT = 10  # a share element is a uint16 and a uint64 (fedchain.sharing)
-# A chaincode refusal (HTTP-like status, fedchain_cc.fl.validate.ContractError) as the gateway reports it.
-_CHAINCODE_STATUS = re.compile(r"chaincode response (\d{3})")
 _REFUSAL_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 403: grpc.StatusCode.PERMISSION_DENIED,
                   404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_PRECONDITION}
 
@@ -109,11 +106,8 @@ def round_share_limit(dim: int, cap: int) -> int:
 
 def ledger_refusal_code(exc: LedgerError) -> grpc.StatusCode | None:
     """The status for a ledger that answered 'no' (chaincode 4xx); None for an outage (retryable)."""
-    match = _CHAINCODE_STATUS.search(str(exc))
-    if match is None:
-        return None
-    status = int(match.group(1))
-    if not 400 <= status < 500:
+    status = exc.chaincode_status
+    if status is None or not 400 <= status < 500:
         return None
     return _REFUSAL_CODES.get(status, grpc.StatusCode.FAILED_PRECONDITION)
 
@@ -313,7 +307,7 @@ class ShareIntake:
         digest = sha256_hex(data)
         if sha256 != digest:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "share bytes do not match the sha256 sent with them")
-        expected = {"round_id": str(round_id), "hospital_id": hospital, "node_index": s.node_index, "dim": dim,
+        expected = {"round_id": round_id, "hospital_id": hospital, "node_index": s.node_index, "dim": dim,
                     "t": s.t, "m": s.m, "l": s.l, "f": s.f}
         try:
             parse_share(data, expected=expected)

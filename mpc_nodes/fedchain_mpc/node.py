@@ -8,7 +8,7 @@ after any crash and converges (every step is idempotent):
    (GetHoldings: sealed, so final). A hospital is in the run only if every node holds a share
    whose SHA-256 equals the one committed for that node; the others are rejected with
    "missing_share" at every node alike, so all nodes give MPyC the same hospital list.
-2. Run this node's MPyC party (runner.py) with the round's policy, the base model from the
+2. Run this node's MPyC party (party_launcher.py, an MPCJob of job.py) with the round's policy, the base model from the
    ledger (hash checked), the FLTrust reference (reference_dir or GetReference, hash checked),
    the public validation batch when the policy runs the encrypted-inference check
    (GetValidationBatch, hash checked, decoded strictly; declared but not yet published: wait like
@@ -34,9 +34,7 @@ update committed after the deadline, whatever timestamp its proposal claims, fin
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import queue
 import threading
@@ -47,13 +45,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedchain.canonical import canonical_json, sha256_hex
 from fedchain.durable import write_durably
 from fedchain.identity import SigningIdentity
-from fedchain.mpc_client import IntakeError, NodeEndpoint, canonical_json, get_holdings
+from fedchain.mpc_client import IntakeError, NodeEndpoint, get_holdings
 
 from fedchain_mpc.guard import LedgerGuard, LedgerMismatch, check_same_round
-from fedchain_mpc.runner import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
-from fedchain_mpc.service import LedgerError, LedgerView
+from fedchain_mpc.job import JobResult, MPCJob, ShareInput
+from fedchain_mpc.ledger_adapter import LedgerError, LedgerView
+from fedchain_mpc.party_launcher import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
 from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ NO_REFERENCE = "no_reference"  # the round's policy checks cosine similarity but
 NO_VALIDATION_BATCH = "no_validation_batch"
 VALIDATION_FILE = "validation.safetensors"
 DONE = (PUBLISHED, "disputed", "round_failed")  # round_failed: the ledger's FAILED (not a local run failure)
+ROUND_EVENTS = ("RoundClosed", "RoundFinalized", "RoundDisputed")  # chaincode events that ask a node to act
 
 
 class RoundError(Exception):
@@ -93,13 +94,24 @@ def _needs_validation(rnd: dict[str, Any]) -> bool:
     return (rnd.get("policy") or {}).get("inference_enabled", False) is True
 
 
+def _reject_all(present: list[dict], rejected: dict[str, str], reason: str) -> list[dict]:
+    """Record every present update as rejected for `reason`; nothing is left to run."""
+    rejected.update({u["hospital"]: reason for u in present})
+    return []
+
+
+def _outcome(rnd: dict[str, Any], result: JobResult | None, accepted: list[str]) -> str:
+    """No aggregate below the privacy floor (the MPC run did not open it); an aggregate that failed the
+    sanity check is not published: both attest the base model with the outcome."""
+    outcome = result.outcome if result is not None else "too_few_accepted"
+    if outcome == "ok" and len(accepted) < int((rnd.get("policy") or {}).get("min_accepted", 1)):
+        outcome = "too_few_accepted"
+    return outcome
+
+
 class UnusableValidationBatch(Exception):
     """The round's published validation batch is not one the check can run on (same bytes at every node,
     so every node decides alike: its updates are rejected as no_validation_batch)."""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class RoundProcessor:
@@ -176,16 +188,8 @@ class RoundProcessor:
         held: dict[int, dict[str, str]] = {self.ctx.node_index: self.store.holdings(round_id)}
         deadline = time.monotonic() + self.ctx.holdings_timeout_s
         for peer in self.peers:
-            if peer.index == self.ctx.node_index:
-                continue
-            while True:
-                try:
-                    held[peer.index] = self._holdings(peer, self.signer, round_id)
-                    break
-                except IntakeError as exc:
-                    if time.monotonic() >= deadline:
-                        raise RoundError(f"round {round_id}: no holdings from MPC node {peer.index}: {exc}") from exc
-                    self.sleep(1.0)
+            if peer.index != self.ctx.node_index:
+                held[peer.index] = self._peer_holdings(peer, round_id, deadline)
         present, missing = [], {}
         for u in sorted(updates, key=lambda u: u["hospital"]):
             hashes = u["share_hashes"]
@@ -194,6 +198,16 @@ class RoundProcessor:
             else:
                 missing[u["hospital"]] = MISSING_SHARE
         return present, missing
+
+    def _peer_holdings(self, peer: NodeEndpoint, round_id: int, deadline: float) -> dict[str, str]:
+        """A peer's holdings, asked again every second until `deadline` (a peer restarting comes back)."""
+        while True:
+            try:
+                return self._holdings(peer, self.signer, round_id)
+            except IntakeError as exc:
+                if time.monotonic() >= deadline:
+                    raise RoundError(f"round {round_id}: no holdings from MPC node {peer.index}: {exc}") from exc
+            self.sleep(1.0)
 
     # ------------------------------------------------------------------------ run
     def _reference(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
@@ -213,7 +227,7 @@ class RoundProcessor:
             if src.is_file():
                 with np.load(src, allow_pickle=False) as z:
                     vec = np.asarray(z["delta"], dtype=np.float64)
-                got = hashlib.sha256(np.ascontiguousarray(vec, dtype="<f4").tobytes()).hexdigest()
+                got = sha256_hex(np.ascontiguousarray(vec, dtype="<f4").tobytes())
                 if got != sha:
                     raise RoundError(f"round {rid}: reference file {src} hashes to {got}, not {sha}")
                 return str(src)
@@ -280,27 +294,15 @@ class RoundProcessor:
         return path
 
     def _run_and_attest(self, round_id: int, rnd: dict[str, Any]) -> None:
+        """Agree on the inputs, run the MPC (if any update can be judged), attest the outcome."""
         self.store.seal(round_id)
         mine = (rnd.get("attestations") or {}).get(self.ctx.node_id)
         if mine is not None and self.model_path(round_id).exists():
             # attested before a crash that lost the local status: the ledger is the record
             self.state.update(round_id, ATTESTED, model_hash=mine["model_hash"])
             return
-        updates = self.ledger.get_updates(round_id)
-        present, rejected = self.agreed_inputs(round_id, updates)
-        if present and _needs_reference(rnd) and not (rnd.get("hyperparameters") or {}).get("reference_sha256"):
-            # no reference can ever come (none was declared at CreateRound): no update can be judged, so the
-            # round fails (the base model stays) instead of staying CLOSED forever; every node decides alike
-            log.error("round %d checks cosine similarity but declares no reference_sha256: rejecting its %d "
-                      "update(s) as %s", round_id, len(present), NO_REFERENCE)
-            rejected.update({u["hospital"]: NO_REFERENCE for u in present})
-            present = []
-        if present and _needs_validation(rnd) and not (rnd.get("hyperparameters") or {}).get("validation_sha256"):
-            # as without a reference: no batch can ever come, so every node rejects alike and the round fails
-            log.error("round %d runs the encrypted-inference check but declares no validation_sha256: rejecting "
-                      "its %d update(s) as %s", round_id, len(present), NO_VALIDATION_BATCH)
-            rejected.update({u["hospital"]: NO_VALIDATION_BATCH for u in present})
-            present = []
+        present, rejected = self.agreed_inputs(round_id, self.ledger.get_updates(round_id))
+        present = self._drop_unjudgeable(round_id, rnd, present, rejected)
         run_dir = self._dir("runs", round_id)
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         base_path = self._base_model(rnd, run_dir)
@@ -310,69 +312,96 @@ class RoundProcessor:
                 validation_path = self._validation_batch(rnd, dict(rnd.get("policy") or {}), run_dir)
             except UnusableValidationBatch as exc:
                 log.error("%s: rejecting its %d update(s) as %s", exc, len(present), NO_VALIDATION_BATCH)
-                rejected.update({u["hospital"]: NO_VALIDATION_BATCH for u in present})
-                present = []
+                present = _reject_all(present, rejected, NO_VALIDATION_BATCH)
         seed = sha256_hex(canonical_json({"round_id": round_id, "updates": [
             [u["hospital"], u["share_hashes"], u["n_samples"]] for u in present]}))
-        verdicts: dict[str, dict[str, Any]] = {}
-        result: dict[str, Any] | None = None
-        model = base_path.read_bytes()
+        result = None
         if present:
-            policy = dict(rnd.get("policy") or {})
-            job = {
-                "round_id": str(round_id), "party": self.ctx.node_index,
-                "shares": [{"hospital_id": u["hospital"], "path": str(self.store.path(round_id, u["hospital"])),
-                            "n_samples": int(u["n_samples"]), "sha256": u["share_hashes"][self.ctx.node_index]}
-                           for u in present],
-                "policy": policy, "reference_path": self._reference(rnd, policy, run_dir),
-                "base_model_path": str(base_path), "l": self.ctx.l, "f": self.ctx.f, "t": self.ctx.t,
-                "m": self.ctx.m, "seed": seed, "output_path": str(run_dir / "result.json"),
-            }
-            if validation_path is not None:  # the encrypted-inference check: its public batch and the model
-                job["validation_path"] = validation_path
-                job["model_spec"] = dict(rnd["model_spec"])
-            prev = self.state.get(round_id)
-            attempts = prev["attempts"] if prev else 0
+            job = self._job(round_id, rnd, present, run_dir, base_path, validation_path, seed)
+            result = self._run_mpc(job, run_dir)
+        self._attest(round_id, rnd, present, rejected, result, base_path, seed)
 
-            def on_attempt(i: int, err: str | None) -> None:
-                self.state.update(round_id, RUNNING, attempts=attempts + i + 1, last_error=err)
+    @staticmethod
+    def _drop_unjudgeable(round_id: int, rnd: dict[str, Any], present: list[dict],
+                          rejected: dict[str, str]) -> list[dict]:
+        """No update can be judged when the policy needs a reference or validation batch the round never
+        declared (none can ever come): reject them all, so the round fails (the base model stays) instead
+        of staying CLOSED forever; every node decides alike."""
+        hyper = rnd.get("hyperparameters") or {}
+        if present and _needs_reference(rnd) and not hyper.get("reference_sha256"):
+            log.error("round %d checks cosine similarity but declares no reference_sha256: rejecting its %d "
+                      "update(s) as %s", round_id, len(present), NO_REFERENCE)
+            present = _reject_all(present, rejected, NO_REFERENCE)
+        if present and _needs_validation(rnd) and not hyper.get("validation_sha256"):
+            log.error("round %d runs the encrypted-inference check but declares no validation_sha256: rejecting "
+                      "its %d update(s) as %s", round_id, len(present), NO_VALIDATION_BATCH)
+            present = _reject_all(present, rejected, NO_VALIDATION_BATCH)
+        return present
 
-            def no_longer_needed() -> str | None:
-                try:
-                    now = self.ledger.get_round(round_id, fresh=True)
-                except LedgerError:
-                    return None  # cannot tell: keep waiting for the peers
-                return None if now is None or now["state"] == "CLOSED" else f"round {round_id} is {now['state']}"
+    def _job(self, round_id: int, rnd: dict[str, Any], present: list[dict], run_dir: Path, base_path: Path,
+             validation_path: str | None, seed: str) -> MPCJob:
+        """This node's part of the round's MPC run (the same at every node but for party and paths)."""
+        policy = dict(rnd.get("policy") or {})
+        j = self.ctx.node_index
+        return MPCJob(
+            round_id=int(round_id), party=j,
+            shares=tuple(ShareInput(hospital_id=u["hospital"], path=str(self.store.path(round_id, u["hospital"])),
+                                    n_samples=int(u["n_samples"]), sha256=u["share_hashes"][j]) for u in present),
+            policy=policy, reference_path=self._reference(rnd, policy, run_dir), base_model_path=str(base_path),
+            l=self.ctx.l, f=self.ctx.f, t=self.ctx.t, m=self.ctx.m, seed=seed,
+            output_path=str(run_dir / "result.json"),
+            # the encrypted-inference check: its public batch and the model
+            validation_path=validation_path,
+            model_spec=dict(rnd["model_spec"]) if validation_path is not None else None,
+        )
 
-            try:
-                result = run_with_retries(job, run_dir, self.runner, sleep=self.sleep, attempt_hook=on_attempt,
-                                          should_abort=no_longer_needed)
-            except MPCAborted as exc:
-                self.state.update(round_id, RUNNING, last_error=str(exc))
-                raise RoundError(str(exc)) from exc
-            except MPCRunError as exc:
-                self.state.update(round_id, FAILED, last_error=str(exc))
-                raise RoundError(str(exc)) from exc
-            verdicts = result["verdicts"]
-        accepted = sorted(h for h, v in verdicts.items() if v["accept"])
-        rejected.update({h: v["reason"] for h, v in verdicts.items() if not v["accept"]})
-        # no aggregate below the privacy floor (the MPC run did not open it); an aggregate that failed
-        # the sanity check is not published: both attest the base model with the outcome
-        outcome = result.get("outcome", "ok") if result is not None else "too_few_accepted"
-        if outcome == "ok" and len(accepted) < int((rnd.get("policy") or {}).get("min_accepted", 1)):
-            outcome = "too_few_accepted"
+    def _run_mpc(self, job: MPCJob, run_dir: Path) -> JobResult:
+        """Run this node's party (with retries); progress and failures are recorded in the node state."""
+        round_id = job.round_id
+        prev = self.state.get(round_id)
+        attempts = prev["attempts"] if prev else 0
+
+        def on_attempt(i: int, err: str | None) -> None:
+            self.state.update(round_id, RUNNING, attempts=attempts + i + 1, last_error=err)
+
+        try:
+            return run_with_retries(job, run_dir, self.runner, sleep=self.sleep, attempt_hook=on_attempt,
+                                    should_abort=lambda: self._no_longer_needed(round_id))
+        except MPCAborted as exc:
+            self.state.update(round_id, RUNNING, last_error=str(exc))
+            raise RoundError(str(exc)) from exc
+        except MPCRunError as exc:
+            self.state.update(round_id, FAILED, last_error=str(exc))
+            raise RoundError(str(exc)) from exc
+
+    def _no_longer_needed(self, round_id: int) -> str | None:
+        """Why a run waiting for its peers should stop (the round left CLOSED), or None."""
+        try:
+            now = self.ledger.get_round(round_id, fresh=True)
+        except LedgerError:
+            return None  # cannot tell: keep waiting for the peers
+        return None if now is None or now["state"] == "CLOSED" else f"round {round_id} is {now['state']}"
+
+    def _attest(self, round_id: int, rnd: dict[str, Any], present: list[dict], rejected: dict[str, str],
+                result: JobResult | None, base_path: Path, seed: str) -> None:
+        """Save the model, write the report, AttestResult ('already attested' is success), record it."""
+        verdicts = result.verdicts if result is not None else {}
+        accepted = sorted(h for h, v in verdicts.items() if v.accept)
+        rejected.update({h: v.reason for h, v in verdicts.items() if not v.accept})
+        outcome = _outcome(rnd, result, accepted)
+        model = base_path.read_bytes()
         if (outcome == "ok" and result is not None and len(accepted) >= int(rnd.get("min_updates", 1))
-                and result.get("model_path")):
-            model = Path(result["model_path"]).read_bytes()
+                and result.model_path):
+            model = Path(result.model_path).read_bytes()
         model_hash = sha256_hex(model)
         write_durably(self.model_path(round_id), model, mode=0o644)
         report = {
             "round_id": round_id, "node": self.ctx.node_id, "node_index": self.ctx.node_index,
             "base_model_hash": rnd["base_model_hash"], "model_hash": model_hash, "accepted": accepted,
             "rejected": dict(sorted(rejected.items())), "seed": seed, "outcome": outcome,
-            "joint_seed": result.get("seed") if result else None,
-            "aggregate_sha256": result["aggregate_sha256"] if result and outcome == "ok" else None,
-            "n_accepted": len(accepted), "total_weight": result["total_weight"] if result else 0,
+            "joint_seed": result.seed if result else None,
+            "aggregate_sha256": result.aggregate_sha256 if result and outcome == "ok" else None,
+            "n_accepted": len(accepted), "total_weight": result.total_weight if result else 0,
             "inputs": [{"hospital": u["hospital"], "sha256": u["share_hashes"][self.ctx.node_index]} for u in present],
         }
         report_bytes = canonical_json(report)
@@ -387,7 +416,7 @@ class RoundProcessor:
             if not exc.already:
                 self.state.update(round_id, FAILED, last_error=f"attest: {exc}", model_hash=model_hash)
                 raise RoundError(f"round {round_id}: attestation failed: {exc}") from exc
-        phases = result.get("phases", {}) if result else {}
+        phases = result.phases if result else {}
         self.state.update(round_id, ATTESTED, model_hash=model_hash, last_error=None,
                           result={"accepted": accepted, "rejected": rejected, "phases": phases})
         log.info("round %d: attested model %s (%d accepted, %d rejected; MPC %.2f s)", round_id, model_hash[:16],
@@ -505,29 +534,41 @@ class RoundWorker:
 
     def follow_events(self, events: Callable[[], Any], checkpoint: Any) -> None:
         """Feed chaincode events into the queue; checkpoint each one once its round was handled."""
-        def run() -> None:
-            while not self._stop.is_set():
-                try:
-                    for ev in events():
-                        if self._stop.is_set():
-                            return
-                        rid = ev.payload.get("round_id")
-                        if ev.name in ("RoundClosed", "RoundFinalized", "RoundDisputed") and isinstance(rid, int):
-                            handled = threading.Event()
-                            self.queue.put((rid, handled.set))
-                            while not handled.wait(0.5):
-                                if self._stop.is_set():
-                                    return
-                        checkpoint.checkpoint_transaction(ev.block_number, ev.tx_id)
-                except Exception as exc:  # stream broke (gateway restart): reconnect from the checkpoint
-                    if self._stop.is_set():
-                        return
-                    log.warning("event stream: %s; reconnecting", exc)
-                self._stop.wait(self.poll_s)
-
-        t = threading.Thread(target=run, name="events", daemon=True)
+        t = threading.Thread(target=self._follow, args=(events, checkpoint), name="events", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _follow(self, events: Callable[[], Any], checkpoint: Any) -> None:
+        """The events thread: (re)open the stream from the checkpoint until the worker stops."""
+        while not self._stop.is_set():
+            try:
+                if not self._feed(events(), checkpoint):
+                    return
+            except Exception as exc:  # stream broke (gateway restart): reconnect from the checkpoint
+                if self._stop.is_set():
+                    return
+                log.warning("event stream: %s; reconnecting", exc)
+            self._stop.wait(self.poll_s)
+
+    def _feed(self, stream: Any, checkpoint: Any) -> bool:
+        """Hand one stream's events to the worker; False once the worker stops."""
+        for ev in stream:
+            if self._stop.is_set():
+                return False
+            rid = ev.payload.get("round_id")
+            if ev.name in ROUND_EVENTS and isinstance(rid, int) and not self._handled(rid):
+                return False
+            checkpoint.checkpoint_transaction(ev.block_number, ev.tx_id)
+        return True
+
+    def _handled(self, round_id: int) -> bool:
+        """Queue the round and wait until the worker handled it; False if the worker stops first."""
+        handled = threading.Event()
+        self.queue.put((round_id, handled.set))
+        while not handled.wait(0.5):
+            if self._stop.is_set():
+                return False
+        return True
 
     def start(self) -> None:
         t = threading.Thread(target=self._work, name="rounds", daemon=True)
@@ -540,6 +581,3 @@ class RoundWorker:
         for t in self._threads:
             t.join(timeout=2.0 if t.name == "rounds" else 0.2)
 
-
-def write_json(path: Path, obj: Any) -> None:
-    write_durably(path, json.dumps(obj, sort_keys=True, indent=1).encode(), mode=0o644)

@@ -1,217 +1,142 @@
-"""What an MPC node needs from the ledger, behind one small interface.
+"""One MPC node at work: the share intake, the round worker and the ledger connection, started and stopped together.
 
-`LedgerView` is the seam: the intake and the round runner only call it, unit tests give an
-in-process fake, and `FLLedger` is the real thing over the FL chaincode client
-(`fedchain.fl_client.FLClient` on a gateway connection), the same on the devnet and on Fabric.
-Participants are cached (they change rarely and every share needs one) and refreshed on a
-miss at most once per `refresh_s`; round records are cached for `round_ttl_s` (short, so a
-closed round stops intake quickly; the node also seals rounds locally on RoundClosed).
+`NodeService` wires the parts (ledger adapter, share store, node state, ledger guard, intake, round
+worker); `run` is the process's life: start the intake, print "READY <host:port>" on stdout (the network
+launcher waits for that line), follow rounds until SIGTERM/SIGINT. Logs go to stderr (or the config's
+log_file): ids, sizes, hashes and timings only, never share values or decoded numbers.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-log = logging.getLogger(__name__)
+from fedchain.gateway import FileCheckpoint
+from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark
+from fedchain.identity import Consortium
 
+from fedchain_mpc.config import ConfigError, NodeConfig
+from fedchain_mpc.guard import LedgerGuard
+from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
+from fedchain_mpc.ledger_adapter import FLLedger, LedgerError, LedgerView
+from fedchain_mpc.node import RoundContext, RoundProcessor, RoundWorker
+from fedchain_mpc.store import NodeState, ShareStore
 
-class LedgerError(Exception):
-    """The ledger refused or could not be reached; `already` marks 'already done' refusals."""
-
-    def __init__(self, message: str, *, already: bool = False, not_found: bool = False) -> None:
-        super().__init__(message)
-        self.already = already
-        self.not_found = not_found
-
-
-@dataclass(frozen=True)
-class LedgerEvent:
-    name: str
-    payload: dict[str, Any]
-    block_number: int
-    tx_id: str
+log = logging.getLogger("fedchain_mpc")
 
 
-class LedgerView(Protocol):
-    def get_consortium(self) -> dict[str, Any]: ...
-
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None: ...
-
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None: ...
-
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]: ...
-
-    def attest(self, attestation: dict[str, Any]) -> None: ...
-
-    def publish(self, round_id: int, model: bytes) -> bool: ...
-
-    def get_model(self, round_id: int) -> bytes: ...
-
-    def get_reference(self, round_id: int) -> bytes: ...
-
-    def get_validation_batch(self, round_id: int) -> bytes: ...
-
-    def list_rounds(self) -> list[dict[str, Any]]: ...
-
-    def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
-
-    def close_round(self, round_id: int) -> None: ...
-
-    def chain_head(self) -> Any: ...  # fedchain.gateway.watermark.ChainHead
-
-    def block_hash(self, number: int) -> str: ...
+def check_membership(ledger: LedgerView, cfg: NodeConfig, signer: Any) -> str:
+    """This node's on-ledger id; raises if the ledger's consortium disagrees with node.json."""
+    cons = ledger.get_consortium()
+    nodes = cons["mpc_nodes"]
+    if len(nodes) != cfg.m:
+        raise ConfigError(f"the ledger lists {len(nodes)} MPC nodes, node.json has {cfg.m} MPC parties")
+    if int(cons["threshold"]) != cfg.runner.threshold:
+        raise ConfigError(f"ledger threshold {cons['threshold']} differs from node.json's {cfg.runner.threshold}")
+    me = nodes[cfg.node_index]
+    if (me["msp_id"], me["identity"]) != (signer.msp_id, signer.identity.fabric_id):
+        raise ConfigError(f"MPC node {cfg.node_index} on the ledger is {me['id']} with another identity than "
+                          f"this node's wallet identity")
+    return str(me["id"])
 
 
-class ParticipantCache:
-    """(msp_id, fabric_id) -> participant record, refreshed from ListParticipants on a miss."""
+class NodeService:
+    def __init__(self, cfg: NodeConfig, ledger: LedgerView | None = None, events: Any = None) -> None:
+        self.cfg = cfg
+        self.signer = cfg.signing_identity()
+        self.consortium = Consortium.load(cfg.crypto_dir)
+        self._gateway = None
+        if ledger is None:
+            from fedchain.netconfig import load_network
 
-    def __init__(self, fetch: Callable[[], list[dict[str, Any]]], refresh_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._fetch = fetch
-        self._refresh_s = refresh_s
-        self._clock = clock
-        self._by_ident: dict[tuple[str, str], dict[str, Any]] = {}
-        self._loaded_at: float | None = None
-        self._lock = threading.Lock()
-
-    def lookup(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            rec = self._by_ident.get((msp_id, fabric_id))
-            stale = self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh_s
-            if rec is not None or not stale:
-                return rec
-            self._by_ident = {(p["msp_id"], p["identity"]): p for p in self._fetch()}
-            self._loaded_at = self._clock()
-            return self._by_ident.get((msp_id, fabric_id))
-
-
-def _is_already(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "already" in text
-
-
-def _is_not_found(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return ("no round" in text or "no model" in text or "no participant" in text or "404" in text
-            or "no validation batch published" in text)
-
-
-class FLLedger:
-    """LedgerView over the FL chaincode through the Fabric Gateway (one gateway per node)."""
-
-    def __init__(self, network: Any, chaincode: str, fl_client: Any, *, round_ttl_s: float = 1.0,
-                 participants_refresh_s: float = 2.0) -> None:
-        self._network = network  # fedchain.gateway.Network (for events)
-        self._chaincode = chaincode
-        self.fl = fl_client  # fedchain.fl_client.FLClient
-        self._participants = ParticipantCache(lambda: self.fl.list_participants(), participants_refresh_s)
-        self._round_ttl_s = round_ttl_s
-        self._rounds: dict[int, tuple[float, dict[str, Any] | None]] = {}
-        self._lock = threading.Lock()
-
-    @classmethod
-    def connect(cls, net_config: Any, identity: Any) -> tuple[FLLedger, Any]:
-        """(ledger, gateway) for a loaded network.json and the node's SigningIdentity; close the gateway."""
-        from fedchain.fl_client import FLClient
-
-        gateway = net_config.connect(identity)
-        network = gateway.network(net_config.channel)
-        return cls(network, net_config.chaincode, FLClient(network.contract(net_config.chaincode))), gateway
-
-    def _wrap(self, what: str, fn: Callable[[], Any]) -> Any:
+            ledger, self._gateway = FLLedger.connect(load_network(cfg.network_dir), self.signer)
+        self.ledger = ledger
+        self.store = ShareStore(cfg.data_dir)
+        self.state = NodeState(cfg.data_dir / "state.sqlite")
+        self.checkpoint = FileCheckpoint(cfg.data_dir / "events.checkpoint.json")
         try:
-            return fn()
-        except LedgerError:
-            raise
-        except Exception as exc:
-            raise LedgerError(f"{what}: {exc}", already=_is_already(exc), not_found=_is_not_found(exc)) from exc
+            watermark = LedgerWatermark(cfg.data_dir / "ledger.watermark.json")
+        except LedgerRollback as exc:
+            raise ConfigError(str(exc)) from None
+        self.guard = LedgerGuard(watermark, self.ledger)
+        settings = IntakeSettings(node_id=cfg.node_id, node_index=cfg.node_index, m=cfg.m, t=cfg.runner.threshold,
+                                  l=cfg.l, f=cfg.f, max_message_bytes=cfg.max_message_bytes)
+        self.intake = ShareIntake(settings, self.store, self.ledger, self.consortium.msp_manager(), self.signer,
+                                  ledger_refusal=lambda: self.guard.failure)
+        self.server = None
+        self.worker: RoundWorker | None = None
+        self.fatal: str | None = None
+        self._stop = threading.Event()
 
-    def get_consortium(self) -> dict[str, Any]:
-        return self._wrap("GetConsortium", self.fl.get_consortium)
+    def start_intake(self) -> str:
+        self.server, port = serve(self.intake, self.cfg.listen, self.cfg.tls_cert.read_bytes(),
+                                  self.cfg.tls_key.read_bytes())
+        host = self.cfg.listen.rpartition(":")[0]
+        return f"{host}:{port}"
 
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
-        """Cached for the intake's per-share checks; `fresh` for decisions that must see the latest state."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._rounds.get(round_id)
-            if not fresh and hit is not None and now - hit[0] < self._round_ttl_s:
-                return hit[1]
-        try:
-            rnd = self._wrap("GetRound", lambda: self.fl.get_round(round_id))
-        except LedgerError as exc:
-            if not exc.not_found:
-                raise
-            rnd = None
-        with self._lock:
-            self._rounds[round_id] = (now, rnd)
-        return rnd
+    def start_rounds(self) -> None:
+        """Wait until the ledger knows this node (consortium initialized), then follow rounds."""
+        while not self._stop.is_set():
+            try:
+                node_id = check_membership(self.ledger, self.cfg, self.signer)
+                break
+            except LedgerError as exc:
+                log.info("waiting for the consortium on the ledger: %s", exc)
+                self._stop.wait(self.cfg.poll_s)
+            except (ConfigError, KeyError, TypeError) as exc:
+                log.error("this node does not match the consortium on the ledger: %s", exc)
+                self.fatal = str(exc)
+                return
+        else:
+            return
+        ctx = RoundContext(node_id=node_id, node_index=self.cfg.node_index, m=self.cfg.m,
+                           t=self.cfg.runner.threshold, l=self.cfg.l, f=self.cfg.f, data_dir=self.cfg.data_dir,
+                           reference_dir=self.cfg.reference_dir)
+        processor = RoundProcessor(ctx, self.ledger, self.store, self.state, self.cfg.runner, self.signer,
+                                   self.cfg.peers, guard=self.guard)
+        self.worker = RoundWorker(processor, self.ledger, poll_s=self.cfg.poll_s)
+        self.worker.start()
+        self.worker.follow_events(lambda: self.ledger.events(self.checkpoint), self.checkpoint)
+        log.info("MPC node %s (index %d of %d) follows rounds", node_id, self.cfg.node_index, self.cfg.m)
 
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
-        return self._wrap("ListParticipants", lambda: self._participants.lookup(msp_id, fabric_id))
+    def stop(self) -> None:
+        self._stop.set()
+        if self.worker:
+            self.worker.stop()
+        if self.server:
+            self.server.stop(grace=2).wait()
+        self.state.close()
+        if self._gateway is not None:
+            self._gateway.close()
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
-        return self._wrap("GetUpdates", lambda: self.fl.get_updates(round_id))
 
-    def list_rounds(self) -> list[dict[str, Any]]:
-        return self._wrap("ListRounds", self.fl.list_rounds)
+def setup_logging(cfg: NodeConfig, level: str) -> None:
+    handler: logging.Handler = logging.FileHandler(cfg.log_file) if cfg.log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s mpc{cfg.node_index} %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=True)
 
-    def attest(self, attestation: dict[str, Any]) -> None:
-        self._wrap("AttestResult", lambda: self.fl.attest_result(attestation))
 
-    def publish(self, round_id: int, model: bytes) -> bool:
-        try:
-            self._wrap("PublishModel", lambda: self.fl.publish_model(round_id, model))
-            return True
-        except LedgerError as exc:
-            if exc.already:
-                return False
-            raise
-
-    def get_model(self, round_id: int) -> bytes:
-        return self._wrap("GetModel", lambda: self.fl.get_model(round_id))["model"]
-
-    def close_round(self, round_id: int) -> None:
-        """CloseRound as this node (MPC nodes may close once the deadline passed)."""
-        self._wrap("CloseRound", lambda: self.fl.close_round(round_id))
-        with self._lock:
-            self._rounds.pop(round_id, None)
-
-    def chain_head(self) -> Any:
-        """The newest block's number and hashes (a ChainHead) via qscc: the node's ledger watermark reads it."""
-        from fedchain.gateway.watermark import NetworkHeads
-
-        return self._wrap("GetChainInfo", NetworkHeads(self._network).chain_head)
-
-    def block_hash(self, number: int) -> str:
-        from fedchain.gateway.watermark import NetworkHeads
-
-        return self._wrap("GetBlockByNumber", lambda: NetworkHeads(self._network).block_hash(number))
-
-    def get_reference(self, round_id: int) -> bytes:
-        """The round's FLTrust reference (float32 LE), checked against the round's reference_sha256."""
-        return self._wrap("GetReference", lambda: self.fl.get_reference(round_id))
-
-    def get_validation_batch(self, round_id: int) -> bytes:
-        """The round's public validation batch (fedchain.validation_batch bytes), checked against the round's
-        validation_sha256; raises LedgerError (not_found) while the operator has not published it."""
-        return self._wrap("GetValidationBatch", lambda: self.fl.get_validation_batch(round_id))
-
-    def events(self, checkpoint: Any) -> Iterator[LedgerEvent]:
-        """Chaincode events from the checkpoint on; the caller checkpoints after handling each one."""
-        stream = self._network.chaincode_events(self._chaincode, checkpoint=checkpoint)
-        try:
-            for ev in stream:
-                try:
-                    payload = json.loads(ev.payload) if ev.payload else {}
-                except ValueError:
-                    payload = {}
-                yield LedgerEvent(ev.event_name, payload if isinstance(payload, dict) else {}, ev.block_number,
-                                  ev.tx_id)
-        finally:
-            stream.close()
+def run(cfg: NodeConfig, log_level: str = "INFO") -> int:
+    """Run the node until SIGTERM/SIGINT (or a fatal mismatch with the ledger); the process's exit code."""
+    setup_logging(cfg, log_level)
+    try:
+        service = NodeService(cfg)
+        address = service.start_intake()
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    print(f"READY {address}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    rounds = threading.Thread(target=service.start_rounds, name="start", daemon=True)
+    rounds.start()
+    while not stop.is_set() and service.fatal is None:
+        stop.wait(0.5)
+    log.info("stopping")
+    service.stop()
+    time.sleep(0.1)
+    return 1 if service.fatal else 0

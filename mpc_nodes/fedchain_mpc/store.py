@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedchain.canonical import sha256_hex
 from fedchain.durable import write_durably
-from fedchain.mpc_client import sha256_hex
 
 HOSPITAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # the chaincode's participant id rule
 

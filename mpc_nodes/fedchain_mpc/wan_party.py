@@ -19,6 +19,7 @@ def main() -> int:
     import os
 
     from fedchain_mpc import rounds
+    from fedchain_mpc.job import JOB_ENV, MPCJob
 
     rounds.install()
     from fedchain_mpc import mpc_program, verify
@@ -37,8 +38,7 @@ def main() -> int:
     verify.verify_and_aggregate = counted  # run_job imports it from the module at call time
     code = mpc_program.main()
     if code == 0:
-        job = json.loads(Path(os.environ[mpc_program.JOB_ENV]).read_text())
-        out = Path(job["output_path"])
+        out = Path(MPCJob.load(os.environ[JOB_ENV]).output_path)
         out.with_name(out.name + ".rounds.json").write_text(json.dumps(captured))
     return code
 

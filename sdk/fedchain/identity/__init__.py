@@ -10,10 +10,11 @@ from fedchain.identity.consortium import (
 )
 from fedchain.identity.identity import Identity, IdentityError, SignatureError, SigningIdentity
 from fedchain.identity.msp import MSPConfig, MSPManager, load_msp_dir, load_signing_identity
+from fedchain.identity.party_tls import PartyTLS, issue_party_tls
 from fedchain.identity.wallet import Wallet
 
 __all__ = [
     "ROLE_ATTRIBUTE", "ROLE_ATTRIBUTE_OID", "ROLES", "Consortium", "enroll_default_identities", "Identity", "IdentityError", "MSPConfig",
-    "MSPManager", "Org", "SignatureError", "SigningIdentity", "Wallet", "cert_attributes", "generate_consortium", "import_cryptogen",
-    "load_msp_dir", "load_signing_identity", "role_of",
+    "MSPManager", "Org", "PartyTLS", "SignatureError", "SigningIdentity", "Wallet", "cert_attributes", "generate_consortium", "import_cryptogen",
+    "issue_party_tls", "load_msp_dir", "load_signing_identity", "role_of",
 ]

@@ -99,7 +99,7 @@ def node_config(i: int, plan: MPCPlan, files: dict[str, str], peers: list[dict],
 
 def party_tls(consortium: Consortium, i: int, folder: Path) -> tuple[Path, Path]:
     """MPyC party i's TLS pair (issued once, from its org's TLS CA): (cert, key)."""
-    from fedchain_mpc.runner import issue_party_tls
+    from fedchain.identity import issue_party_tls
 
     cert, key = folder / f"party_{i}.crt", folder / f"party_{i}.key"
     if not cert.exists():

@@ -11,6 +11,7 @@ Typical use (hospital)::
     commitment = sha256_hex(blob)           # goes into SubmitUpdate
 """
 
+from fedchain.canonical import sha256_hex  # the ledger commitment of a share: the one SHA-256 of the SDK
 from fedchain.sharing.codec import (
     FieldArray,
     FixedPoint,
@@ -22,7 +23,6 @@ from fedchain.sharing.codec import (
     from_ints,
     parse_share,
     recombine,
-    sha256_hex,
     share_bytes,
     split,
     to_ints,

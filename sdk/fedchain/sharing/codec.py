@@ -13,7 +13,6 @@ Why this shape:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import struct
@@ -169,7 +168,12 @@ def recombine(shares: dict[int, FieldArray], fp: FixedPoint = FixedPoint()) -> F
 
 @dataclass(frozen=True)
 class ShareHeader:
-    """Metadata bound into the share bytes (and hence into the ledger hash)."""
+    """Metadata bound into the share bytes (and hence into the ledger hash).
+
+    `round_id` is kept as the format serializes it: a string (the hospitals write the ledger's integer
+    round id in decimal, `ShareHeader(str(round_id), ...)`; the format itself allows any string). In
+    memory a round id is an int: read it with `round_number`, the one place that string becomes one.
+    """
 
     round_id: str
     hospital_id: str
@@ -180,6 +184,14 @@ class ShareHeader:
     t: int = 1
     m: int = 3
     version: int = VERSION
+
+    @property
+    def round_number(self) -> int:
+        """The header's round id as the ledger's integer round id (ShareFormatError if it is not one)."""
+        text = self.round_id
+        if not (text.isascii() and text.isdigit()) or text != str(int(text)):
+            raise ShareFormatError(f"share header round_id {text!r} is not a decimal round number")
+        return int(text)
 
 
 def share_bytes(share: FieldArray, header: ShareHeader) -> bytes:
@@ -217,7 +229,10 @@ def _check_header(h: object) -> ShareHeader:
 
 
 def parse_share(data: bytes, expected: dict | None = None) -> tuple[ShareHeader, FieldArray]:
-    """Strictly parse share bytes; `expected` maps header fields to required values."""
+    """Strictly parse share bytes; `expected` maps header fields to required values.
+
+    An int `expected["round_id"]` is the ledger's round id: compared with `round_number`, so a header whose
+    round id is not that number in canonical decimal is refused."""
     if len(data) < 9 or data[:4] != MAGIC:
         raise ShareFormatError("not a fedchain share (bad magic)")
     version, hlen = struct.unpack_from("<BI", data, 4)
@@ -231,7 +246,8 @@ def parse_share(data: bytes, expected: dict | None = None) -> tuple[ShareHeader,
         raise ShareFormatError(f"share header is not JSON: {e}") from None
     hdr = _check_header(h)
     for k, v in (expected or {}).items():
-        if getattr(hdr, k, None) != v:
+        got = hdr.round_number if k == "round_id" and isinstance(v, int) else getattr(hdr, k, None)
+        if got != v:
             raise ShareFormatError(f"share header {k}={getattr(hdr, k, None)!r}, expected {v!r}")
     body = data[9 + hlen:]
     if len(body) != 10 * hdr.dim:
@@ -244,7 +260,3 @@ def parse_share(data: bytes, expected: dict | None = None) -> tuple[ShareHeader,
         raise ShareFormatError("share contains an element >= p")
     return hdr, FieldArray(hi=hi, lo=lo)
 
-
-def sha256_hex(data: bytes) -> str:
-    """The ledger commitment of a share."""
-    return hashlib.sha256(data).hexdigest()

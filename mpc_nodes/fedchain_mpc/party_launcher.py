@@ -2,15 +2,15 @@
 
 Why a subprocess per run: MPyC's runtime is a process-wide singleton configured from argv, so
 each round gets a fresh `python -m fedchain_mpc.mpc_program -P <all parties> -I <i> [--ssl]`
-(job via FEDCHAIN_MPC_JOB, see mpc_program's docstring). Every node launches its party; MPyC
+(the job file named by JOB_ENV: `fedchain_mpc.job`). Every node launches its party; MPyC
 connects them (the higher party keeps dialing until the lower one listens), so nodes that
 start a few seconds apart still meet. A failed or timed-out run is retried with exponential
 backoff; the whole run is deterministic given the job, so a retry gives the same result.
 
 With TLS between parties (`--ssl`), MPyC reads `.config/party_<i>.crt|.key` and
 `.config/mpyc_ca.crt` relative to its working directory and checks the peer's certificate
-for the host name `MPyC party <j>`; `issue_party_tls` makes such a certificate from the
-consortium's TLS CA and `prepare_run_dir` puts the files where MPyC looks.
+for the host name `MPyC party <j>`; `fedchain.identity.issue_party_tls` makes such a certificate
+from the consortium's TLS CA and `prepare_run_dir` puts the files where MPyC looks.
 MPyC alone would listen on all interfaces; mpc_program binds the listener to this party's own -P host
 (mpyc_bind), so a node's party is reachable only at its configured address, and decodes what peers
 send with safe_wire instead of MPyC's pickle.
@@ -18,7 +18,6 @@ send with safe_wire instead of MPyC's pickle.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,14 +28,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from fedchain.durable import write_durably
+from fedchain.identity import PartyTLS
+
+from fedchain_mpc.job import JOB_ENV, PARENT_ENV, JobError, JobFailure, JobResult, MPCJob, load_output
 
 log = logging.getLogger(__name__)
 
-JOB_ENV = "FEDCHAIN_MPC_JOB"
-PARENT_ENV = "FEDCHAIN_MPC_PARENT"
 MAX_BACKOFF_S = 4.0
 
 
@@ -49,13 +47,6 @@ class MPCAborted(MPCRunError):
 
 
 AbortCheck = Callable[[], "str | None"]
-
-
-@dataclass(frozen=True)
-class PartyTLS:
-    cert: Path
-    key: Path
-    ca: Path  # all orgs' TLS CA certificates, concatenated
 
 
 @dataclass(frozen=True)
@@ -73,25 +64,6 @@ class RunnerSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def issue_party_tls(consortium: Any, msp_id: str, index: int, folder: str | os.PathLike) -> PartyTLS:
-    """A TLS pair for MPyC party `index` (SAN 'MPyC party <index>', MPyC's fixed host name), from the org's TLS CA."""
-    from fedchain.identity import certs
-    from fedchain.identity.msp import write_private
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    org = consortium.org(msp_id)
-    key, cert = certs.issue_certificate(org.tls_ca_key, org.tls_ca_cert, f"mpyc-party-{index}", tls=True,
-                                        hosts=(f"MPyC party {index}", "localhost", "127.0.0.1"))
-    out = PartyTLS(folder / f"party_{index}.crt", folder / f"party_{index}.key", folder / "mpyc_ca.crt")
-    out.cert.write_bytes(certs.cert_to_pem(cert))
-    from fedchain.identity.crypto import private_key_to_pem
-
-    write_private(out.key, private_key_to_pem(key))
-    out.ca.write_bytes(b"".join(consortium.tls_root_pems()))
-    return out
-
-
 def prepare_run_dir(run_dir: Path, settings: RunnerSettings) -> None:
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.tls is not None:
@@ -105,7 +77,7 @@ def prepare_run_dir(run_dir: Path, settings: RunnerSettings) -> None:
 
 
 def command(settings: RunnerSettings) -> list[str]:
-    cmd = [settings.python, "-m", "fedchain_mpc.runner"]  # sets PDEATHSIG, then runs fedchain_mpc.mpc_program
+    cmd = [settings.python, "-m", "fedchain_mpc.mpc_program"]  # PARENT_ENV: it sets PDEATHSIG first
     for party in settings.parties:
         cmd += ["-P", party]
     cmd += ["-I", str(settings.node_index), "-T", str(settings.threshold)]
@@ -114,36 +86,16 @@ def command(settings: RunnerSettings) -> list[str]:
     return cmd
 
 
-def _die_with_parent(expected_parent: int) -> None:
-    """Linux: the party dies with the node (an orphan party would hold its port and skew a rerun).
-
-    Set in the child itself, not via preexec_fn: forking a process that runs gRPC threads and
-    then running Python in the child is unsafe (gRPC's fork handlers), while subprocess's
-    vfork/posix_spawn path runs no Python in the child."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != expected_parent:  # the node died before prctl took effect
-        os._exit(1)
-
-
-def completed_result(job: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+def completed_result(job: MPCJob, run_dir: Path) -> JobResult | None:
     """The output of an earlier successful run of exactly this job (a node that crashed after the run
     but before attesting must not start a run its peers have finished with)."""
-    job_path, out_path = run_dir / "job.json", Path(job["output_path"])
     try:
-        if json.loads(job_path.read_text()) != json.loads(json.dumps(job)):
+        if MPCJob.load(run_dir / "job.json") != job:
             return None
-        result = json.loads(out_path.read_text())
-    except (OSError, ValueError):
+        output = load_output(job.output_path)
+    except JobError:
         return None
-    if not isinstance(result, dict) or "error" in result or not isinstance(result.get("verdicts"), dict):
-        return None
-    return result
+    return output if isinstance(output, JobResult) else None
 
 
 _GLOG = re.compile(r"^[IWEF]\d{4} ")  # gRPC core's own log lines, not the program's
@@ -163,6 +115,15 @@ def _last_error(path: Path, offset: int) -> str:
 
 CONNECTED = b"parties connected"
 PEER_LOST = (b"connection_lost", b"Connection reset", b"Broken pipe")
+
+
+def party_log_state(output: bytes) -> tuple[bool, bool]:
+    """(all parties connected, a peer was lost) from what the party process logged.
+
+    Why from the text: the party is MPyC in another process and MPyC says both only in its log
+    ("All 3 parties connected.", and asyncio's connection_lost / reset messages when a peer dies: MPyC
+    does not abort the run, a clean close just unregisters the peer). This is the one place that reads it."""
+    return CONNECTED in output, any(marker in output for marker in PEER_LOST)
 
 
 def _new_output(files: list[tuple[Path, int]]) -> bytes:
@@ -218,10 +179,10 @@ def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tup
         if rc is not None:
             return rc
         now = time.monotonic()
-        output = _new_output(files)
-        if connected_at is None and CONNECTED in output:
+        connected, peer_lost = party_log_state(_new_output(files))
+        if connected_at is None and connected:
             connected_at = now
-        if connected_at is not None and any(marker in output for marker in PEER_LOST):
+        if connected_at is not None and peer_lost:
             raise MPCRunError(f"MPC party {settings.node_index}: a peer party went away during the run")
         if connected_at is not None:
             peers = established_peers(proc.pid)
@@ -246,14 +207,14 @@ def _supervise(proc: subprocess.Popen, settings: RunnerSettings, files: list[tup
         time.sleep(poll_s)
 
 
-def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
-             should_abort: AbortCheck | None = None) -> dict[str, Any]:
-    """One attempt: write the job, run the party, return its output JSON (raises MPCRunError)."""
+def run_once(job: MPCJob, run_dir: Path, settings: RunnerSettings,
+             should_abort: AbortCheck | None = None) -> JobResult:
+    """One attempt: write the job, run the party, return its result (raises MPCRunError)."""
     prepare_run_dir(run_dir, settings)
     job_path = run_dir / "job.json"
-    out_path = Path(job["output_path"])
+    out_path = Path(job.output_path)
     out_path.unlink(missing_ok=True)
-    write_durably(job_path, json.dumps(job, sort_keys=True, indent=1).encode())
+    job.write(job_path)
     # m parties share the machine's cores: multithreaded BLAS in each would oversubscribe them
     single_thread = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env = {**os.environ, **single_thread, JOB_ENV: str(job_path), PARENT_ENV: str(os.getpid()), **settings.extra_env}
@@ -269,23 +230,23 @@ def run_once(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    result: dict[str, Any] | None = None
+    output: JobResult | JobFailure | None = None
     if out_path.exists():
         try:
-            result = json.loads(out_path.read_text())
-        except ValueError:
-            result = None
-    if rc != 0 or result is None or "error" in result:
-        why = (result or {}).get("error") or _last_error(stderr, offsets[1])
+            output = load_output(out_path)
+        except JobError:
+            output = None
+    if rc != 0 or not isinstance(output, JobResult):
+        why = output.error if isinstance(output, JobFailure) else _last_error(stderr, offsets[1])
         status = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
         raise MPCRunError(f"MPC party {settings.node_index} failed ({status}){': ' + why if why else ''}")
-    return result
+    return output
 
 
-def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSettings,
+def run_with_retries(job: MPCJob, run_dir: Path, settings: RunnerSettings,
                      sleep: Callable[[float], None] = time.sleep,
                      attempt_hook: Callable[[int, str | None], None] | None = None,
-                     should_abort: AbortCheck | None = None) -> dict[str, Any]:
+                     should_abort: AbortCheck | None = None) -> JobResult:
     """Retry a failed run (a peer restarting, a port still busy) with exponential backoff.
 
     `should_abort()` is asked every few seconds while the party waits for its peers; a reason
@@ -293,7 +254,7 @@ def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSetting
     come, e.g. because the round was finalized by the other nodes."""
     done = completed_result(job, run_dir)
     if done is not None:
-        log.info("round %s: reusing the completed MPC run in %s", job["round_id"], run_dir)
+        log.info("round %d: reusing the completed MPC run in %s", job.round_id, run_dir)
         return done
     last = ""
     for attempt in range(settings.retries + 1):
@@ -301,7 +262,7 @@ def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSetting
             # short and capped: a waiting party costs nothing, and survivors of a dead peer should
             # be back in their connect phase before the restarted node's party starts dialing
             delay = min(settings.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-            log.warning("round %s: MPC run attempt %d failed (%s); retrying in %.1f s", job["round_id"], attempt,
+            log.warning("round %d: MPC run attempt %d failed (%s); retrying in %.1f s", job.round_id, attempt,
                         last, delay)
             sleep(delay)
         try:
@@ -312,7 +273,7 @@ def run_with_retries(job: dict[str, Any], run_dir: Path, settings: RunnerSetting
             raise
         except MPCRunError as exc:
             last = str(exc)
-    raise MPCRunError(f"round {job['round_id']}: MPC run failed {settings.retries + 1} times; last: {last}")
+    raise MPCRunError(f"round {job.round_id}: MPC run failed {settings.retries + 1} times; last: {last}")
 
 
 def parties_arg(parties: Sequence[str]) -> tuple[str, ...]:
@@ -321,10 +282,3 @@ def parties_arg(parties: Sequence[str]) -> tuple[str, ...]:
         if not host or not port.isdigit():
             raise ValueError(f"MPC party address {p!r} must be host:port")
     return tuple(parties)
-
-
-if __name__ == "__main__":  # the party process: `python -m fedchain_mpc.runner <MPyC options>`
-    import runpy
-
-    _die_with_parent(int(os.environ.get(PARENT_ENV, os.getppid())))
-    runpy.run_module("fedchain_mpc.mpc_program", run_name="__main__", alter_sys=True)
