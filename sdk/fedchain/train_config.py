@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fedchain.canonical import canonical_text
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -25,7 +27,8 @@ class TrainConfig:
             raise ValueError("lr must be in (0, 10] and momentum in [0, 1)")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON (fedchain.canonical): the round stores it and its bytes are hashed."""
+        return canonical_text(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | bytes | dict[str, Any]) -> TrainConfig:

@@ -10,7 +10,6 @@ published (hash-checked) on the held-out test set.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from fedchain.campaign.driver import DriverSettings, RoundDriver, RoundResult, s
 from fedchain.campaign.genesis import initial_model
 from fedchain.campaign.ledger import outcome_note
 from fedchain.campaign.recipe import RoundMaker, RoundRecipe, auto_cosine_min
+from fedchain.canonical import sha256_hex
 from fedchain.data import Dataset, dirichlet_split, generate_synthetic, load_npz
 from fedchain.fl_client import participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
@@ -220,7 +220,7 @@ class Demo:
         """A hospital fetches the new model the way it will as next round's base: hashes must agree."""
         c = self.clients[self.ids[0]]
         rec = c.fl.get_model(rid)  # GetModel bytes checked against the recorded SHA-256
-        loaded = hashlib.sha256(rec["model"]).hexdigest()
+        loaded = sha256_hex(rec["model"])
         self.model_checks.append({"round": rid, "ledger_model_hash": ledger_hash, "hospital_loaded_hash": loaded,
                                   "equal": loaded == ledger_hash})
         if loaded != ledger_hash:

@@ -10,13 +10,14 @@ every org and every restart, which is what lets `up` compute the id before insta
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import re
 import tarfile
 from pathlib import Path
 from typing import Any
+
+from fedchain.canonical import sha256_hex
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]+([.+\-_][A-Za-z0-9]+)*$")  # Fabric's ValidateLabel
 
@@ -72,7 +73,7 @@ def build_package(label: str, connection: dict[str, Any]) -> bytes:
 
 def package_id(label: str, package: bytes) -> str:
     """What `peer lifecycle chaincode calculatepackageid` prints for this package."""
-    return f"{label}:{hashlib.sha256(package).hexdigest()}"
+    return f"{label}:{sha256_hex(package)}"
 
 
 def write_package(folder: Path, label: str, connection: dict[str, Any]) -> tuple[Path, str]:

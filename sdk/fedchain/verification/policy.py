@@ -51,6 +51,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fedchain.canonical import canonical_text
+
 REASONS = ("ok", "inconsistent", "range", "norm", "cosine", "outlier", "inference")
 FACTOR_DEN = 16  # outlier_factor is a multiple of 1/16
 REL_DEN = 64  # relative norm / cosine factors are compared as squares in multiples of 1/64
@@ -203,7 +205,8 @@ class VerificationPolicy:
 
     # ------------------------------------------------------------------------ JSON
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON (fedchain.canonical): the policy goes on the ledger with the round."""
+        return canonical_text(asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
