@@ -15,6 +15,7 @@ from fedchain.hospital import HospitalClient, RoundRefused
 from fedchain.hospital.client import DataMismatch, check_data_fits
 from fedchain.models import ModelSpec
 from fedchain.mpc_client import IntakeError, TLSRejected
+from fedchain.records import Round, Update
 
 SPEC = ModelSpec(n_classes=4, in_channels=1)
 
@@ -37,11 +38,12 @@ def test_labels_outside_the_models_classes_are_refused():
 class RoundOnlyFL:
     """Answers what prepare asks before training; anything later (the base model) fails the test."""
 
-    def get_round(self, round_id: int) -> dict[str, Any]:
-        return {"round_id": round_id, "state": "OPEN", "base_round_id": 0, "base_model_hash": "ab" * 32,
-                "model_spec": {**json_spec(), "param_count": 100}, "hyperparameters": {}}
+    def get_round(self, round_id: int) -> Round:
+        return Round.from_json({"round_id": round_id, "state": "OPEN", "base_round_id": 0, "base_model_hash": "ab" * 32,
+                                "model_spec": {**json_spec(), "param_count": 100}, "hyperparameters": {},
+                                "deadline": 2e9, "min_updates": 1})
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
+    def get_updates(self, round_id: int) -> list[Update]:
         return []
 
 

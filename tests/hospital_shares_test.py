@@ -21,6 +21,7 @@ from fedchain.gateway import GatewayError
 from fedchain.hospital import HospitalClient, HospitalState, RoundOutcome, RoundState, StateError, follow
 from fedchain.hospital.client import DataMismatch
 from fedchain.mpc_client import IntakeError
+from fedchain.records import Head, Round
 
 SHARES = [b"share-zero", b"share-one", b"share-two"]
 
@@ -38,21 +39,24 @@ class FakeFL:
     """The FL chaincode's round records as the hospital reads them."""
 
     def __init__(self) -> None:
-        self.rounds: dict[int, dict[str, Any]] = {}
+        self.rounds: dict[int, Round] = {}
         self.down = False
 
     def set(self, round_id: int, state: str) -> None:
-        self.rounds[round_id] = {"round_id": round_id, "state": state}
+        self.rounds[round_id] = Round.from_json({
+            "round_id": round_id, "state": state, "base_round_id": round_id - 1, "base_model_hash": "ab" * 32,
+            "model_spec": {"param_count": 10}, "deadline": 2e9, "min_updates": 1})
 
-    def get_round(self, round_id: int) -> dict[str, Any]:
+    def get_round(self, round_id: int) -> Round:
         if self.down:
             raise GatewayError("evaluate failed: gateway unavailable (connection refused)")
         if round_id not in self.rounds:
             raise GatewayError(f"evaluate failed: ABORTED: chaincode response 404, no round {round_id}")
         return self.rounds[round_id]
 
-    def head(self) -> dict[str, Any]:
-        return {"last_round_id": max(self.rounds, default=0)}
+    def head(self) -> Head:
+        return Head.from_json({"last_round_id": max(self.rounds, default=0), "finalized_round_id": None,
+                               "model_hash": None, "param_count": None})
 
 
 class FakeEvents:

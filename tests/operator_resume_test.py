@@ -29,8 +29,10 @@ from fedchain.campaign.plan import (
     read_view,
 )
 from fedchain.campaign.recipe import RoundMaker, RoundRecipe
-from fedchain.fl_client import FLClient, sha256_hex
+from fedchain.canonical import sha256_hex
+from fedchain.fl_client import FLClient
 from fedchain.models import ModelSpec, build_model, flatten, load_model_bytes, to_safetensors_bytes, unflatten
+from fedchain.records import Round
 from fedchain.training import TrainConfig
 
 SPEC = ModelSpec(in_channels=1, n_classes=2, widths=(2,), hidden=0)  # 806 parameters: fast references
@@ -155,10 +157,10 @@ def check_campaign(w: World) -> None:
     fl = FLClient(Ledger(w, w.auditor))
     for rid in range(1, ROUNDS + 1):
         rnd = fl.get_round(rid)
-        assert rnd["state"] == "FINALIZED"
-        creates = [e for e in fl.get_history("round", rid) if e["function"] == "CreateRound"]
+        assert rnd.state == "FINALIZED"
+        creates = [e for e in fl.get_history("round", rid) if e.function == "CreateRound"]
         assert len(creates) == 1
-        assert sha256_hex(fl.get_reference(rid)) == rnd["hyperparameters"]["reference_sha256"]
+        assert sha256_hex(fl.get_reference(rid)) == rnd.hyper.reference_sha256
     assert len(fl.get_history("model", 0)) == 1  # one genesis
 
 
@@ -204,7 +206,7 @@ def test_a_round_left_without_its_reference_gets_it_recomputed():
     assert next_action(view, ROUNDS).kind == PUBLISH_REFERENCE
     d = driver(w)
     d.do(next_action(view, ROUNDS))
-    assert sha256_hex(fl.get_reference(1)) == fl.get_round(1)["hyperparameters"]["reference_sha256"]
+    assert sha256_hex(fl.get_reference(1)) == fl.get_round(1).hyper.reference_sha256
 
 
 def test_other_root_data_cannot_publish_a_reference_and_says_so():
@@ -243,7 +245,7 @@ def test_an_open_round_closes_at_its_deadline_with_what_arrived():
     d.progress = lines.append
     [res] = d.run(1)
     rnd = FLClient(Ledger(w, w.auditor)).get_round(1)
-    assert rnd["state"] == res.state == "FAILED" and rnd["submitted"] == [] and not res.new_model
+    assert rnd.state == res.state == "FAILED" and rnd.submitted == () and not res.new_model
     assert any("closed (deadline passed with 0 update(s))" in line for line in lines)
 
 
@@ -301,10 +303,10 @@ def check_validation(w: World) -> None:
     seen = set()
     for rid in range(1, ROUNDS + 1):
         rnd = fl.get_round(rid)
-        assert rnd["policy"]["inference_enabled"] is True
+        assert rnd.policy.inference_enabled is True
         data = fl.get_validation_batch(rid)  # hash-checked against validation_sha256
         images, labels = decode(data, 2, max_batch=32)
-        assert len(labels) == 32 == rnd["hyperparameters"]["validation_size"]
+        assert len(labels) == 32 == rnd.hyper.validation_size
         assert np.bincount(labels).tolist() == [16, 16]
         seen.add(sha256_hex(data))
     assert len(seen) == ROUNDS  # a fresh batch every round
@@ -341,6 +343,13 @@ def test_other_root_data_cannot_publish_a_validation_batch_and_says_so():
         d.run(ROUNDS)
 
 
+def _hand_made_round(round_id: int, hyper: dict) -> Round:
+    """An OPEN round as the chaincode would return it, declaring `hyper`."""
+    return Round.from_json({"round_id": round_id, "state": "OPEN", "base_model_hash": "0" * 64,
+                            "base_round_id": round_id - 1, "model_spec": {"param_count": 1}, "hyperparameters": hyper,
+                            "policy": {}, "deadline": 1.0, "min_updates": 1})
+
+
 def test_a_round_made_by_hand_declares_and_redraws_its_batch():
     """round create --root-data with an inference policy: the batch comes from the round's recorded root set,
     and `fedchain validation publish --root-data` (declared_validation_batch) redraws the same bytes."""
@@ -358,8 +367,8 @@ def test_a_round_made_by_hand_declares_and_redraws_its_batch():
     declared, data = validation_for_new_round(5, {"inference_enabled": True, "inference_batch": 16}, hyper, root)
     assert data is not None and len(decode(data)[1]) == 16 == declared["validation_size"]
     assert declared["validation_sha256"] == sha256_hex(data)
-    assert declared_validation_batch({"round_id": 5, "hyperparameters": declared}, *pool) == data
+    assert declared_validation_batch(_hand_made_round(5, declared), *pool) == data
     with pytest.raises(ValidationMismatch, match="root data does not hold"):
-        declared_validation_batch({"round_id": 5, "hyperparameters": declared}, pool[0][::-1].copy(), pool[1])
+        declared_validation_batch(_hand_made_round(5, declared), pool[0][::-1].copy(), pool[1])
     with pytest.raises(ArgumentProblem, match="needs at least 64 root samples"):
         validation_for_new_round(5, {"inference_enabled": True, "inference_batch": 64}, hyper, root)

@@ -9,7 +9,6 @@ node. Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,6 +19,10 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from torch import nn
 
+from fedchain.canonical import sha256_hex
+from fedchain.records import ModelSpecRecord
+
+SPEC_FIELDS = ("arch", "in_channels", "n_classes", "widths", "hidden")  # what a ModelSpec is made of
 ARCHS = ("cnn", "cnn_pool")  # cnn_pool: pooling BEFORE the ReLU, 4x fewer activations (MPC-friendly)
 
 
@@ -66,6 +69,12 @@ class ModelSpec:
                        hidden=int(d.get("hidden", 32)))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"bad model spec: {exc}") from exc
+
+    @classmethod
+    def from_ledger(cls, spec: ModelSpecRecord) -> ModelSpec:
+        """The ModelSpec of a round's (or a model's) model_spec on the ledger: its architecture fields only
+        (the ledger's spec also carries param_count for the chaincode, and may carry more)."""
+        return cls.from_json({k: v for k, v in spec.fields.items() if k in SPEC_FIELDS})
 
 
 class SmallCNN(nn.Module):
@@ -178,9 +187,9 @@ def load_model_bytes(data: bytes, spec: ModelSpec) -> nn.Module:
 
 
 def model_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256_hex(data)
 
 
 def vector_hash(vector: np.ndarray) -> str:
     """SHA-256 of a vector's canonical bytes (little-endian float32)."""
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(vector, dtype="<f4")).tobytes()).hexdigest()
+    return sha256_hex(np.ascontiguousarray(np.asarray(vector, dtype="<f4")).tobytes())

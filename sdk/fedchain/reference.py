@@ -19,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from .models import vector_hash
+from .records import Hyperparameters, ModelSpecRecord, Round, RoundId, parse_round_id
 from .training import TrainConfig, train_steps
 
 
@@ -135,9 +136,9 @@ def load_root_pool(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return val.images, val.labels
 
 
-def reference_seed(seed: int, round_id: int) -> int:
+def reference_seed(seed: int, round_id: RoundId | int) -> int:
     """The reference's training seed for a round (the rule the demo has always used)."""
-    return int(seed) * 7 + int(round_id)
+    return int(seed) * 7 + parse_round_id(round_id)
 
 
 def reference_hyperparameters(hp: TrainConfig, seed: int, root: RootSet, round_id: int) -> dict[str, Any]:
@@ -151,42 +152,46 @@ class ReferenceMismatch(ValueError):
     """The root set or the recomputed reference is not the one the round declared."""
 
 
-def root_for_round(hyper: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> RootSet:
+def root_for_round(hyper: Hyperparameters, images: np.ndarray, labels: np.ndarray) -> RootSet:
     """The root set a round used, redrawn from the pool (images, labels) with the round's recorded size and
     seed; checked against its root_sha256 when the round has one (older rounds record only root_size)."""
-    size = hyper.get("root_size")
+    size = hyper.root_size
     if size is None:
         raise ReferenceMismatch("the round records no root_size: it was not made from a root set")
-    root = root_set(images, labels, int(size), seed=int(hyper.get("root_seed", hyper.get("seed", 0))))
-    want = hyper.get("root_sha256")
+    seed = hyper.root_seed if hyper.root_seed is not None else (hyper.seed if hyper.seed is not None else 0)
+    root = root_set(images, labels, size, seed=seed)
+    want = hyper.root_sha256
     if want and want != root.sha256:
         raise ReferenceMismatch(f"this root data does not hold the round's root set (its {root.size} root samples "
                                 f"hash to {root.sha256[:16]}…, the round recorded {want[:16]}…)")
     return root
 
 
-def recompute_reference(rnd: dict[str, Any], base_model: bytes, root: RootSet) -> Reference:
-    """The reference a round declares, recomputed from its base model bytes, its hyperparameters and the
-    root set: the same training as when it was created, so the same bytes."""
+def recompute_reference(round_id: RoundId, spec: ModelSpecRecord, hyper: Hyperparameters, base_model: bytes,
+                        root: RootSet) -> Reference:
+    """The reference a round declares (or will declare: the operator computes it before CreateRound),
+    recomputed from its base model bytes, its model spec and hyperparameters and the root set: the same
+    training as when it was created, so the same bytes."""
     from .hospital.client import model_spec_of, train_config_of
     from .models import load_model_bytes
 
-    hyper = rnd.get("hyperparameters") or {}
-    seed = int(hyper.get("reference_seed", reference_seed(hyper.get("seed", 0), rnd["round_id"])))
-    return reference_update(load_model_bytes(base_model, model_spec_of(rnd)), root.images, root.labels,
-                            train_config_of(rnd), seed=seed)
+    seed = hyper.reference_seed
+    if seed is None:
+        seed = reference_seed(hyper.seed if hyper.seed is not None else 0, round_id)
+    return reference_update(load_model_bytes(base_model, model_spec_of(spec)), root.images, root.labels,
+                            train_config_of(hyper), seed=seed)
 
 
-def declared_reference(rnd: dict[str, Any], base_model: bytes, images: np.ndarray, labels: np.ndarray) -> Reference:
+def declared_reference(rnd: Round, base_model: bytes, images: np.ndarray, labels: np.ndarray) -> Reference:
     """The reference a round declared (reference_sha256), recomputed from the root pool; ReferenceMismatch
     if the round declares none, the root set differs, or the recomputed bytes hash differently."""
-    hyper = rnd.get("hyperparameters") or {}
-    want = hyper.get("reference_sha256")
+    want = rnd.hyper.reference_sha256
     if not want:
-        raise ReferenceMismatch(f"round {rnd['round_id']} declares no hyperparameters.reference_sha256")
-    ref = recompute_reference(rnd, base_model, root_for_round(hyper, images, labels))
+        raise ReferenceMismatch(f"round {rnd.round_id} declares no hyperparameters.reference_sha256")
+    ref = recompute_reference(rnd.round_id, rnd.model_spec, rnd.hyper, base_model,
+                              root_for_round(rnd.hyper, images, labels))
     if ref.sha256 != want:
-        raise ReferenceMismatch(f"round {rnd['round_id']} declares reference {want[:16]}…, but its base model, "
+        raise ReferenceMismatch(f"round {rnd.round_id} declares reference {want[:16]}…, but its base model, "
                                 f"hyperparameters and this root data give {ref.sha256[:16]}… (other training "
                                 "settings, or FEDCHAIN_TORCH_THREADS differing from the run that made it?)")
     return ref

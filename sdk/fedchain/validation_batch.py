@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedchain.fl_client import sha256_hex
+from fedchain.canonical import sha256_hex
 
 if TYPE_CHECKING:  # models imports torch; decoding must not need it
     from fedchain.models import ModelSpec

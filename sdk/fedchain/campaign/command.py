@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedchain.records import CLOSED, OPEN, Hyperparameters, ModelSpecRecord, RecordError, Round, RoundId
+
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -203,15 +205,15 @@ def _campaign(args: argparse.Namespace, ledger: Any, net: Any, settings: Any, au
     maker = RoundMaker(recipe, spec, root.pool, args.root_size,
                        policy_check=lambda policy: VerificationPolicy.from_json(policy))
     head = ledger.fl.head()
-    last = int(head.get("last_round_id") or 0)
+    last = head.last_round_id
     say(f"operator {args.identity} on {net.directory}: the ledger is at round {last}"
-        + (" (no model yet)" if head.get("model_hash") is None else "")
+        + (" (no model yet)" if head.model_hash is None else "")
         + f"; campaign: rounds 1..{args.rounds}, closing each at {close_after} update(s) or {args.deadline:g} s")
     if last > args.rounds:
         say(f"the ledger already has {last} rounds (--rounds counts every round on the ledger): nothing to do; "
             f"--rounds {last + 1} would run one more")
     evaluator = Evaluator(spec, test.images, test.labels) if test is not None else None
-    timings: dict[int, dict[str, float]] = {}
+    timings: dict[RoundId, dict[str, float]] = {}
     config = _report_config(args, root, maker, settings, auto, close_after, net)
 
     def write_report() -> None:
@@ -237,22 +239,21 @@ def _campaign(args: argparse.Namespace, ledger: Any, net: Any, settings: Any, au
     driver.run(args.rounds)
     write_report()
     head = ledger.fl.head()
-    say(f"campaign complete: round {min(args.rounds, int(head['last_round_id']))} has ended; the model is round "
-        f"{head['finalized_round_id']}'s {head['model_hash'][:16]}… ({time.perf_counter() - t0:.0f} s)"
+    say(f"campaign complete: round {min(args.rounds, head.last_round_id)} has ended; the model is round "
+        f"{head.finalized_round_id}'s {(head.model_hash or '')[:16]}… ({time.perf_counter() - t0:.0f} s)"
         + (f"; report in {args.report_json}" if args.report_json else ""))
     return 0
 
 
-def _ledger_spec(on_ledger: dict[str, Any] | None, spec: Any, *, explicit: bool, root: RootData) -> Any:
+def _ledger_spec(on_ledger: ModelSpecRecord | None, spec: Any, *, explicit: bool, root: RootData) -> Any:
     """The spec rounds are made with: the ledger's model's once there is one (a restart needs no
     --model-spec); an explicit --model-spec must agree with it."""
-    from fedchain.hospital.client import SPEC_FIELDS
     from fedchain.models import ModelSpec
 
     if on_ledger is None:
         return spec
     try:
-        theirs = ModelSpec.from_json({k: v for k, v in on_ledger.items() if k in SPEC_FIELDS})
+        theirs = ModelSpec.from_ledger(on_ledger)
     except ValueError as exc:
         raise ArgumentProblem(f"the ledger's model spec is not one this operator can train ({exc})") from None
     if explicit and theirs != spec:
@@ -294,16 +295,18 @@ def reference_publish(args: argparse.Namespace) -> int:
     try:
         ledger.check_ledger()
         rnd = ledger.fl.get_round(args.round)
-        if _already_published(rnd, args.round, "reference", "reference_sha256", ledger.reference_published):
+        if _already_published(rnd, "reference", rnd.hyper.reference_sha256, ledger.reference_published):
             return 0
-        base = ledger.fl.get_model(int(rnd["base_round_id"]))
-        if base["sha256"] != rnd["base_model_hash"]:
-            raise ValueError(f"the ledger's model of round {rnd['base_round_id']} is {base['sha256']}, the round's "
-                             f"base is {rnd['base_model_hash']}")
-        say(f"round {args.round}: recomputing the reference from round {rnd['base_round_id']}'s model and "
+        if rnd.base_round_id is None:
+            raise ValueError(f"round {rnd.round_id} is the genesis round: it has no reference")
+        base = ledger.fl.get_model(rnd.base_round_id)
+        if base.sha256 != rnd.base_model_hash:
+            raise ValueError(f"the ledger's model of round {rnd.base_round_id} is {base.sha256}, the round's "
+                             f"base is {rnd.base_model_hash}")
+        say(f"round {args.round}: recomputing the reference from round {rnd.base_round_id}'s model and "
             f"{args.root_data}")
         try:
-            ref = declared_reference(rnd, base["model"], *root.pool)
+            ref = declared_reference(rnd, base.model, *root.pool)
         except ReferenceMismatch as exc:
             raise ValueError(str(exc)) from None
         ledger.publish_reference(args.round, ref.vector)
@@ -314,16 +317,15 @@ def reference_publish(args: argparse.Namespace) -> int:
         ledger.close()
 
 
-def _already_published(rnd: dict[str, Any], round_id: int, what: str, hash_field: str,
-                       published: Callable[[int], bool]) -> bool:
-    """True (and says so) if the round's declared `what` is on the ledger already; raises ValueError if the
-    contract would refuse it now (the round is past CLOSED or attested, or declares no hash_field)."""
-    want = (rnd.get("hyperparameters") or {}).get(hash_field)
-    if want and published(round_id):
-        print(f"round {round_id}: {what} {want} is already published")
+def _already_published(rnd: Round, what: str, declared: str | None,
+                       published: Callable[[RoundId], bool]) -> bool:
+    """True (and says so) if the round's declared `what` (its hash `declared`) is on the ledger already; raises
+    ValueError if the contract would refuse it now (the round is past CLOSED or attested)."""
+    if declared and published(rnd.round_id):
+        print(f"round {rnd.round_id}: {what} {declared} is already published")
         return True
-    if rnd["state"] not in ("OPEN", "CLOSED") or rnd.get("attestations"):
-        raise ValueError(f"round {round_id} is {rnd['state']}: a {what} is accepted only while a round is OPEN or "
+    if rnd.state not in (OPEN, CLOSED) or rnd.attestations:
+        raise ValueError(f"round {rnd.round_id} is {rnd.state}: a {what} is accepted only while a round is OPEN or "
                          "CLOSED before any MPC node attested it")
     return False
 
@@ -358,9 +360,9 @@ def validation_publish(args: argparse.Namespace) -> int:
     try:
         ledger.check_ledger()
         rnd = ledger.fl.get_round(args.round)
-        if _already_published(rnd, args.round, "validation batch", "validation_sha256", ledger.validation_published):
+        want = rnd.hyper.validation_sha256
+        if _already_published(rnd, "validation batch", want, ledger.validation_published):
             return 0
-        want = (rnd.get("hyperparameters") or {}).get("validation_sha256")
         if given is not None:
             if sha256_hex(given) != want:
                 raise ValueError(f"{args.file} hashes to {sha256_hex(given)}; round {args.round} declares "
@@ -379,7 +381,7 @@ def validation_publish(args: argparse.Namespace) -> int:
         ledger.close()
 
 
-def validation_for_new_round(round_id: int, policy: dict[str, Any] | None, hyper: dict[str, Any],
+def validation_for_new_round(round_id: RoundId, policy: dict[str, Any] | None, hyper: dict[str, Any],
                              root: RootData) -> tuple[dict[str, Any], bytes | None]:
     """For a round made by hand whose policy enables the encrypted-inference check: (hyperparameters with the
     validation batch declared, its bytes); unchanged and None otherwise. The batch comes from the same root set
@@ -394,7 +396,7 @@ def validation_for_new_round(round_id: int, policy: dict[str, Any] | None, hyper
         raise ArgumentProblem("--root-data computes validation_sha256: leave it out of --hyperparameters")
     try:
         size = inference_batch_of(policy or {})
-        data, declared = plan_validation(root_for_round(hyper, *root.pool), size,
+        data, declared = plan_validation(root_for_round(Hyperparameters.from_json(hyper), *root.pool), size,
                                          validation_seed(int(hyper.get("seed", 0)), round_id))
     except ValueError as exc:
         raise ArgumentProblem(f"validation batch: {exc}") from None
@@ -402,12 +404,11 @@ def validation_for_new_round(round_id: int, policy: dict[str, Any] | None, hyper
 
 
 # ---------------------------------------------------------------------------- round create --root-data
-def reference_for_new_round(fl: Any, round_id: int, model_spec: dict[str, Any], hyper: dict[str, Any] | None,
+def reference_for_new_round(fl: Any, round_id: RoundId, model_spec: dict[str, Any], hyper: dict[str, Any] | None,
                             root: RootData, root_size: int) -> tuple[dict[str, Any], Any]:
     """(hyperparameters with reference_sha256 and everything it depends on, the reference) for a round made
     by hand on the ledger's current model: TrainConfig fields from `hyper` (defaults otherwise), its "seed"."""
-    from fedchain.hospital.client import SPEC_FIELDS
-    from fedchain.models import ModelSpec
+    from fedchain.models import SPEC_FIELDS, ModelSpec
     from fedchain.reference import recompute_reference, reference_hyperparameters, root_set
     from fedchain.training import TrainConfig, set_threads
 
@@ -420,13 +421,18 @@ def reference_for_new_round(fl: Any, round_id: int, model_spec: dict[str, Any], 
     except (TypeError, ValueError) as exc:
         raise ArgumentProblem(f"--hyperparameters: {exc}") from None
     seed = int(hyper.get("seed", 0))
-    base_hash = fl.head()["model_hash"]
-    base = fl.get_model(fl.head()["finalized_round_id"])
-    if base["sha256"] != base_hash:
-        raise ValueError(f"the ledger's last finalized model is {base['sha256']}, the head says {base_hash}")
+    head = fl.head()
+    if head.finalized_round_id is None:
+        raise ValueError("the ledger has no finalized model yet (no genesis model)")
+    base = fl.get_model(head.finalized_round_id)
+    if base.sha256 != head.model_hash:
+        raise ValueError(f"the ledger's last finalized model is {base.sha256}, the head says {head.model_hash}")
     set_threads()
     chosen = root_set(*root.pool, root_size, seed=seed)
     computed = hyper | reference_hyperparameters(hp, seed, chosen, round_id)
-    ref = recompute_reference({"round_id": round_id, "model_spec": model_spec, "hyperparameters": computed},
-                              base["model"], chosen)
+    try:
+        spec, declared = ModelSpecRecord.from_json(model_spec), Hyperparameters.from_json(computed)
+    except RecordError as exc:
+        raise ArgumentProblem(str(exc)) from None
+    ref = recompute_reference(round_id, spec, declared, base.model, chosen)
     return computed | {"reference_sha256": ref.sha256}, ref

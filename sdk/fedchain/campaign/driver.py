@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedchain.fl_client import TERMINAL_STATES
+from fedchain.records import OPEN, TERMINAL_STATES, Round, RoundId
 
 from .ledger import OperatorLedger, RoundDisputed, outcome_note
 from .plan import (
@@ -56,9 +56,9 @@ class DriverSettings:
 class RoundResult:
     """How a round ended, as the ledger says."""
 
-    round_id: int
+    round_id: RoundId
     state: str  # FINALIZED, FAILED or DISPUTED
-    record: dict[str, Any]
+    record: Round
     model: bytes  # the model the round ends with: the new one, or its base when there is none
     model_hash: str
     new_model: bool
@@ -74,14 +74,14 @@ def settle_last_round(ledger: OperatorLedger, out: Callable[[str], None], timeou
     """The demo's start on a reused network: a round left OPEN is closed at once (its hospitals are
     gone), then waited for, so the demo's own rounds can start."""
     fl = ledger.fl
-    last = int(fl.head()["last_round_id"])
+    last = fl.head().last_round_id
     if not last:
         return
     rnd = fl.get_round(last)
-    if rnd["state"] in TERMINAL_STATES:
+    if rnd.over:
         return
-    out(f"round {last} was left {rnd['state']}: closing it and waiting for the MPC nodes")
-    if rnd["state"] == "OPEN":
+    out(f"round {last} was left {rnd.state}: closing it and waiting for the MPC nodes")
+    if rnd.state == OPEN:
         ledger.close_round(last)
     try:
         rnd, model = ledger.wait_published(last, timeout_s)
@@ -188,31 +188,34 @@ class RoundDriver:
             self.progress(f"genesis model published: {model_hash(model)[:16]}… "
                           f"({self.maker.spec_json['param_count']} parameters)")
 
-    def _base_model(self, base_round: int, want_hash: str) -> bytes:
+    def _base_model(self, base_round: RoundId | None, want_hash: str | None) -> bytes:
+        if base_round is None or want_hash is None:
+            raise CampaignError("the ledger has no finalized model to build on")
         rec = self.fl.get_model(base_round)  # bytes checked against the recorded SHA-256
-        if rec["sha256"] != want_hash:
-            raise CampaignError(f"the ledger's model of round {base_round} is {rec['sha256']}, expected {want_hash}")
-        return rec["model"]
+        if rec.sha256 != want_hash:
+            raise CampaignError(f"the ledger's model of round {base_round} is {rec.sha256}, expected {want_hash}")
+        return rec.model
 
-    def _create(self, rid: int) -> None:
+    def _create(self, rid: RoundId) -> None:
         head = self.fl.head()
-        base = self._base_model(int(head["finalized_round_id"]), head["model_hash"])
+        base = self._base_model(head.finalized_round_id, head.model_hash)
+        assert head.model_hash is not None  # _base_model refused a head without one
         t0 = time.perf_counter()
         planned = self.maker.plan(rid, base)
         self._phase(rid, "train", time.perf_counter() - t0)
         self._cosine[rid] = planned.cosine_min
         t0 = time.perf_counter()
         try:
-            rnd = self.ledger.create_round(rid, head["model_hash"], self.maker.spec_json, planned.hyperparameters,
+            rnd = self.ledger.create_round(rid, head.model_hash, self.maker.spec_json, planned.hyperparameters,
                                            planned.policy, self.settings.deadline_s, self.settings.min_updates,
                                            now=self.clock())
         except Exception:
-            if int(self.fl.head()["last_round_id"]) >= rid:  # an earlier run's CreateRound landed meanwhile
+            if self.fl.head().last_round_id >= rid:  # an earlier run's CreateRound landed meanwhile
                 self.out(f"warning: round {rid} was created meanwhile (by an earlier run?): continuing with it")
                 return
             raise
-        self.progress(f"round {rid}: created on round {head['finalized_round_id']}'s model "
-                      f"{head['model_hash'][:12]}…, deadline {_clock(rnd['deadline'])}; closes at "
+        self.progress(f"round {rid}: created on round {head.finalized_round_id}'s model "
+                      f"{head.model_hash[:12]}…, deadline {_clock(rnd.deadline or 0.0)}; closes at "
                       f"{self.settings.close_after} update(s) or the deadline")
         sha = self.ledger.publish_reference(rid, planned.reference.vector)
         self.progress(f"round {rid}: reference {sha[:12]}… published")
@@ -222,16 +225,16 @@ class RoundDriver:
                           f"({planned.hyperparameters.get('validation_size')} images, encrypted-inference check)")
         self._phase(rid, "ledger", time.perf_counter() - t0)
 
-    def _publish_reference(self, rid: int) -> None:
+    def _publish_reference(self, rid: RoundId) -> None:
         """A round created by an earlier run that died before PublishReference: recompute, check, publish."""
         from fedchain.reference import ReferenceMismatch
 
         rnd = self.fl.get_round(rid)
         t0 = time.perf_counter()
         try:
-            ref = self.maker.reproduce(rnd, self._base_model(int(rnd["base_round_id"]), rnd["base_model_hash"]))
+            ref = self.maker.reproduce(rnd, self._base_model(rnd.base_round_id, rnd.base_model_hash))
         except ReferenceMismatch as exc:
-            raise CampaignError(f"round {rid} is {rnd['state']} without its reference, and this operator cannot "
+            raise CampaignError(f"round {rid} is {rnd.state} without its reference, and this operator cannot "
                                 f"recompute it: "
                                 f"{exc}. Publish it with `fedchain reference publish --round {rid} --root-data F` "
                                 f"and the root file it was made with, or close it (`fedchain round close {rid}`)"
@@ -243,7 +246,7 @@ class RoundDriver:
         self._phase(rid, "ledger", time.perf_counter() - t0)
         self.progress(f"round {rid}: reference {want[:12]}… published (the round was created by an earlier run)")
 
-    def _publish_validation(self, rid: int) -> None:
+    def _publish_validation(self, rid: RoundId) -> None:
         """A round created by an earlier run that died before PublishValidationBatch: redraw, check, publish."""
         from .validation import ValidationMismatch
 
@@ -251,7 +254,7 @@ class RoundDriver:
         try:
             data = self.maker.reproduce_validation(rnd)
         except ValidationMismatch as exc:
-            raise CampaignError(f"round {rid} is {rnd['state']} without its validation batch, and this operator "
+            raise CampaignError(f"round {rid} is {rnd.state} without its validation batch, and this operator "
                                 f"cannot redraw it: {exc}. Publish it with `fedchain validation publish --round {rid} "
                                 f"--root-data F` and the root file it was made with, or close it "
                                 f"(`fedchain round close {rid}`)") from None
@@ -260,7 +263,7 @@ class RoundDriver:
         self._phase(rid, "ledger", time.perf_counter() - t0)
         self.progress(f"round {rid}: validation batch {sha[:12]}… published (the round was created by an earlier run)")
 
-    def _collect(self, rid: int) -> None:
+    def _collect(self, rid: RoundId) -> None:
         self._started.setdefault(rid, time.perf_counter())
         if self.participate is not None:
             for k, v in self.participate(rid).items():
@@ -275,7 +278,7 @@ class RoundDriver:
         self._phase(rid, "ledger", time.perf_counter() - t0)
         self.progress(f"round {rid}: closed ({reason}); waiting for the MPC nodes")
 
-    def _wait_for_updates(self, rid: int) -> str | None:
+    def _wait_for_updates(self, rid: RoundId) -> str | None:
         """Until close_after updates are on the ledger or the deadline passed (the reason), or None if the
         round is no longer OPEN."""
         want = self.settings.close_after
@@ -283,12 +286,12 @@ class RoundDriver:
         while True:
             self.ledger.check_ledger()
             rnd = self.fl.get_round(rid)
-            if rnd["state"] != "OPEN":
-                self.progress(f"round {rid}: {rnd['state']} (closed at its deadline by "
-                              f"{(rnd.get('last_tx_creator') or {}).get('participant', 'someone else')})")
+            if rnd.state != OPEN:
+                closer = rnd.stamp.participant if rnd.stamp is not None else None
+                self.progress(f"round {rid}: {rnd.state} (closed at its deadline by {closer or 'someone else'})")
                 return None
             n = len(self.fl.get_updates(rid))
-            left = float(rnd["deadline"]) - self.clock()
+            left = float(rnd.deadline or 0.0) - self.clock()
             if n != seen:
                 self.progress(f"round {rid}: {n}/{want} update(s), deadline in {max(0.0, left):.0f} s")
                 seen = n
@@ -298,7 +301,7 @@ class RoundDriver:
                 return f"deadline passed with {n} update(s)"
             self.sleep(min(self.settings.poll_s, max(left, 0.05)))
 
-    def _await(self, rid: int) -> RoundResult:
+    def _await(self, rid: RoundId) -> RoundResult:
         self._pending.discard(rid)
         self._started.setdefault(rid, time.perf_counter())
         t0 = time.perf_counter()
@@ -315,20 +318,22 @@ class RoundDriver:
         timings = dict(self._timings.pop(rid, {}))
         timings["total"] = time.perf_counter() - self._started.pop(rid)
         cosine = self._cosine.pop(rid, {})
-        submitted = list(rnd.get("submitted") or [])
+        submitted = list(rnd.submitted or ())
         if model is None:
-            agreed = rnd.get("agreed") or {}
-            base = self._base_model(int(rnd["base_round_id"]), rnd["base_model_hash"])
-            result = RoundResult(rid, rnd["state"], rnd, base, rnd["base_model_hash"], False, submitted,
-                                 list(agreed.get("accepted") or []), dict(agreed.get("rejected") or {}), timings,
-                                 note or outcome_note(rnd), cosine)
+            agreed = rnd.agreed
+            base = self._base_model(rnd.base_round_id, rnd.base_model_hash)
+            result = RoundResult(rid, rnd.state, rnd, base, rnd.base_model_hash or "", False, submitted,
+                                 list(agreed.accepted if agreed else ()), dict(agreed.rejected if agreed else {}),
+                                 timings, note or outcome_note(rnd), cosine)
         else:
-            fin = rnd["finalized"]
-            if model["sha256"] != fin["model_hash"]:
-                raise CampaignError(f"round {rid}: published model {model['sha256']} is not the finalized "
-                                    f"{fin['model_hash']}")
-            result = RoundResult(rid, rnd["state"], rnd, model["model"], fin["model_hash"], True, submitted,
-                                 list(fin["accepted"]), dict(fin["rejected"]), timings, None, cosine)
+            fin = rnd.finalized
+            if fin is None:
+                raise CampaignError(f"round {rid} is {rnd.state} with a published model but no finalized result")
+            if model.sha256 != fin.model_hash:
+                raise CampaignError(f"round {rid}: published model {model.sha256} is not the finalized "
+                                    f"{fin.model_hash}")
+            result = RoundResult(rid, rnd.state, rnd, model.model, fin.model_hash, True, submitted,
+                                 list(fin.accepted), dict(fin.rejected), timings, None, cosine)
         if self.on_result is not None:
             self.on_result(result)
         return result

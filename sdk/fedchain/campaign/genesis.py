@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedchain.models import ModelSpec, build_model, flatten, to_safetensors_bytes, unflatten
+from fedchain.records import ModelSpecRecord
 from fedchain.reference import RootSet
 from fedchain.training import TrainConfig, train_local
 
@@ -24,9 +25,9 @@ def initial_model(spec: ModelSpec, root: RootSet, warmup_epochs: int, train: Tra
     return to_safetensors_bytes(model)
 
 
-def ledger_model_spec(fl: Any) -> dict[str, Any] | None:
+def ledger_model_spec(fl: Any) -> ModelSpecRecord | None:
     """The model spec of the ledger's current model (None before genesis)."""
     head = fl.head()
-    if head.get("model_hash") is None:
+    if head.model_hash is None or head.finalized_round_id is None:
         return None
-    return dict(fl.get_model(head["finalized_round_id"])["model_spec"])
+    return fl.get_model(head.finalized_round_id).model_spec

@@ -19,9 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
+from fedchain.canonical import sha256_hex
+from fedchain.fl_client import FLClient, ModelIntegrityError
 from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.models import vector_hash
+from fedchain.records import (
+    DISPUTED,
+    FAILED,
+    OPEN,
+    OUTCOME_OUT_OF_RANGE,
+    TERMINAL_STATES,
+    Head,
+    ModelRecord,
+    Round,
+    RoundId,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +41,10 @@ log = logging.getLogger(__name__)
 class RoundDisputed(RuntimeError):
     """The MPC nodes attested different results for a round (not the agreed 'aggregate out of range')."""
 
-    def __init__(self, rnd: dict[str, Any]) -> None:
+    def __init__(self, rnd: Round) -> None:
         self.round = rnd
-        super().__init__(f"round {rnd['round_id']} is DISPUTED: MPC nodes attested different results "
-                         f"({json.dumps(rnd.get('attestations'))[:400]})")
+        super().__init__(f"round {rnd.round_id} is DISPUTED: MPC nodes attested different results "
+                         f"({json.dumps(rnd.to_json().get('attestations'))[:400]})")
 
 
 def retry_mvcc(action: Callable[[], Any], done: Callable[[], bool] | None = None, attempts: int = 4) -> None:
@@ -65,7 +77,7 @@ def reference_dirs(net: Any) -> list[Path]:
     return out
 
 
-def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray) -> str:
+def publish_reference(net: Any, fl: FLClient, round_id: RoundId, vector: np.ndarray) -> str:
     """Hand the round's reference update to the MPC nodes through the ledger (PublishReference; the
     nodes fetch it with GetReference and check it against reference_sha256). Returns its SHA-256.
 
@@ -92,17 +104,16 @@ def publish_reference(net: Any, fl: FLClient, round_id: int, vector: np.ndarray)
     return sha
 
 
-def outcome_note(rnd: dict[str, Any]) -> str:
+def outcome_note(rnd: Round) -> str:
     """One line on a round that ended without a new model (FAILED, or DISPUTED over its aggregate)."""
-    agreed = rnd.get("agreed") or {}
-    if rnd["state"] == "DISPUTED":
-        return (f"round {rnd['round_id']} DISPUTED ({rnd.get('dispute_reason')}): the MPC nodes refused to "
+    if rnd.state == DISPUTED:
+        return (f"round {rnd.round_id} DISPUTED ({rnd.dispute_reason}): the MPC nodes refused to "
                 f"publish its aggregate; no new model, the next round builds on round "
-                f"{rnd.get('base_round_id')}'s model")
-    floor = (rnd.get("policy") or {}).get("min_accepted")
-    return (f"round {rnd['round_id']} FAILED ({rnd.get('failure_reason')}): {len(agreed.get('accepted') or [])} "
-            f"update(s) accepted, the privacy floor is {floor}; no new model, the next round builds on "
-            f"round {rnd.get('base_round_id')}'s model")
+                f"{rnd.base_round_id}'s model")
+    accepted = rnd.agreed.accepted if rnd.agreed is not None else ()
+    return (f"round {rnd.round_id} FAILED ({rnd.failure_reason}): {len(accepted)} "
+            f"update(s) accepted, the privacy floor is {rnd.policy.min_accepted}; no new model, the next round "
+            f"builds on round {rnd.base_round_id}'s model")
 
 
 class OperatorLedger:
@@ -144,25 +155,25 @@ class OperatorLedger:
             self.gateway.close()
 
     # ---------------------------------------------------------------- reads
-    def head(self) -> dict[str, Any]:
+    def head(self) -> Head:
         return self.fl.head()
 
-    def state_of(self, round_id: int) -> str | None:
+    def state_of(self, round_id: RoundId) -> str | None:
         try:
-            return self.fl.get_round(round_id)["state"]
+            return self.fl.get_round(round_id).state
         except Exception:
             return None
 
-    def reference_published(self, round_id: int) -> bool:
+    def reference_published(self, round_id: RoundId) -> bool:
         """Whether the round's FLTrust reference is on the ledger (GetReference answers 404 if not)."""
         return self._published(self.fl.get_reference, round_id, "no reference published")
 
-    def validation_published(self, round_id: int) -> bool:
+    def validation_published(self, round_id: RoundId) -> bool:
         """Whether the round's validation batch is on the ledger (GetValidationBatch answers 404 if not)."""
         return self._published(self.fl.get_validation_batch, round_id, "no validation batch published")
 
     @staticmethod
-    def _published(fetch: Callable[[int], Any], round_id: int, missing: str) -> bool:
+    def _published(fetch: Callable[[RoundId], Any], round_id: RoundId, missing: str) -> bool:
         """True if `fetch` returns the blob, False on the contract's 404 text `missing`; a hash mismatch
         (ModelIntegrityError) and every other error propagate."""
         try:
@@ -179,19 +190,19 @@ class OperatorLedger:
     def ensure_genesis(self, spec: dict[str, Any], model: bytes) -> bool:
         """Publish the genesis model unless the ledger has one; True if published now."""
         self.check_ledger()
-        if self.fl.head().get("model_hash") is not None:
+        if self.fl.head().model_hash is not None:
             return False
         try:
             self.fl.publish_genesis_model(spec, model)
         except Exception:
-            if self.fl.head().get("model_hash") is None:
+            if self.fl.head().model_hash is None:
                 raise
             return False  # an earlier run of this operator published it meanwhile
         return True
 
-    def create_round(self, round_id: int, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
+    def create_round(self, round_id: RoundId, base_hash: str, spec: dict[str, Any], hyper: dict[str, Any],
                      policy: dict[str, Any], deadline_s: float, min_updates: int,
-                     now: float | None = None) -> dict[str, Any]:
+                     now: float | None = None) -> Round:
         """CreateRound with deadline = now (default: this machine's clock) + deadline_s."""
         self.check_ledger()
         start = time.time() if now is None else now
@@ -200,7 +211,7 @@ class OperatorLedger:
         retry_mvcc(lambda: self.fl.create_round(body), done=lambda: self.state_of(round_id) is not None)
         return self.fl.get_round(round_id)
 
-    def publish_reference(self, round_id: int, vector: np.ndarray) -> str:
+    def publish_reference(self, round_id: RoundId, vector: np.ndarray) -> str:
         """PublishReference; 'already published' (by an earlier run) is success."""
         self.check_ledger()
         try:
@@ -210,10 +221,8 @@ class OperatorLedger:
                 return vector_hash(np.ascontiguousarray(np.asarray(vector, dtype="<f4")))
             raise
 
-    def publish_validation_batch(self, round_id: int, data: bytes) -> str:
+    def publish_validation_batch(self, round_id: RoundId, data: bytes) -> str:
         """PublishValidationBatch; 'already published' (by an earlier run) is success. Returns its SHA-256."""
-        from fedchain.fl_client import sha256_hex
-
         self.check_ledger()
         try:
             self.fl.publish_validation_batch(round_id, data)
@@ -222,17 +231,17 @@ class OperatorLedger:
                 raise
         return sha256_hex(data)
 
-    def close_round(self, round_id: int) -> None:
+    def close_round(self, round_id: RoundId) -> None:
         """CloseRound; a round that is no longer OPEN (an MPC node closed it at its deadline: the
         contract answers 409 'round is CLOSED') counts as closed."""
         self.check_ledger()
         try:
-            retry_mvcc(lambda: self.fl.close_round(round_id), done=lambda: self.state_of(round_id) != "OPEN")
+            retry_mvcc(lambda: self.fl.close_round(round_id), done=lambda: self.state_of(round_id) != OPEN)
         except Exception:
-            if self.state_of(round_id) in (None, "OPEN"):
+            if self.state_of(round_id) in (None, OPEN):
                 raise
 
-    def wait_published(self, round_id: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def wait_published(self, round_id: RoundId, timeout_s: float) -> tuple[Round, ModelRecord | None]:
         """(round record, model record with hash-checked bytes) once the round is final and its model out.
 
         A FAILED round (fewer accepted updates than the privacy floor: the MPC nodes did not aggregate)
@@ -240,9 +249,9 @@ class OperatorLedger:
         model: (round record, None); the next round builds on the last finalized model. A round
         DISPUTED because the nodes attested different results raises RoundDisputed (one line)."""
         rnd = self.fl.wait_for_state(round_id, TERMINAL_STATES, timeout_s=timeout_s, poll_s=0.25)
-        if rnd["state"] == "FAILED" or rnd.get("dispute_reason") == "aggregate_out_of_range":
+        if rnd.state == FAILED or rnd.dispute_reason == OUTCOME_OUT_OF_RANGE:
             return rnd, None
-        if rnd["state"] == "DISPUTED":
+        if rnd.state == DISPUTED:
             raise RoundDisputed(rnd)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fedchain.fl_client import TERMINAL_STATES
+from fedchain.records import CLOSED, OPEN, TERMINAL_STATES, RoundId
 
 GENESIS = "genesis"  # publish the genesis model
 CREATE = "create"  # CreateRound (+ its reference)
@@ -46,26 +46,26 @@ class LedgerView:
 @dataclass(frozen=True)
 class Action:
     kind: str
-    round_id: int
+    round_id: RoundId
     reason: str = ""
 
 
 def next_action(view: LedgerView, last_round: int) -> Action:
     """The operator's next step towards 'round `last_round` has ended'."""
     if not view.has_model:
-        return Action(GENESIS, 0)
+        return Action(GENESIS, RoundId(0))
     rid = view.last_round_id
     if rid > last_round:
         return Action(DONE, rid, f"the ledger is at round {rid}, past round {last_round}")
     if rid == 0 or view.state in TERMINAL_STATES:
         if rid >= last_round:
             return Action(DONE, rid, f"round {rid} has ended ({view.state})" if rid else "no rounds asked for")
-        return Action(CREATE, rid + 1)
-    if view.state in ("OPEN", "CLOSED") and view.validation_declared and not view.validation_published:
+        return Action(CREATE, RoundId(rid + 1))
+    if view.state in (OPEN, CLOSED) and view.validation_declared and not view.validation_published:
         # like the reference: the contract takes the declared batch until a node attests; the nodes wait for it
         if not (view.reference_declared and not view.reference_published):
             return Action(PUBLISH_VALIDATION, rid)
-    if view.state == "OPEN":
+    if view.state == OPEN:
         if view.reference_declared and not view.reference_published:
             return Action(PUBLISH_REFERENCE, rid)
         if view.inference_enabled and not view.validation_declared:
@@ -79,7 +79,7 @@ def next_action(view: LedgerView, last_round: int) -> Action:
                                       "create rounds with `fedchain operator run` or `fedchain round create "
                                       "--root-data F`")
         return Action(COLLECT, rid)
-    if view.state == "CLOSED":
+    if view.state == CLOSED:
         if view.cosine_enabled and view.reference_declared and not view.reference_published:
             # closed (an MPC node at the deadline) before an earlier run published it: the contract takes
             # the declared reference until a node attests, and the nodes wait for it
@@ -93,19 +93,17 @@ def read_view(fl: Any, reference_published: Any, validation_published: Any = Non
     """Read a LedgerView through an FLClient; `reference_published(round_id)` answers GetReference's question,
     `validation_published(round_id)` GetValidationBatch's (None: never asked, the round declares none)."""
     head = fl.head()
-    if head.get("model_hash") is None:
+    if head.model_hash is None:
         return LedgerView(has_model=False)
-    rid = int(head["last_round_id"])
+    rid = head.last_round_id
     if rid == 0:
         return LedgerView(has_model=True)
     rnd = fl.get_round(rid)
-    state = rnd["state"]
-    declared = bool((rnd.get("hyperparameters") or {}).get("reference_sha256"))
-    cosine = bool((rnd.get("policy") or {}).get("cosine_enabled", True))
-    published = declared and state in ("OPEN", "CLOSED") and reference_published(rid)
-    v_declared = bool((rnd.get("hyperparameters") or {}).get("validation_sha256"))
-    v_published = (v_declared and state in ("OPEN", "CLOSED") and validation_published is not None
+    state = rnd.state
+    declared = bool(rnd.hyper.reference_sha256)
+    published = declared and state in (OPEN, CLOSED) and reference_published(rid)
+    v_declared = bool(rnd.hyper.validation_sha256)
+    v_published = (v_declared and state in (OPEN, CLOSED) and validation_published is not None
                    and validation_published(rid))
-    inference = (rnd.get("policy") or {}).get("inference_enabled") is True
-    return LedgerView(True, rid, state, declared, published, cosine, len(rnd.get("submitted") or []),
-                      v_declared, bool(v_published), inference)
+    return LedgerView(True, rid, state, declared, published, rnd.policy.cosine_enabled, len(rnd.submitted or ()),
+                      v_declared, bool(v_published), rnd.policy.inference_enabled)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedchain.models import ModelSpec, load_model_bytes, param_count
+from fedchain.records import Hyperparameters, ModelSpecRecord, Round, RoundId
 from fedchain.reference import (
     Reference,
     declared_reference,
@@ -69,7 +70,7 @@ class RoundRecipe:
 class PlannedRound:
     """What CreateRound, PublishReference and PublishValidationBatch need, before anything is written."""
 
-    round_id: int
+    round_id: RoundId
     hyperparameters: dict[str, Any]
     policy: dict[str, Any]
     reference: Reference
@@ -93,10 +94,10 @@ class RoundMaker:
         self.root = root_set(pool[0], pool[1], root_size, seed=recipe.seed)
         self.policy_check = policy_check
 
-    def plan(self, round_id: int, base_model: bytes) -> PlannedRound:
+    def plan(self, round_id: RoundId, base_model: bytes) -> PlannedRound:
         r = self.recipe
         hyper = reference_hyperparameters(r.train, r.seed, self.root, round_id)
-        ref = recompute_reference({"round_id": round_id, "model_spec": self.spec_json, "hyperparameters": hyper},
+        ref = recompute_reference(round_id, ModelSpecRecord.from_json(self.spec_json), Hyperparameters.from_json(hyper),
                                   base_model, self.root)
         cosine_min, public = self._cosine_min(base_model, round_id)
         policy = replace(r.policy, cosine_min=cosine_min).round_policy(float(np.linalg.norm(ref.vector))).to_dict()
@@ -113,18 +114,18 @@ class RoundMaker:
         shown = {"cosine_min": cosine_min} | {k: public[k] for k in ("root_split_cosine",) if k in public}
         return PlannedRound(round_id, hyper, policy, ref, shown, validation)
 
-    def reproduce_validation(self, rnd: dict[str, Any]) -> bytes:
+    def reproduce_validation(self, rnd: Round) -> bytes:
         """The validation batch a round declared, redrawn from this operator's root pool (a restart after
         CreateRound, before PublishValidationBatch); ValidationMismatch if the bytes are not the declared ones."""
         return declared_validation_batch(rnd, *self.pool)
 
-    def reproduce(self, rnd: dict[str, Any], base_model: bytes) -> Reference:
+    def reproduce(self, rnd: Round, base_model: bytes) -> Reference:
         """The reference a round declared, recomputed from this operator's root pool and the round's own
         hyperparameters (a restart after CreateRound, before PublishReference); ReferenceMismatch if the
         result is not the declared one."""
         return declared_reference(rnd, base_model, *self.pool)
 
-    def _cosine_min(self, base_model: bytes, round_id: int) -> tuple[float, dict[str, Any]]:
+    def _cosine_min(self, base_model: bytes, round_id: RoundId) -> tuple[float, dict[str, Any]]:
         """(this round's cosine_min, public hyperparameters that let anyone recompute it)."""
         r = self.recipe
         if not r.cosine_min_auto:

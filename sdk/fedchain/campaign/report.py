@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.demo.report import RoundRecord, build_report, short_id
-from fedchain.fl_client import TERMINAL_STATES
+from fedchain.records import FINALIZED, Round, RoundId
 
 from .driver import RoundResult
 
@@ -45,36 +45,37 @@ class Evaluator:
         return self._cache[model_hash]
 
 
-def _record(fl: Any, rnd: dict[str, Any], evaluator: Evaluator | None,
+def _record(fl: Any, rnd: Round, evaluator: Evaluator | None,
             timings: dict[str, float]) -> tuple[RoundRecord, dict[str, Any]]:
     """One round of report.json from its ledger record: the demo's fields, and state/submitted/reason."""
-    fin = rnd.get("finalized") if rnd["state"] == "FINALIZED" else None
-    outcome = fin or rnd.get("agreed") or {}
-    model_hash = fin["model_hash"] if fin else rnd["base_model_hash"]
+    fin = rnd.finalized if rnd.state == FINALIZED else None
+    outcome = fin or rnd.agreed
+    model_hash = fin.model_hash if fin else rnd.base_model_hash
     acc = loss = None
     if evaluator is not None:
-        model_round = int(rnd["round_id"]) if fin else int(rnd["base_round_id"])
-        acc, loss = evaluator(model_hash, fl.get_model(model_round)["model"])
-    rec = RoundRecord(round=int(rnd["round_id"]), accuracy=acc, loss=loss,  # type: ignore[arg-type]
-                      accepted=list(outcome.get("accepted") or []), rejected=dict(outcome.get("rejected") or {}),
+        model_round = rnd.round_id if fin else rnd.base_round_id
+        acc, loss = evaluator(model_hash, fl.get_model(model_round).model)
+    rec = RoundRecord(round=rnd.round_id, accuracy=acc, loss=loss,  # type: ignore[arg-type]
+                      accepted=list(outcome.accepted if outcome else ()),
+                      rejected=dict(outcome.rejected if outcome else {}),
                       malicious=[], model_hash=model_hash, timings_s=timings)
-    extra = {"state": rnd["state"], "submitted": list(rnd.get("submitted") or [])}
-    if rnd.get("failure_reason") or rnd.get("dispute_reason"):
-        extra["reason"] = rnd.get("failure_reason") or rnd.get("dispute_reason")
+    extra: dict[str, Any] = {"state": rnd.state, "submitted": list(rnd.submitted or ())}
+    if rnd.failure_reason or rnd.dispute_reason:
+        extra["reason"] = rnd.failure_reason or rnd.dispute_reason
     return rec, extra
 
 
-def campaign_report(fl: Any, config: dict[str, Any], last_round: int, timings: dict[int, dict[str, float]],
+def campaign_report(fl: Any, config: dict[str, Any], last_round: int, timings: dict[RoundId, dict[str, float]],
                     evaluator: Evaluator | None) -> dict[str, Any]:
     """report.json for rounds 1..last_round as far as they have ended on the ledger. No hospital is known
     to be malicious, so detection counts every rejection as a false alarm (fp) and every acceptance as tn."""
-    rounds = [r for r in fl.list_rounds() if 1 <= int(r["round_id"]) <= last_round and r["state"] in TERMINAL_STATES]
-    rounds.sort(key=lambda r: int(r["round_id"]))
-    pairs = [_record(fl, r, evaluator, timings.get(int(r["round_id"]), {})) for r in rounds]
+    rounds = [r for r in fl.list_rounds() if 1 <= r.round_id <= last_round and r.over]
+    rounds.sort(key=lambda r: r.round_id)
+    pairs = [_record(fl, r, evaluator, timings.get(r.round_id, {})) for r in rounds]
     initial = None
     if evaluator is not None:
         genesis = fl.get_model(0)
-        initial = evaluator(genesis["sha256"], genesis["model"])[0]
+        initial = evaluator(genesis.sha256, genesis.model)[0]
     report = build_report(config, [rec for rec, _ in pairs], baseline_accuracy=initial)
     for row, (_, extra) in zip(report["rounds"], pairs, strict=True):
         row.update(extra)

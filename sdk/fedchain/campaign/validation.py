@@ -13,19 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from fedchain.records import DEFAULT_INFERENCE_BATCH, Round, RoundId, parse_round_id
 from fedchain.reference import ReferenceMismatch, RootSet, root_for_round
 from fedchain.validation_batch import draw_validation_batch, encode, sha256_hex
 
-DEFAULT_INFERENCE_BATCH = 32  # VerificationPolicy.inference_batch's default
+__all__ = ["DEFAULT_INFERENCE_BATCH", "ValidationMismatch", "declared_validation_batch", "inference_batch_of",
+           "plan_validation", "validation_seed"]
 
 
 class ValidationMismatch(ReferenceMismatch):
     """The root data does not give the batch the round declared (or the round declares none)."""
 
 
-def validation_seed(seed: int, round_id: int) -> int:
+def validation_seed(seed: int, round_id: RoundId | int) -> int:
     """A fresh batch every round (a fixed public batch is one an attacker could tune its update to)."""
-    return int(seed) * 7 + int(round_id) + 1_000_003
+    return int(seed) * 7 + parse_round_id(round_id) + 1_000_003
 
 
 def inference_batch_of(policy: dict[str, Any]) -> int:
@@ -42,16 +44,16 @@ def plan_validation(root: RootSet, size: int, seed: int) -> tuple[bytes, dict[st
     return data, {"validation_size": int(size), "validation_seed": int(seed), "validation_sha256": sha256_hex(data)}
 
 
-def declared_validation_batch(rnd: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> bytes:
+def declared_validation_batch(rnd: Round, images: np.ndarray, labels: np.ndarray) -> bytes:
     """The batch a round declared, redrawn from the root pool (images, labels) with the round's recorded root
     set, validation_size and validation_seed; ValidationMismatch if it declares none or the bytes differ."""
-    hyper = rnd.get("hyperparameters") or {}
-    want = hyper.get("validation_sha256")
+    hyper = rnd.hyper
+    want = hyper.validation_sha256
     if not want:
-        raise ValidationMismatch(f"round {rnd['round_id']} declares no hyperparameters.validation_sha256")
-    size, seed = hyper.get("validation_size"), hyper.get("validation_seed")
-    if not isinstance(size, int) or not isinstance(seed, int):
-        raise ValidationMismatch(f"round {rnd['round_id']} records no validation_size / validation_seed: its batch "
+        raise ValidationMismatch(f"round {rnd.round_id} declares no hyperparameters.validation_sha256")
+    size, seed = hyper.validation_size, hyper.validation_seed
+    if size is None or seed is None:
+        raise ValidationMismatch(f"round {rnd.round_id} records no validation_size / validation_seed: its batch "
                                  "was not drawn by fedchain's recipe and cannot be redrawn here")
     try:
         root = root_for_round(hyper, images, labels)
@@ -60,6 +62,6 @@ def declared_validation_batch(rnd: dict[str, Any], images: np.ndarray, labels: n
     data, _ = plan_validation(root, size, seed)
     got = sha256_hex(data)
     if got != want:
-        raise ValidationMismatch(f"round {rnd['round_id']} declares validation batch {want[:16]}…, this root data "
+        raise ValidationMismatch(f"round {rnd.round_id} declares validation batch {want[:16]}…, this root data "
                                  f"gives {got[:16]}…")
     return data

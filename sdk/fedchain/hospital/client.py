@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
+from fedchain.fl_client import FLClient, ModelIntegrityError
 from fedchain.gateway import GatewayError
 from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.identity import Identity, SigningIdentity
 from fedchain.models import ModelSpec, load_model_bytes
+from fedchain.records import OPEN, Hyperparameters, ModelSpecRecord, Round, RoundId, Update
 from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
 from fedchain.training import TrainConfig, train_steps
 
@@ -43,7 +44,6 @@ from .state import PREPARED, SUBMITTED, HospitalState, RoundState
 
 log = logging.getLogger(__name__)
 
-SPEC_FIELDS = ("arch", "in_channels", "n_classes", "widths", "hidden")
 
 
 class RoundRefused(Exception):
@@ -73,18 +73,19 @@ class Prepared:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def model_spec_of(rnd: dict[str, Any]) -> ModelSpec:
-    """The round's model_spec (which also carries param_count for the chaincode) as a ModelSpec."""
-    raw = dict(rnd["model_spec"])
-    return ModelSpec.from_json({k: v for k, v in raw.items() if k in SPEC_FIELDS})
+def model_spec_of(spec: Round | ModelSpecRecord) -> ModelSpec:
+    """A round's (or a model's) model_spec, which also carries param_count for the chaincode, as a ModelSpec."""
+    return ModelSpec.from_ledger(spec.model_spec if isinstance(spec, Round) else spec)
 
 
-def train_config_of(rnd: dict[str, Any]) -> TrainConfig:
-    hp = rnd.get("hyperparameters") or {}
+def train_config_of(hyper: Round | Hyperparameters) -> TrainConfig:
+    """The training settings of a round's hyperparameters (the other keys are the reference's and the
+    validation batch's)."""
+    hp = (hyper.hyper if isinstance(hyper, Round) else hyper).to_json()
     return TrainConfig.from_json({k: v for k, v in hp.items() if k in TrainConfig.__dataclass_fields__})
 
 
-def check_data_fits(images: np.ndarray, labels: np.ndarray, spec: ModelSpec, round_id: int) -> None:
+def check_data_fits(images: np.ndarray, labels: np.ndarray, spec: ModelSpec, round_id: RoundId) -> None:
     """Refuse (DataMismatch) data the round's model cannot train on, before any training starts."""
     channels = 1 if images.ndim == 3 else int(images.shape[-1])
     if channels != spec.in_channels:
@@ -99,10 +100,10 @@ def check_data_fits(images: np.ndarray, labels: np.ndarray, spec: ModelSpec, rou
                            f"{int(labels.min())} to {int(labels.max())}): --data is not the consortium's task")
 
 
-def training_seed(rnd: dict[str, Any], participant_id: str) -> int:
+def training_seed(rnd: Round, participant_id: str) -> int:
     """Deterministic per (round, hospital): a rerun trains exactly the same update."""
-    base = (rnd.get("hyperparameters") or {}).get("seed", 0)
-    digest = hashlib.sha256(f"{base}:{rnd['round_id']}:{participant_id}".encode()).digest()
+    base = rnd.hyper.seed if rnd.hyper.seed is not None else 0
+    digest = hashlib.sha256(f"{base}:{rnd.round_id}:{participant_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
@@ -160,47 +161,48 @@ class HospitalClient:
         except LedgerRollback as exc:
             raise LedgerRollback(self.watermark.explain(exc)) from None
 
-    def ledger_update(self, round_id: int) -> dict[str, Any] | None:
-        return next((u for u in self.fl.get_updates(round_id) if u["hospital"] == self.participant_id), None)
+    def ledger_update(self, round_id: RoundId) -> Update | None:
+        return next((u for u in self.fl.get_updates(round_id) if u.hospital == self.participant_id), None)
 
     # ------------------------------------------------------------------ steps
-    def fetch_base_model(self, rnd: dict[str, Any]) -> tuple[nn.Module, bytes]:
+    def fetch_base_model(self, rnd: Round) -> tuple[nn.Module, bytes]:
         """The round's base model from the ledger, hash-checked twice (record and round)."""
+        if rnd.base_round_id is None:
+            raise RoundRefused(f"round {rnd.round_id} is the genesis round: it has no base model")
         try:
-            rec = self.fl.get_model(int(rnd["base_round_id"]))
+            rec = self.fl.get_model(rnd.base_round_id)
         except ModelIntegrityError as exc:
-            raise RoundRefused(f"round {rnd['round_id']}: {exc}") from exc
-        if rec["sha256"] != rnd["base_model_hash"]:
-            raise RoundRefused(f"round {rnd['round_id']}: the ledger's model of round {rnd['base_round_id']} is "
-                               f"{rec['sha256']}, the round says its base is {rnd['base_model_hash']}")
-        return load_model_bytes(rec["model"], model_spec_of(rnd)), rec["model"]
+            raise RoundRefused(f"round {rnd.round_id}: {exc}") from exc
+        if rec.sha256 != rnd.base_model_hash:
+            raise RoundRefused(f"round {rnd.round_id}: the ledger's model of round {rnd.base_round_id} is "
+                               f"{rec.sha256}, the round says its base is {rnd.base_model_hash}")
+        return load_model_bytes(rec.model, model_spec_of(rnd)), rec.model
 
-    def compute_update(self, rnd: dict[str, Any], model: nn.Module) -> np.ndarray:
+    def compute_update(self, rnd: Round, model: nn.Module) -> np.ndarray:
         """Honest local training: Δ after the round's fixed number of SGD steps."""
         try:
             return train_steps(model, self.images, self.labels, train_config_of(rnd),
                                seed=training_seed(rnd, self.participant_id), progress=self.progress,
-                               desc=f"{self.participant_id} round {rnd['round_id']}")
+                               desc=f"{self.participant_id} round {rnd.round_id}")
         except FloatingPointError as exc:  # diverged with the round's hyperparameters: nothing to send
-            raise RoundRefused(f"round {rnd['round_id']}: {exc}") from None
+            raise RoundRefused(f"round {rnd.round_id}: {exc}") from None
 
     def n_samples(self) -> int:
-        cap = int(self.fl.get_participant(self.participant_id).get("sample_cap") or len(self.labels))
+        cap = int(self.fl.get_participant(self.participant_id).sample_cap or len(self.labels))
         return min(len(self.labels), cap)
 
-    def make_shares(self, rnd: dict[str, Any], update: np.ndarray) -> list[bytes]:
-        mpc = rnd.get("mpc") or {}
-        m = len(mpc.get("nodes") or self.net.mpc_nodes)
-        t = int(mpc.get("threshold", (m - 1) // 2))
+    def make_shares(self, rnd: Round, update: np.ndarray) -> list[bytes]:
+        m = len((rnd.mpc.nodes if rnd.mpc is not None else ()) or self.net.mpc_nodes)
+        t = rnd.mpc.threshold if rnd.mpc is not None else (m - 1) // 2
         if m != len(self.net.mpc_nodes):
-            raise RoundRefused(f"round {rnd['round_id']} has {m} MPC nodes, network.json lists "
+            raise RoundRefused(f"round {rnd.round_id} has {m} MPC nodes, network.json lists "
                                f"{len(self.net.mpc_nodes)}")
         parts = split(encode(update, self.fp), t, m, self.fp)
-        return [share_bytes(parts[j], ShareHeader(str(rnd["round_id"]), self.participant_id, j, len(update),
+        return [share_bytes(parts[j], ShareHeader(str(rnd.round_id), self.participant_id, j, len(update),
                                                   l=self.fp.l, f=self.fp.f, t=t, m=m)) for j in range(m)]
 
     # ------------------------------------------------------------------ round
-    def prepare(self, round_id: int, update_fn: Callable[[dict[str, Any], nn.Module], np.ndarray] | None = None,
+    def prepare(self, round_id: RoundId, update_fn: Callable[[Round, nn.Module], np.ndarray] | None = None,
                 ) -> Prepared | RoundOutcome:
         """Train and persist shares, or return an outcome if this round needs nothing more from us.
 
@@ -212,10 +214,10 @@ class HospitalClient:
         done = self._already_done(rnd)
         if done is not None:
             return done
-        if rnd["state"] != "OPEN":
-            raise RoundRefused(f"round {round_id} is {rnd['state']}: too late to take part")
+        if rnd.state != OPEN:
+            raise RoundRefused(f"round {round_id} is {rnd.state}: too late to take part")
         st = self.state.load(round_id)
-        if st is not None and st.base_model_hash == rnd["base_model_hash"]:
+        if st is not None and st.base_model_hash == rnd.base_model_hash:
             log.info("%s: round %d: re-using the shares persisted before a restart", self.participant_id, round_id)
             return Prepared(st, self.state.load_shares(st))
         if update_fn is None:
@@ -223,14 +225,14 @@ class HospitalClient:
         t0 = time.perf_counter()
         model, _ = self.fetch_base_model(rnd)
         update = np.asarray((update_fn or self.compute_update)(rnd, model), dtype=np.float32)
-        if update.shape != (int(rnd["model_spec"]["param_count"]),):
+        if update.shape != (rnd.model_spec.param_count,):
             raise RoundRefused(f"round {round_id}: update has shape {update.shape}, the model has "
-                               f"{rnd['model_spec']['param_count']} parameters")
+                               f"{rnd.model_spec.param_count} parameters")
         t1 = time.perf_counter()
         shares = self.make_shares(rnd, update)
         hashes = self.state.save_shares(round_id, shares)
         st = RoundState(round_id=round_id, participant_id=self.participant_id,
-                        base_model_hash=rnd["base_model_hash"], share_hashes=hashes, n_samples=self.n_samples(),
+                        base_model_hash=rnd.base_model_hash or "", share_hashes=hashes, n_samples=self.n_samples(),
                         dim=len(update))
         self.state.save(st)
         return Prepared(st, shares, {"train": t1 - t0, "share": time.perf_counter() - t1})
@@ -264,17 +266,18 @@ class HospitalClient:
         log.info("%s: round %d: update committed (%s)", self.participant_id, st.round_id, st.tx_id)
         return RoundOutcome(st.round_id, "submitted", st.share_hashes, st.n_samples, timings, st.tx_id)
 
-    def participate(self, round_id: int) -> RoundOutcome:
+    def participate(self, round_id: RoundId) -> RoundOutcome:
         prepared = self.prepare(round_id)
         return prepared if isinstance(prepared, RoundOutcome) else self.deliver(prepared)
 
     # ------------------------------------------------------------------ shares of ended rounds
-    def forget_shares_if_over(self, round_id: int) -> bool:
+    def forget_shares_if_over(self, round_id: RoundId) -> bool:
         """Delete a round's shares if the ledger says the round is over; True if files were deleted."""
         if not self.state.share_files(round_id):
             return False
-        state = self.fl.get_round(round_id)["state"]
-        if state not in TERMINAL_STATES:
+        rnd = self.fl.get_round(round_id)
+        state = rnd.state
+        if not rnd.over:
             return False
         deleted = self.state.delete_shares(round_id)
         if deleted:
@@ -282,7 +285,7 @@ class HospitalClient:
                      round_id, state)
         return deleted
 
-    def forget_finished_rounds(self) -> list[int]:
+    def forget_finished_rounds(self) -> list[RoundId]:
         """Delete the shares of every past round that is over; rounds the ledger cannot tell about stay."""
         done = []
         for round_id in self.state.rounds_with_shares():
@@ -294,8 +297,8 @@ class HospitalClient:
                             self.participant_id, round_id, exc)
         return done
 
-    def _already_done(self, rnd: dict[str, Any]) -> RoundOutcome | None:
-        rid = int(rnd["round_id"])
+    def _already_done(self, rnd: Round) -> RoundOutcome | None:
+        rid = rnd.round_id
         st = self.state.load(rid)
         on_ledger = self.ledger_update(rid)
         if on_ledger is None:
@@ -303,14 +306,14 @@ class HospitalClient:
                 raise RoundRefused(f"round {rid}: local state says submitted but the ledger has no update from "
                                    f"{self.participant_id} (different network or ledger reset?)")
             return None
-        if st is not None and st.share_hashes != on_ledger["share_hashes"]:
+        if st is not None and st.share_hashes != list(on_ledger.share_hashes):
             log.warning("%s: round %d: the ledger holds an update with other share hashes than ours "
                         "(another client with this identity?)", self.participant_id, rid)
         if st is not None and st.status == PREPARED:
-            st.status, st.tx_id = SUBMITTED, on_ledger.get("tx_id")
+            st.status, st.tx_id = SUBMITTED, on_ledger.tx_id
             self.state.save(st)
-        return RoundOutcome(rid, "already_submitted", list(on_ledger["share_hashes"]), int(on_ledger["n_samples"]),
-                            tx_id=on_ledger.get("tx_id"))
+        return RoundOutcome(rid, "already_submitted", list(on_ledger.share_hashes), on_ledger.n_samples,
+                            tx_id=on_ledger.tx_id)
 
     def check_own_certificate(self) -> None:
         """The MPC nodes accept only certificates their consortium's CAs issued: say so plainly before
@@ -330,7 +333,7 @@ class HospitalClient:
         the consortium's MSP folders are at hand (D/crypto), by a certificate its org's CA issued."""
         from fedchain.mpc_client import consortium_trust
 
-        return consortium_trust(self.fl.get_consortium(), self._msp_manager())
+        return consortium_trust(self.fl.get_consortium().to_json(), self._msp_manager())
 
     def _msp_manager(self) -> Any:
         from fedchain.identity import Consortium, IdentityError

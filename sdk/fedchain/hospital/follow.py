@@ -25,6 +25,7 @@ from collections.abc import Callable
 from fedchain.gateway import FileCheckpoint, GatewayError
 from fedchain.gateway.qscc import chain_info
 from fedchain.mpc_client import IntakeError, ReceiptError
+from fedchain.records import OPEN, RoundId, parse_round_id
 
 from .client import HospitalClient, RoundOutcome, RoundRefused
 from .state import StateError
@@ -41,7 +42,7 @@ def ledger_refused(exc: GatewayError) -> bool:
     return "chaincode response 4" in str(exc)
 
 
-def _try(client: HospitalClient, round_id: int, done: set[int],
+def _try(client: HospitalClient, round_id: RoundId, done: set[RoundId],
          on_outcome: Callable[[RoundOutcome], None] | None) -> None:
     """Take part in one round; an expected failure is one warning line and the round is skipped."""
     if round_id in done:
@@ -63,7 +64,7 @@ def _try(client: HospitalClient, round_id: int, done: set[int],
         on_outcome(outcome)
 
 
-def _forget(client: HospitalClient, round_id: int) -> None:
+def _forget(client: HospitalClient, round_id: RoundId) -> None:
     """Delete an ended round's shares; a failure to do so now is retried on the next start."""
     try:
         client.forget_shares_if_over(round_id)
@@ -76,7 +77,7 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
            on_outcome: Callable[[RoundOutcome], None] | None = None, reconnect_s: float = 2.0) -> int:
     """Participate in rounds until `rounds` were handled (None = forever) or `stop` is set; returns the count."""
     stop = stop or threading.Event()
-    done: set[int] = set()
+    done: set[RoundId] = set()
     handled = 0
 
     def outcome(o: RoundOutcome) -> None:
@@ -91,10 +92,10 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
     start_block = None if cp.block_number is not None else chain_info(network).height
     client.forget_finished_rounds()
     head = client.fl.head()
-    if head["last_round_id"]:
-        rnd = client.fl.get_round(head["last_round_id"])
-        if rnd["state"] == "OPEN":
-            _try(client, int(rnd["round_id"]), done, outcome)
+    if head.last_round_id:
+        rnd = client.fl.get_round(head.last_round_id)
+        if rnd.state == OPEN:
+            _try(client, rnd.round_id, done, outcome)
     while not stop.is_set() and (rounds is None or handled < rounds):
         try:
             with network.chaincode_events(client.net.chaincode, start_block=start_block, checkpoint=cp) as events:
@@ -103,7 +104,7 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
                 for ev in events:
                     client.check_ledger()
                     if ev.event_name == "RoundCreated":
-                        rid = int(json.loads(ev.payload)["round_id"])
+                        rid = parse_round_id(json.loads(ev.payload)["round_id"])
                         log.info("%s: round %d created", client.participant_id, rid)
                         _try(client, rid, done, outcome)
                     elif ev.event_name in ROUND_END_EVENTS:
@@ -114,7 +115,7 @@ def follow(client: HospitalClient, *, rounds: int | None = None, stop: threading
                             log.info("%s: round %s ended %s (%s) without a new model", client.participant_id,
                                      info.get("round_id"), ROUND_END_EVENTS[ev.event_name],
                                      info.get("reason") or "-")
-                        _forget(client, int(info["round_id"]))
+                        _forget(client, parse_round_id(info["round_id"]))
                     cp.checkpoint_event(ev)
                     if stop.is_set() or (rounds is not None and handled >= rounds):
                         break

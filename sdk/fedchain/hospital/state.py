@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.durable import fsync_dir, write_durably
+from fedchain.records import RoundId, parse_round_id
 from fedchain.sharing import sha256_hex
 
 PREPARED = "prepared"
@@ -40,7 +41,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 @dataclass
 class RoundState:
-    round_id: int
+    round_id: RoundId
     participant_id: str
     base_model_hash: str
     share_hashes: list[str]
@@ -59,8 +60,8 @@ class HospitalState:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def round_dir(self, round_id: int) -> Path:
-        return self.root / "rounds" / str(int(round_id))
+    def round_dir(self, round_id: RoundId) -> Path:
+        return self.root / "rounds" / str(parse_round_id(round_id, genesis_ok=True))
 
     @property
     def checkpoint_path(self) -> Path:
@@ -71,7 +72,7 @@ class HospitalState:
         """The newest ledger block this hospital has seen (fedchain.gateway.watermark)."""
         return self.root / "ledger.watermark.json"
 
-    def load(self, round_id: int) -> RoundState | None:
+    def load(self, round_id: RoundId) -> RoundState | None:
         path = self.round_dir(round_id) / "state.json"
         if not path.exists():
             return None
@@ -79,7 +80,7 @@ class HospitalState:
             st = RoundState(**json.loads(path.read_text()))
         except (ValueError, TypeError) as exc:
             raise StateError(f"{path} is corrupt ({exc}); move it away to start this round afresh") from exc
-        if st.status not in (PREPARED, SUBMITTED) or st.round_id != int(round_id):
+        if st.status not in (PREPARED, SUBMITTED) or st.round_id != parse_round_id(round_id, genesis_ok=True):
             raise StateError(f"{path} is inconsistent (round {st.round_id}, status {st.status!r})")
         return st
 
@@ -87,7 +88,7 @@ class HospitalState:
         write_private(self.round_dir(st.round_id) / "state.json",
                       json.dumps(asdict(st), indent=1, sort_keys=True).encode())
 
-    def save_shares(self, round_id: int, shares: list[bytes]) -> list[str]:
+    def save_shares(self, round_id: RoundId, shares: list[bytes]) -> list[str]:
         hashes = []
         for j, blob in enumerate(shares):
             write_private(self.round_dir(round_id) / f"share_{j}.bin", blob)
@@ -110,21 +111,21 @@ class HospitalState:
             out.append(blob)
         return out
 
-    def rounds(self) -> list[int]:
+    def rounds(self) -> list[RoundId]:
         base = self.root / "rounds"
-        return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
+        return sorted(RoundId(int(p.name)) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
 
-    def share_files(self, round_id: int) -> list[Path]:
+    def share_files(self, round_id: RoundId) -> list[Path]:
         """Share files of a round, including temporary ones a crash may have left behind."""
         folder = self.round_dir(round_id)
         if not folder.is_dir():
             return []
         return sorted(p for p in folder.iterdir() if p.name.startswith(("share_", ".share_")))
 
-    def rounds_with_shares(self) -> list[int]:
+    def rounds_with_shares(self) -> list[RoundId]:
         return [r for r in self.rounds() if self.share_files(r)]
 
-    def delete_shares(self, round_id: int) -> bool:
+    def delete_shares(self, round_id: RoundId) -> bool:
         """Delete a finished round's share files (call only once the round is over); True if any were there.
 
         state.json is marked first: a crash in between leaves files that the next clean-up removes,
