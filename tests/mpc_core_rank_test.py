@@ -9,18 +9,8 @@ from fedchain_mpc import mpcops
 from fedchain_mpc.checks.base import median_rule_plain
 from fedchain_mpc.checks.outlier import sum_smallest as _sum_smallest
 from fedchain_mpc.checks.outlier import within_factor_of_median as _within_factor_of_median
+from mpc_core_verify_test import run_in_mpc as _run
 from mpyc.runtime import mpc
-
-
-def _run(coro_fn):
-    async def main():
-        await mpc.start()
-        try:
-            return await coro_fn()
-        finally:
-            await mpc.shutdown()
-
-    return mpc.run(main())
 
 
 @pytest.mark.parametrize("n,count", [(3, 1), (4, 3), (7, 5), (10, 8), (12, 12), (16, 9)])

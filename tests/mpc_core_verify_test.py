@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -20,21 +22,27 @@ from fedchain_mpc.aggregate import ModelApplyError, apply_delta, canonical_bytes
 from fedchain_mpc.verify import MPCResult, degree_ok, verify_and_aggregate
 from mpyc.runtime import mpc
 
+T = TypeVar("T")
 P = field_modulus()
 HALF = (P + 1) // 2  # 2^-1 mod p
 
 
-def run_mpc(hi: np.ndarray, lo: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
-            reference: np.ndarray | None, context: str, joint: bool = True) -> MPCResult:
-    async def main() -> MPCResult:
+def run_in_mpc(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run one coroutine between mpc.start() and mpc.shutdown() (one party: these tests run in-process)."""
+    async def main() -> T:
         await mpc.start()
         try:
-            return await verify_and_aggregate(hi, lo, n_samples, policy, reference, context,
-                                              joint_randomness=joint)
+            return await coro_fn()
         finally:
             await mpc.shutdown()
 
     return mpc.run(main())
+
+
+def run_mpc(hi: np.ndarray, lo: np.ndarray, n_samples: list[int], policy: VerificationPolicy,
+            reference: np.ndarray | None, context: str, joint: bool = True) -> MPCResult:
+    return run_in_mpc(lambda: verify_and_aggregate(hi, lo, n_samples, policy, reference, context,
+                                                   joint_randomness=joint))
 
 
 def encode_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from fedchain_mpc import plaintext
 from fedchain_mpc.checks import InferenceInputs
 from fedchain_mpc.inference.plan import A_FRAC, forward_int, make_plan, quantize_images, quantize_weights
 from fedchain_mpc.verify import MPCResult, verify_and_aggregate
+from mpc_core_verify_test import run_in_mpc as run_mpc
 from mpc_inference_support import TINY, borderline, planted, policy, trained
 from mpyc.runtime import mpc
 
@@ -29,15 +30,6 @@ def encode_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([e.hi for e in enc]), np.stack([e.lo for e in enc])
 
 
-def run_mpc(coro_fn) -> object:  # type: ignore[no-untyped-def]
-    async def main() -> object:
-        await mpc.start()
-        try:
-            return await coro_fn()
-        finally:
-            await mpc.shutdown()
-
-    return mpc.run(main())
 
 
 def test_verdicts_equal_plaintext_twin_over_100_planted_candidates() -> None:

@@ -129,6 +129,16 @@ class Scenario:
                                          f"attestations {rnd.get('attestations')}\n{logs}") from None
                 time.sleep(1)
 
+    def check_honest_model_after_restart(self, rid: int, ups: dict[str, np.ndarray]) -> None:
+        """Round `rid` finalized with the honest hospitals accepted and base + their weighted average as the
+        model, and MPC node 1 (killed and restarted during the round) still holds every hospital's share."""
+        model = self.wait_model(rid)
+        rnd = self.op.get_round(rid)
+        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
+        assert np.max(np.abs(_flat(model["model"]) - self.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
+        held = self.net.layout.mpc / "mpc1" / "data" / "shares" / str(rid)
+        assert sorted(p.stem for p in held.glob("*.share")) == sorted(HOSPITALS)  # nothing lost across the kill
+
     def expected(self, rid: int, ups: dict[str, np.ndarray], accepted: list[str]) -> np.ndarray:
         base = _flat(self.op.get_model(self.op.get_round(rid)["base_round_id"])["model"])
         w = {h: 100 * (HOSPITALS.index(h) + 1) for h in accepted}
@@ -167,12 +177,7 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
         sc.op.close_round(rid)
         time.sleep(3)  # nodes 0 and 2 start their parties and wait for party 1
         node1.start(ready_timeout=60)
-        model = sc.wait_model(rid)
-        rnd = sc.op.get_round(rid)
-        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
-        assert np.max(np.abs(_flat(model["model"]) - sc.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
-        shares = sorted(p.stem for p in (net.layout.mpc / "mpc1" / "data" / "shares" / str(rid)).glob("*.share"))
-        assert shares == sorted(HOSPITALS)  # nothing lost across the kill
+        sc.check_honest_model_after_restart(rid, ups)
         deadline = time.monotonic() + 60
         while len(sc.op.get_round(rid)["attestations"]) < 3 and time.monotonic() < deadline:
             time.sleep(1)
@@ -197,12 +202,7 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
             raise AssertionError("node 1 never started its MPC party")
         time.sleep(1)
         node1.start(ready_timeout=60)
-        model = sc.wait_model(rid)
-        rnd = sc.op.get_round(rid)
-        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
-        assert np.max(np.abs(_flat(model["model"]) - sc.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
-        shares = sorted(p.stem for p in (net.layout.mpc / "mpc1" / "data" / "shares" / str(rid)).glob("*.share"))
-        assert shares == sorted(HOSPITALS)
+        sc.check_honest_model_after_restart(rid, ups)
 
         # ---- no plaintext update value in any node log or stored file
         needles = [f"{v:.6f}" for v in ups[HOSPITALS[0]][:50] if abs(v) > 1e-3]

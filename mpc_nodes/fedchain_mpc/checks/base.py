@@ -54,9 +54,11 @@ class Check:
     reason: str = ""
     stage: int = 0
     fields: tuple[str, ...] = ()
+    switch: str | None = None  # the policy field that turns the check on (None: always on)
 
     def enabled(self, policy: VerificationPolicy) -> bool:
-        return True
+        """On when the policy's `switch` field is true (a policy without the field: off)."""
+        return self.switch is None or bool(getattr(policy, self.switch, False))
 
     def public_rows(self, policy: VerificationPolicy, seed: str, d: int,
                     reference: np.ndarray | None) -> np.ndarray | None:

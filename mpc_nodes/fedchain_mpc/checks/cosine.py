@@ -63,9 +63,7 @@ class Cosine(Check):
     reason = "cosine"
     stage = 2
     fields = ("cosine_enabled", "cosine_min", "cosine_rel", "cosine_slack")
-
-    def enabled(self, policy: Any) -> bool:
-        return policy.cosine_enabled
+    switch = "cosine_enabled"
 
     def public_rows(self, policy: Any, seed: str, d: int, reference: np.ndarray | None) -> np.ndarray:
         if reference is None:

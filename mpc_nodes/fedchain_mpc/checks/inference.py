@@ -47,9 +47,7 @@ class Inference(Check):
     reason = "inference"
     stage = 9  # after every other stage: rows here passed range and norm (their values are in range)
     fields = ("inference_enabled", "inference_batch", "inference_margin", "inference_floor")
-
-    def enabled(self, policy: Any) -> bool:
-        return bool(getattr(policy, "inference_enabled", False))
+    switch = "inference_enabled"
 
     def plaintext(self, rnd: PlainRound, rows: np.ndarray) -> np.ndarray:
         inf = _need(rnd.inference)

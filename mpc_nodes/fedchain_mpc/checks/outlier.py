@@ -82,9 +82,7 @@ class Outlier(Check):
     reason = "outlier"
     stage = 3
     fields = ("outlier_enabled", "krum_f", "outlier_factor", "outlier_rule", "krum_max_n", "outlier_floor")
-
-    def enabled(self, policy: Any) -> bool:
-        return policy.outlier_enabled
+    switch = "outlier_enabled"
 
     def plaintext(self, rnd: PlainRound, rows: np.ndarray) -> np.ndarray:
         pol = rnd.policy

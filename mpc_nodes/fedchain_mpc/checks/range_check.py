@@ -31,9 +31,7 @@ class Range(Check):
     reason = "range"
     stage = 1
     fields = ("range_enabled", "value_bound", "pine_num_vectors", "pine_c")
-
-    def enabled(self, policy: Any) -> bool:
-        return policy.range_enabled
+    switch = "range_enabled"
 
     def public_rows(self, policy: Any, seed: str, d: int, reference: np.ndarray | None) -> np.ndarray:
         return ff.pine_vectors_int(seed, policy.pine_num_vectors, d)
