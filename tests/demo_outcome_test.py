@@ -6,7 +6,6 @@ gateway-Contract adapter.
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 from cc_support import GENESIS, NEW_MODEL, SPEC, World, b64, init_config, make_world
@@ -68,7 +67,7 @@ def test_terminal_states_and_round_over():
     fl = FLClient(Contract(w, w.operator))
     assert not fl.round_over(1)
     attest(w, "too_few_accepted", ["hospital1"])
-    assert fl.round_over(1) and fl.get_round(1)["state"] == "FAILED"
+    assert fl.round_over(1) and fl.get_round(1).state == "FAILED"
 
 
 def test_wait_published_returns_no_model_for_a_failed_round():
@@ -76,8 +75,8 @@ def test_wait_published_returns_no_model_for_a_failed_round():
     attest(w, "too_few_accepted", ["hospital1", "hospital2"])
     rnd, model = operator_for(w).wait_published(1, timeout_s=1)
     assert model is None
-    assert rnd["state"] == "FAILED" and rnd["failure_reason"] == "too_few_accepted"
-    assert rnd["agreed"]["accepted"] == ["hospital1", "hospital2"]
+    assert rnd.state == "FAILED" and rnd.failure_reason == "too_few_accepted"
+    assert rnd.agreed is not None and rnd.agreed.accepted == ("hospital1", "hospital2")
 
 
 def test_wait_published_still_returns_the_model_of_a_finalized_round():
@@ -85,7 +84,7 @@ def test_wait_published_still_returns_the_model_of_a_finalized_round():
     attest(w, "ok", sorted(w.hospitals), NEW_MODEL)
     w.ok(w.mpc[0], "PublishModel", "1", b64(NEW_MODEL))
     rnd, model = operator_for(w).wait_published(1, timeout_s=1)
-    assert rnd["state"] == "FINALIZED" and model["model"] == NEW_MODEL
+    assert rnd.state == "FINALIZED" and model is not None and model.model == NEW_MODEL
 
 
 def test_wait_published_returns_no_model_for_an_out_of_range_aggregate():
@@ -94,7 +93,7 @@ def test_wait_published_returns_no_model_for_an_out_of_range_aggregate():
     w = world_with_closed_round()
     attest(w, "aggregate_out_of_range", sorted(w.hospitals))
     rnd, model = operator_for(w).wait_published(1, timeout_s=1)
-    assert model is None and rnd["state"] == "DISPUTED" and rnd["dispute_reason"] == "aggregate_out_of_range"
+    assert model is None and rnd.state == "DISPUTED" and rnd.dispute_reason == "aggregate_out_of_range"
     note = Demo._failed_note(rnd)
     assert "DISPUTED (aggregate_out_of_range)" in note and "\n" not in note
 
@@ -131,6 +130,5 @@ def test_settle_previous_round_waits_for_a_round_that_then_fails():
     assert lines[1] == ("warning: round 1 FAILED (too_few_accepted): 1 update(s) accepted, the privacy floor is 3; "
                         "no new model, the next round builds on round 0's model")
     # the next round can be created on the last finalized model (genesis)
-    head = json.loads(Contract(w, w.operator).evaluate("GetConsortium"))["head"]
-    assert head["finalized_round_id"] == 0
+    assert FLClient(Contract(w, w.operator)).head().finalized_round_id == 0
     w.create_round(2)

@@ -89,6 +89,7 @@ def _client(cfg, name: str):
 
 def test_round_scenario_on_real_fabric(tmp_path):
     from fedchain.fl_client import mpc_node_entry, participant_entry
+    from fedchain.records import Round
 
     d = tmp_path / "net"
     t0 = time.monotonic()
@@ -115,50 +116,53 @@ def test_round_scenario_on_real_fabric(tmp_path):
                                 "threshold": 1, "quorum": 2,
                                 "default_policy": {"norm_bound": 10.0, "cosine_min": 0.0},
                                 "max_model_bytes": 64 * 1024})
-        registered = {p["id"] for p in op.list_participants()}
+        registered = {p.id for p in op.list_participants()}
         for name in HOSPITALS:
             op.register_participant(participant_entry(name, wallet.get(name), "hospital", sample_cap=1000))
         if "auditor" not in registered:
             op.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
-        if op.head()["model_hash"] is None:
+        if op.head().model_hash is None:
             op.publish_genesis_model(SPEC, GENESIS)
         head = op.head()
-        spec = op.get_round(head["finalized_round_id"])["model_spec"]
-        created = op.create_round({"round_id": head["last_round_id"] + 1, "base_model_hash": head["model_hash"],
+        assert head.finalized_round_id is not None
+        spec_record = op.get_round(head.finalized_round_id).model_spec
+        spec = spec_record.to_json()
+        created = op.create_round({"round_id": head.last_round_id + 1, "base_model_hash": head.model_hash,
                                    "model_spec": spec, "hyperparameters": {"lr": 0.01, "epochs": 1},
                                    # attested by hand below: no FLTrust reference, so no cosine check
                                    "policy": {"cosine_enabled": False},
                                    "deadline": time.time() + 3600, "min_updates": 2})
         assert created.validation_code_name == "VALID"
-        rid = head["last_round_id"] + 1
+        rid = head.last_round_id + 1
 
         for name in HOSPITALS:  # each hospital submits through its own gateway connection
             hgw, hc = _client(cfg, name)
             gateways.append(hgw)
             hc.submit_update({"round_id": rid, "share_hashes": [_sha(f"{rid}/{name}/{j}".encode()) for j in range(3)],
-                              "n_samples": 100, "dim": spec["param_count"]})
+                              "n_samples": 100, "dim": spec_record.param_count})
         op.close_round(rid)
-        assert op.get_round(rid)["state"] == "CLOSED"
+        assert op.get_round(rid).state == "CLOSED"
 
         att = {"round_id": rid, "model_hash": _sha(NEW_MODEL), "accepted": list(HOSPITALS), "rejected": {},
                "report_hash": _sha(b"report1")}
         nodes = []
-        for node in op.get_consortium()["mpc_nodes"]:  # until the quorum (2 of 3 here) finalizes the round
-            mgw, mc = _client(cfg, node["id"])
+        for node in op.get_consortium().mpc_nodes:  # until the quorum (2 of 3 here) finalizes the round
+            mgw, mc = _client(cfg, node.id)
             gateways.append(mgw)
             mc.attest_result(att)
             nodes.append(mc)
-            if op.get_round(rid)["state"] == "FINALIZED":
+            if op.get_round(rid).state == "FINALIZED":
                 break
         rnd = op.get_round(rid)
-        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["model_hash"] == _sha(NEW_MODEL)
+        assert rnd.state == "FINALIZED" and rnd.finalized is not None and rnd.finalized.model_hash == _sha(NEW_MODEL)
         nodes[0].publish_model(rid, NEW_MODEL)
 
         agw, auditor = _client(cfg, "auditor")
         gateways.append(agw)
-        assert auditor.get_model(rid)["model"] == NEW_MODEL
+        assert auditor.get_model(rid).model == NEW_MODEL
         hist = auditor.get_history("round", str(rid))  # needs the history database on every peer
-        assert [e["value"]["state"] for e in hist][0] == "FINALIZED" and hist[-1]["value"]["state"] == "OPEN"
+        states = [e.record(Round).state for e in hist]  # type: ignore[union-attr]
+        assert states[0] == "FINALIZED" and states[-1] == "OPEN"
         assert len(auditor.get_updates(rid)) == 3
 
         # chaincode events through the peer's Gateway ChaincodeEvents stream
@@ -186,11 +190,11 @@ def test_round_scenario_on_real_fabric(tmp_path):
         fabricnet.up(d)
         gw, op = _client(cfg, "operator")
         gateways.append(gw)
-        assert op.get_round(rid)["state"] == "FINALIZED"
+        assert op.get_round(rid).state == "FINALIZED"
         op.create_round({"round_id": rid + 1, "base_model_hash": _sha(NEW_MODEL), "model_spec": spec,
                          "hyperparameters": {"lr": 0.01, "epochs": 1}, "deadline": time.time() + 3600,
                          "min_updates": 1})
-        assert op.get_round(rid + 1)["state"] == "OPEN"
+        assert op.get_round(rid + 1).state == "OPEN"
         audited = _audit(d)  # the whole history, across the restart, must audit clean
         assert audited.returncode == 0, audited.stdout + audited.stderr
         print(f"bring-up {bring_up_s:.1f} s, chain height before restart {info.height}")

@@ -46,15 +46,15 @@ def test_demo_small_end_to_end(tmp_path):
             fl = FLClient(net.contract(gw))
             for r in report["rounds"]:
                 rnd = fl.get_round(r["round"])
-                assert rnd["state"] == "FINALIZED"
-                loaded = hashlib.sha256(fl.get_model(r["round"])["model"]).hexdigest()
-                assert loaded == rnd["finalized"]["model_hash"] == r["model_hash"]
-                assert len(rnd["attestations"]) >= 2
-                assert all(a["model_hash"] == loaded for a in rnd["attestations"].values())
+                assert rnd.state == "FINALIZED" and rnd.finalized is not None
+                loaded = hashlib.sha256(fl.get_model(r["round"]).model).hexdigest()
+                assert loaded == rnd.finalized.model_hash == r["model_hash"]
+                assert len(rnd.attestations) >= 2
+                assert all(a.model_hash == loaded for a in rnd.attestations.values())
                 ref = fl.get_reference(r["round"])  # FLTrust reference on the ledger, hash-checked
-                assert hashlib.sha256(ref).hexdigest() == rnd["hyperparameters"]["reference_sha256"]
-                assert len(ref) == 4 * rnd["model_spec"]["param_count"]
-            assert fl.get_round(2)["base_model_hash"] == report["rounds"][0]["model_hash"]
+                assert hashlib.sha256(ref).hexdigest() == rnd.hyper.reference_sha256
+                assert len(ref) == 4 * rnd.model_spec.param_count
+            assert fl.get_round(2).base_model_hash == report["rounds"][0]["model_hash"]
             assert len(fl.get_updates(2)) == 4  # each hospital exactly once
         assert all(c["equal"] for c in report["model_checks"])
         assert report["audit"]["ok"], report["audit"]["findings"]  # the auditor re-validated the whole chain
@@ -64,8 +64,8 @@ def test_demo_small_end_to_end(tmp_path):
         with net.connect("operator") as gw:
             op = FLClient(net.contract(gw))
             head, last = op.head(), op.get_round(2)
-            op.create_round({"round_id": 3, "base_model_hash": head["model_hash"], "model_spec": last["model_spec"],
-                             "hyperparameters": last["hyperparameters"], "policy": last["policy"],
+            op.create_round({"round_id": 3, "base_model_hash": head.model_hash, "model_spec": last.model_spec.to_json(),
+                             "hyperparameters": last.hyper.to_json(), "policy": last.policy.to_json(),
                              "deadline": time.time() + 300, "min_updates": 2})
         again = subprocess.run([*cmd[:7], "1", *cmd[8:]], capture_output=True, text=True, timeout=200)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fedchain.demo.adversary import Coalition
 from fedchain.hospital.client import model_spec_of, train_config_of, training_seed
+from fedchain.records import Round
 from fedchain.verification import PolicyError, VerificationPolicy
 from fedchain.verification.presets import PolicySettings
 
@@ -44,10 +45,13 @@ def test_label_flip_poisons_data_only():
 
 
 def test_round_description_helpers():
-    rnd = {"round_id": 3, "model_spec": {"arch": "cnn", "in_channels": 1, "n_classes": 4, "widths": [8, 16],
-                                         "hidden": 32, "param_count": 26500},
-           "hyperparameters": {"steps": 5, "batch_size": 16, "lr": 0.1, "momentum": 0.5, "seed": 9,
-                               "reference_sha256": "00" * 32}}
+    rnd = Round.from_json({
+        "round_id": 3, "state": "OPEN", "base_model_hash": "11" * 32, "base_round_id": 2, "deadline": 0.0,
+        "min_updates": 1,
+        "model_spec": {"arch": "cnn", "in_channels": 1, "n_classes": 4, "widths": [8, 16], "hidden": 32,
+                       "param_count": 26500},
+        "hyperparameters": {"steps": 5, "batch_size": 16, "lr": 0.1, "momentum": 0.5, "seed": 9,
+                            "reference_sha256": "00" * 32}})
     assert model_spec_of(rnd).widths == (8, 16)
     hp = train_config_of(rnd)
     assert (hp.steps, hp.batch_size, hp.lr, hp.momentum) == (5, 16, 0.1, 0.5)

@@ -29,6 +29,7 @@ from fedchain.data import Dataset, dirichlet_split, generate_synthetic, load_npz
 from fedchain.fl_client import participant_entry
 from fedchain.hospital import HospitalClient, Prepared, RoundOutcome
 from fedchain.models import ModelSpec, load_model_bytes
+from fedchain.records import Head, RoundId
 from fedchain.training import TrainConfig, evaluate
 
 from .adversary import KNOWLEDGE_NOTE, Coalition
@@ -93,7 +94,7 @@ class Demo:
         self.clients: dict[str, HospitalClient] = {}
         self.model_checks: list[dict[str, Any]] = []
         self.audit_report: dict[str, Any] | None = None
-        self.cosine_min_by_round: dict[int, dict[str, Any]] = {}
+        self.cosine_min_by_round: dict[RoundId, dict[str, Any]] = {}
         self._model_checked = False
 
     # ---------------------------------------------------------------- setup
@@ -104,7 +105,7 @@ class Demo:
         shards = dirichlet_split(self.data.train.labels, self.cfg.hospitals, self.cfg.alpha, seed=self.cfg.seed,
                                  min_size=self.cfg.batch_size)
         wallet = self.net.wallet
-        registered = {p["id"]: p for p in self.operator.fl.list_participants("hospital")}
+        registered = {p.id for p in self.operator.fl.list_participants("hospital")}
         consortium = None
         for i, (hid, idx) in enumerate(zip(self.ids, shards, strict=True)):
             if not wallet.exists(hid):
@@ -125,13 +126,19 @@ class Demo:
         model = initial_model(self.spec, self.root, self.cfg.warmup_epochs, self.hp, self.cfg.seed)
         if not self.operator.ensure_genesis(self.spec_json, model):
             head = self.operator.fl.head()
-            rec = self.operator.fl.get_model(head["finalized_round_id"])
-            if int(rec["model_spec"]["param_count"]) != self.spec_json["param_count"]:
+            rec = self.operator.fl.get_model(self._finalized(head))
+            if rec.model_spec.param_count != self.spec_json["param_count"]:
                 raise ValueError("the network's model has another parameter count than this demo's model; "
                                  "use a fresh network folder (--network)")
-            self.out(f"network already has a model (round {head['finalized_round_id']}): continuing from it")
-        head = self.operator.fl.head()
-        return self.evaluate(self.operator.fl.get_model(head["finalized_round_id"])["model"])
+            self.out(f"network already has a model (round {head.finalized_round_id}): continuing from it")
+        return self.evaluate(self.operator.fl.get_model(self._finalized(self.operator.fl.head())).model)
+
+    @staticmethod
+    def _finalized(head: Head) -> RoundId:
+        """The round of the ledger's current model (after genesis there always is one)."""
+        if head.finalized_round_id is None:
+            raise RuntimeError("the ledger has no model yet")
+        return head.finalized_round_id
 
     def settle_previous_round(self) -> None:
         """On a reused network a round may have been left OPEN or CLOSED (rounds run one at a time):
@@ -152,7 +159,7 @@ class Demo:
         return RoundDriver(self.operator, self.maker, settings, participate=self.take_part, on_result=on_result,
                            out=self.out, stop_on_dispute=True)
 
-    def take_part(self, rid: int) -> dict[str, float]:
+    def take_part(self, rid: RoundId) -> dict[str, float]:
         """Every hospital trains (one at a time), then all deliver at once; seconds per phase."""
         timings = {"train": 0.0, "share": 0.0, "ledger": 0.0}
         prepared, train_s, share_s = self._prepare_all(rid)
@@ -196,7 +203,7 @@ class Demo:
             self.out(f"warning: {hid} could not deliver its round {p.state.round_id} update: {exc}")
             return None
 
-    def _prepare_all(self, rid: int) -> tuple[dict[str, Prepared | RoundOutcome], float, float]:
+    def _prepare_all(self, rid: RoundId) -> tuple[dict[str, Prepared | RoundOutcome], float, float]:
         """Train every hospital (one at a time); the coalition crafts its updates from its own benign ones."""
         prepared: dict[str, Prepared | RoundOutcome] = {}
         benign: dict[str, np.ndarray] = {}
@@ -216,11 +223,11 @@ class Demo:
         share = sum(p.timings_s.get("share", 0.0) for p in prepared.values() if isinstance(p, Prepared))
         return prepared, wall - share, share
 
-    def _check_hospital_view(self, rid: int, ledger_hash: str) -> None:
+    def _check_hospital_view(self, rid: RoundId, ledger_hash: str) -> None:
         """A hospital fetches the new model the way it will as next round's base: hashes must agree."""
         c = self.clients[self.ids[0]]
         rec = c.fl.get_model(rid)  # GetModel bytes checked against the recorded SHA-256
-        loaded = sha256_hex(rec["model"])
+        loaded = sha256_hex(rec.model)
         self.model_checks.append({"round": rid, "ledger_model_hash": ledger_hash, "hospital_loaded_hash": loaded,
                                   "equal": loaded == ledger_hash})
         if loaded != ledger_hash:
@@ -234,22 +241,25 @@ class Demo:
 
         head = self.operator.fl.head()
         self._model_checked = True
-        if head.get("model_hash") is None:
+        if head.model_hash is None:
             return  # empty ledger: this demo publishes the genesis model
-        theirs = self.operator.fl.get_model(head["finalized_round_id"])["model_spec"]
-        keys = ("in_channels", "n_classes", "param_count")
-        if any(int(theirs.get(k, -1)) != int(self.spec_json[k]) for k in keys):
+        record = self.operator.fl.get_model(self._finalized(head)).model_spec
+        theirs = record.to_json()  # freeform but for param_count: channels and classes are the model's own keys
+        keys = ("in_channels", "n_classes")
+        if (record.param_count != int(self.spec_json["param_count"])
+                or any(int(theirs.get(k, -1)) != int(self.spec_json[k]) for k in keys)):
             data = self.cfg.dataset or "the synthetic data"
             raise ArgumentProblem(
                 f"the network in {self.net.directory} trains a model for {theirs.get('in_channels')}-channel images "
-                f"and {theirs.get('n_classes')} classes ({theirs.get('param_count')} parameters); {data} needs "
+                f"and {theirs.get('n_classes')} classes ({record.param_count} parameters); {data} needs "
                 f"{self.spec_json['in_channels']}-channel images and {self.spec_json['n_classes']} classes "
                 f"({self.spec_json['param_count']}): use a fresh --network folder or the network's dataset")
         mine = self.spec_json.get("arch", "cnn")
-        if str(theirs.get("arch", "cnn")) != mine:  # same parameters, another forward pass: not this demo's model
+        their_arch = record.arch if record.arch is not None else "cnn"
+        if their_arch != mine:  # same parameters, another forward pass: not this demo's model
             flag = "without --inference-check" if self.cfg.inference_check else "with --inference-check"
             raise ArgumentProblem(
-                f"the network in {self.net.directory} trains the {theirs.get('arch', 'cnn')!r} model; this demo uses "
+                f"the network in {self.net.directory} trains the {their_arch!r} model; this demo uses "
                 f"{mine!r}: use a fresh --network folder, or run the demo {flag} as on that network")
 
     def data_summary(self) -> dict[str, Any]:
@@ -273,7 +283,7 @@ class Demo:
             if on_round is not None:
                 on_round(rec)
 
-        start = int(self.operator.fl.head()["last_round_id"])
+        start = self.operator.fl.head().last_round_id
         self.driver(finished).run(start + self.cfg.rounds)
         config = self.cfg.as_dict() | {
             "network": str(self.net.directory), "network_kind": self.net.kind, "hospital_ids": self.ids,
