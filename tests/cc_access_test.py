@@ -136,7 +136,7 @@ def test_queries_write_nothing():
 def test_every_function_is_in_the_matrix():
     from fedchain_cc.fl import FLContract
 
-    assert {r[0] for r in ROWS} == set(FLContract.functions)
+    assert {r[0] for r in ROWS} == set(FLContract.transactions)
 
 
 def test_mpc_nodes_cannot_be_registered_late_and_roles_are_closed():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import fedchain_cc.fl.contract as contract_mod
+import fedchain_cc.fl.blobs as blobs_mod
 import pytest
 from cc_support import (
     GENESIS,
@@ -154,7 +154,7 @@ def test_publish_model_checks_hash_and_size(monkeypatch):
     w.refused(w.mpc[0], "PublishModel", "1", b64(NEW_MODEL + b"x"), status=400, contains="does not match")
     w.refused(w.mpc[0], "PublishModel", "1", b64(b"\0" * (64 * 1024 + 1)), contains="limit of 65536 bytes")
     w.refused(w.mpc[0], "PublishModel", "1", "A" * 90000, contains="model size limit")
-    monkeypatch.setattr(contract_mod, "CHUNK_SIZE", 16)  # many chunks for a small model
+    monkeypatch.setattr(blobs_mod, "CHUNK_SIZE", 16)  # many chunks for a small model
     w.ok(w.mpc[0], "PublishModel", "1", b64(NEW_MODEL))
     chunks = [k for k in w.ledger.state if k.startswith("\x00modelchunk\x00" + f"{1:020d}")]
     assert len(chunks) == -(-len(NEW_MODEL) // 16)

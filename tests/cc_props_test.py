@@ -12,7 +12,7 @@ import json
 import re
 import string
 
-import fedchain_cc.fl.contract as contract_mod
+import fedchain_cc.fl.blobs as blobs_mod
 from cc_support import (
     GENESIS,
     NEW_MODEL,
@@ -245,6 +245,6 @@ def test_genesis_garbage(spec, model):
 
 def test_oversize_model_is_refused_before_decoding(monkeypatch):
     w = world("finalized")
-    monkeypatch.setattr(contract_mod, "CHUNK_SIZE", 8)
+    monkeypatch.setattr(blobs_mod, "CHUNK_SIZE", 8)
     assert_clean_refusal(w, w.mpc[0], "PublishModel", "1", "A" * (10 * 1024 * 1024))
     assert h("x")  # helper import used

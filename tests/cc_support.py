@@ -73,7 +73,7 @@ class World:
         resp, code = self.call(who, fn, *args, timestamp=timestamp)
         assert resp.status >= 400, f"{fn} was allowed: {resp.payload[:200]!r}"
         assert code is None
-        assert resp.message.startswith(f"{fn}: ") or fn not in FLContract.functions, resp.message
+        assert resp.message.startswith(f"{fn}: ") or fn not in FLContract.transactions, resp.message
         if status is not None:
             assert resp.status == status, (resp.status, resp.message)
         assert contains in resp.message, resp.message

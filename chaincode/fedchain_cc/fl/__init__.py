@@ -1,7 +1,21 @@
 """The federated-learning contract: the consortium's source of truth (DESIGN.md sections 2.2-2.3).
 
 Entry point: `fedchain_cc.fl.contract:FLContract`. Every argument is a JSON string (or a bare
-round id / participant id); every result is canonical JSON.
+round id / participant id); every result is canonical JSON (`fedchain_cc.canonical`: UTF-8).
+
+Modules (one concern each; `FLContract` is the one class the server registers):
+- `contract`: FLContract = the transaction groups below + the shim's `Contract` (one dispatcher,
+  one `transaction` decorator, one `ContractError`), the FL error wording and the `Tx` context.
+- `consortium`: InitConsortium, GetConsortium, RegisterParticipant, GetParticipant, ListParticipants.
+- `blobs`: chunked storage; PublishGenesisModel, PublishModel, GetModel, PublishReference,
+  GetReference, PublishValidationBatch, GetValidationBatch.
+- `rounds`: CreateRound, GetRound, ListRounds, CloseRound (who may close when).
+- `updates`: SubmitUpdate, GetUpdates.    `attestation`: AttestResult and finalization.
+- `history`: GetHistory.    `tx`: the per-transaction context (buffered writes, caller, records).
+- `validate`: argument checks.    `rules`: roles, states, limits, events.    `keys`: the key layout.
+Why mixins: the shim's `Contract` collects `@transaction` methods along the MRO, so each group is a
+plain class in its own module and `FLContract` just lists them: no second registry to keep in step.
+Groups share functions and `Tx`, never state.
 
 Roles and bindings
 - A caller is a participant when its (MSP id, Fabric client id "x509::<subject>::<issuer>") is

@@ -19,8 +19,9 @@ Round ids are zero-padded so that range order is numeric order.
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 
+from fedchain_cc.canonical import sha256_hex
 from fedchain_cc.shim.interface import ChaincodeStubAPI
 
 CONSORTIUM = "consortium"
@@ -37,7 +38,7 @@ def participant(pid: str) -> str:
 
 
 def ident(msp_id: str, fabric_id: str) -> str:
-    return _ck("ident", [msp_id, hashlib.sha256(fabric_id.encode("utf-8")).hexdigest()])
+    return _ck("ident", [msp_id, sha256_hex(fabric_id.encode("utf-8"))])
 
 
 def round_(round_id: int) -> str:
@@ -52,25 +53,25 @@ def attestation(round_id: int, node_index: int) -> str:
     return _ck("attest", [rnd(round_id), f"{node_index:04d}"])
 
 
-def model(round_id: int) -> str:
-    return _ck("model", [rnd(round_id)])
+@dataclass(frozen=True)
+class BlobKeys:
+    """A blob stored in chunks: a metadata record `{meta_type}~{round}` and `{chunk_type}~{round}~{i:06d}`."""
+
+    meta_type: str
+    chunk_type: str
+
+    def meta(self, round_id: int) -> str:
+        return _ck(self.meta_type, [rnd(round_id)])
+
+    def chunk(self, round_id: int, index: int) -> str:
+        return _ck(self.chunk_type, [rnd(round_id), f"{index:06d}"])
 
 
-def model_chunk(round_id: int, index: int) -> str:
-    return _ck("modelchunk", [rnd(round_id), f"{index:06d}"])
+MODEL = BlobKeys("model", "modelchunk")
+REFERENCE = BlobKeys("reference", "refchunk")
+VALIDATION = BlobKeys("validation", "valchunk")
 
-
-def reference(round_id: int) -> str:
-    return _ck("reference", [rnd(round_id)])
-
-
-def reference_chunk(round_id: int, index: int) -> str:
-    return _ck("refchunk", [rnd(round_id), f"{index:06d}"])
-
-
-def validation(round_id: int) -> str:
-    return _ck("validation", [rnd(round_id)])
-
-
-def validation_chunk(round_id: int, index: int) -> str:
-    return _ck("valchunk", [rnd(round_id), f"{index:06d}"])
+# The per-kind key functions the transactions call.
+model, model_chunk = MODEL.meta, MODEL.chunk
+reference, reference_chunk = REFERENCE.meta, REFERENCE.chunk
+validation, validation_chunk = VALIDATION.meta, VALIDATION.chunk

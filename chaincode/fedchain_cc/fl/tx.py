@@ -1,8 +1,11 @@
 """One transaction's view of the ledger: JSON records, the caller, buffered writes.
 
-Writes are buffered and only handed to the stub when the whole function succeeded, so a
-refused call never leaves a partial write set behind, whatever stub runs us. Reads follow
-Fabric: they see committed state only, never this transaction's own writes.
+The FL contract's per-transaction context (`FLContract.context` builds one per call, the shim's
+dispatcher hands it to the transaction method and calls `FLContract.completed`, i.e. `flush`, only
+on success). Writes are buffered and only handed to the stub when the whole function succeeded, so
+a refused call never leaves a partial write set behind, whatever stub runs us. Reads follow
+Fabric: they see committed state only, never this transaction's own writes. Records are stored as
+canonical JSON (`fedchain_cc.canonical`: UTF-8, sorted keys).
 """
 
 from __future__ import annotations
@@ -10,17 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fedchain_cc.canonical import canonical_bytes
 from fedchain_cc.fl import keys
-from fedchain_cc.fl.validate import ContractError
+from fedchain_cc.shim.contract import ContractError
 from fedchain_cc.shim.interface import ChaincodeStubAPI, ClientIdentity
 
-
-def dumps(value: Any) -> bytes:
-    """Canonical JSON: the same record always serializes to the same bytes on every endorser."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+NOT_INITIALIZED = "the consortium is not initialized: an operator must call InitConsortium first"
 
 
 class Tx:
+    """One call of an FL transaction: its stub, name, timestamp, tx id, caller, and pending writes/event."""
+
     def __init__(self, stub: ChaincodeStubAPI, function: str) -> None:
         self.stub = stub
         self.function = function
@@ -57,14 +60,14 @@ class Tx:
         stamped = dict(record)
         stamped["last_tx_creator"] = self.creator_stamp()
         stamped["last_tx_function"] = self.function
-        self._writes[key] = dumps(stamped)
+        self._writes[key] = canonical_bytes(stamped)
         return stamped
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._writes[key] = data
 
     def event(self, name: str, payload: dict[str, Any]) -> None:
-        self._event = (name, dumps(payload))
+        self._event = (name, canonical_bytes(payload))
 
     def flush(self) -> None:
         for key in sorted(self._writes):  # sorted: same write order on every endorser
@@ -92,11 +95,25 @@ class Tx:
         c = self.client
         return f"{c.common_name or c.subject} of {c.msp_id}"
 
+    # --- records every transaction group reads -------------------------------------
+    def _initialized(self, key: str) -> dict[str, Any]:
+        record = self.get_json(key)
+        if record is None:
+            raise ContractError(NOT_INITIALIZED, 409)
+        return record
+
     def consortium(self) -> dict[str, Any]:
-        cons = self.get_json(keys.CONSORTIUM)
-        if cons is None:
-            raise ContractError("the consortium is not initialized: an operator must call InitConsortium first", 409)
-        return cons
+        return self._initialized(keys.CONSORTIUM)
+
+    def head(self) -> dict[str, Any]:
+        """The head pointer: last round id, last finalized round, its model hash and parameter count."""
+        return self._initialized(keys.HEAD)
+
+    def round_record(self, round_id: int) -> dict[str, Any]:
+        rnd = self.get_json(keys.round_(round_id))
+        if rnd is None:
+            raise ContractError(f"no round {round_id}", 404)
+        return rnd
 
     def lookup_caller(self) -> dict[str, Any] | None:
         pid = self.get_bytes(keys.ident(self.client.msp_id, self.client.id))

@@ -2,7 +2,9 @@
 
 Why hand-written instead of a schema library: the chaincode is deployed alone with only
 protos/grpcio/cryptography, and the rules are few and need exact, readable messages.
-Every checker raises `ContractError` with a message that names the field and what was expected.
+Every checker raises `ContractError` (the shim's: the dispatcher turns it into the error Response)
+with a message that names the field and what was expected. The number of arguments of a
+transaction is checked by the dispatcher from the method's signature.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import json
 import math
 import re
 from typing import Any
+
+from fedchain_cc.canonical import canonical_text
+from fedchain_cc.shim.contract import ContractError
 
 MAX_ARG_BYTES = 64 * 1024  # every non-model argument
 MAX_JSON_DEPTH = 6
@@ -31,14 +36,6 @@ OUTCOME_OK = "ok"
 OUTCOME_TOO_FEW = "too_few_accepted"  # fewer than min_accepted accepted: the nodes do not open the aggregate
 OUTCOME_OUT_OF_RANGE = "aggregate_out_of_range"  # the opened aggregate failed the nodes' sanity check
 OUTCOMES = (OUTCOME_OK, OUTCOME_TOO_FEW, OUTCOME_OUT_OF_RANGE)
-
-
-class ContractError(Exception):
-    """A refused call: `status` follows HTTP (400 bad input, 403 not allowed, 404 missing, 409 wrong state)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _reject_constant(name: str) -> Any:
@@ -176,7 +173,9 @@ class Fields:
 
 
 def check_freeform(value: dict[str, Any], what: str, *, scalars_only: bool) -> None:
-    size = len(json.dumps(value, sort_keys=True, separators=(",", ":")))
+    # Measured on the ASCII-escaped canonical text, as it always was: the same policies pass the cap
+    # (a non-ASCII character counts as its \uXXXX escape here, though it is stored as UTF-8).
+    size = len(canonical_text(value, ascii_only=True))
     if size > MAX_FREEFORM_BYTES:
         raise ContractError(f"{what} is {size} bytes of JSON, at most {MAX_FREEFORM_BYTES} allowed")
     for key, item in value.items():
@@ -246,13 +245,6 @@ def model_bytes(arg: str, max_bytes: int, what: str = "model_b64") -> bytes:
     if len(data) > max_bytes:
         raise ContractError(f"{what} is {len(data)} bytes, over the consortium's limit of {max_bytes} bytes")
     return data
-
-
-def expect_args(fn: str, params: list[str], n: int | tuple[int, int]) -> None:
-    lo, hi = (n, n) if isinstance(n, int) else n
-    if not lo <= len(params) <= hi:
-        want = str(lo) if lo == hi else f"{lo} to {hi}"
-        raise ContractError(f"{fn} takes {want} argument(s), got {len(params)}")
 
 
 # ------------------------------------------------------------------ public validation batch
