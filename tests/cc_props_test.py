@@ -13,6 +13,7 @@ import re
 import string
 
 import fedchain_cc.fl.blobs as blobs_mod
+import fedchain_cc.fl.validate as validate_mod
 from cc_support import (
     GENESIS,
     NEW_MODEL,
@@ -22,7 +23,6 @@ from cc_support import (
     b64,
     closed_world,
     finalized_world,
-    h,
     init_config,
     make_identity,
     make_world,
@@ -117,7 +117,7 @@ def who(w: World, name: str):
             "auditor": w.auditor}[name]
 
 
-def assert_clean_refusal(w: World, caller, fn: str, *args: str) -> None:
+def assert_clean_refusal(w: World, caller, fn: str, *args: str) -> str:
     before = w.ledger.snapshot()
     n_events = len(w.ledger.events)
     resp, code = w.ledger.invoke(caller, fn, *args)
@@ -126,6 +126,7 @@ def assert_clean_refusal(w: World, caller, fn: str, *args: str) -> None:
     assert "Traceback" not in resp.message
     assert code is None
     assert w.ledger.snapshot() == before and len(w.ledger.events) == n_events
+    return resp.message
 
 
 def _mutations(fn: str):
@@ -244,7 +245,15 @@ def test_genesis_garbage(spec, model):
 
 
 def test_oversize_model_is_refused_before_decoding(monkeypatch):
+    """10 MiB of base64 against a 64 KiB limit: refused by its length alone, the bytes are never decoded."""
     w = world("finalized")
     monkeypatch.setattr(blobs_mod, "CHUNK_SIZE", 8)
-    assert_clean_refusal(w, w.mpc[0], "PublishModel", "1", "A" * (10 * 1024 * 1024))
-    assert h("x")  # helper import used
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("an oversize model argument was decoded")
+
+    monkeypatch.setattr(validate_mod.base64, "b64decode", no_decoding)  # a decode would answer 500, not 4xx
+    message = assert_clean_refusal(w, w.mpc[0], "PublishModel", "1", "A" * (10 * 1024 * 1024))
+    assert message == ("PublishModel: model_b64 decodes to more than the consortium's model size limit of "
+                       f"{64 * 1024} bytes (raise max_model_bytes in InitConsortium, up to the hard cap, or "
+                       "shrink the model)"), message
