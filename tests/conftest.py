@@ -42,6 +42,20 @@ def find_free_port_base(span: int = 30) -> int:
     raise RuntimeError("no free range of ports on 127.0.0.1")
 
 
+def random_npz(path: Path, n_train: int, n_val: int, n_test: int, n_classes: int, labels: str = "int64") -> Path:
+    """A MedMNIST-format npz of random 28x28 grey images (seed 0), labels cycling 0..n_classes-1 as N x 1
+    `labels` arrays: the --dataset / --root-data file a CLI test points a command at."""
+    import numpy as np
+    from fedchain.data.npz import save_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, size=(n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % n_classes).reshape(-1, 1).astype(labels)
+    return save_npz(path, arrays)
+
+
 def run_mpyc_parties(script: Path, env: dict[str, str], timeout: float, parties: int = 3) -> None:
     """Run `script` as `parties` MPyC parties on free 127.0.0.1 ports (-P list, -I i); every party must
     exit 0 (its stderr tail is the assertion message); none is left running."""

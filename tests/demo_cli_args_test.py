@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fedchain.data.npz import save_npz
+from conftest import random_npz
 
 FEDCHAIN = str(Path(sys.executable).with_name("fedchain"))
 
@@ -96,12 +96,7 @@ CASES: list[tuple[str, list[str], str]] = [
 
 
 def _npz(path: Path, n_train: int = 200, n_val: int = 40, n_test: int = 40, labels: str = "int64") -> None:
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, size=(n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 4).reshape(-1, 1).astype(labels)
-    save_npz(path, arrays)
+    random_npz(path, n_train, n_val, n_test, n_classes=4, labels=labels)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import random_npz
 from fedchain.attacks import ATTACKS, AttackContext, AttackParamError, get_attack
 from fedchain.campaign.command import ArgumentProblem
-from fedchain.data.npz import save_npz
 
 # a valid value other than the default for every declared parameter
 OTHER_VALUE = {("sign_flip", "factor"): "3", ("scaling", "factor"): "2", ("gaussian", "factor"): "5",
@@ -66,12 +66,7 @@ def test_demo_config_takes_the_dataset_sizes(tmp_path):
     from fedchain.cli.demo import demo_config
     from fedchain.demo.checks import summarize
 
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 300), ("val", 30), ("test", 50)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, size=(n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 7).reshape(-1, 1)
-    path = save_npz(tmp_path / "d.npz", arrays)
+    path = random_npz(tmp_path / "d.npz", n_train=300, n_val=30, n_test=50, n_classes=7)
     cfg, data = demo_config(_demo_args("--dataset", str(path), "--hospitals", "4"), tmp_path / "net")
     assert (cfg.n_train, cfg.n_test, cfg.dataset) == (300, 50, str(path))
     assert summarize(data, "npz").as_dict() == {"source": "npz", "path": str(path.resolve()), "n_train": 300,

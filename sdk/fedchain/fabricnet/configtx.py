@@ -30,35 +30,26 @@ def _meta(rule: str) -> dict[str, str]:
     return {"Type": "ImplicitMeta", "Rule": rule}
 
 
-def peer_org_section(org: Org, anchor: tuple[str, int], path: PathFn = str) -> dict[str, Any]:
+def _org_section(org: Org, path: PathFn, rules: dict[str, str]) -> dict[str, Any]:
+    """An Organizations entry: name, MSP and its signature policies (`rules` use {m} for the MSP id)."""
     m = org.msp_id
     return {
         "Name": m,
         "ID": m,
         "MSPDir": path(org.msp_dir),
-        "Policies": {
-            "Readers": _sig(f"OR('{m}.admin', '{m}.peer', '{m}.client')"),
-            "Writers": _sig(f"OR('{m}.admin', '{m}.client')"),
-            "Admins": _sig(f"OR('{m}.admin')"),
-            "Endorsement": _sig(f"OR('{m}.peer')"),
-        },
-        "AnchorPeers": [{"Host": anchor[0], "Port": anchor[1]}],
+        "Policies": {name: _sig(rule.format(m=m)) for name, rule in rules.items()},
     }
+
+
+def peer_org_section(org: Org, anchor: tuple[str, int], path: PathFn = str) -> dict[str, Any]:
+    rules = {"Readers": "OR('{m}.admin', '{m}.peer', '{m}.client')", "Writers": "OR('{m}.admin', '{m}.client')",
+             "Admins": "OR('{m}.admin')", "Endorsement": "OR('{m}.peer')"}
+    return {**_org_section(org, path, rules), "AnchorPeers": [{"Host": anchor[0], "Port": anchor[1]}]}
 
 
 def orderer_org_section(org: Org, endpoint: str, path: PathFn = str) -> dict[str, Any]:
-    m = org.msp_id
-    return {
-        "Name": m,
-        "ID": m,
-        "MSPDir": path(org.msp_dir),
-        "Policies": {
-            "Readers": _sig(f"OR('{m}.member')"),
-            "Writers": _sig(f"OR('{m}.member')"),
-            "Admins": _sig(f"OR('{m}.admin')"),
-        },
-        "OrdererEndpoints": [endpoint],
-    }
+    rules = {"Readers": "OR('{m}.member')", "Writers": "OR('{m}.member')", "Admins": "OR('{m}.admin')"}
+    return {**_org_section(org, path, rules), "OrdererEndpoints": [endpoint]}
 
 
 def configtx(

@@ -8,17 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedchain.netctl.layout import NetworkFolder, subfolder
+
 
 @dataclass(frozen=True)
-class FabricLayout:
-    root: Path
+class FabricLayout(NetworkFolder):
+    """A real Fabric network's folder: the common parts (crypto, wallet, ledger, logs, run) and Fabric's own."""
 
-    crypto = property(lambda self: self.root / "crypto")
-    wallet = property(lambda self: self.root / "wallet")
-    logs = property(lambda self: self.root / "logs")
-    run = property(lambda self: self.root / "run")
-    ledger = property(lambda self: self.root / "ledger")  # kept by `down` and restarts
-    config = property(lambda self: self.root / "fabric")  # generated configs (configtx, core.yaml, ...)
+    config = subfolder("fabric", "generated configs (configtx, core.yaml, ...)")
 
     @property
     def configtx_dir(self) -> Path:
@@ -47,9 +44,6 @@ class FabricLayout:
     @property
     def setup_log(self) -> Path:
         return self.logs / "setup.log"
-
-    def rel(self, path: Path) -> str:
-        return str(Path(path).resolve().relative_to(self.root.resolve()))
 
 
 class StateFile:
