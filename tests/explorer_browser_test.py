@@ -175,8 +175,8 @@ def test_rounds_page_shows_both_rounds_finalized(browser: Any, explorer: str, de
             rejected = cells(browser, f"{row} td.rejected", "data-hospitals").split()
             assert sorted(accepted) == sorted(r["accepted"])
             assert sorted(rejected) == sorted(r["rejected"])
-            final = fl.get_round(rid)["finalized"]
-            assert sorted(accepted) == sorted(final["accepted"]) and sorted(rejected) == sorted(final["rejected"])
+            final = fl.get_round(rid).finalized
+            assert sorted(accepted) == sorted(final.accepted) and sorted(rejected) == sorted(final.rejected)
             text = cells(browser, f"{row} td.rejected", "textContent")
             for h, why in r["rejected"].items():
                 assert f"{h} ({why})" in text  # the reason code is shown
@@ -243,7 +243,7 @@ def test_model_download_matches_the_ledger_hash(browser: Any, explorer: str, dem
         ".catch(e => done('error: ' + e));", link)
     gw, fl = ledger(net)
     try:
-        want = fl.get_round(2)["finalized"]["model_hash"]
+        want = fl.get_round(2).finalized.model_hash
     finally:
         gw.close()
     assert digest == want == report["rounds"][1]["model_hash"]
@@ -373,11 +373,11 @@ def test_a_new_round_appears_without_a_reload(browser: Any, explorer: str, demo:
     gw, op = ledger(net, "operator")
     try:
         deadline = time.monotonic() + 30
-        while len(op.get_round(2)["attestations"]) < 3 and time.monotonic() < deadline:
+        while len(op.get_round(2).attestations) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)  # a late attestation would race CreateRound on the round records
         head, last = op.head(), op.get_round(2)
-        op.create_round({"round_id": 3, "base_model_hash": head["model_hash"], "model_spec": last["model_spec"],
-                         "hyperparameters": last["hyperparameters"], "policy": last["policy"],
+        op.create_round({"round_id": 3, "base_model_hash": head.model_hash, "model_spec": last.model_spec.to_json(),
+                         "hyperparameters": last.hyper.to_json(), "policy": last.policy.to_json(),
                          "deadline": time.time() + 600, "min_updates": 2})
     finally:
         gw.close()

@@ -20,6 +20,7 @@ from fedchain.explorer.app import create_app
 from fedchain.explorer.ledger import BlockSummary, NotFound, TxSummary
 from fedchain.explorer.live import EventHub
 from fedchain.explorer.server import LOOPBACK_NAMES, ServeOptions, bind, is_loopback
+from fedchain.records import Consortium, Participant, Round
 from starlette.testclient import TestClient
 
 TX = "ab" * 32
@@ -28,7 +29,7 @@ ROUND1 = {"round_id": 1, "state": "FINALIZED", "deadline": 1.7e9, "created_at": 
                                                                 "outcome": "ok", "tx_id": TX}},
           "finalized": {"model_hash": "c" * 64, "accepted": ["h1"], "rejected": {"h2": "norm"}},
           "mpc": {"nodes": ["mpc0"], "threshold": 0, "quorum": 1}, "base_model_hash": "b" * 64,
-          "base_round_id": 0, "policy": {"min_accepted": 1}, "min_updates": 1}
+          "base_round_id": 0, "policy": {"min_accepted": 1}, "min_updates": 1, "model_spec": {"param_count": 1}}
 
 
 class FakeView:
@@ -39,25 +40,31 @@ class FakeView:
         self.fl = SimpleNamespace(get_updates=lambda rid: [])
         self.audits = 0
 
-    def consortium(self) -> dict[str, Any]:
-        return {"name": "test", "orgs": ["Org1MSP"], "mpc_nodes": [], "threshold": 0, "quorum": 1,
-                "min_accepted": 1, "max_clock_skew_s": 900, "max_model_bytes": 1, "default_policy": {},
-                "head": {"last_round_id": 1, "finalized_round_id": 1, "model_hash": "c" * 64},
-                "channel": "fedchain", "chaincode": "fedchain", "gateway": "127.0.0.1:1", "kind": "devnet",
-                "viewer": "auditor", "initialized_at": 1.7e9}
+    def consortium(self) -> Consortium:
+        return Consortium.from_json({
+            "name": "test", "mpc_nodes": [], "threshold": 1, "quorum": 1,
+            "min_accepted": 1, "max_clock_skew_s": 900, "max_model_bytes": 1, "default_policy": {},
+            "head": {"last_round_id": 1, "finalized_round_id": 1, "model_hash": "c" * 64, "param_count": 1},
+            "initialized_at": 1.7e9})
 
-    def participants(self) -> list[dict[str, Any]]:
-        return [{"id": "h1", "role": "hospital", "msp_id": "Org1MSP", "identity": "x509::a::b", "sample_cap": 5}]
+    def network_info(self) -> dict[str, Any]:
+        return {"orgs": ["Org1MSP"], "channel": "fedchain", "chaincode": "fedchain", "gateway": "127.0.0.1:1",
+                "kind": "devnet", "viewer": "auditor"}
 
-    def rounds(self) -> list[dict[str, Any]]:
-        return [dict(ROUND1)]
+    def participants(self) -> list[Participant]:
+        return [Participant.from_json({"id": "h1", "role": "hospital", "msp_id": "Org1MSP", "identity": "x509::a::b",
+                                       "sample_cap": 5})]
+
+    def rounds(self) -> list[Round]:
+        return [Round.from_json(ROUND1)]
 
     def round(self, rid: int) -> dict[str, Any]:
         if rid != 1:
             raise NotFound(f"there is no round {rid} on the ledger")
         from fedchain.explorer.ledger import round_outcome
 
-        return {"round": ROUND1, "updates": [], "transactions": [], "outcome": round_outcome(ROUND1)}
+        rnd = Round.from_json(ROUND1)
+        return {"round": rnd, "updates": [], "transactions": [], "outcome": round_outcome(rnd)}
 
     def lineage(self) -> list[dict[str, Any]]:
         return []

@@ -17,6 +17,7 @@ from typing import Any
 from fedchain.cli import operator as op
 from fedchain.cli.operator import add_connection_args, iso, run
 from fedchain.fl_client import FLClient
+from fedchain.records import Attestation, HistoryEntry, Round, RoundId, Update
 
 
 @dataclass
@@ -34,61 +35,65 @@ def _short(h: str | None) -> str:
     return (h or "")[:12]
 
 
-def _creator(value: dict[str, Any]) -> tuple[str, str]:
-    c = value.get("last_tx_creator") or {}
+def _creator(entry: HistoryEntry) -> tuple[str, str]:
+    c = entry.creator or {}
     return str(c.get("participant") or "?"), str(c.get("msp_id") or "?")
 
 
-def round_events(client: FLClient, round_id: int) -> list[Event]:
+def round_events(client: FLClient, round_id: RoundId) -> list[Event]:
     """Every committed change that belongs to a round, oldest first, one line per transaction."""
     events: dict[str, Event] = {}
 
-    def add(mod: dict[str, Any], what: str) -> None:
-        value = mod.get("value") or {}
-        who, msp = _creator(value)
-        ev = events.get(mod["tx_id"])
+    def add(entry: HistoryEntry, what: str) -> None:
+        who, msp = _creator(entry)
+        ev = events.get(entry.tx_id)
         if ev is None:
-            events[mod["tx_id"]] = Event(mod["timestamp"], mod["tx_id"], value.get("last_tx_function", "?"), who,
-                                         msp, what)
+            events[entry.tx_id] = Event(entry.timestamp or 0.0, entry.tx_id, entry.function or "?", who, msp, what)
         elif what and what not in ev.what:
             ev.what = f"{ev.what}; {what}" if ev.what else what
 
     # attestations and updates first: their records say more than the round's
     cons = client.get_consortium()
-    for node in cons["mpc_nodes"]:
-        for mod in reversed(client.get_history("attestation", f"{round_id}/{node['id']}")):
-            v = mod["value"] or {}
-            rej = ", ".join(f"{k}:{r}" for k, r in sorted((v.get("rejected") or {}).items()))
-            add(mod, f"attested model {_short(v.get('model_hash'))} accepted [{', '.join(v.get('accepted', []))}]"
-                     + (f" rejected [{rej}]" if rej else ""))
+    for node in cons.mpc_nodes:
+        for entry in reversed(client.get_history("attestation", f"{round_id}/{node.id}")):
+            att = entry.record(Attestation)
+            if att is None:
+                add(entry, "")
+                continue
+            rej = ", ".join(f"{k}:{r}" for k, r in sorted(att.rejected.items()))
+            add(entry, f"attested model {_short(att.model_hash)} accepted [{', '.join(att.accepted)}]"
+                       + (f" rejected [{rej}]" if rej else ""))
     for upd in client.get_updates(round_id) if round_id > 0 else []:
-        for mod in reversed(client.get_history("update", f"{round_id}/{upd['hospital']}")):
-            v = mod["value"] or {}
-            add(mod, f"submitted update (n_samples {v.get('n_samples')}, {len(v.get('share_hashes', []))} share hashes)")
+        for entry in reversed(client.get_history("update", f"{round_id}/{upd.hospital}")):
+            u = entry.record(Update)
+            add(entry, "" if u is None else
+                f"submitted update (n_samples {u.n_samples}, {len(u.share_hashes)} share hashes)")
     previous: str | None = None
-    for mod in reversed(client.get_history("round", round_id)):  # oldest first
-        v = mod["value"] or {}
-        state = v.get("state")
-        fn = v.get("last_tx_function")
-        if fn == "CreateRound":
-            what = (f"created round (base {_short(v.get('base_model_hash'))}, min_updates {v.get('min_updates')}, "
-                    f"deadline {iso(v.get('deadline'))})")
+    for entry in reversed(client.get_history("round", round_id)):  # oldest first
+        rnd = entry.record(Round)
+        state = rnd.state if rnd is not None else None
+        fn = entry.function
+        if rnd is None:
+            what = ""
+        elif fn == "CreateRound":
+            what = (f"created round (base {_short(rnd.base_model_hash)}, min_updates {rnd.min_updates}, "
+                    f"deadline {iso(rnd.deadline)})")
         elif fn == "CloseRound":
-            what = f"closed round ({len(v.get('submitted') or [])} updates)"
+            what = f"closed round ({len(rnd.submitted or ())} updates)"
         elif fn == "PublishGenesisModel":
-            what = f"genesis model {_short((v.get('finalized') or {}).get('model_hash'))}"
+            what = f"genesis model {_short(rnd.finalized.model_hash if rnd.finalized else None)}"
         else:
             what = ""
         if state != previous and fn not in ("CreateRound", "CloseRound"):
             what = (what + "; " if what else "") + f"round -> {state}"
         previous = state
-        add(mod, what)
-    for mod in reversed(client.get_history("model", round_id)):
-        v = mod["value"] or {}
-        if v.get("last_tx_function") in ("PublishModel", "PublishGenesisModel"):
-            add(mod, f"published model {_short(v.get('sha256'))} ({v.get('size')} bytes)")
+        add(entry, what)
+    for entry in reversed(client.get_history("model", round_id)):
+        v = entry.value or {}  # model~ holds the model's metadata (sha256, size, chunk_round), not a GetModel record
+        if entry.function in ("PublishModel", "PublishGenesisModel"):
+            add(entry, f"published model {_short(v.get('sha256'))} ({v.get('size')} bytes)")
         else:
-            add(mod, f"model unchanged: points at round {v.get('chunk_round')}'s bytes")
+            add(entry, f"model unchanged: points at round {v.get('chunk_round')}'s bytes")
     return sorted(events.values(), key=lambda e: (e.timestamp, e.tx_id))
 
 

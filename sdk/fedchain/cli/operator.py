@@ -325,7 +325,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _cons_show(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
-        print_json(client.get_consortium())
+        print_json(client.get_consortium().to_json())
     return 0
 
 
@@ -352,15 +352,15 @@ def _plist(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
         rows = client.list_participants(args.role)
     for p in rows:
-        extra = f"node {p['node_index']}" if "node_index" in p else (
-            f"cap {p['sample_cap']}" if "sample_cap" in p else "")
-        print(f"{p['id']:20s} {p['role']:9s} {p['msp_id']:10s} {extra}")
+        extra = f"node {p.node_index}" if p.node_index is not None else (
+            f"cap {p.sample_cap}" if p.sample_cap is not None else "")
+        print(f"{p.id:20s} {p.role:9s} {p.msp_id:10s} {extra}")
     return 0
 
 
 def _pshow(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
-        print_json(client.get_participant(args.id))
+        print_json(client.get_participant(args.id).to_json())
     return 0
 
 
@@ -376,8 +376,8 @@ def _model_get(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
         rec = client.get_model(args.round)
     out = Path(args.out)
-    out.write_bytes(rec["model"])
-    print(f"round {args.round} model: {rec['size']} bytes, sha256 {rec['sha256']} (verified) -> {out}")
+    out.write_bytes(rec.model)
+    print(f"round {args.round} model: {rec.size} bytes, sha256 {rec.sha256} (verified) -> {out}")
     return 0
 
 
@@ -396,17 +396,17 @@ def _round_create(args: argparse.Namespace) -> int:
         root = load_root_data(args.root_data)
     with session(args) as (_, _, client):
         head = client.head()
-        if head.get("model_hash") is None:
+        if head.model_hash is None or head.finalized_round_id is None:
             raise ValueError("no genesis model on the ledger yet: run `fedchain model genesis` first")
         if args.deadline is not None:
             deadline = args.deadline
         else:
             deadline = round(time.time() + (args.deadline_in if args.deadline_in is not None else DEFAULT_DEADLINE_S),
                              3)
-        spec = json_arg(args.spec, "--spec") or client.get_round(head["finalized_round_id"])["model_spec"]
+        spec = json_arg(args.spec, "--spec") or client.get_round(head.finalized_round_id).model_spec.to_json()
         spec_round: dict[str, Any] = {
-            "round_id": args.round if args.round is not None else head["last_round_id"] + 1,
-            "base_model_hash": head["model_hash"], "model_spec": spec, "deadline": deadline,
+            "round_id": args.round if args.round is not None else head.last_round_id + 1,
+            "base_model_hash": head.model_hash, "model_spec": spec, "deadline": deadline,
             "min_updates": args.min_updates,
         }
         if args.hyperparameters:
@@ -419,7 +419,7 @@ def _round_create(args: argparse.Namespace) -> int:
 
             spec_round["hyperparameters"], ref = reference_for_new_round(
                 client, spec_round["round_id"], spec, spec_round.get("hyperparameters"), root, args.root_size)
-            policy = spec_round.get("policy") or client.get_consortium().get("default_policy")
+            policy = spec_round.get("policy") or client.get_consortium().default_policy.to_json()
             spec_round["hyperparameters"], batch = validation_for_new_round(
                 spec_round["round_id"], policy, spec_round["hyperparameters"], root)
         rid = spec_round["round_id"]
@@ -442,8 +442,7 @@ def _round_create(args: argparse.Namespace) -> int:
                       f"{spec_round['hyperparameters']['validation_sha256']})", file=sys.stderr)
         else:
             rnd = client.get_round(rid)
-            if (rnd.get("policy") or {}).get("cosine_enabled", True) and \
-                    not (rnd.get("hyperparameters") or {}).get("reference_sha256"):
+            if rnd.policy.cosine_enabled and not rnd.hyper.reference_sha256:
                 print(f"warning: round {rid} checks cosine similarity but declares no reference_sha256: the MPC "
                       "nodes cannot verify its updates. Close it (`fedchain round close {rid}`) and create the next round with "
                       "--root-data F", file=sys.stderr)
@@ -452,7 +451,7 @@ def _round_create(args: argparse.Namespace) -> int:
 
 def _round_show(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
-        print_json(client.get_round(args.round))
+        print_json(client.get_round(args.round).to_json())
     return 0
 
 
@@ -460,9 +459,9 @@ def _round_list(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
         rounds = client.list_rounds()
     for r in rounds:
-        fin = (r.get("finalized") or {}).get("model_hash") or ""
-        n = len(r["submitted"]) if r.get("submitted") is not None else "-"
-        print(f"round {r['round_id']:>4}  {r['state']:9s}  updates {n!s:>4}  deadline {iso(r.get('deadline'))}  "
+        fin = r.finalized.model_hash if r.finalized is not None else ""
+        n = len(r.submitted) if r.submitted is not None else "-"
+        print(f"round {r.round_id:>4}  {r.state:9s}  updates {n!s:>4}  deadline {iso(r.deadline)}  "
               f"model {fin[:16]}")
     return 0
 
@@ -476,7 +475,7 @@ def _round_close(args: argparse.Namespace) -> int:
 def _update_submit(args: argparse.Namespace) -> int:
     hashes = csv_arg(args.share_hashes)
     with session(args) as (_, _, client):
-        dim = args.dim if args.dim is not None else client.get_round(args.round)["model_spec"]["param_count"]
+        dim = args.dim if args.dim is not None else client.get_round(args.round).model_spec.param_count
         update = {"round_id": args.round, "share_hashes": hashes, "n_samples": args.n_samples, "dim": dim}
         print_submit(client.submit_update(update), f"SubmitUpdate round {args.round}")
     return 0
@@ -484,7 +483,7 @@ def _update_submit(args: argparse.Namespace) -> int:
 
 def _update_list(args: argparse.Namespace) -> int:
     with session(args) as (_, _, client):
-        print_json(client.get_updates(args.round))
+        print_json([u.to_json() for u in client.get_updates(args.round)])
     return 0
 
 

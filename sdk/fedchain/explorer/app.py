@@ -30,6 +30,7 @@ from fedchain.explorer import reports as rep
 from fedchain.explorer.ledger import IntegrityError, NotFound, iso, round_outcome
 from fedchain.explorer.limits import RequestLimits, positive_int, query_params
 from fedchain.explorer.live import EventHub
+from fedchain.records import Round, RoundId, parse_round_id
 
 BLOCKS_PER_PAGE = 25
 TX_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -75,11 +76,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def round_id_of(text: str) -> int:
+def round_id_of(text: str) -> RoundId:
     if not text.isascii() or not text.isdigit() or len(text) > 10:
         raise HTTPException(404, f"there is no round {text[:40]!r}: round ids are whole numbers "
                                  f"(0 is the genesis model)")
-    return int(text)
+    return parse_round_id(text, genesis_ok=True)
 
 
 def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[str] | None = None,
@@ -96,7 +97,7 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
     async def call(fn: Callable, *args: Any) -> Any:
         return await run_in_threadpool(fn, *args)
 
-    def matched_reports(rounds: list[dict[str, Any]]) -> dict[int, rep.ReportRound]:
+    def matched_reports(rounds: list[Round]) -> dict[RoundId, rep.ReportRound]:
         places = report_places if report_places is not None else []
         return rep.match_reports(rep.find_reports(places), rounds)
 
@@ -104,30 +105,31 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
     async def consortium(request: Request) -> Response:
         query_params(request.scope["query_string"], {})
         cons = await call(view.consortium)
+        info = await call(view.network_info)
         height = await call(view.height)
-        return page(request, "consortium.html", title="Consortium", cons=cons, height=height)
+        return page(request, "consortium.html", title="Consortium", cons=cons, info=info, height=height)
 
     async def participants(request: Request) -> Response:
         query_params(request.scope["query_string"], {})
         people = await call(view.participants)
         roles: dict[str, int] = {}
         for p in people:
-            roles[p.get("role", "?")] = roles.get(p.get("role", "?"), 0) + 1
+            roles[p.role] = roles.get(p.role, 0) + 1
         return page(request, "participants.html", title="Participants", participants=people, roles=roles)
 
-    def _rounds_with_live_updates() -> list[dict[str, Any]]:
+    def _rounds_with_live_updates() -> tuple[list[Round], dict[RoundId, list[str]]]:
+        """The rounds, and the updates so far of those not closed yet (their record lists none before)."""
         rounds = view.rounds()
-        for r in rounds:
-            if r["round_id"] > 0 and r.get("submitted") is None:  # OPEN: the updates so far
-                r["_submitted_live"] = sorted(u["hospital"] for u in view.fl.get_updates(r["round_id"]))
-        return rounds
+        live = {r.round_id: sorted(u.hospital for u in view.fl.get_updates(r.round_id))
+                for r in rounds if r.round_id > 0 and r.submitted is None}
+        return rounds, live
 
     async def rounds(request: Request) -> Response:
         query_params(request.scope["query_string"], {})
-        data = await call(_rounds_with_live_updates)
+        data, live = await call(_rounds_with_live_updates)
         rows = [{"round": r, "outcome": round_outcome(r),
-                 "submitted": r.get("submitted") if r.get("submitted") is not None else r.get("_submitted_live", [])}
-                for r in data if r["round_id"] > 0]
+                 "submitted": list(r.submitted) if r.submitted is not None else live.get(r.round_id, [])}
+                for r in data if r.round_id > 0]
         recent = list(reversed(hub.recent)) if hub is not None else []
         return page(request, "rounds.html", title="Rounds", rows=rows, recent=recent[:15])
 
@@ -138,15 +140,15 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
         return page(request, "round.html", title=f"Round {rid}", d=detail, r=detail["round"], o=detail["outcome"])
 
     def _decisions() -> dict[str, Any]:
-        rounds = _rounds_with_live_updates()
-        hospitals = [p["id"] for p in view.participants() if p.get("role") == "hospital"]
+        rounds, live = _rounds_with_live_updates()
+        hospitals = [p.id for p in view.participants() if p.role == "hospital"]
         known = set(hospitals)
         for r in rounds:
             o = round_outcome(r)
             hospitals += [h for h in [*o["accepted"], *o["rejected"]] if h not in known and not known.add(h)]
         matched = matched_reports(rounds)
-        return {"rounds": [r for r in rounds if r["round_id"] > 0], "hospitals": hospitals,
-                "grid": rep.decision_grid(rounds, hospitals, matched), "reports": matched}
+        return {"rounds": [r for r in rounds if r.round_id > 0], "hospitals": hospitals,
+                "grid": rep.decision_grid(rounds, hospitals, matched, live), "reports": matched}
 
     async def decisions(request: Request) -> Response:
         query_params(request.scope["query_string"], {})
@@ -159,8 +161,8 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
         from fedchain.explorer.plots import decisions_svg as draw
 
         d = await call(_decisions)
-        judged = [{"round": r["round_id"], **{k: v for k, v in round_outcome(r).items() if k in ("accepted", "rejected")},
-                   "malicious": list(d["reports"][r["round_id"]].malicious) if r["round_id"] in d["reports"] else []}
+        judged = [{"round": r.round_id, **{k: v for k, v in round_outcome(r).items() if k in ("accepted", "rejected")},
+                   "malicious": list(d["reports"][r.round_id].malicious) if r.round_id in d["reports"] else []}
                   for r in d["rounds"] if round_outcome(r)["over"]]
         svg = await call(draw, judged, d["hospitals"])
         return Response(svg, media_type="image/svg+xml")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
 import threading
 import time
@@ -19,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedchain.fl_client import TERMINAL_STATES, FLClient, ModelIntegrityError
+from fedchain.canonical import sha256_hex
+from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.records import FINALIZED, Consortium, Participant, Round, RoundId
 
 # FL functions whose first argument names the round (as a JSON object or as a bare number)
 _ROUND_IN_JSON = ("CreateRound", "SubmitUpdate", "AttestResult")
@@ -45,7 +46,7 @@ class TxSummary:
     timestamp: float | None
     chaincode: str = ""
     function: str = ""
-    round_id: int | None = None
+    round_id: RoundId | None = None
     creator_msp: str = ""
     creator_cn: str = ""
     creator_role: str | None = None
@@ -72,15 +73,16 @@ class BlockSummary:
         return max(stamps) if stamps else None
 
 
-def _round_of(function: str, args: tuple[bytes, ...]) -> int | None:
+def _round_of(function: str, args: tuple[bytes, ...]) -> RoundId | None:
+    """The round a transaction names (its arguments are whatever the client sent: any may be malformed)."""
     try:
         if function in _ROUND_IN_JSON and args:
             value = json.loads(args[0]).get("round_id")
             return value if isinstance(value, int) and not isinstance(value, bool) else None
         if function in _ROUND_AS_ARG and args:
-            return int(args[0])
+            return RoundId(int(args[0]))
         if function == "PublishGenesisModel":
-            return 0
+            return RoundId(0)
     except (ValueError, AttributeError, TypeError):
         return None
     return None
@@ -93,7 +95,7 @@ def _model_digest(function: str, args: tuple[bytes, ...]) -> tuple[str | None, i
         raw = base64.b64decode(args[1], validate=True)
     except (binascii.Error, ValueError):
         return None, None
-    return hashlib.sha256(raw).hexdigest(), len(raw)
+    return sha256_hex(raw), len(raw)
 
 
 @dataclass
@@ -131,34 +133,35 @@ class LedgerView:
         self.gateway.close()
 
     # ------------------------------------------------------------------ contract
-    def consortium(self) -> dict[str, Any]:
-        cons = dict(self.fl.get_consortium())
-        cons["orgs"] = self.orgs()
-        cons["channel"], cons["chaincode"] = self.config.channel, self.config.chaincode
-        cons["gateway"], cons["kind"] = self.config.gateway.endpoint, self.config.kind
-        cons["viewer"] = self.identity
-        return cons
+    def consortium(self) -> Consortium:
+        return self.fl.get_consortium()
 
-    def participants(self) -> list[dict[str, Any]]:
-        return sorted(self.fl.list_participants(), key=lambda p: (p.get("role", ""), _natural(p.get("id", ""))))
+    def network_info(self) -> dict[str, Any]:
+        """What the consortium page shows besides the ledger's record: the channel's organisations and how
+        this explorer reaches the network."""
+        return {"orgs": self.orgs(), "channel": self.config.channel, "chaincode": self.config.chaincode,
+                "gateway": self.config.gateway.endpoint, "kind": self.config.kind, "viewer": self.identity}
 
-    def rounds(self) -> list[dict[str, Any]]:
-        return sorted(self.fl.list_rounds(), key=lambda r: r["round_id"])
+    def participants(self) -> list[Participant]:
+        return sorted(self.fl.list_participants(), key=lambda p: (p.role, _natural(p.id)))
 
-    def round(self, round_id: int) -> dict[str, Any]:
+    def rounds(self) -> list[Round]:
+        return sorted(self.fl.list_rounds(), key=lambda r: r.round_id)
+
+    def round(self, round_id: RoundId) -> dict[str, Any]:
         """The round record, its updates and every transaction that named it (valid or not)."""
-        rnd = next((r for r in self.rounds() if r["round_id"] == round_id), None)
+        rnd = next((r for r in self.rounds() if r.round_id == round_id), None)
         if rnd is None:
             raise NotFound(f"there is no round {round_id} on the ledger")
         updates = self.fl.get_updates(round_id) if round_id > 0 else []
         txs = [t for b in self.blocks_upto_head() for t in b.transactions
                if t.round_id == round_id and t.chaincode == self.config.chaincode]
-        return {"round": rnd, "updates": sorted(updates, key=lambda u: _natural(u["hospital"])), "transactions": txs,
+        return {"round": rnd, "updates": sorted(updates, key=lambda u: _natural(u.hospital)), "transactions": txs,
                 "outcome": round_outcome(rnd)}
 
     def lineage(self) -> list[dict[str, Any]]:
         """Genesis, then every FINALIZED round: its model hash, the model it was built on, the bytes published."""
-        published: dict[int, TxSummary] = {}
+        published: dict[RoundId, TxSummary] = {}
         for b in self.blocks_upto_head():
             for t in b.transactions:
                 if (t.valid and t.chaincode == self.config.chaincode and t.function in _MODEL_PUBLISH
@@ -166,31 +169,31 @@ class LedgerView:
                     published.setdefault(t.round_id, t)
         out = []
         for rnd in self.rounds():
-            if rnd["state"] != "FINALIZED":
+            if rnd.state != FINALIZED:
                 continue
-            model_hash = (rnd.get("finalized") or {}).get("model_hash")
-            tx = published.get(rnd["round_id"])
+            model_hash = rnd.finalized.model_hash if rnd.finalized is not None else None
+            tx = published.get(rnd.round_id)
             same_as = None
-            if tx is None and rnd["round_id"] > 0 and model_hash == rnd.get("base_model_hash"):
-                same_as = rnd.get("base_round_id")  # unchanged model: the ledger points at the base's bytes
+            if tx is None and rnd.round_id > 0 and model_hash == rnd.base_model_hash:
+                same_as = rnd.base_round_id  # unchanged model: the ledger points at the base's bytes
             out.append({
-                "round_id": rnd["round_id"], "model_hash": model_hash, "base_model_hash": rnd.get("base_model_hash"),
-                "base_round_id": rnd.get("base_round_id"), "finalized_at": rnd.get("finalized_at"),
-                "accepted": len((rnd.get("finalized") or {}).get("accepted") or []),
+                "round_id": rnd.round_id, "model_hash": model_hash, "base_model_hash": rnd.base_model_hash,
+                "base_round_id": rnd.base_round_id, "finalized_at": rnd.finalized_at,
+                "accepted": len(rnd.finalized.accepted if rnd.finalized is not None else ()),
                 "publish_tx": tx, "published_hash": tx.model_sha256 if tx else None,
                 "size": tx.model_size if tx else None, "same_bytes_as": same_as,
                 "matches": (tx.model_sha256 == model_hash) if tx else (same_as is not None),
             })
         return out
 
-    def model(self, round_id: int) -> tuple[bytes, str]:
+    def model(self, round_id: RoundId) -> tuple[bytes, str]:
         """The model bytes of a FINALIZED round, checked against the hash its attestation quorum agreed on."""
-        rnd = next((r for r in self.rounds() if r["round_id"] == round_id), None)
+        rnd = next((r for r in self.rounds() if r.round_id == round_id), None)
         if rnd is None:
             raise NotFound(f"there is no round {round_id} on the ledger")
-        if rnd["state"] != "FINALIZED":
-            raise NotFound(f"round {round_id} is {rnd['state']}: only a FINALIZED round has a model")
-        want = (rnd.get("finalized") or {}).get("model_hash")
+        if rnd.state != FINALIZED:
+            raise NotFound(f"round {round_id} is {rnd.state}: only a FINALIZED round has a model")
+        want = rnd.finalized.model_hash if rnd.finalized is not None else None
         from fedchain.gateway import GatewayError
 
         try:
@@ -201,11 +204,11 @@ class LedgerView:
             if "404" in str(exc):
                 raise NotFound(f"the model of round {round_id} is finalized but not published yet") from None
             raise
-        digest = hashlib.sha256(rec["model"]).hexdigest()
+        digest = sha256_hex(rec.model)
         if digest != want:
             raise IntegrityError(f"the model of round {round_id} hashes to {digest}, the ledger's finalized hash is "
                                  f"{want}")
-        return rec["model"], digest
+        return rec.model, digest
 
     # --------------------------------------------------------------------- qscc
     def height(self) -> int:
@@ -310,14 +313,14 @@ class LedgerView:
             return self.last_audit
 
 
-def round_outcome(rnd: dict[str, Any]) -> dict[str, Any]:
+def round_outcome(rnd: Round) -> dict[str, Any]:
     """Accepted and rejected hospitals (with reason codes) once the MPC nodes agreed, and why a round ended."""
-    agreed = rnd.get("finalized") or rnd.get("agreed") or {}
+    agreed = rnd.finalized or rnd.agreed
     return {
-        "accepted": list(agreed.get("accepted") or []), "rejected": dict(agreed.get("rejected") or {}),
-        "model_hash": (rnd.get("finalized") or {}).get("model_hash"),
-        "reason": rnd.get("failure_reason") or rnd.get("dispute_reason"),
-        "over": rnd.get("state") in TERMINAL_STATES,
+        "accepted": list(agreed.accepted) if agreed else [], "rejected": dict(agreed.rejected) if agreed else {},
+        "model_hash": rnd.finalized.model_hash if rnd.finalized is not None else None,
+        "reason": rnd.failure_reason or rnd.dispute_reason,
+        "over": rnd.over,
     }
 
 
