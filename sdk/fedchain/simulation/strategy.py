@@ -5,7 +5,7 @@ verdict function which updates to accept, then averages those weighted by n_samp
 verdict function is a parameter on purpose: the real one is `fedchain_mpc.plaintext.evaluate`
 (the reference semantics of the MPC checks, the same registered checks the nodes run), and
 `fedchain` must not import `fedchain_mpc` (only the CLI layer wires them together:
-`python -m fedchain.simulation`). The policy may be a fixed object or a callable
+fedchain.cli.simulate, run as `python -m fedchain.simulation`). The policy may be a fixed object or a callable
 reference_norm -> policy (PolicySettings.round_policy), as the operator builds it per round.
 """
 
