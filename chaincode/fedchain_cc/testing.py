@@ -11,43 +11,31 @@ before one commit model concurrent clients.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from fabric_protos.msp import identities_pb2
 
+from fedchain_cc.canonical import sha256_hex
+from fedchain_cc.shim.identity import identity_from_pem
 from fedchain_cc.shim.interface import (
-    ATTRIBUTE_EXTENSION_OID,
     KV,
     Chaincode,
-    ChaincodeStubAPI,
     ClientIdentity,
     KeyModification,
     Response,
+    check_key,
 )
+from fedchain_cc.shim.proposal import TxContext
+from fedchain_cc.shim.stub import ContextStub
 
 Version = tuple[int, int]  # (block number, tx number): what Fabric's MVCC compares
 
 
 def client_identity_from_pem(msp_id: str, cert_pem: bytes) -> ClientIdentity:
-    """The ClientIdentity a shim derives from a creator certificate (subject/issuer in RFC 4514)."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    attrs: dict[str, str] = {}
-    try:
-        ext = cert.extensions.get_extension_for_oid(ObjectIdentifier(ATTRIBUTE_EXTENSION_OID))
-        raw = json.loads(ext.value.value)  # UnrecognizedExtension: raw JSON bytes
-        attrs = {str(k): str(v) for k, v in raw.get("attrs", {}).items()}
-    except x509.ExtensionNotFound:
-        pass
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return ClientIdentity(
-        msp_id=msp_id, cert_pem=cert_pem, subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(), common_name=str(cns[0].value) if cns else "", attributes=attrs,
-    )
+    """The ClientIdentity a shim derives from a creator certificate (the shim's own parse)."""
+    return identity_from_pem(msp_id, cert_pem)
 
 
 @dataclass
@@ -88,7 +76,7 @@ class MockLedger:
     def simulate(self, creator: ClientIdentity, fn: str, *args: str | bytes, timestamp: float | None = None,
                  tx_id: str | None = None, transient: dict[str, bytes] | None = None) -> Simulation:
         ts = self.now if timestamp is None else timestamp
-        tx_id = tx_id or hashlib.sha256(f"tx{next(self._counter)}".encode()).hexdigest()
+        tx_id = tx_id or sha256_hex(f"tx{next(self._counter)}".encode())
         raw_args = [fn.encode()] + [a if isinstance(a, bytes) else a.encode("utf-8", "surrogatepass") for a in args]
         stub = MockStub(self, raw_args, creator, tx_id, ts, transient or {})
         response = self.chaincode.invoke(stub)
@@ -146,61 +134,37 @@ class MockLedger:
         return sim.response, self.commit([sim])[0]
 
 
-class MockStub(ChaincodeStubAPI):
+class MockStub(ContextStub):
+    """The in-memory stub: the shim's transaction context, with reads/writes recorded for MVCC."""
+
     def __init__(self, ledger: MockLedger, args: list[bytes], creator: ClientIdentity, tx_id: str,
                  timestamp: float, transient: dict[str, bytes]) -> None:
+        serialized = identities_pb2.SerializedIdentity(mspid=creator.msp_id, id_bytes=creator.cert_pem)
+        super().__init__(TxContext(channel_id=ledger.channel, tx_id=tx_id, args=list(args), is_init=False,
+                                   creator=serialized.SerializeToString(), timestamp_s=timestamp,
+                                   transient=dict(transient)))
         self.ledger = ledger
-        self._args = args
         self._creator = creator
         self.simulation = Simulation(tx_id=tx_id, timestamp=timestamp, response=Response(status=0))
-        self._transient = transient
-
-    # --- transaction context ---------------------------------------------------
-    def get_args(self) -> list[bytes]:
-        return list(self._args)
-
-    def get_tx_id(self) -> str:
-        return self.simulation.tx_id
-
-    def get_channel_id(self) -> str:
-        return self.ledger.channel
-
-    def get_tx_timestamp_s(self) -> float:
-        return self.simulation.timestamp
-
-    def get_creator(self) -> bytes:
-        from fabric_protos.msp import identities_pb2
-
-        return identities_pb2.SerializedIdentity(
-            mspid=self._creator.msp_id, id_bytes=self._creator.cert_pem
-        ).SerializeToString()
 
     def get_client_identity(self) -> ClientIdentity:
         return self._creator
 
-    def get_transient(self) -> dict[str, bytes]:
-        return dict(self._transient)
-
     # --- world state -------------------------------------------------------------
-    @staticmethod
-    def _check_key(key: str) -> None:
-        if not isinstance(key, str) or not key:
-            raise ValueError("key must be a non-empty string")
-
     def get_state(self, key: str) -> bytes:
-        self._check_key(key)
+        check_key(key)
         current = self.ledger.state.get(key)
         self.simulation.reads.setdefault(key, current[1] if current else None)
         return current[0] if current else b""
 
     def put_state(self, key: str, value: bytes) -> None:
-        self._check_key(key)
+        check_key(key)
         if not isinstance(value, bytes | bytearray):
             raise TypeError("value must be bytes")
         self.simulation.writes[key] = bytes(value)
 
     def del_state(self, key: str) -> None:
-        self._check_key(key)
+        check_key(key)
         self.simulation.writes[key] = None
 
     def _range(self, start_key: str, end_key: str) -> Iterator[KV]:

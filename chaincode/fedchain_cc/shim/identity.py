@@ -49,14 +49,21 @@ def _parse(creator: bytes) -> ClientIdentity:
         raise IdentityParseError(f"creator is not a msp.SerializedIdentity: {exc}") from None
     if not sid.mspid:
         raise IdentityParseError("creator has no MSP id")
+    return identity_from_pem(sid.mspid, sid.id_bytes)
+
+
+def identity_from_pem(msp_id: str, cert_pem: bytes) -> ClientIdentity:
+    """The ClientIdentity of a creator certificate (subject/issuer in RFC 4514, Fabric-CA attributes).
+
+    Uncached; also what the in-memory test ledger uses, so tests see exactly what the shim derives."""
     try:
-        cert = x509.load_pem_x509_certificate(sid.id_bytes)
+        cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
-        raise IdentityParseError(f"creator of {sid.mspid} is not a PEM X.509 certificate: {exc}") from None
+        raise IdentityParseError(f"creator of {msp_id} is not a PEM X.509 certificate: {exc}") from None
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return ClientIdentity(
-        msp_id=sid.mspid,
-        cert_pem=sid.id_bytes,
+        msp_id=msp_id,
+        cert_pem=cert_pem,
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         common_name=str(cns[0].value) if cns else "",

@@ -32,6 +32,12 @@ def simple_range_bounds(start_key: str, end_key: str) -> str:
     return start_key or EMPTY_KEY_SUBSTITUTE
 
 
+def check_key(key: str) -> None:
+    """A state key must be a non-empty string (Fabric refuses the empty key); every stub checks this."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must be a non-empty string")
+
+
 ROLE_ATTRIBUTE = "fedchain.role"  # Fabric-CA-style attribute carried in the certificate
 ATTRIBUTE_EXTENSION_OID = "1.2.3.4.5.6.7.8.1"
 

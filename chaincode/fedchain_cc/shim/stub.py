@@ -23,6 +23,7 @@ from fedchain_cc.shim.interface import (
     ChaincodeStubAPI,
     ClientIdentity,
     KeyModification,
+    check_key,
 )
 from fedchain_cc.shim.proposal import TxContext
 
@@ -34,11 +35,6 @@ class Requester(Protocol):
     """Sends one request for this transaction and returns the RESPONSE payload (raises on ERROR)."""
 
     def __call__(self, msg_type: int, payload: bytes) -> bytes: ...
-
-
-def _check_key(key: str) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError("key must be a non-empty string")
 
 
 def _query_response(data: bytes) -> chaincode_shim_pb2.QueryResponse:
@@ -123,21 +119,13 @@ class QueryIterator(Iterator[Any]):
                 raise
 
 
-class ChaincodeStub(ChaincodeStubAPI):
-    """One transaction's view of the ledger; not shared between transactions or threads."""
+class ContextStub(ChaincodeStubAPI):
+    """The transaction-context half of a stub, read from a `TxContext`: shared by the real stub and the
+    in-memory test stub (fedchain_cc.testing), so both answer these calls the same way."""
 
-    def __init__(self, ctx: TxContext, request: Requester, write_batch_size: int | None = None) -> None:
-        """write_batch_size: when the peer supports WRITE_BATCH_STATE (it says so in REGISTERED), writes
-        are buffered and sent at the end in batches of this many records (0 = one batch); None = send
-        each PUT_STATE/DEL_STATE at once."""
+    def __init__(self, ctx: TxContext) -> None:
         self._ctx = ctx
-        self._request = request
-        self._identity: ClientIdentity | None = None
-        self.event: chaincode_event_pb2.ChaincodeEvent | None = None
-        self._batch_size = write_batch_size
-        self._writes: dict[str, chaincode_shim_pb2.WriteRecord] = {}
 
-    # --- transaction context -------------------------------------------------
     def get_args(self) -> list[bytes]:
         return list(self._ctx.args)
 
@@ -153,13 +141,29 @@ class ChaincodeStub(ChaincodeStubAPI):
     def get_creator(self) -> bytes:
         return self._ctx.creator
 
+    def get_transient(self) -> dict[str, bytes]:
+        return dict(self._ctx.transient)
+
+
+class ChaincodeStub(ContextStub):
+    """One transaction's view of the ledger; not shared between transactions or threads."""
+
+    def __init__(self, ctx: TxContext, request: Requester, write_batch_size: int | None = None) -> None:
+        """write_batch_size: when the peer supports WRITE_BATCH_STATE (it says so in REGISTERED), writes
+        are buffered and sent at the end in batches of this many records (0 = one batch); None = send
+        each PUT_STATE/DEL_STATE at once."""
+        super().__init__(ctx)
+        self._request = request
+        self._identity: ClientIdentity | None = None
+        self.event: chaincode_event_pb2.ChaincodeEvent | None = None
+        self._batch_size = write_batch_size
+        self._writes: dict[str, chaincode_shim_pb2.WriteRecord] = {}
+
+    # --- transaction context -------------------------------------------------
     def get_client_identity(self) -> ClientIdentity:
         if self._identity is None:
             self._identity = client_identity(self._ctx.creator)
         return self._identity
-
-    def get_transient(self) -> dict[str, bytes]:
-        return dict(self._ctx.transient)
 
     def get_signed_proposal(self) -> proposal_pb2.SignedProposal | None:
         return self._ctx.signed_proposal
@@ -169,11 +173,11 @@ class ChaincodeStub(ChaincodeStubAPI):
 
     # --- world state ---------------------------------------------------------
     def get_state(self, key: str) -> bytes:
-        _check_key(key)
+        check_key(key)
         return self._request(Msg.GET_STATE, chaincode_shim_pb2.GetState(key=key).SerializeToString())
 
     def put_state(self, key: str, value: bytes) -> None:
-        _check_key(key)
+        check_key(key)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"value must be bytes, got {type(value).__name__}")
         if self._batch_size is not None:
@@ -187,7 +191,7 @@ class ChaincodeStub(ChaincodeStubAPI):
         )
 
     def del_state(self, key: str) -> None:
-        _check_key(key)
+        check_key(key)
         if self._batch_size is not None:
             self._writes.pop(key, None)
             self._writes[key] = chaincode_shim_pb2.WriteRecord(
@@ -224,7 +228,7 @@ class ChaincodeStub(ChaincodeStubAPI):
         return items, resp_meta.bookmark
 
     def get_history_for_key(self, key: str) -> QueryIterator:
-        _check_key(key)
+        check_key(key)
         first = _query_response(
             self._request(
                 Msg.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key).SerializeToString()
