@@ -41,20 +41,20 @@ def test_nodes_close_at_the_deadline_and_a_back_dated_update_is_refused(tmp_path
                 wallet.put(name, cons.enroll(cons.orgs[0].msp_id, name, "hospital"))
                 op.register_participant(participant_entry(name, wallet.get(name), "hospital", sample_cap=100))
             deadline = round(time.time() + 6, 3)
-            op.create_round({"round_id": 1, "base_model_hash": op.head()["model_hash"],
+            op.create_round({"round_id": 1, "base_model_hash": op.head().model_hash,
                              "model_spec": {"arch": "flat", "param_count": DIM}, "policy": {"cosine_enabled": False},
                              "deadline": deadline, "min_updates": 1})
             with cfg.connect("hospital1") as hgw:  # on time
                 FLClient(cfg.contract(hgw)).submit_update({"round_id": 1, "share_hashes": _hashes("h1"),
                                                            "n_samples": 10, "dim": DIM})
-            while time.time() < deadline + 8 and op.get_round(1)["state"] == "OPEN":
+            while time.time() < deadline + 8 and op.get_round(1).state == "OPEN":
                 time.sleep(0.25)
             closed = op.get_round(1)
-            assert closed["state"] != "OPEN", "no MPC node closed the round at its deadline"
-            close = next(e for e in op.get_history("round", "1") if e["function"] == "CloseRound")
-            assert close["creator"]["participant"].startswith("mpc")
-            assert deadline <= close["timestamp"] < deadline + 10
-            assert closed["submitted"] == ["hospital1"]
+            assert closed.state != "OPEN", "no MPC node closed the round at its deadline"
+            close = next(e for e in op.get_history("round", "1") if e.function == "CloseRound")
+            assert close.creator is not None and close.creator["participant"].startswith("mpc")
+            assert close.timestamp is not None and deadline <= close.timestamp < deadline + 10
+            assert closed.submitted == ("hospital1",)
 
             # hospital2 back-dates its proposal to before the deadline (within the skew window)
             real_build = gateway_client.build_proposal
@@ -69,4 +69,4 @@ def test_nodes_close_at_the_deadline_and_a_back_dated_update_is_refused(tmp_path
                 FLClient(cfg.contract(hgw)).submit_update({"round_id": 1, "share_hashes": _hashes("h2"),
                                                            "n_samples": 10, "dim": DIM})
             monkeypatch.undo()
-            assert [u["hospital"] for u in op.get_updates(1)] == ["hospital1"]
+            assert [u.hospital for u in op.get_updates(1)] == ["hospital1"]

@@ -50,7 +50,7 @@ def _node_marks(net) -> list[int | None]:
 
 def _create_round(op, rid: int) -> None:
     head = op.head()
-    op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
+    op.create_round({"round_id": rid, "base_model_hash": head.model_hash,
                      "model_spec": {"arch": "flat", "param_count": DIM}, "policy": {"cosine_enabled": False},
                      "deadline": time.time() + 600, "min_updates": 1})
 
@@ -80,7 +80,7 @@ def test_rollback_is_refused_by_nodes_hospitals_and_the_audit(tmp_path):
             op = FLClient(cfg.contract(gw))
             _create_round(op, 1)
             op.close_round(1)
-            _wait("round 1 FAILED", lambda: op.get_round(1)["state"] == "FAILED")
+            _wait("round 1 FAILED", lambda: op.get_round(1).state == "FAILED")
             head = chain_info(gw.network(cfg.channel))
             checkpoint = f"{head.height - 1}:{bytes(head.currentBlockHash).hex()}"
         _wait("every node's watermark at the head",
@@ -97,7 +97,7 @@ def test_rollback_is_refused_by_nodes_hospitals_and_the_audit(tmp_path):
 
         with cfg.connect("operator") as gw:
             op = FLClient(cfg.contract(gw))  # an operator without memory re-creates round 1
-            assert op.head()["last_round_id"] == 0
+            assert op.head().last_round_id == 0
             _create_round(op, 1)
 
             # nodes refuse, in their logs and at the intake
@@ -127,7 +127,7 @@ def test_rollback_is_refused_by_nodes_hospitals_and_the_audit(tmp_path):
             op.close_round(1)
             time.sleep(6)
             rnd = op.get_round(1)
-            assert rnd["state"] == "CLOSED" and rnd["attestations"] == {}
+            assert rnd.state == "CLOSED" and dict(rnd.attestations) == {}
 
             # the audit against the checkpoint taken before the rollback
             audit = subprocess.run([FEDCHAIN, "audit", "verify", "--network",

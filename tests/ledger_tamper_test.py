@@ -58,7 +58,7 @@ def test_state_edit_is_found_by_the_audit_and_refused_at_start(tmp_path):
             op.register_participant(participant_entry("hospital1", wallet.get("hospital1"), "hospital",
                                                       sample_cap=5000))
             op.publish_genesis_model({"arch": "flat", "param_count": DIM}, save({"w": np.zeros(DIM, np.float32)}))
-            op.create_round({"round_id": 1, "base_model_hash": op.head()["model_hash"],
+            op.create_round({"round_id": 1, "base_model_hash": op.head().model_hash,
                              "model_spec": {"arch": "flat", "param_count": DIM}, "policy": {"cosine_enabled": False},
                              "deadline": time.time() + 600, "min_updates": 1})
         clean = subprocess.run([FEDCHAIN, "audit", "verify", "--network", str(net.layout.root)],

@@ -49,7 +49,7 @@ def hospital_folder(net: Path, name: str, dest: Path) -> Path:
 
 def wait_for_round(fl, rid: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while fl.head()["last_round_id"] < rid:
+    while fl.head().last_round_id < rid:
         assert proc.poll() is None, f"operator exited early ({proc.returncode})"
         assert time.monotonic() < deadline, f"round {rid} not created in {timeout:g} s"
         time.sleep(0.2)
@@ -97,7 +97,7 @@ def test_operator_run_with_separate_hospitals_survives_a_kill(tmp_path):
             first.wait(timeout=30)
             reader.join(timeout=30)
             assert "round 1: created" in "".join(err_lines)
-            assert fl.get_round(1)["state"] == "OPEN"
+            assert fl.get_round(1).state == "OPEN"
 
             hospitals = [subprocess.Popen([FEDCHAIN, "hospital", "run", "--network", str(folder), "--wallet",
                                            f"hospital{i}", "--data", f"h{i}.npz", "--rounds", "2", "--no-progress"],
@@ -112,26 +112,26 @@ def test_operator_run_with_separate_hospitals_survives_a_kill(tmp_path):
                 assert out.count(": submitted (") + out.count(": already_submitted") == 2, out
 
             rounds = fl.list_rounds()
-            assert [r["round_id"] for r in rounds] == [0, 1, 2]
+            assert [r.round_id for r in rounds] == [0, 1, 2]
             for rid in (1, 2):
                 rnd = fl.get_round(rid)
-                assert rnd["state"] == "FINALIZED" and rnd["submitted"] == ["hospital1", "hospital2", "hospital3"]
-                assert [e["function"] for e in fl.get_history("round", rid)].count("CreateRound") == 1
+                assert rnd.state == "FINALIZED" and rnd.submitted == ("hospital1", "hospital2", "hospital3")
+                assert [e.function for e in fl.get_history("round", rid)].count("CreateRound") == 1
                 ref = fl.get_reference(rid)  # hash-checked against the declared reference_sha256
-                assert hashlib.sha256(ref).hexdigest() == rnd["hyperparameters"]["reference_sha256"]
-            assert fl.get_round(2)["base_model_hash"] == fl.get_round(1)["finalized"]["model_hash"]
+                assert hashlib.sha256(ref).hexdigest() == rnd.hyper.reference_sha256
+            assert fl.get_round(2).base_model_hash == fl.get_round(1).finalized.model_hash
             lines = [line for line in second.stdout.splitlines() if line.startswith("round ")]
             assert [line.split()[1:3] for line in lines] == [["1", "FINALIZED"], ["2", "FINALIZED"]]
             assert "submitted  3  accepted  3" in lines[0] and "acc" in lines[0]
             report = json.loads((tmp_path / "report.json").read_text())
             assert [r["round"] for r in report["rounds"]] == [1, 2]
-            assert [r["model_hash"] for r in report["rounds"]] == [fl.get_round(r)["finalized"]["model_hash"]
+            assert [r["model_hash"] for r in report["rounds"]] == [fl.get_round(r).finalized.model_hash
                                                                    for r in (1, 2)]
             assert all(r["accuracy"] is not None and set(r["timings_s"]) == {"train", "share", "mpc", "ledger",
                                                                              "total"} for r in report["rounds"])
 
             again = fedchain(*operator[1:], cwd=tmp_path)  # the campaign is over: a restart adds no round
-            assert fl.head()["last_round_id"] == 2 and "campaign complete" in again.stderr
+            assert fl.head().last_round_id == 2 and "campaign complete" in again.stderr
 
             # a round made by hand: declared with --root-data, its reference published separately
             fedchain("round", "create", "--network", str(net), "--root-data", "root.npz", "--root-size", "32",
@@ -142,7 +142,7 @@ def test_operator_run_with_separate_hospitals_survives_a_kill(tmp_path):
             assert "Traceback" not in wrong.stderr
             published = fedchain("reference", "publish", "--network", str(net), "--round", "3", "--root-data",
                                  "root.npz", cwd=tmp_path)
-            want = fl.get_round(3)["hyperparameters"]["reference_sha256"]
+            want = fl.get_round(3).hyper.reference_sha256
             assert f"reference {want} published" in published.stdout
             assert hashlib.sha256(fl.get_reference(3)).hexdigest() == want
             assert "already published" in fedchain("reference", "publish", "--network", str(net), "--round", "3",

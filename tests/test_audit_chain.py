@@ -39,7 +39,7 @@ def audited_network(tmp_path_factory):
             genesis = b"\x05" * 2048
             op.publish_genesis_model({"arch": "test", "param_count": 512}, genesis)
             head = op.head()
-            op.create_round({"round_id": 1, "base_model_hash": head["model_hash"], "model_spec": {"param_count": 512},
+            op.create_round({"round_id": 1, "base_model_hash": head.model_hash, "model_spec": {"param_count": 512},
                              "deadline": time.time() + 600, "min_updates": 2, "hyperparameters": REFERENCE_HYPER})
             op.publish_reference(1, REFERENCE)
             for name in hospitals:
@@ -114,8 +114,8 @@ def test_honest_chain_audits_clean(audited_network, tmp_path):
     # the ledger agrees: no model for rounds 2 and 3, the head still at round 1
     with cfg.connect("auditor") as gw:
         fl = FLClient(cfg.contract(gw))
-        assert fl.get_round(2)["state"] == "FAILED" and fl.get_round(3)["dispute_reason"] == "aggregate_out_of_range"
-        assert fl.head()["finalized_round_id"] == 1 and fl.head()["last_round_id"] == 3
+        assert fl.get_round(2).state == "FAILED" and fl.get_round(3).dispute_reason == "aggregate_out_of_range"
+        assert fl.head().finalized_round_id == 1 and fl.head().last_round_id == 3
     files = write_audit_report(report, tmp_path)
     md = (tmp_path / "audit.md").read_text()
     assert "Verdict: **OK**" in md and len(files) == 2

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from conftest import find_free_port_base
+from fedchain.records import Round
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -61,27 +62,27 @@ def _create_round(world) -> int:
 
     op = world["op"]
     head = op.head()
-    rid = head["last_round_id"] + 1
+    rid = head.last_round_id + 1
 
     def exists() -> bool:
-        return op.head()["last_round_id"] >= rid
+        return op.head().last_round_id >= rid
 
     # the previous round's last MPC node may attest after the quorum finalized it, concurrently with
     # this CreateRound (both touch the round records): retried like the operator does
     retry_mvcc(lambda: op.create_round({
-        "round_id": rid, "base_model_hash": head["model_hash"], "model_spec": world["spec"],
+        "round_id": rid, "base_model_hash": head.model_hash, "model_spec": world["spec"],
         "hyperparameters": {"steps": 3, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "seed": 1},
         "policy": POLICY, "deadline": time.time() + 300, "min_updates": 1}), done=exists)
     return rid
 
 
-def _finish(world, rid: int) -> dict:
+def _finish(world, rid: int) -> Round:
     """Close, wait for FINALIZED and for the model's publication: the next CreateRound needs the
     published model (the contract refuses a round on a finalized but unpublished one)."""
     op = world["op"]
     op.close_round(rid)
     rnd = op.wait_for_state(rid, ("FINALIZED", "DISPUTED"), timeout_s=180)
-    assert rnd["state"] == "FINALIZED", rnd
+    assert rnd.state == "FINALIZED", rnd
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -120,12 +121,12 @@ def test_restarts_never_double_submit(world):
     assert c1.participate(rid).status == "already_submitted"
 
     ups = world["op"].get_updates(rid)
-    assert sorted(u["hospital"] for u in ups) == ["h1", "h2"]
-    assert {u["hospital"]: u["share_hashes"] for u in ups} == {"h1": prep.state.share_hashes,
+    assert sorted(u.hospital for u in ups) == ["h1", "h2"]
+    assert {u.hospital: list(u.share_hashes) for u in ups} == {"h1": prep.state.share_hashes,
                                                                "h2": p2.state.share_hashes}
-    assert ups[0]["n_samples"] == 150  # capped by the enrolment sample_cap (200 local samples)
+    assert ups[0].n_samples == 150  # capped by the enrolment sample_cap (200 local samples)
     rnd = _finish(world, rid)
-    assert rnd["finalized"]["accepted"] == ["h1", "h2"]  # every node held the shares the ledger commits to
+    assert rnd.finalized.accepted == ("h1", "h2")  # every node held the shares the ledger commits to
     c1.close()
     c2.close()
 
@@ -159,12 +160,13 @@ def test_follow_takes_part_in_created_rounds(world):
     assert not any(t.is_alive() for t in threads)
     assert sorted(o.round_id for o in outcomes) == [rid, rid]
     rnd = _finish(world, rid)
-    assert rnd["finalized"]["accepted"] == ["h1", "h2"]
+    assert rnd.finalized.accepted == ("h1", "h2")
     _wait_published(world, rid)
     # the base each hospital loads next is exactly the finalized model
-    model, raw = clients[0].fetch_base_model({**world["op"].get_round(rid), "base_round_id": rid,
-                                              "base_model_hash": rnd["finalized"]["model_hash"]})
-    assert hashlib.sha256(raw).hexdigest() == rnd["finalized"]["model_hash"]
+    model, raw = clients[0].fetch_base_model(Round.from_json({**world["op"].get_round(rid).to_json(),
+                                                              "base_round_id": rid,
+                                                              "base_model_hash": rnd.finalized.model_hash}))
+    assert hashlib.sha256(raw).hexdigest() == rnd.finalized.model_hash
     from fedchain.models import flatten
 
     assert np.all(np.isfinite(flatten(model)))
@@ -189,8 +191,8 @@ def test_hospital_run_cli_once_and_idempotent(world):
     assert f"h1: round {rid}: submitted (120 samples)" in first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and f"round {rid}: already_submitted" in second.stdout
-    assert [u["hospital"] for u in world["op"].get_updates(rid)] == ["h1"]
-    assert _finish(world, rid)["finalized"]["accepted"] == ["h1"]
+    assert [u.hospital for u in world["op"].get_updates(rid)] == ["h1"]
+    assert _finish(world, rid).finalized.accepted == ("h1",)
 
 
 def test_follower_survives_a_round_closed_before_its_shares_arrive(world, caplog):
@@ -209,8 +211,8 @@ def test_follower_survives_a_round_closed_before_its_shares_arrive(world, caplog
     def training_outlasting_the_round(rnd, model):
         update = real_training(rnd, model)
         if not closed:
-            closed.append(int(rnd["round_id"]))
-            op.close_round(int(rnd["round_id"]))
+            closed.append(rnd.round_id)
+            op.close_round(rnd.round_id)
         return update
 
     client.compute_update = training_outlasting_the_round
@@ -221,7 +223,7 @@ def test_follower_survives_a_round_closed_before_its_shares_arrive(world, caplog
         follower.start()
         time.sleep(3)  # subscribed
         first = _create_round(world)
-        assert op.wait_for_state(first, ("FAILED", "FINALIZED", "DISPUTED"), timeout_s=180)["state"] == "FAILED"
+        assert op.wait_for_state(first, ("FAILED", "FINALIZED", "DISPUTED"), timeout_s=180).state == "FAILED"
         second = _create_round(world)
         follower.join(timeout=180)
     assert not follower.is_alive()

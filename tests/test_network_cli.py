@@ -49,7 +49,7 @@ def test_up_status_down_restart(netdir):
 
     with cfg.connect("auditor") as gw:
         consortium = FLClient(cfg.contract(gw)).get_consortium()
-    assert [n["id"] for n in consortium["mpc_nodes"]] == ["mpc0", "mpc1", "mpc2"]
+    assert [n.id for n in consortium.mpc_nodes] == ["mpc0", "mpc1", "mpc2"]
     height_before = status["ledger"].split(",")[0]
 
     pids = {n: s["pid"] for n, s in status["services"].items()}

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +40,16 @@ from typing import Any
 from fedchain.audit.chain import ChainAudit, Finding, TxRecord
 from fedchain.audit.participants import Caller, Registry
 from fedchain.audit.timeline import LedgerClock, iso
+from fedchain.canonical import sha256_hex
+from fedchain.records import DEFAULT_INFERENCE_BATCH, OUTCOMES, Consortium
+from fedchain.records import TERMINAL_STATES as TERMINAL
 
-TERMINAL = ("FINALIZED", "FAILED", "DISPUTED")
-OUTCOMES = ("ok", "too_few_accepted", "aggregate_out_of_range")
-DEFAULT_MIN_ACCEPTED = 3  # the chaincode's default when InitConsortium names none
-DEFAULT_MAX_CLOCK_SKEW_S = 900  # the chaincode's default: Fabric's proposal time window
-DEFAULT_INFERENCE_BATCH = 32  # VerificationPolicy.inference_batch's default (the chaincode's too)
+# The round states, outcomes and defaults are fedchain.records' (one definition). The audit replays the
+# transactions' arguments, which a client wrote and the chaincode checked: it reads them leniently (a
+# malformed value is a finding, never a crash), so it does not parse them into records.
+DEFAULT_MIN_ACCEPTED = Consortium.DEFAULT_MIN_ACCEPTED  # the chaincode's default when InitConsortium names none
+DEFAULT_MAX_CLOCK_SKEW_S = Consortium.DEFAULT_MAX_CLOCK_SKEW_S  # the chaincode's default: Fabric's time window
+__all__ = ["DEFAULT_INFERENCE_BATCH", "OUTCOMES", "TERMINAL", "FLAudit", "FLAuditor", "RoundAudit"]
 DISPUTE_DIFFER = "attestations differ"
 # rejected before any check ran (MPC node rules)
 UNJUDGED_REASONS = ("no_reference", "no_validation_batch", "missing_share")
@@ -150,7 +153,7 @@ def _b64(data: bytes) -> bytes | None:
 
 def _model_hash(b64: bytes) -> str | None:
     raw = _b64(b64)
-    return hashlib.sha256(raw).hexdigest() if raw is not None else None
+    return sha256_hex(raw) if raw is not None else None
 
 
 def _ts(rec: TxRecord) -> float | None:
@@ -350,7 +353,7 @@ class FLAuditor:
             return
         rid = rnd.round_id
         data = _b64(rec.info.args[1]) if len(rec.info.args) > 1 else None
-        got = hashlib.sha256(data).hexdigest() if data is not None else None
+        got = sha256_hex(data) if data is not None else None
         created = rnd.created or {}
         want, param_count = created.get("reference_sha256"), created.get("param_count")
         self._check_publication(rec, rnd, "reference", "reference_sha256", rnd.reference is not None, got, want)
@@ -374,7 +377,7 @@ class FLAuditor:
             return
         rid = rnd.round_id
         data = _b64(rec.info.args[1]) if len(rec.info.args) > 1 else None
-        got = hashlib.sha256(data).hexdigest() if data is not None else None
+        got = sha256_hex(data) if data is not None else None
         created = rnd.created or {}
         want = created.get("validation_sha256")
         self._check_publication(rec, rnd, "validation batch", "validation_sha256", rnd.validation is not None,
