@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cc_support import GENESIS, PARAM_COUNT, REFERENCE, b64, closed_world, open_world
+from cc_support import PARAM_COUNT, REFERENCE, b64, closed_world, open_world
 
 
 def test_reference_round_trip_and_refusals():
@@ -33,18 +33,12 @@ def test_reference_may_follow_the_close_until_a_node_attests():
     """An operator restarted after an MPC node closed the round at its deadline can still publish the
     declared reference (its hash was fixed at CreateRound); once a node attested, it is too late."""
     w = open_world(publish_reference=False)
-    for name, ident in w.hospitals.items():
-        w.ok(ident, "SubmitUpdate", w.update(1, name))
-    w.ok(w.operator, "CloseRound", "1")
+    w.submit_all_and_close(1)
     w.ok(w.operator, "PublishReference", "1", b64(REFERENCE))
 
     late = open_world(publish_reference=False)
-    for name, ident in late.hospitals.items():
-        late.ok(ident, "SubmitUpdate", late.update(1, name))
-    late.ok(late.operator, "CloseRound", "1")
-    att = {**late.attestation(1, GENESIS, [], {h: "no_reference" for h in late.hospitals}),
-           "outcome": "too_few_accepted"}
-    late.ok(late.mpc[0], "AttestResult", att)
+    late.submit_all_and_close(1)
+    late.attest_none_accepted(1, "no_reference")
     late.refused(late.operator, "PublishReference", "1", b64(REFERENCE), status=409, contains="attested")
 
 

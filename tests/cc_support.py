@@ -98,6 +98,18 @@ class World:
         return {"round_id": round_id, "model_hash": hashlib.sha256(model).hexdigest(), "accepted": accepted,
                 "rejected": rejected or {}, "report_hash": h(f"report{round_id}")}
 
+    def submit_all_and_close(self, round_id: int = 1) -> None:
+        """Every hospital submits an update to the OPEN round, then the operator closes it."""
+        for name, ident in self.hospitals.items():
+            self.ok(ident, "SubmitUpdate", self.update(round_id, name))
+        self.ok(self.operator, "CloseRound", str(round_id))
+
+    def attest_none_accepted(self, round_id: int, reason: str) -> None:
+        """mpc0 attests the CLOSED round too_few_accepted, every update rejected for `reason` (one node: not decided)."""
+        att = {**self.attestation(round_id, GENESIS, [], {name: reason for name in self.hospitals}),
+               "outcome": "too_few_accepted"}
+        self.ok(self.mpc[0], "AttestResult", att)
+
 
 def init_config(mpc: list[ClientIdentity]) -> dict:
     return {
@@ -181,9 +193,7 @@ def inference_world(*, publish: bool) -> World:
 def closed_world(n_hospitals: int = 3) -> World:
     """Round 1 CLOSED with an update from every hospital."""
     w = open_world(n_hospitals)
-    for name, ident in w.hospitals.items():
-        w.ok(ident, "SubmitUpdate", w.update(1, name))
-    w.ok(w.operator, "CloseRound", "1")
+    w.submit_all_and_close(1)
     return w
 
 

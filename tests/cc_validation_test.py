@@ -7,7 +7,7 @@ import base64
 import hashlib
 
 import numpy as np
-from cc_support import GENESIS, REFERENCE, SPEC, World, b64, make_world, validation_batch
+from cc_support import REFERENCE, SPEC, World, b64, make_world, validation_batch
 from fedchain.validation_batch import decode, encode
 from safetensors.numpy import save
 
@@ -61,19 +61,13 @@ def test_create_round_needs_a_declared_batch_when_inference_is_on():
 def test_batch_may_follow_the_close_until_a_node_attests():
     w = make_world()
     _create(w)
-    for name, ident in w.hospitals.items():
-        w.ok(ident, "SubmitUpdate", w.update(1, name))
-    w.ok(w.operator, "CloseRound", "1")
+    w.submit_all_and_close(1)
     w.ok(w.operator, "PublishValidationBatch", "1", b64(BATCH))
 
     late = make_world()
     _create(late)
-    for name, ident in late.hospitals.items():
-        late.ok(ident, "SubmitUpdate", late.update(1, name))
-    late.ok(late.operator, "CloseRound", "1")
-    att = {**late.attestation(1, GENESIS, [], {h: "no_validation_batch" for h in late.hospitals}),
-           "outcome": "too_few_accepted"}
-    late.ok(late.mpc[0], "AttestResult", att)
+    late.submit_all_and_close(1)
+    late.attest_none_accepted(1, "no_validation_batch")
     late.refused(late.operator, "PublishValidationBatch", "1", b64(BATCH), status=409, contains="attested")
     late.refused(late.operator, "PublishValidationBatch", "7", b64(BATCH), status=404, contains="no round 7")
 

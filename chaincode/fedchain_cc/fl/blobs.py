@@ -63,6 +63,16 @@ def point_model_at_base(tx: Tx, rnd: dict[str, Any]) -> None:
         tx.put_json(keys.model(rnd["round_id"]), {**meta, "round_id": rnd["round_id"], "published_at": tx.timestamp})
 
 
+def _round_and_bytes(tx: Tx, role: str, round_arg: str, b64_arg: str) -> tuple[int, dict[str, Any], bytes]:
+    """How PublishModel and PublishReference start: the caller's role, the round id, the bytes (within
+    max_model_bytes, checked before decoding) and the round record, in that order."""
+    tx.require(role)
+    cons = tx.consortium()
+    round_id = v.round_id(round_arg)
+    data = v.model_bytes(b64_arg, cons["max_model_bytes"])
+    return round_id, tx.round_record(round_id), data
+
+
 def _check_declared_blob(tx: Tx, rnd: dict[str, Any], data: bytes, what: str, hash_field: str,
                          meta_key: str) -> str:
     """The rules the reference and the validation batch share; returns the bytes' SHA-256.
@@ -85,11 +95,15 @@ def _check_declared_blob(tx: Tx, rnd: dict[str, Any], data: bytes, what: str, ha
     return got
 
 
-def _declared_meta(tx: Tx, kind: BlobKeys, round_id: int, what: str) -> dict[str, Any]:
+def _get_declared(tx: Tx, kind: BlobKeys, round_arg: str, what: str, b64_field: str,
+                  extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """GetReference / GetValidationBatch: any registered caller; 404 until the operator published it."""
+    tx.require()
+    round_id = v.round_id(round_arg)
     meta = tx.get_json(kind.meta(round_id))
     if meta is None:
         raise ContractError(f"no {what} published for round {round_id}", 404)
-    return meta
+    return _blob_reply(tx, kind, meta, round_id, round_id, f"{what} of round {round_id}", b64_field, extra)
 
 
 class BlobTransactions:
@@ -118,11 +132,7 @@ class BlobTransactions:
 
     @transaction("PublishModel")
     def publish_model(self, tx: Tx, round_arg: str, model_b64: str) -> dict[str, Any]:
-        tx.require("mpc_node")
-        cons = tx.consortium()
-        round_id = v.round_id(round_arg)
-        data = v.model_bytes(model_b64, cons["max_model_bytes"])
-        rnd = tx.round_record(round_id)
+        round_id, rnd, data = _round_and_bytes(tx, "mpc_node", round_arg, model_b64)
         if rnd["state"] != FINALIZED:
             raise ContractError(f"round {round_id} is {rnd['state']}; models are published only once FINALIZED", 409)
         if tx.get_json(keys.model(round_id)) is not None:
@@ -155,11 +165,7 @@ class BlobTransactions:
     @transaction("PublishReference")
     def publish_reference(self, tx: Tx, round_arg: str, reference_b64: str) -> dict[str, Any]:
         """The round's public reference update (float32 LE vector) whose SHA-256 CreateRound declared."""
-        tx.require("operator")
-        cons = tx.consortium()
-        round_id = v.round_id(round_arg)
-        data = v.model_bytes(reference_b64, cons["max_model_bytes"])
-        rnd = tx.round_record(round_id)
+        round_id, rnd, data = _round_and_bytes(tx, "operator", round_arg, reference_b64)
         got = _check_declared_blob(tx, rnd, data, "reference", "reference_sha256", keys.reference(round_id))
         param_count = int(rnd["model_spec"]["param_count"])
         if len(data) != 4 * param_count:
@@ -170,11 +176,7 @@ class BlobTransactions:
 
     @transaction("GetReference")
     def get_reference(self, tx: Tx, round_arg: str) -> dict[str, Any]:
-        tx.require()
-        round_id = v.round_id(round_arg)
-        meta = _declared_meta(tx, keys.REFERENCE, round_id, "reference")
-        return _blob_reply(tx, keys.REFERENCE, meta, round_id, round_id, f"reference of round {round_id}",
-                           "reference_b64", ())
+        return _get_declared(tx, keys.REFERENCE, round_arg, "reference", "reference_b64")
 
     # ------------------------------------------------- public validation batch
     @transaction("PublishValidationBatch")
@@ -199,8 +201,4 @@ class BlobTransactions:
 
     @transaction("GetValidationBatch")
     def get_validation_batch(self, tx: Tx, round_arg: str) -> dict[str, Any]:
-        tx.require()
-        round_id = v.round_id(round_arg)
-        meta = _declared_meta(tx, keys.VALIDATION, round_id, "validation batch")
-        return _blob_reply(tx, keys.VALIDATION, meta, round_id, round_id, f"validation batch of round {round_id}",
-                           "validation_b64", ("batch",))
+        return _get_declared(tx, keys.VALIDATION, round_arg, "validation batch", "validation_b64", ("batch",))
