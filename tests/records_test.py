@@ -21,8 +21,10 @@ from fedchain.records import (
     ModelRecord,
     Participant,
     RecordError,
+    ReferenceRecord,
     Round,
     Update,
+    ValidationBatchRecord,
     parse_round_id,
 )
 from hypothesis import given
@@ -151,6 +153,19 @@ def test_typed_fields_of_real_records():
     assert node.node_index == 1 and node.sample_cap is None
     att = fl.get_history("attestation", "1/mpc2")[0].record(Attestation)
     assert att is not None and att.node == "mpc2" and att.node_index == 2 and att.outcome == "ok"
+
+
+def test_published_inputs_round_trip_and_carry_their_bytes():
+    w = inference_world(publish=True)
+    fl, contract = _client(w)
+    ref = ReferenceRecord.from_json(json.loads(contract.evaluate("GetReference", "1")))
+    _same_bytes(ref, contract.payloads[-1][1])
+    assert ref.data == REFERENCE == fl.get_reference(1) and ref.size == len(REFERENCE) and ref.batch is None
+    batch = ValidationBatchRecord.from_json(json.loads(contract.evaluate("GetValidationBatch", "1")))
+    _same_bytes(batch, contract.payloads[-1][1])
+    assert batch.data == fl.get_validation_batch(1) and batch.batch == 8 and batch.sha256 == h_bytes(batch.data)
+    with pytest.raises(RecordError, match="field 'validation_b64' is missing"):
+        ValidationBatchRecord.from_json(ref.to_json())
 
 
 def test_inference_round_policy_and_validation_declaration():

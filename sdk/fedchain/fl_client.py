@@ -27,9 +27,11 @@ from fedchain.records import (
     ModelRecord,
     Participant,
     RecordError,
+    ReferenceRecord,
     Round,
     RoundId,
     Update,
+    ValidationBatchRecord,
     parse_round_id,
 )
 
@@ -171,10 +173,10 @@ class FLClient:
 
     def get_reference(self, round_id: RoundId | int | str) -> bytes:
         """The round's FLTrust reference bytes, checked against the SHA-256 the round declared."""
-        rec = self._query("GetReference", _rid(round_id))
-        data = base64.b64decode(rec["reference_b64"], validate=True)
+        rec = ReferenceRecord.from_json(self._query("GetReference", _rid(round_id)), f"reference of round {round_id}")
+        data = rec.data
         want = self.get_round(round_id).hyper.reference_sha256
-        if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want:
+        if sha256_hex(data) != rec.sha256 or rec.sha256 != want:
             raise ModelIntegrityError(f"reference of round {round_id} does not match the declared SHA-256 {want}")
         return data
 
@@ -185,10 +187,11 @@ class FLClient:
     def get_validation_batch(self, round_id: RoundId | int | str) -> bytes:
         """The round's validation batch bytes, checked against the SHA-256 the round declared
         (hyperparameters.validation_sha256); decode them with fedchain.validation_batch.decode."""
-        rec = self._query("GetValidationBatch", _rid(round_id))
-        data = base64.b64decode(rec["validation_b64"], validate=True)
+        rec = ValidationBatchRecord.from_json(self._query("GetValidationBatch", _rid(round_id)),
+                                              f"validation batch of round {round_id}")
+        data = rec.data
         want = self.get_round(round_id).hyper.validation_sha256
-        if sha256_hex(data) != rec["sha256"] or rec["sha256"] != want or len(data) != rec["size"]:
+        if sha256_hex(data) != rec.sha256 or rec.sha256 != want or len(data) != rec.size:
             raise ModelIntegrityError(f"validation batch of round {round_id} does not match the declared SHA-256 "
                                       f"{want}")
         return data

@@ -721,15 +721,8 @@ class ModelRecord:
 
     @classmethod
     def from_json(cls, obj: Any, what: str = "model") -> ModelRecord:
-        import base64
-        import binascii
-
         r = _Reader(obj, what)
-        b64 = r.string("model_b64")
-        try:
-            data = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise RecordError(f"{what}: field 'model_b64' is not valid base64") from None
+        data = _b64_field(r, "model_b64")
         return cls(**_base(r, cls.KNOWN), round_id=r.round_id(), sha256=r.string("sha256"),
                    size=r.integer("size", lo=0),
                    model_spec=ModelSpecRecord.from_json(r.obj_field("model_spec"), f"{what}: model_spec"),
@@ -737,6 +730,59 @@ class ModelRecord:
 
     def to_json(self) -> dict[str, Any]:
         return _thaw(self._raw)
+
+
+def _b64_field(r: _Reader, name: str) -> bytes:
+    import base64
+    import binascii
+
+    text = r.string(name)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordError(f"{r.what}: field '{name}' is not valid base64") from None
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """GetReference / GetValidationBatch: a public input CreateRound declared, with its bytes (`data`, the
+    decoded base64 field). `batch` (images) only for validation batches. FLClient checks the bytes against
+    sha256, size and the round's declared hash before it returns them."""
+
+    _raw: Mapping[str, Any] = field(repr=False)
+    extra: Mapping[str, Any] = field(repr=False)
+    round_id: RoundId
+    sha256: str
+    size: int
+    data: bytes = field(repr=False)
+    batch: int | None = None
+
+    B64_FIELD: ClassVar[str] = ""
+    KNOWN: ClassVar[frozenset[str]] = frozenset({"round_id", "sha256", "size", "batch"})
+
+    @classmethod
+    def from_json(cls, obj: Any, what: str | None = None) -> BlobRecord:
+        r = _Reader(obj, what or cls.__name__)
+        return cls(**_base(r, cls.KNOWN | {cls.B64_FIELD}), round_id=r.round_id(genesis_ok=False),
+                   sha256=r.string("sha256"), size=r.integer("size", lo=0), data=_b64_field(r, cls.B64_FIELD),
+                   batch=r.integer("batch", required=False, lo=1))
+
+    def to_json(self) -> dict[str, Any]:
+        return _thaw(self._raw)
+
+
+@dataclass(frozen=True)
+class ReferenceRecord(BlobRecord):
+    """GetReference: the round's FLTrust reference (float32 little-endian, param_count values)."""
+
+    B64_FIELD: ClassVar[str] = "reference_b64"
+
+
+@dataclass(frozen=True)
+class ValidationBatchRecord(BlobRecord):
+    """GetValidationBatch: the round's public validation batch (fedchain.validation_batch bytes)."""
+
+    B64_FIELD: ClassVar[str] = "validation_b64"
 
 
 @dataclass(frozen=True)
@@ -781,8 +827,9 @@ class HistoryEntry:
 
 __all__ = [
     "CLOSED", "DISPUTED", "FAILED", "FINALIZED", "GENESIS_ROUND_ID", "MAX_ROUND_ID", "OPEN", "OUTCOMES", "OUTCOME_OK",
-    "OUTCOME_OUT_OF_RANGE", "OUTCOME_TOO_FEW", "ROLES", "STATES", "TERMINAL_STATES", "Attestation", "Consortium",
+    "OUTCOME_OUT_OF_RANGE", "OUTCOME_TOO_FEW", "ROLES", "STATES", "TERMINAL_STATES", "Attestation", "BlobRecord",
+    "Consortium",
     "Head", "HistoryEntry", "Hyperparameters", "ModelRecord", "ModelSpecRecord", "MpcNode", "MpcSettings",
-    "NodeClaim", "Participant", "Policy", "RecordError", "Round", "RoundId", "RoundResult", "Stamp", "Update",
-    "parse_round_id",
+    "NodeClaim", "Participant", "Policy", "RecordError", "ReferenceRecord", "Round", "RoundId", "RoundResult", "Stamp",
+    "Update", "ValidationBatchRecord", "parse_round_id",
 ]
