@@ -26,12 +26,12 @@ from fedchain.identity import Wallet
 from fedchain.mpc_client import IntakeError, channel_for, submit_share
 from fedchain.mpc_protocol import (
     CHUNK_BYTES,
-    MAX_ROUND_ID,
     RETRY_HINT_KEY,
     SUBMIT_METHOD,
     WIRE_VERSION,
     ShareSubmission,
 )
+from fedchain.records import MAX_ROUND_ID
 from mpc_node_support import ORG, FakeLedger, IntakeNode, endpoint, make_shares, make_world
 
 SMALL_DIM = 1000  # a round whose shares are ~10 kB

@@ -67,13 +67,13 @@ def test_degraded_model_is_rejected_for_inference_and_the_batch_is_on_the_ledger
     with net.connect("auditor") as gw:
         fl = FLClient(net.contract(gw))
         rnd = fl.get_round(1)
-        assert rnd["policy"]["inference_enabled"] is True and rnd["policy"]["inference_batch"] == 4
+        assert rnd.policy.inference_enabled is True and rnd.policy.inference_batch == 4
         data = fl.get_validation_batch(1)  # hash-checked against validation_sha256
-        images, labels = decode(data, rnd["model_spec"]["n_classes"], max_batch=4)
-        assert len(labels) == 4 == rnd["hyperparameters"]["validation_size"]
+        images, labels = decode(data, rnd.model_spec.to_json()["n_classes"], max_batch=4)
+        assert len(labels) == 4 == rnd.hyper.validation_size
         for j in range(3):  # every node ran on exactly the ledger's batch
             node_copy = net_dir / "mpc" / f"mpc{j}" / "data" / "runs" / "1" / "validation.safetensors"
-            assert sha256_hex(node_copy.read_bytes()) == rnd["hyperparameters"]["validation_sha256"]
+            assert sha256_hex(node_copy.read_bytes()) == rnd.hyper.validation_sha256
 
 
 def _updates(net_dir: Path) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+from fedchain.records import ModelRecord
 
 NEEDED = ["fedchain_devnet.__main__", "fedchain_cc.__main__", "fedchain.netctl.embedded_configs"]
 MISSING = [n for n in NEEDED if importlib.util.find_spec(n.rsplit(".", 1)[0]) is None
@@ -66,14 +67,14 @@ class Scenario:
         self.wallet = Wallet(net.layout.wallet)
         self.gw = self.cfg.connect("operator")
         self.op = FLClient(self.cfg.contract(self.gw))
-        registered = {p["id"] for p in self.op.list_participants()}
+        registered = {p.id for p in self.op.list_participants()}
         for i, name in enumerate(HOSPITALS):
             if not self.wallet.exists(name):
                 self.wallet.put(name, self.cons.enroll(self.cons.orgs[i % 3].msp_id, name, "hospital"))
             if name not in registered:
                 self.op.register_participant(participant_entry(name, self.wallet.get(name), "hospital",
                                                                sample_cap=10_000))
-        if self.op.head()["model_hash"] is None:
+        if self.op.head().model_hash is None:
             self.op.publish_genesis_model({"arch": "flat", "param_count": DIM}, _model(DIM))
         rng = np.random.default_rng(3)
         self.reference = rng.normal(0, 0.02, DIM).astype(np.float32).astype(np.float64)
@@ -85,14 +86,14 @@ class Scenario:
         from fedchain.demo.operator import retry_mvcc
 
         head = self.op.head()
-        rid = head["last_round_id"] + 1
+        rid = head.last_round_id + 1
         policy = {"cosine_enabled": True, "cosine_min": 0.0, "norm_bound": 10.0, "outlier_enabled": False}
         # the previous round's last attestation may land after its quorum, concurrently with this
         # CreateRound (both touch the round records): retried as the operator does
         retry_mvcc(lambda: self.op.create_round({
-            "round_id": rid, "base_model_hash": head["model_hash"], "model_spec": {"arch": "flat", "param_count": DIM},
+            "round_id": rid, "base_model_hash": head.model_hash, "model_spec": {"arch": "flat", "param_count": DIM},
             "hyperparameters": {"reference_sha256": self.ref_sha}, "policy": policy,
-            "deadline": time.time() + 600, "min_updates": 2}), done=lambda: self.op.head()["last_round_id"] >= rid)
+            "deadline": time.time() + 600, "min_updates": 2}), done=lambda: self.op.head().last_round_id >= rid)
         self.op.publish_reference(rid, self.reference.astype("<f4").tobytes())
         return rid
 
@@ -116,7 +117,7 @@ class Scenario:
         assert result.validation_code_name == "VALID"
         return receipts
 
-    def wait_model(self, rid: int, timeout_s: float = 240) -> dict:
+    def wait_model(self, rid: int, timeout_s: float = 240) -> ModelRecord:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -125,8 +126,8 @@ class Scenario:
                 if time.monotonic() > deadline:
                     rnd = self.op.get_round(rid)
                     logs = "\n".join(self.net.services()[2 + i].tail(lines=15) for i in range(3))
-                    raise AssertionError(f"round {rid} has no model: state {rnd['state']}, "
-                                         f"attestations {rnd.get('attestations')}\n{logs}") from None
+                    raise AssertionError(f"round {rid} has no model: state {rnd.state}, "
+                                         f"attestations {dict(rnd.attestations)}\n{logs}") from None
                 time.sleep(1)
 
     def check_honest_model_after_restart(self, rid: int, ups: dict[str, np.ndarray]) -> None:
@@ -134,13 +135,13 @@ class Scenario:
         model, and MPC node 1 (killed and restarted during the round) still holds every hospital's share."""
         model = self.wait_model(rid)
         rnd = self.op.get_round(rid)
-        assert rnd["state"] == "FINALIZED" and rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
-        assert np.max(np.abs(_flat(model["model"]) - self.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
+        assert rnd.state == "FINALIZED" and list(rnd.finalized.accepted) == sorted(HOSPITALS[:-1])
+        assert np.max(np.abs(_flat(model.model) - self.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
         held = self.net.layout.mpc / "mpc1" / "data" / "shares" / str(rid)
         assert sorted(p.stem for p in held.glob("*.share")) == sorted(HOSPITALS)  # nothing lost across the kill
 
     def expected(self, rid: int, ups: dict[str, np.ndarray], accepted: list[str]) -> np.ndarray:
-        base = _flat(self.op.get_model(self.op.get_round(rid)["base_round_id"])["model"])
+        base = _flat(self.op.get_model(self.op.get_round(rid).base_round_id).model)
         w = {h: 100 * (HOSPITALS.index(h) + 1) for h in accepted}
         return base + sum(w[h] * ups[h] for h in accepted) / sum(w.values())
 
@@ -158,10 +159,10 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
         model = sc.wait_model(rid)
         took = time.monotonic() - t0
         rnd = sc.op.get_round(rid)
-        assert rnd["state"] == "FINALIZED"
-        assert rnd["finalized"]["accepted"] == sorted(HOSPITALS[:-1])
-        assert rnd["finalized"]["rejected"] == {HOSPITALS[-1]: "cosine"}
-        assert np.max(np.abs(_flat(model["model"]) - sc.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
+        assert rnd.state == "FINALIZED"
+        assert list(rnd.finalized.accepted) == sorted(HOSPITALS[:-1])
+        assert dict(rnd.finalized.rejected) == {HOSPITALS[-1]: "cosine"}
+        assert np.max(np.abs(_flat(model.model) - sc.expected(rid, ups, HOSPITALS[:-1]))) < 1e-4
         print(f"\nround {rid}: close -> model published in {took:.1f} s")
 
         # ---- round B: node 1 is killed after intake, restarted after the close
@@ -179,11 +180,11 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
         node1.start(ready_timeout=60)
         sc.check_honest_model_after_restart(rid, ups)
         deadline = time.monotonic() + 60
-        while len(sc.op.get_round(rid)["attestations"]) < 3 and time.monotonic() < deadline:
+        while len(sc.op.get_round(rid).attestations) < 3 and time.monotonic() < deadline:
             time.sleep(1)
-        atts = sc.op.get_round(rid)["attestations"]
+        atts = sc.op.get_round(rid).attestations
         assert sorted(atts) == ["mpc0", "mpc1", "mpc2"]
-        assert len({a["model_hash"] for a in atts.values()}) == 1
+        assert len({a.model_hash for a in atts.values()}) == 1
 
         # ---- round C: node 1 is killed while its MPyC party is inside the protocol, then restarted
         rid = sc.open_round()
@@ -212,6 +213,6 @@ def test_round_end_to_end_then_node_killed_and_restarted(net):
             hits = [n for n in needles if n.encode() in text]
             assert not hits, f"{path} contains plaintext values {hits[:3]}"
         sha = hashlib.sha256((net.layout.mpc / "mpc0" / "data" / "models" / f"{rid}.safetensors").read_bytes())
-        assert sha.hexdigest() == rnd["finalized"]["model_hash"]
+        assert sha.hexdigest() == sc.op.get_round(rid).finalized.model_hash
     finally:
         sc.gw.close()

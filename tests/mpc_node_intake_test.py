@@ -62,17 +62,17 @@ def test_accepts_registered_hospital_and_signs_receipt(world, node):
 
 def test_receipt_signer_must_be_the_ledgers_mpc_node(world, node):
     from fedchain.mpc_client import consortium_trust
+    from fedchain.records import Consortium
 
-    nodes = [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id, "identity": s.identity.fabric_id}
-             for j, s in enumerate(world.nodes)]
-    trust = consortium_trust({"mpc_nodes": nodes}, world.consortium.msp_manager())
+    trust = consortium_trust(world.ledger.get_consortium(), world.consortium.msp_manager())
     share = shares_for("hosp0")[0]
     receipt = submit_share(node.endpoint, world.hospitals["hosp0"], 1, share, retries=0, trust=trust)
     assert receipt.node == "mpc0"
+    nodes = world.ledger.consortium["mpc_nodes"]
     swapped = [{**nodes[0], "identity": nodes[1]["identity"]}, nodes[1], nodes[2]]  # node 0 is someone else
     with pytest.raises(ReceiptError, match="not by MPC node"):
         verify_receipt(receipt.raw, round_id=1, sha256=receipt.sha256, node_index=0,
-                       trust=consortium_trust({"mpc_nodes": swapped}))
+                       trust=consortium_trust(Consortium.from_json({**world.ledger.consortium, "mpc_nodes": swapped})))
 
 
 def test_tampered_receipt_is_refused(world, node):

@@ -381,21 +381,23 @@ def test_worker_closes_an_open_round_at_its_deadline(setup):
 
 
 def test_participant_cache_refreshes_on_miss_at_most_every_interval():
+    from fedchain.records import Participant
+
     now = [0.0]
     calls = []
-    data = [{"msp_id": "Org1MSP", "identity": "x509::a::b", "id": "h1"}]
+    data = [Participant.from_json({"msp_id": "Org1MSP", "identity": "x509::a::b", "id": "h1", "role": "hospital"})]
 
     def fetch():
         calls.append(now[0])
         return list(data)
 
     cache = ParticipantCache(fetch, refresh_s=2.0, clock=lambda: now[0])
-    assert cache.lookup("Org1MSP", "x509::a::b")["id"] == "h1"
+    assert cache.lookup("Org1MSP", "x509::a::b").id == "h1"
     assert cache.lookup("Org1MSP", "x509::new::b") is None
     assert len(calls) == 1
-    data.append({"msp_id": "Org1MSP", "identity": "x509::new::b", "id": "h2"})
+    data.append(Participant.from_json({"msp_id": "Org1MSP", "identity": "x509::new::b", "id": "h2", "role": "hospital"}))
     now[0] = 2.5
-    assert cache.lookup("Org1MSP", "x509::new::b")["id"] == "h2"
+    assert cache.lookup("Org1MSP", "x509::new::b").id == "h2"
     assert len(calls) == 2
 
 
@@ -474,10 +476,7 @@ def test_membership_check_against_the_ledger(tmp_path):
 
     from fedchain_mpc.service import check_membership
 
-    world = make_world(tmp_path, n_hospitals=1)
-    nodes = [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id, "identity": s.identity.fabric_id}
-             for j, s in enumerate(world.nodes)]
-    world.ledger.consortium = {"mpc_nodes": nodes, "threshold": 1, "quorum": 2}
+    world = make_world(tmp_path, n_hospitals=1)  # the ledger's consortium: mpc0..mpc2 with the world's identities
     cfg = SimpleNamespace(m=3, node_index=1, runner=SimpleNamespace(threshold=1))
     assert check_membership(world.ledger, cfg, world.nodes[1]) == "mpc1"
     with pytest.raises(ConfigError, match="another identity"):

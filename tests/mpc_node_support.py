@@ -11,17 +11,22 @@ from typing import Any
 import numpy as np
 from fedchain.identity import Consortium, SigningIdentity, generate_consortium
 from fedchain.mpc_client import NodeEndpoint
+from fedchain.records import Consortium as ConsortiumRecord
+from fedchain.records import Participant, Round, Update
 from fedchain.sharing import FixedPoint, ShareHeader, encode, share_bytes, split
 from fedchain_mpc.intake import IntakeSettings, ShareIntake, serve
 from fedchain_mpc.ledger_adapter import LedgerError, LedgerEvent
 from fedchain_mpc.store import ShareStore
 
 ORG = "Org1MSP"
+FAR_FUTURE = 4e9  # a deadline no test reaches (2096)
 
 
 @dataclass
 class FakeLedger:
-    """The FL chaincode's observable behaviour, in memory (only what the node uses)."""
+    """The FL chaincode's observable behaviour, in memory (only what the node uses). It keeps the records as the
+    chaincode stores them (JSON objects: tests edit them) and answers with the SDK's typed records, parsed as
+    `fedchain.fl_client.FLClient` parses them."""
 
     consortium: dict[str, Any]
     participants: list[dict[str, Any]] = field(default_factory=list)
@@ -41,25 +46,27 @@ class FakeLedger:
         if self.down:
             raise LedgerError(f"{what}: gateway unreachable")
 
-    def get_consortium(self) -> dict[str, Any]:
+    def get_consortium(self) -> ConsortiumRecord:
         self._check("GetConsortium")
-        return self.consortium
+        return ConsortiumRecord.from_json(self.consortium)
 
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
+    def get_round(self, round_id: int, fresh: bool = False) -> Round | None:
         self._check("GetRound")
-        return self.rounds.get(round_id)
+        rnd = self.rounds.get(round_id)
+        return None if rnd is None else Round.from_json(rnd)
 
-    def list_rounds(self) -> list[dict[str, Any]]:
+    def list_rounds(self) -> list[Round]:
         self._check("ListRounds")
-        return [self.rounds[k] for k in sorted(self.rounds)]
+        return [Round.from_json(self.rounds[k]) for k in sorted(self.rounds)]
 
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+    def participant_for(self, msp_id: str, fabric_id: str) -> Participant | None:
         self._check("ListParticipants")
-        return next((p for p in self.participants if (p["msp_id"], p["identity"]) == (msp_id, fabric_id)), None)
+        return next((Participant.from_json(p) for p in self.participants
+                     if (p["msp_id"], p["identity"]) == (msp_id, fabric_id)), None)
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
+    def get_updates(self, round_id: int) -> list[Update]:
         self._check("GetUpdates")
-        return list(self.updates.get(round_id, []))
+        return [Update.from_json(u) for u in self.updates.get(round_id, [])]
 
     def attest(self, attestation: dict[str, Any]) -> None:
         self._check("AttestResult")
@@ -113,7 +120,7 @@ class FakeLedger:
     def open_round(self, round_id: int, dim: int, policy: dict[str, Any] | None = None, base_round: int = 0) -> None:
         self.rounds[round_id] = {"round_id": round_id, "state": "OPEN", "model_spec": {"param_count": dim},
                                  "policy": policy or {}, "base_round_id": base_round, "hyperparameters": {},
-                                 "base_model_hash": "0" * 64, "min_updates": 1}
+                                 "base_model_hash": "0" * 64, "min_updates": 1, "deadline": FAR_FUTURE}
 
     def close_round(self, round_id: int) -> None:
         self.rounds[round_id]["state"] = "CLOSED"
@@ -121,8 +128,8 @@ class FakeLedger:
 
     def commit_update(self, round_id: int, hospital: str, hashes: list[str], n_samples: int) -> None:
         self.updates.setdefault(round_id, []).append(
-            {"round_id": round_id, "hospital": hospital, "share_hashes": hashes, "n_samples": n_samples,
-             "dim": self.rounds[round_id]["model_spec"]["param_count"]})
+            {"round_id": round_id, "hospital": hospital, "msp_id": ORG, "share_hashes": hashes,
+             "n_samples": n_samples, "dim": self.rounds[round_id]["model_spec"]["param_count"]})
 
 
 @dataclass
@@ -144,8 +151,9 @@ def make_world(root: Path, n_hospitals: int = 3, m: int = 3, t: int = 1) -> Worl
                      "sample_cap": 1000} for hid, s in hospitals.items()]
     participants += [{"id": f"mpc{j}", "role": "mpc_node", "msp_id": s.msp_id, "identity": s.identity.fabric_id,
                       "node_index": j} for j, s in enumerate(nodes)]
-    consortium = {"mpc_nodes": [{"id": f"mpc{j}", "node_index": j} for j in range(m)], "threshold": t,
-                  "quorum": 2}
+    consortium = {"name": "test", "mpc_nodes": [{"id": f"mpc{j}", "node_index": j, "msp_id": s.msp_id,
+                                                 "identity": s.identity.fabric_id} for j, s in enumerate(nodes)],
+                  "threshold": t, "quorum": 2, "max_model_bytes": 64 << 20}
     return World(cons, FakeLedger(consortium, participants), hospitals, nodes, outsider)
 
 

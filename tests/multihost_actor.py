@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
             head = op.head()
             policy = {"cosine_enabled": True, "cosine_min": 0.0, "norm_bound": 10.0, "outlier_enabled": False}
             op.create_round({
-                "round_id": ROUND, "base_model_hash": head["model_hash"],
+                "round_id": ROUND, "base_model_hash": head.model_hash,
                 "model_spec": {"arch": "flat", "param_count": DIM},
                 "hyperparameters": {"reference_sha256": vector_hash(_reference())}, "policy": policy,
                 "deadline": time.time() + 600, "min_updates": 2})
@@ -127,15 +127,15 @@ def main(argv: list[str]) -> int:
             deadline = time.monotonic() + float(rest[0] if rest else 90)
             while True:
                 rnd = op.get_round(ROUND)
-                if rnd["state"] == "FINALIZED":
+                if rnd.state == "FINALIZED":
                     break
-                if rnd["state"] in ("FAILED", "DISPUTED") or time.monotonic() > deadline:
-                    print(json.dumps({"action": action, "error": f"round {ROUND} is {rnd['state']}",
-                                      "attestations": rnd.get("attestations")}))
+                if rnd.state in ("FAILED", "DISPUTED") or time.monotonic() > deadline:
+                    print(json.dumps({"action": action, "error": f"round {ROUND} is {rnd.state}",
+                                      "attestations": {n: c.to_json() for n, c in rnd.attestations.items()}}))
                     return 1
                 time.sleep(0.5)
-        out.update(model_hash=rnd["finalized"]["model_hash"], accepted=rnd["finalized"]["accepted"],
-                   rejected=rnd["finalized"]["rejected"])
+        out.update(model_hash=rnd.finalized.model_hash, accepted=list(rnd.finalized.accepted),
+                   rejected=dict(rnd.finalized.rejected))
     elif action == "fetch":
         name = rest[0]
         from fedchain.identity import Wallet
@@ -148,10 +148,10 @@ def main(argv: list[str]) -> int:
                     model = client.get_model(ROUND)
                     break
                 except Exception:
-                    if rnd["state"] in ("FAILED", "DISPUTED") or time.monotonic() > deadline:
+                    if client.get_round(ROUND).state in ("FAILED", "DISPUTED") or time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
-        out.update(sha256=hashlib.sha256(model["model"]).hexdigest())
+        out.update(sha256=hashlib.sha256(model.model).hexdigest())
     else:
         print(f"unknown action {action}", file=sys.stderr)
         return 2

@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 from fedchain.canonical import sha256_hex
 from fedchain.netctl.process import free_ports
+from fedchain.records import RoundId
 from fedchain.sharing import ShareHeader, encode, share_bytes, split
 from fedchain.verification import VerificationPolicy
 
 from fedchain_mpc import plaintext
 from fedchain_mpc.job import JOB_ENV, JobResult, MPCJob, ShareInput, load_output
+
+BENCH_ROUND = RoundId(1)  # the one round id of the benchmark's synthetic round
 
 # the operator's default round policy (PolicySettings) with every check on, plus an absolute norm cap:
 # range (44 vectors), norm cap + relative norm, absolute + relative cosine, Multi-Krum
@@ -56,7 +59,7 @@ def synthetic(n: int, d: int, poisoned: int, rng: np.random.Generator) -> tuple[
 
 
 def write_round(workdir: Path, updates: np.ndarray, reference: np.ndarray, n_samples: list[int],
-                policy: VerificationPolicy, round_id: int = 1, m: int = 3, t: int = 1,
+                policy: VerificationPolicy, round_id: RoundId = BENCH_ROUND, m: int = 3, t: int = 1,
                 seed: str = "bench-seed", tamper: dict[int, int] | None = None) -> list[Path]:
     """Hospital side + job files: share every update, write node files and job.json per node.
 

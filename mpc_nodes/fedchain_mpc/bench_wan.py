@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from fedchain.netctl import netns
+from fedchain.records import RoundId
 from fedchain.verification.presets import PolicySettings
 
 from fedchain_mpc import bench
@@ -154,7 +155,7 @@ class _UploadWorld:
             out.append(float(line.split()[1]))
         return out
 
-    def upload(self, work: Path, round_id: int) -> dict[str, float]:
+    def upload(self, work: Path, round_id: RoundId) -> dict[str, float]:
         """All hospitals upload their shares of this round (in parallel); wall, CPU and wire bytes."""
         cfg = work / "upload.json"
         cfg.write_text(json.dumps({
@@ -262,7 +263,7 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
             netns.Topology(HOSTS, rtt_ms=0, rate=settings.rate, prefix="fcwan", subnet="10.78.0.0/24") as topo:
         upload_ctx = (_UploadWorld(Path(tmp) / "upload", topo, settings.clients, settings.dim)
                       if settings.upload else None)
-        round_id = 0
+        round_id = RoundId(0)
         attest_ctx = _LedgerWorld(Path(tmp) / "ledger", topo) if settings.attest else None
         try:
             if upload_ctx is not None:
@@ -278,7 +279,7 @@ def run(settings: WanSettings, progress: Any = print) -> dict:
                     policy = default_policy(ref)
                     work = Path(tmp) / f"rtt{rtt:g}-{rep}"
                     work.mkdir()
-                    round_id += 1
+                    round_id = RoundId(round_id + 1)
                     jobs = bench.write_round(work, x, ref, ns, policy, round_id=round_id,
                                              seed=f"wan-{settings.seed}-{rtt:g}-{rep}")
                     phases: dict[str, dict[str, float]] = {}

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from fedchain.gateway.watermark import HeadSource, LedgerRollback, LedgerWatermark
+from fedchain.records import Round, RoundId
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,14 @@ class LedgerGuard:
             self.failure = None
 
 
-def check_same_round(round_id: int, recorded_tx_id: str | None, rnd: dict[str, Any] | None) -> None:
+def check_same_round(round_id: RoundId, recorded_tx_id: str | None, rnd: Round | None) -> None:
     """Raise LedgerMismatch if the ledger's round `round_id` is not the one this node recorded."""
     if not recorded_tx_id:
         return  # nothing recorded (rounds from before created_tx_id existed)
     if rnd is None:
         raise LedgerMismatch(f"round {round_id}, which this node already processed (created by transaction "
                              f"{recorded_tx_id[:16]}…), is not on the ledger any more: the ledger was rolled back")
-    got = rnd.get("created_tx_id")
+    got = rnd.created_tx_id
     if got != recorded_tx_id:
         raise LedgerMismatch(f"round {round_id} on the ledger was created by transaction {str(got)[:16]}…, but the "
                              f"round {round_id} this node processed was created by {recorded_tx_id[:16]}…: the ledger "

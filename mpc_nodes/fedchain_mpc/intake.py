@@ -48,7 +48,6 @@ from fedchain.identity import Identity, IdentityError, MSPManager, SigningIdenti
 from fedchain.mpc_protocol import (
     CHUNK_BYTES,
     HOLDINGS_METHOD,
-    MAX_ROUND_ID,
     MESSAGE_SLACK,
     RETRY_HINT_KEY,
     SERVICE,
@@ -60,6 +59,7 @@ from fedchain.mpc_protocol import (
     ShareSubmission,
     make_receipt,
 )
+from fedchain.records import MAX_ROUND_ID, OPEN, Participant, Round, RoundId
 from fedchain.sharing import ShareFormatError, parse_share
 
 from fedchain_mpc.ledger_adapter import LedgerError, LedgerView
@@ -223,14 +223,14 @@ class ShareIntake:
         raise Refused(grpc.StatusCode.PERMISSION_DENIED,
                       "client certificate is not issued by any consortium organisation's CA")
 
-    def _participant(self, ident: Identity, role: str) -> dict[str, Any]:
+    def _participant(self, ident: Identity, role: str) -> Participant:
         rec = self.ledger.participant_for(ident.msp_id, ident.fabric_id)
         if rec is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED,
                           f"{ident.common_name!r} ({ident.msp_id}) is not a registered participant")
-        if rec.get("role") != role or ident.role != role:
+        if rec.role != role or ident.role != role:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{rec.get('id')!r} is registered as {rec.get('role')!r} with certificate role "
+                          f"{rec.id!r} is registered as {rec.role!r} with certificate role "
                           f"{ident.role!r}; only role {role!r} may do this")
         return rec
 
@@ -242,17 +242,18 @@ class ShareIntake:
                           f"ledger it sees: {why}")
 
     @staticmethod
-    def _check_round_id(round_id: int) -> None:
+    def _check_round_id(round_id: int) -> RoundId:
         """Outside the chaincode's range no round can exist: a permanent INVALID_ARGUMENT, not a ledger call."""
         if not 1 <= round_id <= MAX_ROUND_ID:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
                           f"round id {round_id} is outside the ledger's range [1, {MAX_ROUND_ID}]")
+        return RoundId(round_id)
 
     def submit_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """SubmitShare: caller, in-flight slot and ledger first, then the header, then the body."""
         ident = self._peer_identity(context)
         with self.limiter.slot((ident.msp_id, ident.fabric_id), repr(ident.common_name)):
-            hospital = self._participant(ident, "hospital")["id"]
+            hospital = self._participant(ident, "hospital").id
             self._refuse_if_ledger_refused()
             header = _read_message(requests, "ShareSubmission header")
             if header is None:
@@ -261,7 +262,7 @@ class ShareIntake:
             data = read_share_body(requests, int(header.size))
             return self._accept(round_id, dim, hospital, header.sha256, data)
 
-    def _check_header(self, msg: ShareSubmission, hospital: str) -> tuple[int, int]:
+    def _check_header(self, msg: ShareSubmission, hospital: str) -> tuple[RoundId, int]:
         """Version, node, round (exists, OPEN or a resend, deadline) and declared size; returns (round, dim)."""
         s = self.settings
         if msg.version != WIRE_VERSION:
@@ -274,13 +275,12 @@ class ShareIntake:
         if msg.share:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "the header message carries share bytes; "
                           "send them in the messages that follow it")
-        round_id = int(msg.round_id)
-        self._check_round_id(round_id)
+        round_id = self._check_round_id(int(msg.round_id))
         rnd = self.ledger.get_round(round_id)
         if rnd is None:
             raise Refused(grpc.StatusCode.NOT_FOUND, f"no round {round_id} on the ledger")
         self._check_round_open(round_id, rnd, hospital, msg.sha256)
-        dim = int(rnd["model_spec"]["param_count"])
+        dim = rnd.model_spec.param_count
         limit = round_share_limit(dim, s.max_message_bytes)
         if not 0 < msg.size <= limit:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
@@ -288,20 +288,20 @@ class ShareIntake:
                           f"most {limit} bytes")
         return round_id, dim
 
-    def _check_round_open(self, round_id: int, rnd: dict[str, Any], hospital: str, sha256: str) -> None:
+    def _check_round_open(self, round_id: RoundId, rnd: Round, hospital: str, sha256: str) -> None:
         """Only OPEN rounds before their deadline take shares; a resend of this hospital's stored share is
         always answered (its receipt may have been lost), whatever the round's state."""
         if self.store.holdings(round_id).get(hospital) == sha256:
             return
-        if self.store.is_sealed(round_id) or rnd["state"] != "OPEN":
+        if self.store.is_sealed(round_id) or rnd.state != OPEN:
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"round {round_id} is {rnd['state']}; shares are accepted only while it is OPEN")
-        if self.clock() >= float(rnd.get("deadline", float("inf"))):
+                          f"round {round_id} is {rnd.state}; shares are accepted only while it is OPEN")
+        if rnd.deadline is not None and self.clock() >= rnd.deadline:
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"round {round_id}'s deadline {rnd['deadline']} has passed; the ledger would refuse "
+                          f"round {round_id}'s deadline {rnd.deadline} has passed; the ledger would refuse "
                           f"the update")
 
-    def _accept(self, round_id: int, dim: int, hospital: str, sha256: str, data: bytes) -> bytes:
+    def _accept(self, round_id: RoundId, dim: int, hospital: str, sha256: str, data: bytes) -> bytes:
         """Hash, parse against the round's parameters, store durably, sign the receipt."""
         s = self.settings
         digest = sha256_hex(data)
@@ -332,19 +332,18 @@ class ShareIntake:
     # ------------------------------------------------------------------ GetHoldings
     def holdings(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         ident = self._peer_identity(context)
-        caller = self._participant(ident, "mpc_node")["id"]
+        caller = self._participant(ident, "mpc_node").id
         self._refuse_if_ledger_refused()
         try:
             msg = HoldingsRequest.FromString(request)
         except Exception as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed HoldingsRequest: {exc}") from None
-        round_id = int(msg.round_id)
-        self._check_round_id(round_id)
+        round_id = self._check_round_id(int(msg.round_id))
         if not self.store.is_sealed(round_id):
             rnd = self.ledger.get_round(round_id, fresh=True)
             if rnd is None:
                 raise Refused(grpc.StatusCode.NOT_FOUND, f"no round {round_id} on the ledger")
-            if rnd["state"] == "OPEN":
+            if rnd.state == OPEN:
                 raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
                               f"round {round_id} is still OPEN; holdings are final only once it is closed")
             self.store.seal(round_id)

@@ -69,6 +69,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fedchain.records import RecordError, RoundId, parse_round_id
+
 JOB_ENV = "FEDCHAIN_MPC_JOB"  # names the job file of a party process
 PARENT_ENV = "FEDCHAIN_MPC_PARENT"  # the launching node's pid: the party dies with it
 FIXED_POINT = (32, 16)  # (l, f): the only fixed-point parameters the MPC checks support
@@ -149,7 +151,7 @@ _JOB_REQUIRED = {"round_id", "party", "shares", "policy", "l", "f", "t", "m", "s
 class MPCJob:
     """One party's part of a round's MPC run (the schema is the module docstring)."""
 
-    round_id: int
+    round_id: RoundId
     party: int
     shares: tuple[ShareInput, ...]
     policy: dict[str, Any]  # VerificationPolicy JSON: the program parses it with VerificationPolicy.from_json
@@ -180,8 +182,10 @@ class MPCJob:
         if not (0 <= ints["t"] and 2 * ints["t"] < ints["m"] and 0 <= ints["party"] < ints["m"]):
             raise JobError(f"job: need 2t < m and 0 <= party < m, got t={ints['t']}, m={ints['m']}, "
                            f"party={ints['party']}")
-        if ints["round_id"] < 0:
-            raise JobError(f"job: round_id must be >= 0, got {ints['round_id']}")
+        try:
+            ints["round_id"] = parse_round_id(ints["round_id"], what="job: round_id")
+        except RecordError as exc:
+            raise JobError(str(exc)) from None
         shares = _field(raw, "shares", list, "job")
         if not shares:
             raise JobError("job has no shares")
@@ -220,7 +224,7 @@ class Verdict:
 class JobResult:
     """A party's output of a successful run (the schema is the module docstring)."""
 
-    round_id: int
+    round_id: RoundId
     party: int
     verdicts: dict[str, Verdict]
     n_accepted: int
@@ -255,7 +259,7 @@ class JobResult:
             verdicts[hid] = Verdict(_field(v, "accept", bool, f"verdict of {hid}"),
                                     _field(v, "reason", str, f"verdict of {hid}"))
         number = (int, float)
-        return cls(round_id=_field(raw, "round_id", int, where), party=_field(raw, "party", int, where),
+        return cls(round_id=RoundId(_field(raw, "round_id", int, where)), party=_field(raw, "party", int, where),
                    verdicts=verdicts, n_accepted=_field(raw, "n_accepted", int, where),
                    total_weight=_field(raw, "total_weight", int, where), outcome=_field(raw, "outcome", str, where),
                    seed=_field(raw, "seed", str, where), aggregate_path=_field(raw, "aggregate_path", str, where),
@@ -277,7 +281,7 @@ class JobResult:
 class JobFailure:
     """What a party that refused its job writes instead of a result (ids as far as the job file had them)."""
 
-    round_id: int | None
+    round_id: RoundId | None
     party: int | None
     error: str
 
@@ -291,6 +295,6 @@ def load_output(path: str | os.PathLike) -> JobResult | JobFailure:
     if isinstance(raw, dict) and "error" in raw:
         failure = _exact_keys(raw, JobFailure, "failure", {"error"})
         rid, party = failure.get("round_id"), failure.get("party")
-        return JobFailure(rid if isinstance(rid, int) else None, party if isinstance(party, int) else None,
+        return JobFailure(RoundId(rid) if isinstance(rid, int) else None, party if isinstance(party, int) else None,
                           str(failure["error"]))
     return JobResult.from_json(raw)

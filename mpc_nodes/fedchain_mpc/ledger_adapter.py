@@ -3,6 +3,8 @@
 `LedgerView` is the seam: the intake and the round processor only call it, unit tests give an
 in-process fake, and `FLLedger` is the adapter over the FL chaincode client
 (`fedchain.fl_client.FLClient` on a gateway connection), the same on the devnet and on Fabric.
+What it returns are the SDK's typed ledger records (`fedchain.records`: Round, Update, Participant,
+Consortium), parsed once by the client; round ids are `RoundId`s.
 Participants are cached (they change rarely and every share needs one) and refreshed on a
 miss at most once per `refresh_s`; round records are cached for `round_ttl_s` (short, so a
 closed round stops intake quickly; the node also seals rounds locally on RoundClosed).
@@ -20,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from fedchain.records import Consortium, Participant, Round, RoundId, Update
 
 log = logging.getLogger(__name__)
 
@@ -82,29 +86,29 @@ class LedgerEvent:
 
 
 class LedgerView(Protocol):
-    def get_consortium(self) -> dict[str, Any]: ...
+    def get_consortium(self) -> Consortium: ...
 
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None: ...
+    def get_round(self, round_id: RoundId, fresh: bool = False) -> Round | None: ...
 
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None: ...
+    def participant_for(self, msp_id: str, fabric_id: str) -> Participant | None: ...
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]: ...
+    def get_updates(self, round_id: RoundId) -> list[Update]: ...
 
-    def attest(self, attestation: dict[str, Any]) -> None: ...
+    def attest(self, attestation: dict[str, Any]) -> None: ...  # AttestResult's argument (fl_client.attest_result)
 
-    def publish(self, round_id: int, model: bytes) -> bool: ...
+    def publish(self, round_id: RoundId, model: bytes) -> bool: ...
 
-    def get_model(self, round_id: int) -> bytes: ...
+    def get_model(self, round_id: RoundId) -> bytes: ...
 
-    def get_reference(self, round_id: int) -> bytes: ...
+    def get_reference(self, round_id: RoundId) -> bytes: ...
 
-    def get_validation_batch(self, round_id: int) -> bytes: ...
+    def get_validation_batch(self, round_id: RoundId) -> bytes: ...
 
-    def list_rounds(self) -> list[dict[str, Any]]: ...
+    def list_rounds(self) -> list[Round]: ...
 
     def events(self, checkpoint: Any) -> Iterator[LedgerEvent]: ...
 
-    def close_round(self, round_id: int) -> None: ...
+    def close_round(self, round_id: RoundId) -> None: ...
 
     def chain_head(self) -> Any: ...  # fedchain.gateway.watermark.ChainHead
 
@@ -114,22 +118,22 @@ class LedgerView(Protocol):
 class ParticipantCache:
     """(msp_id, fabric_id) -> participant record, refreshed from ListParticipants on a miss."""
 
-    def __init__(self, fetch: Callable[[], list[dict[str, Any]]], refresh_s: float = 2.0,
+    def __init__(self, fetch: Callable[[], list[Participant]], refresh_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
         self._refresh_s = refresh_s
         self._clock = clock
-        self._by_ident: dict[tuple[str, str], dict[str, Any]] = {}
+        self._by_ident: dict[tuple[str, str], Participant] = {}
         self._loaded_at: float | None = None
         self._lock = threading.Lock()
 
-    def lookup(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+    def lookup(self, msp_id: str, fabric_id: str) -> Participant | None:
         with self._lock:
             rec = self._by_ident.get((msp_id, fabric_id))
             stale = self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh_s
             if rec is not None or not stale:
                 return rec
-            self._by_ident = {(p["msp_id"], p["identity"]): p for p in self._fetch()}
+            self._by_ident = {(p.msp_id, p.identity): p for p in self._fetch()}
             self._loaded_at = self._clock()
             return self._by_ident.get((msp_id, fabric_id))
 
@@ -144,7 +148,7 @@ class FLLedger:
         self.fl = fl_client  # fedchain.fl_client.FLClient
         self._participants = ParticipantCache(lambda: self.fl.list_participants(), participants_refresh_s)
         self._round_ttl_s = round_ttl_s
-        self._rounds: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        self._rounds: dict[RoundId, tuple[float, Round | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -164,10 +168,10 @@ class FLLedger:
         except Exception as exc:
             raise ledger_error(what, exc) from exc
 
-    def get_consortium(self) -> dict[str, Any]:
+    def get_consortium(self) -> Consortium:
         return self._wrap("GetConsortium", self.fl.get_consortium)
 
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
+    def get_round(self, round_id: RoundId, fresh: bool = False) -> Round | None:
         """Cached for the intake's per-share checks; `fresh` for decisions that must see the latest state."""
         now = time.monotonic()
         with self._lock:
@@ -184,19 +188,19 @@ class FLLedger:
             self._rounds[round_id] = (now, rnd)
         return rnd
 
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+    def participant_for(self, msp_id: str, fabric_id: str) -> Participant | None:
         return self._wrap("ListParticipants", lambda: self._participants.lookup(msp_id, fabric_id))
 
-    def get_updates(self, round_id: int) -> list[dict[str, Any]]:
+    def get_updates(self, round_id: RoundId) -> list[Update]:
         return self._wrap("GetUpdates", lambda: self.fl.get_updates(round_id))
 
-    def list_rounds(self) -> list[dict[str, Any]]:
+    def list_rounds(self) -> list[Round]:
         return self._wrap("ListRounds", self.fl.list_rounds)
 
     def attest(self, attestation: dict[str, Any]) -> None:
         self._wrap("AttestResult", lambda: self.fl.attest_result(attestation))
 
-    def publish(self, round_id: int, model: bytes) -> bool:
+    def publish(self, round_id: RoundId, model: bytes) -> bool:
         try:
             self._wrap("PublishModel", lambda: self.fl.publish_model(round_id, model))
             return True
@@ -205,10 +209,10 @@ class FLLedger:
                 return False
             raise
 
-    def get_model(self, round_id: int) -> bytes:
-        return self._wrap("GetModel", lambda: self.fl.get_model(round_id))["model"]
+    def get_model(self, round_id: RoundId) -> bytes:
+        return self._wrap("GetModel", lambda: self.fl.get_model(round_id)).model
 
-    def close_round(self, round_id: int) -> None:
+    def close_round(self, round_id: RoundId) -> None:
         """CloseRound as this node (MPC nodes may close once the deadline passed)."""
         self._wrap("CloseRound", lambda: self.fl.close_round(round_id))
         with self._lock:
@@ -225,11 +229,11 @@ class FLLedger:
 
         return self._wrap("GetBlockByNumber", lambda: NetworkHeads(self._network).block_hash(number))
 
-    def get_reference(self, round_id: int) -> bytes:
+    def get_reference(self, round_id: RoundId) -> bytes:
         """The round's FLTrust reference (float32 LE), checked against the round's reference_sha256."""
         return self._wrap("GetReference", lambda: self.fl.get_reference(round_id))
 
-    def get_validation_batch(self, round_id: int) -> bytes:
+    def get_validation_batch(self, round_id: RoundId) -> bytes:
         """The round's public validation batch (fedchain.validation_batch bytes), checked against the round's
         validation_sha256; raises LedgerError (not_found) while the operator has not published it."""
         return self._wrap("GetValidationBatch", lambda: self.fl.get_validation_batch(round_id))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from fedchain.canonical import sha256_hex
+from fedchain.records import RoundId
 
 from fedchain_mpc.job import JOB_ENV, PARENT_ENV, JobError, JobFailure, JobResult, MPCJob, Verdict
 
@@ -195,7 +196,7 @@ def _write_failure(path: str, error: Exception) -> None:
     try:
         raw = json.loads(Path(path).read_text())
         rid, party = raw.get("round_id"), raw.get("party")
-        JobFailure(rid if isinstance(rid, int) else None, party if isinstance(party, int) else None,
+        JobFailure(RoundId(rid) if isinstance(rid, int) else None, party if isinstance(party, int) else None,
                    str(error)).write(Path(raw["output_path"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass

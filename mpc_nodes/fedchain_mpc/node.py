@@ -49,12 +49,14 @@ from fedchain.canonical import canonical_json, sha256_hex
 from fedchain.durable import write_durably
 from fedchain.identity import SigningIdentity
 from fedchain.mpc_client import IntakeError, NodeEndpoint, get_holdings
+from fedchain.records import CLOSED, DISPUTED, FAILED, FINALIZED, OPEN, Round, RoundId, Update
 
 from fedchain_mpc.guard import LedgerGuard, LedgerMismatch, check_same_round
 from fedchain_mpc.job import JobResult, MPCJob, ShareInput
 from fedchain_mpc.ledger_adapter import LedgerError, LedgerView
 from fedchain_mpc.party_launcher import MPCAborted, MPCRunError, RunnerSettings, run_with_retries
-from fedchain_mpc.store import ATTESTED, FAILED, PUBLISHED, RUNNING, NodeState, ShareStore
+from fedchain_mpc.store import ATTESTED, PUBLISHED, RUNNING, NodeState, ShareStore
+from fedchain_mpc.store import FAILED as RUN_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +87,19 @@ class RoundContext:
     holdings_timeout_s: float = 120.0
 
 
-def _needs_reference(rnd: dict[str, Any]) -> bool:
-    return bool((rnd.get("policy") or {}).get("cosine_enabled", True))
-
-
-def _needs_validation(rnd: dict[str, Any]) -> bool:
-    """The round's policy runs the encrypted-inference check (off unless the policy says true)."""
-    return (rnd.get("policy") or {}).get("inference_enabled", False) is True
-
-
-def _reject_all(present: list[dict], rejected: dict[str, str], reason: str) -> list[dict]:
+def _reject_all(present: list[Update], rejected: dict[str, str], reason: str) -> list[Update]:
     """Record every present update as rejected for `reason`; nothing is left to run."""
-    rejected.update({u["hospital"]: reason for u in present})
+    rejected.update({u.hospital: reason for u in present})
     return []
 
 
-def _outcome(rnd: dict[str, Any], result: JobResult | None, accepted: list[str]) -> str:
+def _outcome(rnd: Round, result: JobResult | None, accepted: list[str]) -> str:
     """No aggregate below the privacy floor (the MPC run did not open it); an aggregate that failed the
-    sanity check is not published: both attest the base model with the outcome."""
+    sanity check is not published: both attest the base model with the outcome. A policy without
+    min_accepted: at least one accepted update."""
     outcome = result.outcome if result is not None else "too_few_accepted"
-    if outcome == "ok" and len(accepted) < int((rnd.get("policy") or {}).get("min_accepted", 1)):
+    floor = rnd.policy.min_accepted if rnd.policy.min_accepted is not None else 1
+    if outcome == "ok" and len(accepted) < floor:
         outcome = "too_few_accepted"
     return outcome
 
@@ -133,17 +128,17 @@ class RoundProcessor:
         self.guard = guard
 
     # ------------------------------------------------------------------------ paths
-    def _dir(self, kind: str, round_id: int) -> Path:
-        return self.ctx.data_dir / kind / str(int(round_id))
+    def _dir(self, kind: str, round_id: RoundId) -> Path:
+        return self.ctx.data_dir / kind / str(round_id)
 
-    def model_path(self, round_id: int) -> Path:
-        return self.ctx.data_dir / "models" / f"{int(round_id)}.safetensors"
+    def model_path(self, round_id: RoundId) -> Path:
+        return self.ctx.data_dir / "models" / f"{round_id}.safetensors"
 
-    def report_path(self, round_id: int) -> Path:
-        return self.ctx.data_dir / "reports" / f"{int(round_id)}.json"
+    def report_path(self, round_id: RoundId) -> Path:
+        return self.ctx.data_dir / "reports" / f"{round_id}.json"
 
     # ------------------------------------------------------------------------ entry
-    def process(self, round_id: int) -> str:
+    def process(self, round_id: RoundId) -> str:
         """Advance one round as far as the ledger allows; returns this node's status for it.
 
         Raises LedgerMismatch (and does nothing) on a ledger that is not the one this node saw."""
@@ -156,34 +151,34 @@ class RoundProcessor:
         rnd = self.ledger.get_round(round_id, fresh=True)
         if local is not None:
             check_same_round(round_id, local.get("created_tx_id"), rnd)
-        if rnd is None or rnd.get("genesis"):
+        if rnd is None or rnd.genesis:
             return "unknown"
         try:
             return self._advance(round_id, rnd, local)
         finally:
-            self.state.remember_creation(round_id, rnd.get("created_tx_id"))
+            self.state.remember_creation(round_id, rnd.created_tx_id)
 
-    def _advance(self, round_id: int, rnd: dict[str, Any], local: dict[str, Any] | None) -> str:
-        st = rnd["state"]
-        if st == "OPEN":
+    def _advance(self, round_id: RoundId, rnd: Round, local: dict[str, Any] | None) -> str:
+        st = rnd.state
+        if st == OPEN:
             return "open"
-        if st in ("DISPUTED", "FAILED"):  # over without a model: nothing to run or publish
-            status = "disputed" if st == "DISPUTED" else "round_failed"
+        if st in (DISPUTED, FAILED):  # over without a model: nothing to run or publish
+            status = "disputed" if st == DISPUTED else "round_failed"
             self.store.seal(round_id)
             self.state.update(round_id, status)
-            (log.error if st == "DISPUTED" else log.warning)(
+            (log.error if st == DISPUTED else log.warning)(
                 "round %d is %s on the ledger (%s); nothing more to do here", round_id, st,
-                rnd.get("dispute_reason") or rnd.get("failure_reason") or "-")
+                rnd.dispute_reason or rnd.failure_reason or "-")
             return status
-        if st == "CLOSED" and (local is None or local["status"] != ATTESTED):
+        if st == CLOSED and (local is None or local["status"] != ATTESTED):
             self._run_and_attest(round_id, rnd)
             return ATTESTED
-        if st == "FINALIZED":
+        if st == FINALIZED:
             return self._publish(round_id, rnd)
         return local["status"] if local else st.lower()
 
     # ------------------------------------------------------------------ agreement
-    def agreed_inputs(self, round_id: int, updates: list[dict[str, Any]]) -> tuple[list[dict], dict[str, str]]:
+    def agreed_inputs(self, round_id: RoundId, updates: list[Update]) -> tuple[list[Update], dict[str, str]]:
         """(updates every node holds, {hospital: "missing_share"}) — the same at every node."""
         held: dict[int, dict[str, str]] = {self.ctx.node_index: self.store.holdings(round_id)}
         deadline = time.monotonic() + self.ctx.holdings_timeout_s
@@ -191,15 +186,15 @@ class RoundProcessor:
             if peer.index != self.ctx.node_index:
                 held[peer.index] = self._peer_holdings(peer, round_id, deadline)
         present, missing = [], {}
-        for u in sorted(updates, key=lambda u: u["hospital"]):
-            hashes = u["share_hashes"]
-            if len(hashes) == self.ctx.m and all(held[j].get(u["hospital"]) == hashes[j] for j in range(self.ctx.m)):
+        for u in sorted(updates, key=lambda u: u.hospital):
+            hashes = u.share_hashes
+            if len(hashes) == self.ctx.m and all(held[j].get(u.hospital) == hashes[j] for j in range(self.ctx.m)):
                 present.append(u)
             else:
-                missing[u["hospital"]] = MISSING_SHARE
+                missing[u.hospital] = MISSING_SHARE
         return present, missing
 
-    def _peer_holdings(self, peer: NodeEndpoint, round_id: int, deadline: float) -> dict[str, str]:
+    def _peer_holdings(self, peer: NodeEndpoint, round_id: RoundId, deadline: float) -> dict[str, str]:
         """A peer's holdings, asked again every second until `deadline` (a peer restarting comes back)."""
         while True:
             try:
@@ -210,13 +205,13 @@ class RoundProcessor:
             self.sleep(1.0)
 
     # ------------------------------------------------------------------------ run
-    def _reference(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
+    def _reference(self, rnd: Round, run_dir: Path) -> str | None:
         """The round's FLTrust reference as the npz the MPC program reads: from the node's reference_dir
         if the operator dropped it there, else from the ledger (GetReference); always hash-checked."""
-        if not policy.get("cosine_enabled", True):
+        if not rnd.policy.cosine_enabled:
             return None
-        rid = rnd["round_id"]
-        sha = (rnd.get("hyperparameters") or {}).get("reference_sha256")
+        rid = rnd.round_id
+        sha = rnd.hyper.reference_sha256
         if not sha:
             raise RoundError(f"round {rid}: the policy checks cosine similarity but the round declares no "
                              "hyperparameters.reference_sha256")
@@ -232,7 +227,7 @@ class RoundProcessor:
                     raise RoundError(f"round {rid}: reference file {src} hashes to {got}, not {sha}")
                 return str(src)
         try:
-            data = self.ledger.get_reference(int(rid))
+            data = self.ledger.get_reference(rid)
         except LedgerError as exc:
             raise RoundError(f"round {rid}: reference {sha[:16]} is neither in this node's reference_dir nor on the "
                              f"ledger ({exc})") from exc
@@ -244,21 +239,21 @@ class RoundProcessor:
         write_durably(run_dir / "reference.npz", buf.getvalue(), mode=0o644)
         return str(run_dir / "reference.npz")
 
-    def _validation_batch(self, rnd: dict[str, Any], policy: dict[str, Any], run_dir: Path) -> str | None:
+    def _validation_batch(self, rnd: Round, run_dir: Path) -> str | None:
         """The round's public validation batch as the file the MPC program reads (run_dir/validation.safetensors),
         fetched from the ledger (GetValidationBatch), hash-checked against validation_sha256 and decoded strictly
         for the round's model (labels < n_classes, its channels, at most policy.inference_batch images).
 
         Not on the ledger yet: RoundError (retried; the operator publishes it, also after the close). Published
         but unusable: UnusableValidationBatch (the bytes are fixed by the hash, waiting cannot help)."""
-        if not _needs_validation(rnd):
+        if not rnd.policy.inference_enabled:
             return None
         from types import SimpleNamespace
 
         from fedchain.validation_batch import ValidationBatchError, decode
 
-        rid = int(rnd["round_id"])
-        sha = (rnd.get("hyperparameters") or {}).get("validation_sha256")
+        rid = rnd.round_id
+        sha = rnd.hyper.validation_sha256
         path = run_dir / VALIDATION_FILE
         if path.is_file() and sha256_hex(path.read_bytes()) == sha:
             return str(path)
@@ -269,10 +264,10 @@ class RoundProcessor:
                              f"the operator's PublishValidationBatch ({exc})") from exc
         if sha256_hex(data) != sha:
             raise RoundError(f"round {rid}: the ledger's validation batch does not match validation_sha256 {sha}")
-        spec = rnd.get("model_spec") or {}
+        spec = rnd.model_spec.to_json()
         try:
             want = SimpleNamespace(n_classes=int(spec["n_classes"]), in_channels=int(spec.get("in_channels", 1)))
-            size = int(policy.get("inference_batch", 32))
+            size = rnd.policy.inference_batch
             images, _ = decode(data, want, max_batch=size)
             if len(images) != size:  # the check runs on exactly policy.inference_batch images
                 raise ValidationBatchError(f"it has {len(images)} images, the policy's inference_batch is {size}")
@@ -283,23 +278,25 @@ class RoundProcessor:
         log.info("round %d: validation batch %s fetched (%d images)", rid, sha[:16], len(images))
         return str(path)
 
-    def _base_model(self, rnd: dict[str, Any], run_dir: Path) -> Path:
+    def _base_model(self, rnd: Round, run_dir: Path) -> Path:
         path = run_dir / "base.safetensors"
-        if path.exists() and sha256_hex(path.read_bytes()) == rnd["base_model_hash"]:
+        if path.exists() and sha256_hex(path.read_bytes()) == rnd.base_model_hash:
             return path
-        data = self.ledger.get_model(int(rnd["base_round_id"]))
-        if sha256_hex(data) != rnd["base_model_hash"]:
-            raise RoundError(f"round {rnd['round_id']}: base model from the ledger does not match its hash")
+        if rnd.base_round_id is None:
+            raise RoundError(f"round {rnd.round_id} names no base round")
+        data = self.ledger.get_model(rnd.base_round_id)
+        if sha256_hex(data) != rnd.base_model_hash:
+            raise RoundError(f"round {rnd.round_id}: base model from the ledger does not match its hash")
         write_durably(path, data)
         return path
 
-    def _run_and_attest(self, round_id: int, rnd: dict[str, Any]) -> None:
+    def _run_and_attest(self, round_id: RoundId, rnd: Round) -> None:
         """Agree on the inputs, run the MPC (if any update can be judged), attest the outcome."""
         self.store.seal(round_id)
-        mine = (rnd.get("attestations") or {}).get(self.ctx.node_id)
+        mine = rnd.attestations.get(self.ctx.node_id)
         if mine is not None and self.model_path(round_id).exists():
             # attested before a crash that lost the local status: the ledger is the record
-            self.state.update(round_id, ATTESTED, model_hash=mine["model_hash"])
+            self.state.update(round_id, ATTESTED, model_hash=mine.model_hash)
             return
         present, rejected = self.agreed_inputs(round_id, self.ledger.get_updates(round_id))
         present = self._drop_unjudgeable(round_id, rnd, present, rejected)
@@ -309,12 +306,12 @@ class RoundProcessor:
         validation_path = None
         if present:
             try:
-                validation_path = self._validation_batch(rnd, dict(rnd.get("policy") or {}), run_dir)
+                validation_path = self._validation_batch(rnd, run_dir)
             except UnusableValidationBatch as exc:
                 log.error("%s: rejecting its %d update(s) as %s", exc, len(present), NO_VALIDATION_BATCH)
                 present = _reject_all(present, rejected, NO_VALIDATION_BATCH)
         seed = sha256_hex(canonical_json({"round_id": round_id, "updates": [
-            [u["hospital"], u["share_hashes"], u["n_samples"]] for u in present]}))
+            [u.hospital, list(u.share_hashes), u.n_samples] for u in present]}))
         result = None
         if present:
             job = self._job(round_id, rnd, present, run_dir, base_path, validation_path, seed)
@@ -322,37 +319,35 @@ class RoundProcessor:
         self._attest(round_id, rnd, present, rejected, result, base_path, seed)
 
     @staticmethod
-    def _drop_unjudgeable(round_id: int, rnd: dict[str, Any], present: list[dict],
-                          rejected: dict[str, str]) -> list[dict]:
+    def _drop_unjudgeable(round_id: RoundId, rnd: Round, present: list[Update],
+                          rejected: dict[str, str]) -> list[Update]:
         """No update can be judged when the policy needs a reference or validation batch the round never
         declared (none can ever come): reject them all, so the round fails (the base model stays) instead
         of staying CLOSED forever; every node decides alike."""
-        hyper = rnd.get("hyperparameters") or {}
-        if present and _needs_reference(rnd) and not hyper.get("reference_sha256"):
+        if present and rnd.policy.cosine_enabled and not rnd.hyper.reference_sha256:
             log.error("round %d checks cosine similarity but declares no reference_sha256: rejecting its %d "
                       "update(s) as %s", round_id, len(present), NO_REFERENCE)
             present = _reject_all(present, rejected, NO_REFERENCE)
-        if present and _needs_validation(rnd) and not hyper.get("validation_sha256"):
+        if present and rnd.policy.inference_enabled and not rnd.hyper.validation_sha256:
             log.error("round %d runs the encrypted-inference check but declares no validation_sha256: rejecting "
                       "its %d update(s) as %s", round_id, len(present), NO_VALIDATION_BATCH)
             present = _reject_all(present, rejected, NO_VALIDATION_BATCH)
         return present
 
-    def _job(self, round_id: int, rnd: dict[str, Any], present: list[dict], run_dir: Path, base_path: Path,
+    def _job(self, round_id: RoundId, rnd: Round, present: list[Update], run_dir: Path, base_path: Path,
              validation_path: str | None, seed: str) -> MPCJob:
         """This node's part of the round's MPC run (the same at every node but for party and paths)."""
-        policy = dict(rnd.get("policy") or {})
         j = self.ctx.node_index
         return MPCJob(
-            round_id=int(round_id), party=j,
-            shares=tuple(ShareInput(hospital_id=u["hospital"], path=str(self.store.path(round_id, u["hospital"])),
-                                    n_samples=int(u["n_samples"]), sha256=u["share_hashes"][j]) for u in present),
-            policy=policy, reference_path=self._reference(rnd, policy, run_dir), base_model_path=str(base_path),
+            round_id=round_id, party=j,
+            shares=tuple(ShareInput(hospital_id=u.hospital, path=str(self.store.path(round_id, u.hospital)),
+                                    n_samples=u.n_samples, sha256=u.share_hashes[j]) for u in present),
+            policy=rnd.policy.to_json(), reference_path=self._reference(rnd, run_dir), base_model_path=str(base_path),
             l=self.ctx.l, f=self.ctx.f, t=self.ctx.t, m=self.ctx.m, seed=seed,
             output_path=str(run_dir / "result.json"),
             # the encrypted-inference check: its public batch and the model
             validation_path=validation_path,
-            model_spec=dict(rnd["model_spec"]) if validation_path is not None else None,
+            model_spec=rnd.model_spec.to_json() if validation_path is not None else None,
         )
 
     def _run_mpc(self, job: MPCJob, run_dir: Path) -> JobResult:
@@ -371,18 +366,18 @@ class RoundProcessor:
             self.state.update(round_id, RUNNING, last_error=str(exc))
             raise RoundError(str(exc)) from exc
         except MPCRunError as exc:
-            self.state.update(round_id, FAILED, last_error=str(exc))
+            self.state.update(round_id, RUN_FAILED, last_error=str(exc))
             raise RoundError(str(exc)) from exc
 
-    def _no_longer_needed(self, round_id: int) -> str | None:
+    def _no_longer_needed(self, round_id: RoundId) -> str | None:
         """Why a run waiting for its peers should stop (the round left CLOSED), or None."""
         try:
             now = self.ledger.get_round(round_id, fresh=True)
         except LedgerError:
             return None  # cannot tell: keep waiting for the peers
-        return None if now is None or now["state"] == "CLOSED" else f"round {round_id} is {now['state']}"
+        return None if now is None or now.state == CLOSED else f"round {round_id} is {now.state}"
 
-    def _attest(self, round_id: int, rnd: dict[str, Any], present: list[dict], rejected: dict[str, str],
+    def _attest(self, round_id: RoundId, rnd: Round, present: list[Update], rejected: dict[str, str],
                 result: JobResult | None, base_path: Path, seed: str) -> None:
         """Save the model, write the report, AttestResult ('already attested' is success), record it."""
         verdicts = result.verdicts if result is not None else {}
@@ -390,19 +385,19 @@ class RoundProcessor:
         rejected.update({h: v.reason for h, v in verdicts.items() if not v.accept})
         outcome = _outcome(rnd, result, accepted)
         model = base_path.read_bytes()
-        if (outcome == "ok" and result is not None and len(accepted) >= int(rnd.get("min_updates", 1))
+        if (outcome == "ok" and result is not None and len(accepted) >= (rnd.min_updates or 1)
                 and result.model_path):
             model = Path(result.model_path).read_bytes()
         model_hash = sha256_hex(model)
         write_durably(self.model_path(round_id), model, mode=0o644)
         report = {
             "round_id": round_id, "node": self.ctx.node_id, "node_index": self.ctx.node_index,
-            "base_model_hash": rnd["base_model_hash"], "model_hash": model_hash, "accepted": accepted,
+            "base_model_hash": rnd.base_model_hash, "model_hash": model_hash, "accepted": accepted,
             "rejected": dict(sorted(rejected.items())), "seed": seed, "outcome": outcome,
             "joint_seed": result.seed if result else None,
             "aggregate_sha256": result.aggregate_sha256 if result and outcome == "ok" else None,
             "n_accepted": len(accepted), "total_weight": result.total_weight if result else 0,
-            "inputs": [{"hospital": u["hospital"], "sha256": u["share_hashes"][self.ctx.node_index]} for u in present],
+            "inputs": [{"hospital": u.hospital, "sha256": u.share_hashes[self.ctx.node_index]} for u in present],
         }
         report_bytes = canonical_json(report)
         write_durably(self.report_path(round_id), report_bytes, mode=0o644)
@@ -414,7 +409,7 @@ class RoundProcessor:
             self.ledger.attest(attestation)
         except LedgerError as exc:
             if not exc.already:
-                self.state.update(round_id, FAILED, last_error=f"attest: {exc}", model_hash=model_hash)
+                self.state.update(round_id, RUN_FAILED, last_error=f"attest: {exc}", model_hash=model_hash)
                 raise RoundError(f"round {round_id}: attestation failed: {exc}") from exc
         phases = result.phases if result else {}
         self.state.update(round_id, ATTESTED, model_hash=model_hash, last_error=None,
@@ -423,8 +418,10 @@ class RoundProcessor:
                  len(accepted), len(rejected), float(phases.get("total", 0.0)))
 
     # ---------------------------------------------------------------------- publish
-    def _publish(self, round_id: int, rnd: dict[str, Any]) -> str:
-        want = rnd["finalized"]["model_hash"]
+    def _publish(self, round_id: RoundId, rnd: Round) -> str:
+        if rnd.finalized is None:
+            raise RoundError(f"round {round_id} is FINALIZED without a finalized result")
+        want = rnd.finalized.model_hash
         path = self.model_path(round_id)
         if not path.exists() or sha256_hex(path.read_bytes()) != want:
             # Finalized without (or against) us: the quorum's nodes publish; nothing of ours to add.
@@ -450,13 +447,13 @@ class RoundWorker:
         self.processor = processor
         self.clock = clock
         self.close_stagger_s = close_stagger_s
-        self._refused: dict[int, str] = {}
+        self._refused: dict[RoundId, str] = {}
         self.ledger = ledger
         self.poll_s = poll_s
         self.max_backoff_s = max_backoff_s
-        self.queue: queue.Queue[tuple[int, Callable[[], None] | None]] = queue.Queue()
+        self.queue: queue.Queue[tuple[RoundId, Callable[[], None] | None]] = queue.Queue()
         self._stop = threading.Event()
-        self._retry_at: dict[int, tuple[float, float]] = {}
+        self._retry_at: dict[RoundId, tuple[float, float]] = {}
         self._threads: list[threading.Thread] = []
 
     def reconcile(self) -> None:
@@ -476,31 +473,31 @@ class RoundWorker:
             log.warning("cannot check the ledger head: %s", exc)
             return
         for rnd in rounds:
-            rid = int(rnd["round_id"])
-            if rnd.get("genesis"):
+            rid = rnd.round_id
+            if rnd.genesis:
                 continue
-            if rnd["state"] == "OPEN":
+            if rnd.state == OPEN:
                 self._close_if_due(rnd)
                 continue
             local = self.processor.state.get(rid)
             if local is None or local["status"] not in DONE:
                 self.queue.put((rid, None))
-            elif local.get("created_tx_id") and local["created_tx_id"] != rnd.get("created_tx_id"):
+            elif local.get("created_tx_id") and local["created_tx_id"] != rnd.created_tx_id:
                 self.queue.put((rid, None))  # process() refuses it loudly
 
-    def _close_if_due(self, rnd: dict[str, Any]) -> None:
+    def _close_if_due(self, rnd: Round) -> None:
         """Close an OPEN round once its deadline passed here (node i waits i extra seconds: one close suffices)."""
-        due = float(rnd.get("deadline", float("inf"))) + self.close_stagger_s * self.processor.ctx.node_index
-        if self.clock() < due:
+        deadline = rnd.deadline if rnd.deadline is not None else float("inf")
+        if self.clock() < deadline + self.close_stagger_s * self.processor.ctx.node_index:
             return
-        rid = int(rnd["round_id"])
+        rid = rnd.round_id
         try:
             self.ledger.close_round(rid)
             log.info("round %d: deadline passed, closed it", rid)
         except LedgerError as exc:  # another node or the operator was first: fine
             log.debug("round %d: close at deadline: %s", rid, exc)
 
-    def handle(self, round_id: int) -> None:
+    def handle(self, round_id: RoundId) -> None:
         until, delay = self._retry_at.get(round_id, (0.0, 0.0))
         if time.monotonic() < until:
             return
@@ -556,12 +553,12 @@ class RoundWorker:
             if self._stop.is_set():
                 return False
             rid = ev.payload.get("round_id")
-            if ev.name in ROUND_EVENTS and isinstance(rid, int) and not self._handled(rid):
+            if ev.name in ROUND_EVENTS and isinstance(rid, int) and not self._handled(RoundId(rid)):
                 return False
             checkpoint.checkpoint_transaction(ev.block_number, ev.tx_id)
         return True
 
-    def _handled(self, round_id: int) -> bool:
+    def _handled(self, round_id: RoundId) -> bool:
         """Queue the round and wait until the worker handled it; False if the worker stops first."""
         handled = threading.Event()
         self.queue.put((round_id, handled.set))

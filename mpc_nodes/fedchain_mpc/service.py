@@ -31,19 +31,22 @@ log = logging.getLogger("fedchain_mpc")
 def check_membership(ledger: LedgerView, cfg: NodeConfig, signer: Any) -> str:
     """This node's on-ledger id; raises if the ledger's consortium disagrees with node.json."""
     cons = ledger.get_consortium()
-    nodes = cons["mpc_nodes"]
+    nodes = cons.mpc_nodes
     if len(nodes) != cfg.m:
         raise ConfigError(f"the ledger lists {len(nodes)} MPC nodes, node.json has {cfg.m} MPC parties")
-    if int(cons["threshold"]) != cfg.runner.threshold:
-        raise ConfigError(f"ledger threshold {cons['threshold']} differs from node.json's {cfg.runner.threshold}")
+    if cons.threshold != cfg.runner.threshold:
+        raise ConfigError(f"ledger threshold {cons.threshold} differs from node.json's {cfg.runner.threshold}")
     me = nodes[cfg.node_index]
-    if (me["msp_id"], me["identity"]) != (signer.msp_id, signer.identity.fabric_id):
-        raise ConfigError(f"MPC node {cfg.node_index} on the ledger is {me['id']} with another identity than "
+    if (me.msp_id, me.identity) != (signer.msp_id, signer.identity.fabric_id):
+        raise ConfigError(f"MPC node {cfg.node_index} on the ledger is {me.id} with another identity than "
                           f"this node's wallet identity")
-    return str(me["id"])
+    return me.id
 
 
 class NodeService:
+    """One node's parts, wired once: its ledger view (FLLedger unless given), share store, round state,
+    ledger guard, share intake and, once the ledger knows this node, the round worker."""
+
     def __init__(self, cfg: NodeConfig, ledger: LedgerView | None = None, events: Any = None) -> None:
         self.cfg = cfg
         self.signer = cfg.signing_identity()
@@ -86,7 +89,7 @@ class NodeService:
             except LedgerError as exc:
                 log.info("waiting for the consortium on the ledger: %s", exc)
                 self._stop.wait(self.cfg.poll_s)
-            except (ConfigError, KeyError, TypeError) as exc:
+            except ConfigError as exc:  # the consortium record is typed: only a mismatch is left to refuse
                 log.error("this node does not match the consortium on the ledger: %s", exc)
                 self.fatal = str(exc)
                 return

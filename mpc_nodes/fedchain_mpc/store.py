@@ -30,6 +30,7 @@ from typing import Any
 
 from fedchain.canonical import sha256_hex
 from fedchain.durable import write_durably
+from fedchain.records import RoundId
 
 HOSPITAL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # the chaincode's participant id rule
 
@@ -44,7 +45,7 @@ class RoundSealed(Exception):
 
 @dataclass(frozen=True)
 class StoredShare:
-    round_id: int
+    round_id: RoundId
     hospital: str
     sha256: str
     path: Path
@@ -62,18 +63,18 @@ class ShareStore:
         self._lock = threading.Lock()
         self._digests: dict[Path, str] = {}  # shares never change once written: hash each file once
 
-    def _share_path(self, round_id: int, hospital: str) -> Path:
+    def _share_path(self, round_id: RoundId, hospital: str) -> Path:
         if not HOSPITAL_RE.match(hospital):
             raise ValueError(f"hospital id {hospital[:70]!r} is not a participant id")
-        return self.root / "shares" / str(int(round_id)) / f"{hospital}.share"
+        return self.root / "shares" / str(round_id) / f"{hospital}.share"
 
-    def _receipt_path(self, round_id: int, hospital: str) -> Path:
-        return self.root / "receipts" / str(int(round_id)) / f"{hospital}.receipt"
+    def _receipt_path(self, round_id: RoundId, hospital: str) -> Path:
+        return self.root / "receipts" / str(round_id) / f"{hospital}.receipt"
 
-    def _sealed_path(self, round_id: int) -> Path:
-        return self.root / "sealed" / str(int(round_id))
+    def _sealed_path(self, round_id: RoundId) -> Path:
+        return self.root / "sealed" / str(round_id)
 
-    def put(self, round_id: int, hospital: str, data: bytes, make_receipt: Any) -> tuple[bytes, bool]:
+    def put(self, round_id: RoundId, hospital: str, data: bytes, make_receipt: Any) -> tuple[bytes, bool]:
         """Store a share and its receipt durably; returns (receipt bytes, newly stored?).
 
         `make_receipt(sha256) -> bytes` is called only for a new share. The same share again
@@ -102,22 +103,22 @@ class ShareStore:
             write_durably(self._receipt_path(round_id, hospital), receipt)
             return receipt, True
 
-    def seal(self, round_id: int) -> None:
+    def seal(self, round_id: RoundId) -> None:
         """No more shares for this round (done under the intake lock, so holdings are final afterwards)."""
         with self._lock:
             p = self._sealed_path(round_id)
             if not p.exists():
                 write_durably(p, str(time.time()).encode())
 
-    def is_sealed(self, round_id: int) -> bool:
+    def is_sealed(self, round_id: RoundId) -> bool:
         return self._sealed_path(round_id).exists()
 
-    def get(self, round_id: int, hospital: str) -> bytes | None:
+    def get(self, round_id: RoundId, hospital: str) -> bytes | None:
         path = self._share_path(round_id, hospital)
         return path.read_bytes() if path.exists() else None
 
-    def shares(self, round_id: int) -> list[StoredShare]:
-        folder = self.root / "shares" / str(int(round_id))
+    def shares(self, round_id: RoundId) -> list[StoredShare]:
+        folder = self.root / "shares" / str(round_id)
         if not folder.is_dir():
             return []
         out = []
@@ -125,13 +126,13 @@ class ShareStore:
             digest = self._digests.get(p)
             if digest is None:
                 digest = self._digests[p] = sha256_hex(p.read_bytes())
-            out.append(StoredShare(int(round_id), p.stem, digest, p))
+            out.append(StoredShare(round_id, p.stem, digest, p))
         return out
 
-    def holdings(self, round_id: int) -> dict[str, str]:
+    def holdings(self, round_id: RoundId) -> dict[str, str]:
         return {s.hospital: s.sha256 for s in self.shares(round_id)}
 
-    def path(self, round_id: int, hospital: str) -> Path:
+    def path(self, round_id: RoundId, hospital: str) -> Path:
         return self._share_path(round_id, hospital)
 
 
@@ -167,7 +168,7 @@ class NodeState:
                 raise
             self._db.execute("COMMIT")
 
-    def get(self, round_id: int) -> dict[str, Any] | None:
+    def get(self, round_id: RoundId) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT round_id, status, attempts, result, model_hash, last_error, updated_at, "
                                    "created_tx_id FROM rounds WHERE round_id = ?", (int(round_id),)).fetchone()
@@ -179,7 +180,7 @@ class NodeState:
         rec["result"] = json.loads(rec["result"]) if rec["result"] else None
         return rec
 
-    def update(self, round_id: int, status: str, **fields: Any) -> None:
+    def update(self, round_id: RoundId, status: str, **fields: Any) -> None:
         allowed = {"attempts", "result", "model_hash", "last_error"}
         bad = set(fields) - allowed
         if bad:
@@ -193,7 +194,7 @@ class NodeState:
             db.execute(f"UPDATE rounds SET status = ?, updated_at = ?{', ' + sets if sets else ''} WHERE round_id = ?",
                        (status, time.time(), *fields.values(), int(round_id)))
 
-    def remember_creation(self, round_id: int, created_tx_id: str | None) -> None:
+    def remember_creation(self, round_id: RoundId, created_tx_id: str | None) -> None:
         """Record which ledger transaction created the round this node worked on (once, never overwritten):
         a later ledger whose round of the same id has another creator is a rolled-back or replaced ledger."""
         if not created_tx_id:

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fedchain.records import Participant, Round, RoundId, parse_round_id
+
 ORG = "Org1MSP"
 
 
@@ -29,14 +31,18 @@ class SnapshotLedger:
     """The ledger as the intake reads it, from a file: participants and the round's dimension."""
 
     def __init__(self, participants: list[dict[str, Any]], dim: int) -> None:
-        self._by_ident = {(p["msp_id"], p["identity"]): p for p in participants}
+        records = [Participant.from_json(p) for p in participants]
+        self._by_ident = {(p.msp_id, p.identity): p for p in records}
         self._dim = dim
 
-    def participant_for(self, msp_id: str, fabric_id: str) -> dict[str, Any] | None:
+    def participant_for(self, msp_id: str, fabric_id: str) -> Participant | None:
         return self._by_ident.get((msp_id, fabric_id))
 
-    def get_round(self, round_id: int, fresh: bool = False) -> dict[str, Any] | None:
-        return {"round_id": round_id, "state": "OPEN", "model_spec": {"param_count": self._dim}}
+    def get_round(self, round_id: RoundId, fresh: bool = False) -> Round | None:
+        """Every round is OPEN (no deadline to speak of) with the benchmark's dimension."""
+        return Round.from_json({"round_id": round_id, "state": "OPEN", "model_spec": {"param_count": self._dim},
+                                "base_model_hash": "0" * 64, "base_round_id": 0, "deadline": 4e9,
+                                "min_updates": 1})
 
 
 def _cpu() -> float:
@@ -77,7 +83,7 @@ def upload(config: dict[str, Any]) -> int:
     root = cons.org(ORG).tls_ca_cert_path.read_bytes()
     nodes = [NodeEndpoint(index=j, endpoint=ep, tls_root_cert=root, id=f"mpc{j}")
              for j, ep in enumerate(config["endpoints"])]
-    round_id = int(config["round_id"])
+    round_id = parse_round_id(config["round_id"])
     uploads = config["uploads"]  # [{"hospital": h, "paths": [share file per node]}]
     idents = {u["hospital"]: cons.enroll(ORG, u["hospital"], "hospital") for u in uploads}
     shares = {u["hospital"]: [Path(p).read_bytes() for p in u["paths"]] for u in uploads}

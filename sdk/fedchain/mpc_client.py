@@ -35,6 +35,7 @@ from fedchain.mpc_protocol import (
     submission_messages,
     verify_receipt,
 )
+from fedchain.records import Consortium, RoundId
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,18 @@ class TLSRejected(IntakeError):
 
 
 # ------------------------------------------------------------------------------ receipt signer
-def consortium_trust(consortium: dict[str, Any], msp: Any | None = None) -> Callable[[Identity, int], None]:
+def consortium_trust(consortium: Consortium, msp: Any | None = None) -> Callable[[Identity, int], None]:
     """Receipt signer check: it must be the ledger's MPC node j (GetConsortium's `mpc_nodes[j]`:
     same MSP id and x509::subject::issuer) and, given an MSPManager, chain to that MSP's CA."""
-    nodes = {int(n.get("node_index", i)): n for i, n in enumerate(consortium["mpc_nodes"])}
+    nodes = {n.node_index: n for n in consortium.mpc_nodes}
 
     def check(signer: Identity, node_index: int) -> None:
         node = nodes.get(node_index)
         if node is None:
             raise ReceiptError(f"the consortium has no MPC node {node_index}")
-        if (signer.msp_id, signer.fabric_id) != (node["msp_id"], node["identity"]):
+        if (signer.msp_id, signer.fabric_id) != (node.msp_id, node.identity):
             raise ReceiptError(f"receipt for node {node_index} is signed by {signer.common_name!r} "
-                               f"({signer.msp_id}), not by MPC node {node['id']}")
+                               f"({signer.msp_id}), not by MPC node {node.id}")
         if msp is not None:
             try:
                 msp.validate(signer.serialize())
@@ -155,7 +156,7 @@ def _call_with_retries(call: Callable[[], bytes], node_index: int, retries: int,
             backoff_sleep(backoff_s * 2 ** (attempt - 1))
 
 
-def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, share: bytes, *,
+def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: RoundId, share: bytes, *,
                  hospital: str | None = None, timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.5,
                  trust: Callable[[Identity, int], None] | None = None) -> ShareReceipt:
     """Send one share to one node; returns its verified receipt. Re-sending the same share is safe."""
@@ -168,7 +169,7 @@ def submit_share(node: NodeEndpoint, identity: SigningIdentity, round_id: int, s
                           trust=trust)
 
 
-def send_shares(round_id: int, shares: Sequence[bytes], nodes: Sequence[NodeEndpoint], identity: SigningIdentity,
+def send_shares(round_id: RoundId, shares: Sequence[bytes], nodes: Sequence[NodeEndpoint], identity: SigningIdentity,
                 *, hospital: str | None = None, timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.5,
                 trust: Callable[[Identity, int], None] | None = None) -> list[ShareReceipt]:
     """Share j to node j, in parallel; every receipt verified. Raises the first IntakeError/ReceiptError.
@@ -196,7 +197,7 @@ def endpoints_from_network(net: Any) -> list[NodeEndpoint]:
                          server_name=n.server_name, id=n.id) for n in net.mpc_nodes]
 
 
-def get_holdings(node: NodeEndpoint, identity: SigningIdentity, round_id: int, *, timeout_s: float = 10.0,
+def get_holdings(node: NodeEndpoint, identity: SigningIdentity, round_id: RoundId, *, timeout_s: float = 10.0,
                  retries: int = 2, backoff_s: float = 0.5) -> dict[str, str]:
     """{hospital: sha256} a node holds for a sealed round (callable by MPC nodes only)."""
     request = HoldingsRequest(version=WIRE_VERSION, round_id=round_id).SerializeToString()

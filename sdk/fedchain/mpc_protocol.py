@@ -23,6 +23,7 @@ A receipt is a canonical-JSON statement {kind, node, node_index, round_id, hospi
 size, received_at} signed (ECDSA P-256, low-S) by the node's enrolment identity, plus that
 identity (msp.SerializedIdentity). The same share sent twice yields the same receipt bytes.
 
+Round ids on the wire are the ledger's (`fedchain.records.RoundId`, range [1, records.MAX_ROUND_ID]).
 A refusal worth retrying later (the node is busy, not refusing the share) carries the trailing
 metadata key RETRY_HINT_KEY.
 """
@@ -38,6 +39,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from fedchain.canonical import canonical_json, sha256_hex
 from fedchain.identity import Identity, IdentityError, SigningIdentity
+from fedchain.records import RoundId
 
 WIRE_VERSION = 2
 SERVICE = "fedchain.mpc.ShareIntake"
@@ -49,7 +51,6 @@ MiB = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
 CHUNK_BYTES = 1 * MiB  # share bytes per SubmitShare stream message
 MESSAGE_SLACK = 16 * 1024  # protobuf framing and header fields on top of a piece
-MAX_ROUND_ID = 10**12  # the FL chaincode's range for round ids is [1, MAX_ROUND_ID] (fedchain_cc.fl.validate)
 # Trailing metadata a node sets on a refusal worth retrying later (it is busy, not refusing the share).
 RETRY_HINT_KEY = "fedchain-retryable"
 
@@ -103,7 +104,7 @@ Holding = _MESSAGES["Holding"]
 Holdings = _MESSAGES["Holdings"]
 
 
-def submission_messages(round_id: int, node_index: int, share: bytes) -> list[bytes]:
+def submission_messages(round_id: RoundId, node_index: int, share: bytes) -> list[bytes]:
     """The SubmitShare stream for one share: a header (sizes and hash), then the bytes in pieces."""
     header = ShareSubmission(version=WIRE_VERSION, round_id=round_id, node_index=node_index,
                              sha256=sha256_hex(share), size=len(share)).SerializeToString()
@@ -124,7 +125,7 @@ class ShareReceipt:
 
     node: str
     node_index: int
-    round_id: int
+    round_id: RoundId
     hospital: str
     sha256: str
     size: int
@@ -145,7 +146,7 @@ def make_receipt(signer: SigningIdentity, statement: dict[str, Any]) -> bytes:
     return Receipt(statement=body, signature=signer.sign(body), signer=signer.serialize()).SerializeToString()
 
 
-def verify_receipt(raw: bytes, *, round_id: int, sha256: str, node_index: int, hospital: str | None = None,
+def verify_receipt(raw: bytes, *, round_id: RoundId, sha256: str, node_index: int, hospital: str | None = None,
                    trust: Callable[[Identity, int], None] | None = None) -> ShareReceipt:
     """Check a receipt's signature and that it is about exactly this share at this node.
 
@@ -175,7 +176,7 @@ def verify_receipt(raw: bytes, *, round_id: int, sha256: str, node_index: int, h
     if trust is not None:
         trust(signer, node_index)
     try:
-        return ShareReceipt(node=str(body["node"]), node_index=int(body["node_index"]), round_id=int(body["round_id"]),
+        return ShareReceipt(node=str(body["node"]), node_index=int(body["node_index"]), round_id=RoundId(int(body["round_id"])),
                             hospital=str(body["hospital"]), sha256=str(body["sha256"]), size=int(body["size"]),
                             received_at=float(body["received_at"]), signer=signer, raw=raw)
     except (KeyError, TypeError, ValueError) as exc:
