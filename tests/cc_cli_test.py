@@ -201,7 +201,7 @@ def test_fl_client_verifies_model_hash(net, ledger):
                          "threshold": 1, "quorum": 2})
     res = opc.publish_genesis_model({"param_count": 3}, b"abc")
     assert res.validation_code == VALID and json.loads(res.result)["sha256"] == hashlib.sha256(b"abc").hexdigest()
-    assert opc.get_model(0)["model"] == b"abc"
+    assert opc.get_model(0).model == b"abc"
 
     class Tampering(LedgerContract):
         def evaluate(self, fn, *args):

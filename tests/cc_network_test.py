@@ -74,8 +74,8 @@ def test_round_through_the_embedded_network(network, capsys):
             op.init_consortium({"mpc_nodes": [mpc_node_entry(f"mpc{j}", cfg.identity(f"mpc{j}")) for j in range(3)],
                                 "threshold": 1, "quorum": 2})
             consortium = op.get_consortium()
-        m = len(consortium["mpc_nodes"])
-        registered = {p["id"] for p in op.list_participants()}
+        m = len(consortium.mpc_nodes)
+        registered = {p.id for p in op.list_participants()}
         names = [f"cchosp{i}" for i in range(N_HOSPITALS)]
         for i, name in enumerate(names):
             if not wallet.exists(name):
@@ -86,12 +86,12 @@ def test_round_through_the_embedded_network(network, capsys):
             op.register_participant(participant_entry("auditor", wallet.get("auditor"), "auditor"))
         head = op.head()
         genesis = b"\x01" * 4000
-        if head["model_hash"] is None:
+        if head.model_hash is None:
             op.publish_genesis_model({"arch": "test", "param_count": 1000}, genesis)
             head = op.head()
-        param_count = op.get_round(head["finalized_round_id"])["model_spec"]["param_count"]
-        rid = head["last_round_id"] + 1
-        res = op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
+        param_count = op.get_round(head.finalized_round_id).model_spec.param_count
+        rid = head.last_round_id + 1
+        res = op.create_round({"round_id": rid, "base_model_hash": head.model_hash,
                                "model_spec": {"param_count": param_count}, "deadline": time.time() + 600,
                                "min_updates": 2})
         assert res.validation_code_name == "VALID"
@@ -123,7 +123,7 @@ def test_round_through_the_embedded_network(network, capsys):
                "report_hash": hashlib.sha256(b"report").hexdigest()}
         states = []
         for j in range(m):
-            ngw, node = _client(cfg, consortium["mpc_nodes"][j]["id"])
+            ngw, node = _client(cfg, consortium.mpc_nodes[j].id)
             try:
                 states.append(json.loads(node.attest_result(att).result)["state"])
                 if states[-1] == "FINALIZED" and states.count("FINALIZED") == 1:  # the node that finalized
@@ -132,7 +132,7 @@ def test_round_through_the_embedded_network(network, capsys):
                 ngw.close()
         assert states == ["CLOSED", "FINALIZED", "FINALIZED"]  # quorum 2 of 3; the third is a late attestation
         got = op.get_model(rid)
-        assert got["model"] == new_model
+        assert got.model == new_model
         # refusals travel back through the gateway with the chaincode's message
         with pytest.raises(Exception, match="CLOSED|FINALIZED"):
             op.close_round(rid)
@@ -181,7 +181,7 @@ def test_refusals_through_the_network(network):
     sgw, stranger = _client(cfg, "ccstranger")
     try:
         before = (aud.list_rounds(), aud.list_participants(), aud.head())
-        rid = before[2]["last_round_id"]
+        rid = before[2].last_round_id
         cases = [
             (lambda: stranger.submit_update({"round_id": rid, "share_hashes": [], "n_samples": 1, "dim": 1}),
              "not a registered participant"),
@@ -210,19 +210,19 @@ def test_model_at_the_size_limit_round_trips(network):
     gw, op = _client(cfg, "operator")
     try:
         cons = op.get_consortium()
-        limit = cons["max_model_bytes"]
+        limit = cons.max_model_bytes
         head = op.head()
-        rid = head["last_round_id"] + 1
-        param_count = op.get_round(head["finalized_round_id"])["model_spec"]["param_count"]
-        op.create_round({"round_id": rid, "base_model_hash": head["model_hash"],
+        rid = head.last_round_id + 1
+        param_count = op.get_round(head.finalized_round_id).model_spec.param_count
+        op.create_round({"round_id": rid, "base_model_hash": head.model_hash,
                          "model_spec": {"param_count": param_count}, "deadline": time.time() + 600,
                          "min_updates": 1})
         # as many hospitals as the consortium's privacy floor (min_accepted) asks for an aggregate
-        hospitals = sorted(p["id"] for p in op.list_participants("hospital"))[: cons.get("min_accepted", 1)]
+        hospitals = sorted(p.id for p in op.list_participants("hospital"))[: cons.min_accepted or 1]
         for hospital in hospitals:
             hgw, hc = _client(cfg, hospital)
             try:
-                hc.submit_update({"round_id": rid, "share_hashes": ["ab" * 32] * len(cons["mpc_nodes"]),
+                hc.submit_update({"round_id": rid, "share_hashes": ["ab" * 32] * len(cons.mpc_nodes),
                                   "n_samples": 1, "dim": param_count})
             finally:
                 hgw.close()
@@ -231,8 +231,8 @@ def test_model_at_the_size_limit_round_trips(network):
         big += b"\x07" * (limit - len(big))
         att = {"round_id": rid, "model_hash": hashlib.sha256(big).hexdigest(), "accepted": hospitals,
                "rejected": {}, "report_hash": "cd" * 32}
-        nodes = [n["id"] for n in cons["mpc_nodes"]]
-        clients = [_client(cfg, n) for n in nodes[: cons["quorum"]]]
+        nodes = [n.id for n in cons.mpc_nodes]
+        clients = [_client(cfg, n) for n in nodes[: cons.quorum]]
         try:
             for _, node in clients:
                 node.attest_result(att)
@@ -249,6 +249,6 @@ def test_model_at_the_size_limit_round_trips(network):
         t0 = time.monotonic()
         got = op.get_model(rid)
         print(f"\n{limit} byte model: publish {publish_s:.2f} s, fetch {time.monotonic() - t0:.2f} s")
-        assert got["model"] == big and got["size"] == limit
+        assert got.model == big and got.size == limit
     finally:
         gw.close()
