@@ -6,9 +6,10 @@ import json
 
 import pytest
 from fedchain.identity.certs import cert_to_pem, create_ca, issue_certificate
-from fedchain_cc.shim.contract import Contract, ContractError, encode_result, transaction
+from fedchain_cc.shim.contract import Contract, ContractError, Wording, encode_result, transaction
+from fedchain_cc.shim.interface import Response
 from fedchain_cc.testcc import TestChaincode
-from fedchain_cc.testing import MockLedger, client_identity_from_pem
+from fedchain_cc.testing import MockLedger, MockStub, client_identity_from_pem
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,45 @@ def test_testcc_on_mock_ledger(client) -> None:
     sim = ledger.simulate(client, "event", "E", "p")
     assert sim.event == ("E", b"p")
     assert ledger.simulate(client, "transient", "t", transient={"t": b"\x01"}).response.payload == b"\x01"
+
+
+class Buffered(Contract):
+    """A contract with its own wording, a per-transaction context and no init dispatch (like the FL one)."""
+
+    wording = Wording(unknown="no {fn!r} here ({known})", arity="{name} wants {want}, got {n}",
+                      refusal="{fn}: {message}", internal="{fn}: broke ({type})")
+    init_dispatches = False
+
+    def context(self, stub, fn):
+        return {"stub": stub, "fn": fn, "writes": []}
+
+    def completed(self, ctx) -> None:
+        for key, value in ctx["writes"]:
+            ctx["stub"].put_state(key, value)
+
+    @transaction("Put")
+    def put(self, ctx, key: str, fail: str = "") -> dict:
+        ctx["writes"].append((key, ctx["fn"].encode()))
+        if fail == "refuse":
+            raise ContractError("refused after buffering", 409)
+        if fail == "crash":
+            raise ValueError("secret")
+        return {"buffered": len(ctx["writes"])}
+
+
+def test_wording_context_and_init_hooks(client) -> None:
+    ledger = MockLedger(Buffered())
+    sim = ledger.simulate(client, "Put", "k")
+    assert (sim.response.status, sim.response.payload, sim.writes) == (200, b'{"buffered":1}', {"k": b"Put"})
+    sim = ledger.simulate(client, "Put", "k", "refuse")
+    assert (sim.response.status, sim.response.message, sim.writes) == (409, "Put: refused after buffering", {})
+    sim = ledger.simulate(client, "Put", "k", "crash")
+    assert (sim.response.status, sim.response.message, sim.writes) == (500, "Put: broke (ValueError)", {})
+    r = ledger.simulate(client, "Put").response
+    assert (r.status, r.message) == (400, "Put: Put wants 1 to 2, got 0")
+    r = ledger.simulate(client, "Nope").response
+    assert (r.status, r.message) == (400, "no 'Nope' here (Put)")
+    stub = MockStub(ledger, [b"Put", b"k"], client, "tx-init", ledger.now, {})
+    assert Buffered().init(stub) == Response(status=200) and stub.simulation.writes == {}
+    stub = MockStub(ledger, [b"put", b"k", b"v"], client, "tx-init2", ledger.now, {})
+    assert TestChaincode().init(stub).status == 200 and stub.simulation.writes == {"k": b"v"}  # dispatches
