@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from fedchain.gateway.watermark import BlockMark, ChainHead, LedgerRollback, LedgerWatermark, compare
+from fedchain.records import Round
 from fedchain_mpc.guard import LedgerGuard, LedgerMismatch, check_same_round
 from fedchain_mpc.store import NodeState
 
@@ -108,11 +109,18 @@ def test_guard_remembers_the_refusal_for_the_intake_and_clears_it(tmp_path, capl
 
 def test_same_round_check():
     check_same_round(3, None, None)  # nothing recorded: nothing to compare
-    check_same_round(3, "tx-a", {"round_id": 3, "created_tx_id": "tx-a"})
+    check_same_round(3, "tx-a", _round_created_by(3, "tx-a"))
     with pytest.raises(LedgerMismatch, match="not on the ledger any more"):
         check_same_round(3, "tx-a", None)
     with pytest.raises(LedgerMismatch, match="rolled back or replaced"):
-        check_same_round(3, "tx-a", {"round_id": 3, "created_tx_id": "tx-b"})
+        check_same_round(3, "tx-a", _round_created_by(3, "tx-b"))
+
+
+def _round_created_by(round_id: int, tx_id: str) -> Round:
+    """Round `round_id` as GetRound returns it, created by transaction `tx_id`."""
+    return Round.from_json({"round_id": round_id, "state": "OPEN", "base_model_hash": "0" * 64,
+                            "base_round_id": round_id - 1, "model_spec": {"param_count": 1}, "deadline": 2e9,
+                            "min_updates": 1, "created_tx_id": tx_id})
 
 
 def test_node_state_records_the_creating_transaction_once(tmp_path):

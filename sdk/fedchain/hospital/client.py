@@ -333,7 +333,7 @@ class HospitalClient:
         the consortium's MSP folders are at hand (D/crypto), by a certificate its org's CA issued."""
         from fedchain.mpc_client import consortium_trust
 
-        return consortium_trust(self.fl.get_consortium().to_json(), self._msp_manager())
+        return consortium_trust(self.fl.get_consortium(), self._msp_manager())
 
     def _msp_manager(self) -> Any:
         from fedchain.identity import Consortium, IdentityError
