@@ -6,7 +6,7 @@ policies (their hashes go on the ledger), the nodes' round reports (report_hash 
 
 Canonical here means: keys sorted, no spaces, ASCII only (non-ASCII as \\u escapes). ASCII because it is
 the same bytes whatever the locale or Python build, and it is what every receipt and report signed so far
-used. The chaincode has its own copy (`fedchain_cc.fl.tx.canonical_bytes`, UTF-8): it is deployed alone and
+used. The chaincode has its own copy (`fedchain_cc.canonical.canonical_bytes`, UTF-8): it is deployed alone and
 must not import `fedchain` (DESIGN §1), and its state records are stored as UTF-8 — changing that would
 change every stored value and its history.
 """
