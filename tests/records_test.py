@@ -254,6 +254,20 @@ def test_missing_and_wrong_shapes():
                                "model_b64": "not base64!"})
 
 
+def test_a_consortium_default_policy_is_read_as_the_chaincode_checked_it():
+    """InitConsortium checks only default_policy.min_accepted: a mistyped inference key (which every CreateRound
+    without its own policy refuses) leaves GetConsortium readable; a round's policy was checked, so it is strict."""
+    w = make_world()
+    cons = w.ok(w.operator, "GetConsortium")
+    cons["default_policy"] = {"inference_enabled": "yes", "inference_batch": 0, "min_accepted": 2}
+    parsed = Consortium.from_json(cons)
+    assert (parsed.default_policy.inference_enabled, parsed.default_policy.inference_batch) == (False, 32)
+    assert parsed.default_policy.min_accepted == 2 and parsed.to_json() == cons
+    cons["default_policy"]["min_accepted"] = "2"
+    with pytest.raises(RecordError, match=r"consortium.default_policy: field 'min_accepted' must be an integer"):
+        Consortium.from_json(cons)
+
+
 @pytest.mark.parametrize("value, want", [(1, 1), ("1", 1), ("42", 42), (MAX_ROUND_ID, MAX_ROUND_ID),
                                          (str(MAX_ROUND_ID), MAX_ROUND_ID), ("007", 7)])
 def test_parse_round_id_accepts(value, want):

@@ -327,7 +327,7 @@ class Consortium:
                    threshold=r.integer("threshold", lo=1), quorum=r.integer("quorum", lo=1),
                    max_model_bytes=r.integer("max_model_bytes", lo=1),
                    default_policy=Policy.from_json(r.obj_field("default_policy", required=False) or {},
-                                                   f"{what}.default_policy"),
+                                                   f"{what}.default_policy", checked=False),
                    min_accepted=r.integer("min_accepted", required=False, lo=1),
                    max_clock_skew_s=r.integer("max_clock_skew_s", required=False, lo=0),
                    initialized_at=r.number("initialized_at", required=False),
@@ -451,13 +451,25 @@ class Policy:
     inference_batch: int = DEFAULT_INFERENCE_BATCH
 
     @classmethod
-    def from_json(cls, obj: Any, what: str = "policy") -> Policy:
+    def from_json(cls, obj: Any, what: str = "policy", *, checked: bool = True) -> Policy:
+        """`checked`: the chaincode checked the typed keys (a round's policy, by CreateRound), so a wrong type
+        is malformed data (RecordError). The consortium's default_policy is checked for min_accepted only; its
+        other typed keys fall back to their defaults when mistyped (every CreateRound without a policy of its
+        own refuses such a default), so that GetConsortium stays readable."""
         r = _Reader(obj, what)
+
+        def typed(read: Any, name: str, default: Any, **kw: Any) -> Any:
+            try:
+                return read(name, required=False, default=default, **kw)
+            except RecordError:
+                if checked:
+                    raise
+                return default
+
         return cls(_raw=_freeze(copy.deepcopy(obj)), min_accepted=r.integer("min_accepted", required=False),
                    cosine_enabled=bool(obj.get("cosine_enabled", True)),
-                   inference_enabled=r.boolean("inference_enabled", required=False, default=False),
-                   inference_batch=r.integer("inference_batch", required=False, lo=1,
-                                             default=DEFAULT_INFERENCE_BATCH))
+                   inference_enabled=typed(r.boolean, "inference_enabled", False),
+                   inference_batch=typed(r.integer, "inference_batch", DEFAULT_INFERENCE_BATCH, lo=1))
 
     def to_json(self) -> dict[str, Any]:
         return _thaw(self._raw)
