@@ -263,4 +263,4 @@ def test_hospital_run_cli_refuses_data_that_does_not_fit(world):
     assert f"error: round {rid}: the model has 4 classes (labels 0..3)" in bad.stderr
     good = run(right)
     assert good.returncode == 0, good.stderr[-2000:]
-    assert _finish(world, rid)["finalized"]["accepted"] == ["h2"]
+    assert _finish(world, rid).finalized.accepted == ("h2",)

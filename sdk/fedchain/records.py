@@ -17,7 +17,6 @@ round (FINALIZED at birth, no base model, hyperparameters, policy or deadline).
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
@@ -211,7 +210,7 @@ class _Reader:
 def _base(r: _Reader, known: frozenset[str]) -> dict[str, Any]:
     """The common part of a record: the JSON exactly as the chaincode returned it (read-only), and the
     fields this module does not know yet (`extra`)."""
-    return {"_raw": _freeze(copy.deepcopy(r.obj)), "extra": r.extra(known)}
+    return {"_raw": _freeze(r.obj), "extra": r.extra(known)}
 
 
 @dataclass(frozen=True)
@@ -390,7 +389,7 @@ class ModelSpecRecord:
     @classmethod
     def from_json(cls, obj: Any, what: str = "model_spec") -> ModelSpecRecord:
         r = _Reader(obj, what)
-        return cls(_raw=_freeze(copy.deepcopy(obj)), param_count=r.integer("param_count", lo=1),
+        return cls(_raw=_freeze(obj), param_count=r.integer("param_count", lo=1),
                    arch=r.string("arch", required=False))
 
     def to_json(self) -> dict[str, Any]:
@@ -427,7 +426,7 @@ class Hyperparameters:
         r = _Reader(obj, what)
         typed: dict[str, Any] = {k: r.string(k, required=False, nullable=True) for k in cls._STRINGS}
         typed |= {k: r.integer(k, required=False, nullable=True) for k in cls._INTS}
-        return cls(_raw=_freeze(copy.deepcopy(obj)), **typed)
+        return cls(_raw=_freeze(obj), **typed)
 
     def to_json(self) -> dict[str, Any]:
         return _thaw(self._raw)
@@ -466,7 +465,7 @@ class Policy:
                     raise
                 return default
 
-        return cls(_raw=_freeze(copy.deepcopy(obj)), min_accepted=r.integer("min_accepted", required=False),
+        return cls(_raw=_freeze(obj), min_accepted=r.integer("min_accepted", required=False),
                    cosine_enabled=bool(obj.get("cosine_enabled", True)),
                    inference_enabled=typed(r.boolean, "inference_enabled", False),
                    inference_batch=typed(r.integer, "inference_batch", DEFAULT_INFERENCE_BATCH, lo=1))
@@ -491,7 +490,7 @@ class MpcSettings:
     @classmethod
     def from_json(cls, obj: Any, what: str = "mpc") -> MpcSettings:
         r = _Reader(obj, what)
-        return cls(_raw=_freeze(copy.deepcopy(obj)), nodes=r.strings("nodes"), threshold=r.integer("threshold"),
+        return cls(_raw=_freeze(obj), nodes=r.strings("nodes"), threshold=r.integer("threshold"),
                    quorum=r.integer("quorum"))
 
     def to_json(self) -> dict[str, Any]:
@@ -512,7 +511,7 @@ class NodeClaim:
     @classmethod
     def from_json(cls, obj: Any, what: str = "claim") -> NodeClaim:
         r = _Reader(obj, what)
-        return cls(_raw=_freeze(copy.deepcopy(obj)), model_hash=r.string("model_hash"),
+        return cls(_raw=_freeze(obj), model_hash=r.string("model_hash"),
                    accepted=r.strings("accepted"), outcome=r.string("outcome", required=False, default=OUTCOME_OK),
                    tx_id=r.string("tx_id", required=False, nullable=True))
 
@@ -535,7 +534,7 @@ class RoundResult:
     @classmethod
     def from_json(cls, obj: Any, what: str = "result") -> RoundResult:
         r = _Reader(obj, what)
-        return cls(_raw=_freeze(copy.deepcopy(obj)), model_hash=r.string("model_hash"),
+        return cls(_raw=_freeze(obj), model_hash=r.string("model_hash"),
                    accepted=r.strings("accepted"), rejected=r.string_map("rejected", required=False),
                    report_hash=r.string("report_hash", required=False, nullable=True),
                    outcome=r.string("outcome", required=False, default=OUTCOME_OK))
