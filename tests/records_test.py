@@ -217,8 +217,6 @@ def test_records_are_immutable_and_to_json_is_a_copy():
     (("state",), "PENDING", "field 'state' must be one of OPEN, CLOSED, FINALIZED, FAILED, DISPUTED"),
     (("deadline",), None, "field 'deadline' must be a finite number, got null"),
     (("model_spec", "param_count"), "7", "model_spec: field 'param_count' must be an integer"),
-    (("hyperparameters", "reference_sha256"), 5, "hyperparameters: field 'reference_sha256' must be a string"),
-    (("hyperparameters", "seed"), "3", "hyperparameters: field 'seed' must be an integer"),
     (("policy", "inference_enabled"), "yes", "policy: field 'inference_enabled' must be true or false"),
     (("policy", "min_accepted"), 2.5, "policy: field 'min_accepted' must be an integer"),
     (("mpc", "nodes"), "mpc0", "mpc: field 'nodes' must be an array of strings"),
@@ -233,6 +231,22 @@ def test_malformed_round_fields_are_named(path, value, message):
     target[path[-1]] = value
     with pytest.raises(RecordError) as err:
         Round.from_json(raw)
+    assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("reference_sha256", 5, "hyperparameters: field 'reference_sha256' must be a string"),
+    ("seed", "3", "hyperparameters: field 'seed' must be an integer"),
+])
+def test_mistyped_hyperparameter_fails_when_read_not_when_listed(key, value, message):
+    """The chaincode stores hyperparameters unchecked: one hand-made round with a mistyped key must not make
+    the round (and so every round listing) unreadable; reading that key names it."""
+    raw = _a_round()
+    raw["hyperparameters"][key] = value
+    rnd = Round.from_json(raw)
+    assert rnd.to_json() == raw
+    with pytest.raises(RecordError) as err:
+        getattr(rnd.hyper, key)
     assert message in str(err.value), str(err.value)
 
 

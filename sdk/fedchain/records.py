@@ -404,29 +404,59 @@ class ModelSpecRecord:
 class Hyperparameters:
     """A round's hyperparameters: freeform for the chaincode (it checks only validation_sha256). Typed here:
     the keys the SDK reads (the FLTrust reference and validation batch declarations and what lets anyone
-    recompute them); `to_json()` is the whole object (the training settings are read by TrainConfig)."""
+    recompute them); `to_json()` is the whole object (the training settings are read by TrainConfig).
+
+    Why the typed keys are checked when read, not when the round is parsed: the chaincode stores these keys
+    unchecked, so a round created by hand with one mistyped key must not make every round listing
+    unreadable (explorer, nodes, campaign). Whoever needs that key gets a RecordError naming it."""
 
     _raw: Mapping[str, Any] = field(repr=False)
-    reference_sha256: str | None = None
-    validation_sha256: str | None = None
-    seed: int | None = None
-    reference_seed: int | None = None
-    root_size: int | None = None
-    root_seed: int | None = None
-    root_sha256: str | None = None
-    validation_size: int | None = None
-    validation_seed: int | None = None
-
-    _STRINGS: ClassVar[tuple[str, ...]] = ("reference_sha256", "validation_sha256", "root_sha256")
-    _INTS: ClassVar[tuple[str, ...]] = ("seed", "reference_seed", "root_size", "root_seed", "validation_size",
-                                        "validation_seed")
+    _what: str = field(default="hyperparameters", repr=False, compare=False)
 
     @classmethod
     def from_json(cls, obj: Any, what: str = "hyperparameters") -> Hyperparameters:
-        r = _Reader(obj, what)
-        typed: dict[str, Any] = {k: r.string(k, required=False, nullable=True) for k in cls._STRINGS}
-        typed |= {k: r.integer(k, required=False, nullable=True) for k in cls._INTS}
-        return cls(_raw=_freeze(obj), **typed)
+        _Reader(obj, what)  # must be a JSON object
+        return cls(_raw=_freeze(obj), _what=what)
+
+    def _read(self, key: str, kind: str) -> Any:
+        reader = _Reader(dict(self._raw), self._what)
+        return getattr(reader, kind)(key, required=False, nullable=True)
+
+    @property
+    def reference_sha256(self) -> str | None:
+        return self._read("reference_sha256", "string")
+
+    @property
+    def validation_sha256(self) -> str | None:
+        return self._read("validation_sha256", "string")
+
+    @property
+    def root_sha256(self) -> str | None:
+        return self._read("root_sha256", "string")
+
+    @property
+    def seed(self) -> int | None:
+        return self._read("seed", "integer")
+
+    @property
+    def reference_seed(self) -> int | None:
+        return self._read("reference_seed", "integer")
+
+    @property
+    def root_size(self) -> int | None:
+        return self._read("root_size", "integer")
+
+    @property
+    def root_seed(self) -> int | None:
+        return self._read("root_seed", "integer")
+
+    @property
+    def validation_size(self) -> int | None:
+        return self._read("validation_size", "integer")
+
+    @property
+    def validation_seed(self) -> int | None:
+        return self._read("validation_seed", "integer")
 
     def to_json(self) -> dict[str, Any]:
         return _thaw(self._raw)
