@@ -7,7 +7,7 @@ Typical use (hospital)::
     fp = FixedPoint()                       # l=32, f=16: |x| < 32768, resolution 2^-16
     enc = encode(delta, fp)                 # field elements as (hi, lo) uint64 arrays
     shares = split(enc, t=1, m=3, fp=fp)    # share j goes to MPC node j (evaluation point j+1)
-    blob = share_bytes(shares[j], ShareHeader(round_id, hospital_id, j, ...))
+    blob = share_bytes(shares[j], ShareHeader(str(round_id), hospital_id, j, ...))  # header.round_number: int
     commitment = sha256_hex(blob)           # goes into SubmitUpdate
 """
 
