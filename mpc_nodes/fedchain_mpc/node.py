@@ -226,18 +226,28 @@ class RoundProcessor:
                 if got != sha:
                     raise RoundError(f"round {rid}: reference file {src} hashes to {got}, not {sha}")
                 return str(src)
-        try:
-            data = self.ledger.get_reference(rid)
-        except LedgerError as exc:
-            raise RoundError(f"round {rid}: reference {sha[:16]} is neither in this node's reference_dir nor on the "
-                             f"ledger ({exc})") from exc
-        if sha256_hex(data) != sha or len(data) % 4:
+        data = self._declared_file(rid, sha, self.ledger.get_reference, "reference", "reference_sha256",
+                                   f"reference {sha[:16]} is neither in this node's reference_dir nor on the ledger")
+        if len(data) % 4:
             raise RoundError(f"round {rid}: the ledger's reference does not match reference_sha256 {sha}")
         vec = np.frombuffer(data, dtype="<f4").astype(np.float64)
         buf = io.BytesIO()
         np.savez(buf, delta=vec)
         write_durably(run_dir / "reference.npz", buf.getvalue(), mode=0o644)
         return str(run_dir / "reference.npz")
+
+    @staticmethod
+    def _declared_file(rid: RoundId, sha: str | None, fetch: Callable[[RoundId], bytes], what: str, field: str,
+                       missing: str) -> bytes:
+        """A public file the round declared by hash (FLTrust reference, validation batch), from the ledger.
+        RoundError (retried later) while it is not published, or if it is not the declared one."""
+        try:
+            data = fetch(rid)
+        except LedgerError as exc:
+            raise RoundError(f"round {rid}: {missing} ({exc})") from exc
+        if sha256_hex(data) != sha:
+            raise RoundError(f"round {rid}: the ledger's {what} does not match {field} {sha}")
+        return data
 
     def _validation_batch(self, rnd: Round, run_dir: Path) -> str | None:
         """The round's public validation batch as the file the MPC program reads (run_dir/validation.safetensors),
@@ -257,13 +267,9 @@ class RoundProcessor:
         path = run_dir / VALIDATION_FILE
         if path.is_file() and sha256_hex(path.read_bytes()) == sha:
             return str(path)
-        try:
-            data = self.ledger.get_validation_batch(rid)
-        except LedgerError as exc:
-            raise RoundError(f"round {rid}: validation batch {str(sha)[:16]} is not on the ledger yet; waiting for "
-                             f"the operator's PublishValidationBatch ({exc})") from exc
-        if sha256_hex(data) != sha:
-            raise RoundError(f"round {rid}: the ledger's validation batch does not match validation_sha256 {sha}")
+        data = self._declared_file(rid, sha, self.ledger.get_validation_batch, "validation batch", "validation_sha256",
+                                   f"validation batch {str(sha)[:16]} is not on the ledger yet; waiting for the "
+                                   "operator's PublishValidationBatch")
         spec = rnd.model_spec.to_json()
         try:
             want = SimpleNamespace(n_classes=int(spec["n_classes"]), in_channels=int(spec.get("in_channels", 1)))
