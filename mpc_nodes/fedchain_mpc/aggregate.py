@@ -7,9 +7,8 @@ The flat delta follows the sorted-key order, each tensor flattened in C order.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+from fedchain.canonical import sha256_hex
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -42,9 +41,9 @@ def apply_delta(base_bytes: bytes, delta: np.ndarray) -> tuple[bytes, str]:
         out[k] = (v.astype(np.float64) + delta[off:off + v.size].reshape(v.shape)).astype(np.float32)
         off += v.size
     data = canonical_bytes(out)
-    return data, hashlib.sha256(data).hexdigest()
+    return data, sha256_hex(data)
 
 
 def delta_sha256(delta: np.ndarray) -> str:
     """Hash of the revealed aggregate (float64 little-endian): identical on every node."""
-    return hashlib.sha256(np.asarray(delta, dtype="<f8").tobytes()).hexdigest()
+    return sha256_hex(np.asarray(delta, dtype="<f8").tobytes())

@@ -7,10 +7,10 @@ SecFxp(32, 16) (values at scale 2^16), so shares made by hospitals need no conve
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
+from fedchain.canonical import sha256_hex
 from mpyc import asyncoro, thresha
 from mpyc.runtime import mpc
 
@@ -322,4 +322,4 @@ async def joint_seed(secint, context: str) -> str:
         r = await r
     opened = await mpc.output(secint.array(r))
     material = "|".join([context, *(str(int(v)) for v in opened)])
-    return hashlib.sha256(material.encode()).hexdigest()
+    return sha256_hex(material.encode())

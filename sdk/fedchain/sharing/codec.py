@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..canonical import canonical_json
 from ..mpyc_import import import_quietly
 
 # imported here, once, under the import lock: a lazy import from concurrent gRPC handler threads let one
@@ -200,7 +201,7 @@ def share_bytes(share: FieldArray, header: ShareHeader) -> bytes:
         raise ShareFormatError(f"share has {len(share)} elements, header says dim={header.dim}")
     if np.any(share.hi >> np.uint64(16)):
         raise ShareFormatError("field element exceeds 80 bits")
-    hj = json.dumps(asdict(header), sort_keys=True, separators=(",", ":")).encode()
+    hj = canonical_json(asdict(header))  # same bytes as ever: sorted keys, compact, ASCII
     return b"".join([MAGIC, struct.pack("<BI", VERSION, len(hj)), hj,
                      share.hi.astype("<u2").tobytes(), share.lo.astype("<u8").tobytes()])
 
