@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fedchain.cli.simulate import main as sim_main
+from fedchain.cli.simulate import plaintext_verdicts
 from fedchain.simulation import (
     FedAvg,
     PolicyStrategy,
@@ -14,8 +16,6 @@ from fedchain.simulation import (
     run_simulation,
     weighted_average,
 )
-from fedchain.cli.simulate import main as sim_main
-from fedchain.cli.simulate import plaintext_verdicts
 from fedchain.verification.presets import PolicySettings
 
 
