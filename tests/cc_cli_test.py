@@ -238,8 +238,8 @@ def test_attest_retries_on_mvcc_conflict(net):
 
 
 def test_gateway_refusal_is_reduced_to_the_chaincode_message():
-    from fedchain.cli.operator import describe_gateway_error
     from fedchain.gateway import ErrorDetail
+    from fedchain.gateway.errors import describe_gateway_error
 
     msg = "SubmitUpdate: hospital1 already submitted an update to round 1"
     details = [ErrorDetail(f"peer0.org{i}", f"Org{i}MSP", f"chaincode response 409, {msg}") for i in (1, 2)]

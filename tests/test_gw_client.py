@@ -307,3 +307,21 @@ def test_bad_arguments_are_rejected_before_anything_is_sent(env):
     with pytest.raises(ProposalError, match="transient"):
         contract(env).submit("echo", "x", transient={"k": 1.5})
     assert len(env.servicer.rec.endorse_requests) == sent
+
+
+def test_chaincode_refusal_is_parsed_in_one_place():
+    """The gateway reports a chaincode's answer only as text; gateway.errors is its one parser, and the
+    hospital's follower and the MPC node's ledger adapter classify refusals through it."""
+    from fedchain.gateway.errors import EndorseError, chaincode_refusal, parse_chaincode_response
+    from fedchain.gateway.status import ErrorDetail
+    from fedchain.hospital.follow import ledger_refused
+
+    refused = EndorseError("endorse failed", details=[
+        ErrorDetail("peer0.org1", "Org1MSP", "chaincode response 409, SubmitUpdate: round 3 is CLOSED")])
+    got = chaincode_refusal(refused)
+    assert got is not None and (got.status, got.message) == (409, "SubmitUpdate: round 3 is CLOSED") and got.final
+    assert ledger_refused(refused)
+    broken = EndorseError("endorse failed", details=[ErrorDetail("peer0.org1", "Org1MSP", "chaincode response 500, x")])
+    assert not ledger_refused(broken) and not chaincode_refusal(broken).final
+    assert not ledger_refused(EndorseError("endorse failed: UNAVAILABLE: gateway unavailable"))
+    assert parse_chaincode_response("no answer") is None

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fedchain.gateway.errors import chaincode_refusal
 from fedchain.records import Consortium, Participant, Round, RoundId, Update
 
 log = logging.getLogger(__name__)
@@ -41,28 +41,6 @@ class LedgerError(Exception):
         self.already = already
         self.not_found = not_found
         self.chaincode_status = chaincode_status
-
-
-_CHAINCODE_RESPONSE = re.compile(r"chaincode response (\d{3}), (.*)", re.S)
-
-
-@dataclass(frozen=True)
-class ChaincodeRefusal:
-    """The chaincode's answer inside a failed gateway call: its status and its message."""
-
-    status: int
-    message: str
-
-
-def chaincode_refusal(exc: BaseException) -> ChaincodeRefusal | None:
-    """The chaincode's status and message in a failed call, or None (unreachable, timeout, ...).
-
-    Why from the text: the Fabric gateway (real Fabric and the devnet alike) reports a chaincode's
-    error response only as text, `chaincode response <status>, <message>`, in the gRPC status message
-    and in each endorser's ErrorDetail; no field carries the status. This is the one place that
-    reads it; everything else uses the typed LedgerError it becomes."""
-    match = _CHAINCODE_RESPONSE.search(str(exc))
-    return ChaincodeRefusal(int(match.group(1)), match.group(2)) if match else None
 
 
 def ledger_error(what: str, exc: BaseException) -> LedgerError:

@@ -59,7 +59,7 @@ def guarded(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return 3
     except _expected_errors() as exc:
         if isinstance(exc, GatewayError):
-            from fedchain.cli.operator import describe_gateway_error
+            from fedchain.gateway.errors import describe_gateway_error
 
             say(f"error: {describe_gateway_error(exc)}")
         else:

@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: refusing the ledger: {exc}", file=sys.stderr)
         return 3
     except (*ROUND_FAILURES, GatewayError, OSError) as exc:
-        from fedchain.cli.operator import describe_gateway_error
+        from fedchain.gateway.errors import describe_gateway_error
 
         msg = describe_gateway_error(exc) if isinstance(exc, GatewayError) else str(exc)
         print(f"error: {msg}", file=sys.stderr)

@@ -15,16 +15,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fedchain.canonical import sha256_hex
 from fedchain.fl_client import FLClient, mpc_node_entry, participant_entry
+from fedchain.gateway.errors import describe_gateway_error
 
 DEFAULT_DEADLINE_S = 600
 
@@ -98,19 +98,6 @@ def run(fn, args: argparse.Namespace) -> int:
     except (NetworkConfigError, IdentityError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-
-
-_CC_RESPONSE = re.compile(r"chaincode response (\d{3}), (.*)", re.S)
-
-
-def describe_gateway_error(exc: Any) -> str:
-    """The chaincode's own message when every endorser refused for the same reason; else everything."""
-    reasons = {m.group(1, 2) for d in getattr(exc, "details", []) if (m := _CC_RESPONSE.search(d.message))}
-    if len(reasons) == 1 and all(_CC_RESPONSE.search(d.message) for d in exc.details):
-        status, message = reasons.pop()
-        tx = f"tx {exc.tx_id[:16]} " if getattr(exc, "tx_id", None) else ""
-        return f"{message.strip()} (status {status}; {tx}refused by every endorser)"
-    return str(exc)
 
 
 # ------------------------------------------------------------------------- parsers
@@ -491,7 +478,7 @@ def _file_hash(path: str | None, given: str | None, what: str) -> str:
     if given and path:
         raise ValueError(f"give --{what}-hash or --{what}-file, not both")
     if path:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return sha256_hex(Path(path).read_bytes())
     if not given:
         raise ValueError(f"give --{what}-hash or --{what}-file")
     return given.lower()

@@ -267,7 +267,7 @@ def create_app(view: Any, *, hub: EventHub | None = None, allowed_hosts: list[st
         return page(request, "error.html", 502, title="Integrity check failed", status=502, message=str(exc))
 
     async def gateway_down(request: Request, exc: Exception) -> Response:
-        from fedchain.cli.operator import describe_gateway_error
+        from fedchain.gateway.errors import describe_gateway_error
 
         return page(request, "error.html", 503, title="Ledger unavailable", status=503,
                     message=f"the gateway did not answer: {describe_gateway_error(exc)}")

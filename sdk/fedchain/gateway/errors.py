@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import grpc
 
 from fedchain.gateway.status import ErrorDetail, decode_details
@@ -83,3 +86,47 @@ def from_rpc_error(cls: type[GatewayError], error: grpc.RpcError, *, tx_id: str 
     else:
         message = f"{what} failed: {code.name if code else 'UNKNOWN'}: {text}"
     return cls(message, code, decode_details(error), tx_id)
+
+
+_CHAINCODE_RESPONSE = re.compile(r"chaincode response (\d{3}), (.*)", re.S)
+
+
+@dataclass(frozen=True)
+class ChaincodeRefusal:
+    """The chaincode's answer inside a failed gateway call: its status and its message."""
+
+    status: int
+    message: str
+
+    @property
+    def final(self) -> bool:
+        """A 4xx refusal: asking again will not change it, unlike an outage or a 5xx."""
+        return 400 <= self.status < 500
+
+
+def parse_chaincode_response(text: str) -> ChaincodeRefusal | None:
+    """The chaincode's status and message in one error text, or None (unreachable, timeout, ...).
+
+    Why from the text: the Fabric gateway (real Fabric and the devnet alike) reports a chaincode's
+    error response only as text, `chaincode response <status>, <message>`, in the gRPC status message
+    and in each endorser's ErrorDetail; no field carries the status. This is the one parser of it."""
+    match = _CHAINCODE_RESPONSE.search(text)
+    return ChaincodeRefusal(int(match.group(1)), match.group(2)) if match else None
+
+
+def chaincode_refusal(exc: BaseException) -> ChaincodeRefusal | None:
+    """`parse_chaincode_response` of a failed call's whole text (its message and every endorser's)."""
+    return parse_chaincode_response(str(exc))
+
+
+def describe_gateway_error(exc: BaseException) -> str:
+    """One line for a user: the chaincode's own message when every endorser refused for the same
+    reason, else the whole error with every endorser's reason."""
+    details = getattr(exc, "details", [])
+    refusals = [parse_chaincode_response(d.message) for d in details]
+    reasons = {(r.status, r.message) for r in refusals if r is not None}
+    if details and len(reasons) == 1 and all(refusals):
+        status, message = reasons.pop()
+        tx = f"tx {exc.tx_id[:16]} " if getattr(exc, "tx_id", None) else ""
+        return f"{message.strip()} (status {status}; {tx}refused by every endorser)"
+    return str(exc)

@@ -23,8 +23,10 @@ import time
 from collections.abc import Callable
 
 from fedchain.gateway import FileCheckpoint, GatewayError
+from fedchain.gateway.errors import chaincode_refusal
 from fedchain.gateway.qscc import chain_info
-from fedchain.mpc_client import IntakeError, ReceiptError
+from fedchain.mpc_client import IntakeError
+from fedchain.mpc_protocol import ReceiptError
 from fedchain.records import OPEN, RoundId, parse_round_id
 
 from .client import HospitalClient, RoundOutcome, RoundRefused
@@ -39,7 +41,8 @@ ROUND_END_EVENTS = {"RoundFinalized": "FINALIZED", "RoundFailed": "FAILED", "Rou
 
 def ledger_refused(exc: GatewayError) -> bool:
     """The chaincode answered 'no' (a 4xx refusal): asking again will not change it, unlike an outage."""
-    return "chaincode response 4" in str(exc)
+    refusal = chaincode_refusal(exc)
+    return refusal is not None and refusal.final
 
 
 def _try(client: HospitalClient, round_id: RoundId, done: set[RoundId],
