@@ -400,6 +400,24 @@ class ModelSpecRecord:
         return {k: v for k, v in self.to_json().items() if k != "param_count"}
 
 
+class _CheckedKey:
+    """A typed key of a freeform object, checked when read (`_Reader.string` / `_Reader.integer`, nullable,
+    absent = None): the value of `obj.<name>` or a RecordError naming the key."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        reader = _Reader(dict(obj._raw), obj._what)
+        return getattr(reader, self.kind)(self.name, required=False, nullable=True)
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     """A round's hyperparameters: freeform for the chaincode (it checks only validation_sha256). Typed here:
@@ -418,45 +436,15 @@ class Hyperparameters:
         _Reader(obj, what)  # must be a JSON object
         return cls(_raw=_freeze(obj), _what=what)
 
-    def _read(self, key: str, kind: str) -> Any:
-        reader = _Reader(dict(self._raw), self._what)
-        return getattr(reader, kind)(key, required=False, nullable=True)
-
-    @property
-    def reference_sha256(self) -> str | None:
-        return self._read("reference_sha256", "string")
-
-    @property
-    def validation_sha256(self) -> str | None:
-        return self._read("validation_sha256", "string")
-
-    @property
-    def root_sha256(self) -> str | None:
-        return self._read("root_sha256", "string")
-
-    @property
-    def seed(self) -> int | None:
-        return self._read("seed", "integer")
-
-    @property
-    def reference_seed(self) -> int | None:
-        return self._read("reference_seed", "integer")
-
-    @property
-    def root_size(self) -> int | None:
-        return self._read("root_size", "integer")
-
-    @property
-    def root_seed(self) -> int | None:
-        return self._read("root_seed", "integer")
-
-    @property
-    def validation_size(self) -> int | None:
-        return self._read("validation_size", "integer")
-
-    @property
-    def validation_seed(self) -> int | None:
-        return self._read("validation_seed", "integer")
+    reference_sha256 = _CheckedKey("string")
+    validation_sha256 = _CheckedKey("string")
+    root_sha256 = _CheckedKey("string")
+    seed = _CheckedKey("integer")
+    reference_seed = _CheckedKey("integer")
+    root_size = _CheckedKey("integer")
+    root_seed = _CheckedKey("integer")
+    validation_size = _CheckedKey("integer")
+    validation_seed = _CheckedKey("integer")
 
     def to_json(self) -> dict[str, Any]:
         return _thaw(self._raw)
