@@ -26,8 +26,8 @@ ATTACKS = ("scaling", "sign_flip", "label_flip", "gaussian", "alie", "ipm", "min
 def run_one(attack: str, seed: int, inference: bool, margin: float, batch: int, dataset: str | None,
             rounds: int = 6) -> dict[str, Any]:
     """One simulation: the demo's round policy, with or without the inference check."""
+    from fedchain.cli.simulate import plaintext_verdicts
     from fedchain.simulation import PolicyStrategy, SimConfig, run_simulation
-    from fedchain.simulation.__main__ import plaintext_verdicts
     from fedchain.verification.presets import PolicySettings
 
     cfg = SimConfig(attack=attack, seed=seed, dataset=dataset, rounds=rounds, inference_check=inference,

@@ -22,19 +22,19 @@ VARIANTS: list[tuple[str, tuple[int, ...], int]] = [
 def run_one(arch: str, widths: tuple[int, ...], hidden: int, seed: int, dataset: str | None,
             lr: float = 0.05) -> float:
     """Final test accuracy of one FedAvg run with this architecture."""
-    import fedchain.simulation.runner as runner
+    import fedchain.simulation.loop as loop
     from fedchain.models import ModelSpec
     from fedchain.simulation import FedAvg, SimConfig
     def spec(**kw: Any) -> ModelSpec:
         return ModelSpec(arch=arch, **kw)
 
-    orig = runner.ModelSpec
-    runner.ModelSpec = spec  # type: ignore[assignment]  # the runner builds the spec itself
+    orig = loop.ModelSpec
+    loop.ModelSpec = spec  # type: ignore[assignment]  # the loop builds the spec itself
     try:
         cfg = SimConfig(malicious=0, attack=None, seed=seed, dataset=dataset, widths=widths, hidden=hidden, lr=lr)
-        res = runner.run_simulation(cfg, FedAvg())
+        res = loop.run_simulation(cfg, FedAvg())
     finally:
-        runner.ModelSpec = orig  # type: ignore[assignment]
+        loop.ModelSpec = orig  # type: ignore[assignment]
     return float(res.report["final_accuracy"])
 
 

@@ -28,8 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from fedchain.cli.simulate import plaintext_verdicts
 from fedchain.simulation import PolicyStrategy, SimConfig, run_simulation
-from fedchain.simulation.__main__ import plaintext_verdicts
 from fedchain.verification.presets import PolicySettings
 from fedchain_mpc import plaintext
 

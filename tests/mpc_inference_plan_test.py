@@ -116,7 +116,7 @@ def test_simulation_runs_the_check() -> None:
     """`python -m fedchain.simulation --inference-check`: the runner hands the round's base model and a
     validation batch from the root set to the policy strategy; a label flipper that the other checks
     would also catch is rejected, and `inference` appears as a reason with margin 0 (strict rule)."""
-    from fedchain.simulation.__main__ import main
+    from fedchain.cli.simulate import main
 
     assert main(["--rounds", "1", "--steps", "10", "--hospitals", "4", "--malicious", "1", "--attack", "label_flip",
                  "--inference-check", "--inference-margin", "0", "--warmup-epochs", "1", "--quiet"]) == 0

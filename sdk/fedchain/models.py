@@ -19,7 +19,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from torch import nn
 
-from fedchain.canonical import sha256_hex
+from fedchain.canonical import canonical_text, sha256_hex
 from fedchain.records import ModelSpecRecord
 
 SPEC_FIELDS = ("arch", "in_channels", "n_classes", "widths", "hidden")  # what a ModelSpec is made of
@@ -55,7 +55,7 @@ class ModelSpec:
     def to_json(self) -> str:
         d = asdict(self)
         d["widths"] = list(self.widths)
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return canonical_text(d)
 
     @classmethod
     def from_json(cls, text: str | bytes | dict[str, Any]) -> ModelSpec:

@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
-import json
 import time
-from typing import Any
 
 from fedchain.audit.synthetic import SyntheticChannel
+from fedchain.canonical import canonical_text, sha256_hex
 from fedchain.identity import SigningIdentity
-
-
-def _j(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 class FLChainBuilder:
@@ -57,31 +51,31 @@ class FLChainBuilder:
 
     def setup(self) -> str:
         nodes = [{"id": f"mpc{j}", "msp_id": n.msp_id, "identity": n.identity.fabric_id} for j, n in enumerate(self.nodes)]
-        self.submit(self.operator, "InitConsortium", _j({"mpc_nodes": nodes, "threshold": 1, "quorum": 2,
+        self.submit(self.operator, "InitConsortium", canonical_text({"mpc_nodes": nodes, "threshold": 1, "quorum": 2,
                                                          "min_accepted": 1}), writes={"consortium": b"{}"})
         for name, ident in self.hospitals.items():
             entry = {"id": name, "role": "hospital", "msp_id": ident.msp_id, "identity": ident.identity.fabric_id,
                      "sample_cap": 1000}
-            self.submit(self.operator, "RegisterParticipant", _j(entry),
-                        writes={f"\x00participant\x00{name}\x00": _j(entry).encode()})
+            self.submit(self.operator, "RegisterParticipant", canonical_text(entry),
+                        writes={f"\x00participant\x00{name}\x00": canonical_text(entry).encode()})
         genesis = bytes(4 * self.param_count)
-        self.submit(self.operator, "PublishGenesisModel", _j({"param_count": self.param_count}),
+        self.submit(self.operator, "PublishGenesisModel", canonical_text({"param_count": self.param_count}),
                     base64.b64encode(genesis).decode())
-        return hashlib.sha256(genesis).hexdigest()
+        return sha256_hex(genesis)
 
     def round(self, rid: int, base: str, start: float) -> None:
-        self.submit(self.operator, "CreateRound", _j({
+        self.submit(self.operator, "CreateRound", canonical_text({
             "round_id": rid, "base_model_hash": base, "model_spec": {"param_count": self.param_count},
             "policy": {"cosine_enabled": False}, "deadline": start + 10**6, "min_updates": 1}))
         for name, ident in self.hospitals.items():
-            upd = {"round_id": rid, "share_hashes": [hashlib.sha256(f"{rid}{name}{j}".encode()).hexdigest()
+            upd = {"round_id": rid, "share_hashes": [sha256_hex(f"{rid}{name}{j}".encode())
                                                      for j in range(3)], "n_samples": 100, "dim": self.param_count}
-            self.submit(ident, "SubmitUpdate", _j(upd), writes={f"\x00update\x00{rid:020d}\x00{name}\x00": _j(upd).encode()})
+            self.submit(ident, "SubmitUpdate", canonical_text(upd), writes={f"\x00update\x00{rid:020d}\x00{name}\x00": canonical_text(upd).encode()})
         self.submit(self.operator, "CloseRound", str(rid))
         att = {"round_id": rid, "model_hash": base, "accepted": sorted(self.hospitals), "rejected": {},
                "report_hash": "ab" * 32}
         for node in self.nodes[:2]:
-            self.submit(node, "AttestResult", _j(att))
+            self.submit(node, "AttestResult", canonical_text(att))
 
 
 def build_chain(hospitals: int, rounds: int) -> FLChainBuilder:

@@ -10,13 +10,13 @@ record with the rebuilt keys (layout: chaincode/fedchain_cc/fl/keys.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fedchain.audit.chain import Finding, TxRecord
+from fedchain.canonical import canonical_text, sha256_hex
 
 KEEP_BYTES = 64 * 1024
 SEP = "\x00"  # Fabric composite keys: \x00 type \x00 attr \x00 ... \x00
@@ -59,7 +59,7 @@ def rebuild_state(transactions: Iterable[TxRecord], namespace: str) -> dict[str,
                     state.pop(w.key, None)
                     continue
                 keep = w.value if len(w.value) <= KEEP_BYTES else None
-                state[w.key] = StateEntry(keep, hashlib.sha256(w.value).hexdigest(), rec.block, rec.info.tx_id)
+                state[w.key] = StateEntry(keep, sha256_hex(w.value), rec.block, rec.info.tx_id)
     return state
 
 
@@ -106,7 +106,7 @@ def rebuilt_round_ids(state: dict[str, StateEntry]) -> set[int]:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":")) if not isinstance(value, str) else value
+    text = canonical_text(value) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -304,8 +304,8 @@ def _run(args: argparse.Namespace, cfg: DemoConfig, data: Any, directory: Path) 
         _say(f"error: {exc}")
         return 2
     except Exception as exc:  # one clear line; details in the network's logs
-        from fedchain.cli.operator import describe_gateway_error
         from fedchain.gateway import GatewayError
+        from fedchain.gateway.errors import describe_gateway_error
 
         msg = describe_gateway_error(exc) if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
         _say(f"error: {msg}")
