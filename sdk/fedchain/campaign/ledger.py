@@ -21,6 +21,7 @@ import numpy as np
 
 from fedchain.canonical import sha256_hex
 from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.gateway.errors import chaincode_refusal
 from fedchain.gateway.watermark import LedgerRollback, LedgerWatermark, NetworkHeads
 from fedchain.models import vector_hash
 from fedchain.records import (
@@ -61,7 +62,7 @@ def retry_mvcc(action: Callable[[], Any], done: Callable[[], bool] | None = None
             action()
             return
         except Exception as exc:
-            if "MVCC_READ_CONFLICT" not in str(exc) or attempt == attempts - 1:
+            if getattr(exc, "validation_code_name", None) != "MVCC_READ_CONFLICT" or attempt == attempts - 1:
                 raise
             log.warning("ledger write invalidated by a concurrent one (MVCC); retrying")
             time.sleep(0.3 * (attempt + 1))
@@ -90,7 +91,8 @@ def publish_reference(net: Any, fl: FLClient, round_id: RoundId, vector: np.ndar
         fl.publish_reference(round_id, vec.tobytes())
         return sha
     except Exception as exc:
-        if net is None or "PublishReference" not in str(exc) or not reference_dirs(net):
+        refusal = chaincode_refusal(exc)
+        if net is None or refusal is None or not refusal.final or not reference_dirs(net):
             raise
         log.warning("PublishReference refused (%s); handing the reference to the local MPC nodes' folders", exc)
     for d in reference_dirs(net):
@@ -166,15 +168,15 @@ class OperatorLedger:
 
     def reference_published(self, round_id: RoundId) -> bool:
         """Whether the round's FLTrust reference is on the ledger (GetReference answers 404 if not)."""
-        return self._published(self.fl.get_reference, round_id, "no reference published")
+        return self._published(self.fl.get_reference, round_id)
 
     def validation_published(self, round_id: RoundId) -> bool:
         """Whether the round's validation batch is on the ledger (GetValidationBatch answers 404 if not)."""
-        return self._published(self.fl.get_validation_batch, round_id, "no validation batch published")
+        return self._published(self.fl.get_validation_batch, round_id)
 
     @staticmethod
-    def _published(fetch: Callable[[RoundId], Any], round_id: RoundId, missing: str) -> bool:
-        """True if `fetch` returns the blob, False on the contract's 404 text `missing`; a hash mismatch
+    def _published(fetch: Callable[[RoundId], Any], round_id: RoundId) -> bool:
+        """True if `fetch` returns the blob, False on the contract's 404 (not published yet); a hash mismatch
         (ModelIntegrityError) and every other error propagate."""
         try:
             fetch(round_id)
@@ -182,7 +184,8 @@ class OperatorLedger:
         except ModelIntegrityError:
             raise
         except Exception as exc:
-            if missing in str(exc):
+            refusal = chaincode_refusal(exc)
+            if refusal is not None and refusal.status == 404:
                 return False
             raise
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from fedchain.canonical import sha256_hex
 from fedchain.fl_client import FLClient, ModelIntegrityError
+from fedchain.gateway.errors import chaincode_refusal
 from fedchain.records import FINALIZED, Consortium, Participant, Round, RoundId
 
 # FL functions whose first argument names the round (as a JSON object or as a bare number)
@@ -201,7 +202,8 @@ class LedgerView:
         except ModelIntegrityError as exc:
             raise IntegrityError(str(exc)) from None
         except GatewayError as exc:
-            if "404" in str(exc):
+            refusal = chaincode_refusal(exc)
+            if refusal is not None and refusal.status == 404:
                 raise NotFound(f"the model of round {round_id} is finalized but not published yet") from None
             raise
         digest = sha256_hex(rec.model)
