@@ -169,7 +169,7 @@ def test_network_up_cli_prints_the_refusal(fresh: World, capsys):
 
 def test_untouched_restart_serves_the_registered_hospital(fresh: World):
     fresh.net.up(ready_timeout=60)
-    assert fresh.participant(HOSPITAL)["sample_cap"] == SAMPLE_CAP
+    assert fresh.participant(HOSPITAL).sample_cap == SAMPLE_CAP
 
 
 def test_state_behind_the_blocks_is_replayed_then_checked(fresh: World):
@@ -183,8 +183,8 @@ def test_state_behind_the_blocks_is_replayed_then_checked(fresh: World):
     log = next(s for s in fresh.net.services() if s.name == "devnet").log_file
     offset = log.stat().st_size
     fresh.net.up(ready_timeout=60)
-    assert fresh.participant("h2")["sample_cap"] == 700
-    assert fresh.participant(HOSPITAL)["sample_cap"] == SAMPLE_CAP
+    assert fresh.participant("h2").sample_cap == 700
+    assert fresh.participant(HOSPITAL).sample_cap == SAMPLE_CAP
     assert "replayed block" in log.read_text()[offset:]
     fresh.net.down()
 
