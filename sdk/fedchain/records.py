@@ -214,6 +214,18 @@ def _base(r: _Reader, known: frozenset[str]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class _Record:
+    """What every record has: the JSON object it was parsed from (`to_json` gives it back exactly)."""
+
+    _raw: Mapping[str, Any] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object the chaincode returned, as a fresh copy (reports, the explorer and the audit
+        print and compare it)."""
+        return _thaw(self._raw)
+
+
+@dataclass(frozen=True)
 class Stamp:
     """Who wrote a stored record last (fedchain_cc.fl.tx.Tx.put_json): `last_tx_creator` and `last_tx_function`."""
 
@@ -240,11 +252,10 @@ def _list_of(cls: Any, obj: Any, what: str) -> list[Any]:
 
 # --------------------------------------------------------------------------- consortium
 @dataclass(frozen=True)
-class Head:
+class Head(_Record):
     """The head pointer: last round id, last finalized round, its model hash and parameter count
     (what CreateRound builds on). Before the genesis model the last three are None."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     last_round_id: RoundId
     finalized_round_id: RoundId | None
@@ -263,15 +274,11 @@ class Head:
                    model_hash=r.string("model_hash", nullable=True),
                    param_count=r.integer("param_count", nullable=True, lo=1), stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class MpcNode:
+class MpcNode(_Record):
     """One MPC node of the consortium; its position (node_index) is its share index."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     id: str
     msp_id: str
@@ -286,17 +293,13 @@ class MpcNode:
         return cls(**_base(r, cls.KNOWN), id=r.string("id"), msp_id=r.string("msp_id"),
                    identity=r.string("identity"), node_index=r.integer("node_index", lo=0))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class Consortium:
+class Consortium(_Record):
     """GetConsortium: the InitConsortium configuration plus the head pointer. `min_accepted` and
     `max_clock_skew_s` are None for consortia initialized before those fields existed (the chaincode then
     uses 3 and 900: see `min_accepted_floor`)."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     name: str
     mpc_nodes: tuple[MpcNode, ...]
@@ -332,9 +335,6 @@ class Consortium:
                    initialized_at=r.number("initialized_at", required=False),
                    head=None if head is None else Head.from_json(head, f"{what}.head"), stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
     @property
     def min_accepted_floor(self) -> int:
         """The privacy floor the chaincode applies (3 for consortia initialized before the field)."""
@@ -346,10 +346,9 @@ class Consortium:
 
 # --------------------------------------------------------------------------- participants
 @dataclass(frozen=True)
-class Participant:
+class Participant(_Record):
     """A registered participant. `sample_cap` only for hospitals, `node_index` only for MPC nodes."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     id: str
     role: str
@@ -372,17 +371,13 @@ class Participant:
                    sample_cap=r.integer("sample_cap", required=False, lo=1),
                    node_index=r.integer("node_index", required=False, lo=0), stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 # --------------------------------------------------------------------------- a round's freeform parts
 @dataclass(frozen=True)
-class ModelSpecRecord:
+class ModelSpecRecord(_Record):
     """A round's (or a model's) model_spec: freeform for the chaincode except param_count, which it checks.
     `fields` is the spec without param_count (what fedchain.models.ModelSpec is built from)."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     param_count: int
     arch: str | None
 
@@ -391,9 +386,6 @@ class ModelSpecRecord:
         r = _Reader(obj, what)
         return cls(_raw=_freeze(obj), param_count=r.integer("param_count", lo=1),
                    arch=r.string("arch", required=False))
-
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -419,7 +411,7 @@ class _CheckedKey:
 
 
 @dataclass(frozen=True)
-class Hyperparameters:
+class Hyperparameters(_Record):
     """A round's hyperparameters: freeform for the chaincode (it checks only validation_sha256). Typed here:
     the keys the SDK reads (the FLTrust reference and validation batch declarations and what lets anyone
     recompute them); `to_json()` is the whole object (the training settings are read by TrainConfig).
@@ -428,7 +420,6 @@ class Hyperparameters:
     unchecked, so a round created by hand with one mistyped key must not make every round listing
     unreadable (explorer, nodes, campaign). Whoever needs that key gets a RecordError naming it."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     _what: str = field(default="hyperparameters", repr=False, compare=False)
 
     @classmethod
@@ -446,22 +437,18 @@ class Hyperparameters:
     validation_size = _CheckedKey("integer")
     validation_seed = _CheckedKey("integer")
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
     def get(self, key: str, default: Any = None) -> Any:
         """Any key as stored (for keys this class does not type, e.g. the training settings)."""
         return _thaw(self._raw.get(key, default))
 
 
 @dataclass(frozen=True)
-class Policy:
+class Policy(_Record):
     """A round's verification policy (or the consortium's default): freeform scalars for the chaincode,
     which checks min_accepted, inference_enabled and inference_batch. `cosine_enabled` defaults to True
     and is read as the MPC nodes read it (truthiness); `to_json()` is the whole policy (the nodes'
     VerificationPolicy reads the rest)."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     min_accepted: int | None = None
     cosine_enabled: bool = True
     inference_enabled: bool = False
@@ -488,19 +475,15 @@ class Policy:
                    inference_enabled=typed(r.boolean, "inference_enabled", False),
                    inference_batch=typed(r.integer, "inference_batch", DEFAULT_INFERENCE_BATCH, lo=1))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
     def get(self, key: str, default: Any = None) -> Any:
         """Any key as stored (for keys this class does not type)."""
         return _thaw(self._raw.get(key, default))
 
 
 @dataclass(frozen=True)
-class MpcSettings:
+class MpcSettings(_Record):
     """The MPC nodes, threshold and quorum a round was created with (copied from the consortium)."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     nodes: tuple[str, ...]
     threshold: int
     quorum: int
@@ -511,16 +494,12 @@ class MpcSettings:
         return cls(_raw=_freeze(obj), nodes=r.strings("nodes"), threshold=r.integer("threshold"),
                    quorum=r.integer("quorum"))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class NodeClaim:
+class NodeClaim(_Record):
     """What one node attested, as recorded in the round (round.attestations[node id]); records written
     before `outcome` existed claimed "ok"."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     model_hash: str
     accepted: tuple[str, ...]
     outcome: str
@@ -533,16 +512,12 @@ class NodeClaim:
                    accepted=r.strings("accepted"), outcome=r.string("outcome", required=False, default=OUTCOME_OK),
                    tx_id=r.string("tx_id", required=False, nullable=True))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class RoundResult:
+class RoundResult(_Record):
     """What a quorum agreed on: round.finalized (FINALIZED) or round.agreed (FAILED, or DISPUTED as
     aggregate_out_of_range). The genesis round's has no report_hash (null) and no outcome."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     model_hash: str
     accepted: tuple[str, ...]
     rejected: Mapping[str, str]
@@ -557,18 +532,14 @@ class RoundResult:
                    report_hash=r.string("report_hash", required=False, nullable=True),
                    outcome=r.string("outcome", required=False, default=OUTCOME_OK))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 # --------------------------------------------------------------------------- rounds
 @dataclass(frozen=True)
-class Round:
+class Round(_Record):
     """A round record (GetRound / ListRounds). The genesis round (round 0, `genesis` True) has only
     round_id, state, model_spec, finalized and the timestamps: its base_model_hash, base_round_id,
     deadline, min_updates, mpc and created_tx_id are None and its hyperparameters and policy empty."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     round_id: RoundId
     state: str
@@ -642,9 +613,6 @@ class Round:
             dispute_reason=r.string("dispute_reason", required=False, nullable=True),
             stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
     @property
     def over(self) -> bool:
         """Reached a terminal state (FINALIZED, FAILED or DISPUTED)."""
@@ -665,10 +633,9 @@ class Round:
 
 # --------------------------------------------------------------------------- updates, attestations, models
 @dataclass(frozen=True)
-class Update:
+class Update(_Record):
     """A hospital's SubmitUpdate record (GetUpdates): share_hashes[j] belongs to MPC node j."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     round_id: RoundId
     hospital: str
@@ -692,15 +659,11 @@ class Update:
                    submitted_at=r.number("submitted_at", required=False, nullable=True),
                    tx_id=r.string("tx_id", required=False, nullable=True), stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class Attestation:
+class Attestation(_Record):
     """An MPC node's AttestResult record (attest~round~node; GetHistory "attestation")."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     round_id: RoundId
     node: str
@@ -729,16 +692,12 @@ class Attestation:
                    attested_at=r.number("attested_at", required=False, nullable=True),
                    tx_id=r.string("tx_id", required=False, nullable=True), stamp=Stamp.of(r))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
-class ModelRecord:
+class ModelRecord(_Record):
     """GetModel: a model's metadata and bytes. `model` is the decoded model_b64 (FLClient.get_model checks it
     against sha256 and size before it returns the record); `to_json()` still has model_b64."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     round_id: RoundId
     sha256: str
@@ -757,9 +716,6 @@ class ModelRecord:
                    model_spec=ModelSpecRecord.from_json(r.obj_field("model_spec"), f"{what}: model_spec"),
                    model=data)
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 def _b64_field(r: _Reader, name: str) -> bytes:
     import base64
@@ -773,12 +729,11 @@ def _b64_field(r: _Reader, name: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class BlobRecord:
+class BlobRecord(_Record):
     """GetReference / GetValidationBatch: a public input CreateRound declared, with its bytes (`data`, the
     decoded base64 field). `batch` (images) only for validation batches. FLClient checks the bytes against
     sha256, size and the round's declared hash before it returns them."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     round_id: RoundId
     sha256: str
@@ -796,9 +751,6 @@ class BlobRecord:
                    sha256=r.string("sha256"), size=r.integer("size", lo=0), data=_b64_field(r, cls.B64_FIELD),
                    batch=r.integer("batch", required=False, lo=1))
 
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
-
 
 @dataclass(frozen=True)
 class ReferenceRecord(BlobRecord):
@@ -815,11 +767,10 @@ class ValidationBatchRecord(BlobRecord):
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(_Record):
     """One change of a key (GetHistory), newest first. `value` is the record as it was then (plain JSON,
     None for a delete or a non-JSON value); `record(cls)` parses it, e.g. `entry.record(Round)`."""
 
-    _raw: Mapping[str, Any] = field(repr=False)
     extra: Mapping[str, Any] = field(repr=False)
     tx_id: str
     timestamp: float | None
@@ -839,9 +790,6 @@ class HistoryEntry:
                    is_delete=r.boolean("is_delete", required=False, default=False),
                    creator=None if creator is None else _freeze(creator),
                    function=r.string("function", required=False, nullable=True))
-
-    def to_json(self) -> dict[str, Any]:
-        return _thaw(self._raw)
 
     @property
     def value(self) -> Any:
