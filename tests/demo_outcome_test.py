@@ -11,7 +11,8 @@ from types import SimpleNamespace
 from cc_support import GENESIS, NEW_MODEL, SPEC, World, b64, init_config, make_world
 from fedchain.demo.operator import Operator
 from fedchain.demo.rounds import Demo
-from fedchain.fl_client import TERMINAL_STATES, FLClient
+from fedchain.fl_client import FLClient
+from fedchain.records import TERMINAL_STATES
 
 
 class Contract:

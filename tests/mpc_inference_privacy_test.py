@@ -54,7 +54,8 @@ def round_done(tmp_path_factory):
 
 
 def test_degraded_model_is_rejected_for_inference_and_the_batch_is_on_the_ledger(round_done):
-    from fedchain.fl_client import FLClient, sha256_hex
+    from fedchain.canonical import sha256_hex
+    from fedchain.fl_client import FLClient
     from fedchain.netconfig import load_network
     from fedchain.validation_batch import decode
 

@@ -19,8 +19,6 @@ from typing import Any, Protocol
 from fedchain.canonical import canonical_text, sha256_hex
 from fedchain.identity import Identity, SigningIdentity
 from fedchain.records import (
-    OUTCOMES,
-    TERMINAL_STATES,
     Consortium,
     Head,
     HistoryEntry,
@@ -41,10 +39,8 @@ log = logging.getLogger(__name__)
 # racing a late submission, a publish racing a late attestation); re-endorsing sees the winner.
 RETRYABLE_CODES = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
 
-# Round states and outcomes are defined once, in fedchain.records; re-exported for existing importers,
-# as is fedchain.canonical.sha256_hex.
-__all__ = ["OUTCOMES", "RETRYABLE_CODES", "TERMINAL_STATES", "ContractLike", "FLClient", "ModelIntegrityError",
-           "fabric_id", "mpc_node_entry", "participant_entry", "result_json", "sha256_hex"]
+__all__ = ["RETRYABLE_CODES", "ContractLike", "FLClient", "ModelIntegrityError", "fabric_id", "mpc_node_entry",
+           "participant_entry", "result_json"]
 
 
 class ContractLike(Protocol):
@@ -133,7 +129,7 @@ class FLClient:
         return self._submit("CloseRound", _rid(round_id), retry=True)
 
     def attest_result(self, attestation: dict[str, Any]) -> Any:
-        """{round_id, model_hash, accepted, rejected, report_hash, outcome? (one of OUTCOMES, default "ok")}."""
+        """{round_id, model_hash, accepted, rejected, report_hash, outcome? (one of fedchain.records.OUTCOMES, default "ok")}."""
         return self._submit("AttestResult", canonical_text(attestation), retry=True)
 
     def publish_model(self, round_id: RoundId | int | str, model: bytes) -> Any:
