@@ -3,7 +3,8 @@
 The same for every backend (embedded, Fabric native, Fabric Compose): only the ledger under
 them differs, so the nodes' configuration is generated here once. Node i is run by org
 i mod n (each node by a different organisation, as the wallet's mpc0.. identities are).
-This is the launcher layer of the CLI: it may name `fedchain_mpc` (DESIGN.md section 1).
+It starts `python -m fedchain_mpc` by module name and talks to the nodes through node.json and their READY
+line; it never imports `fedchain_mpc` (DESIGN.md §1: only fedchain.cli may; tests/import_rules_test.py).
 """
 
 from __future__ import annotations
