@@ -91,8 +91,8 @@ def publish_reference(net: Any, fl: FLClient, round_id: RoundId, vector: np.ndar
         fl.publish_reference(round_id, vec.tobytes())
         return sha
     except Exception as exc:
-        refusal = chaincode_refusal(exc)
-        if net is None or refusal is None or not refusal.final or not reference_dirs(net):
+        # any answer of the contract to PublishReference (e.g. "unknown function"), not an outage
+        if net is None or chaincode_refusal(exc) is None or not reference_dirs(net):
             raise
         log.warning("PublishReference refused (%s); handing the reference to the local MPC nodes' folders", exc)
     for d in reference_dirs(net):
