@@ -105,3 +105,30 @@ def test_python_m_fedchain_simulation_is_the_cli_command():
     import fedchain.simulation.__main__ as entry
 
     assert entry.main is sim_main and entry.plaintext_verdicts is plaintext_verdicts
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rounds", "0"], "--rounds must be in 1..1000"),
+    (["--hospitals", "1"], "--hospitals must be in 2..100"),
+    (["--malicious", "9"], "--malicious must be in 0..8"),
+    (["--attack", "nope"], "--attack: unknown attack 'nope'"),
+    (["--attack-param", "factor"], "expected NAME=VALUE"),
+    (["--attack-param", "factor=abc"], "factor must be a number"),
+    (["--lr", "0"], "--lr must be a number in (0, 10]"),
+])
+def test_simulation_refuses_bad_arguments_in_one_line(argv, message, capsys):
+    """The demo's argument rules, before any data is generated (a bad value used to end in a traceback)."""
+    from fedchain.cli.simulate import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_simulation_bad_argument_from_the_shell_has_no_traceback():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "fedchain.simulation", "--rounds", "-1"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --rounds must be in 1..1000, not -1"

@@ -228,6 +228,7 @@ def demo_config(args: argparse.Namespace, network: Path) -> tuple[DemoConfig, An
     from fedchain.demo import checks
 
     checks.check_numbers(args)
+    checks.check_port(args)
     checks.check_training(args, D.batch_size, D.momentum)
     attack, params = checks.check_attack(args)
     settings, auto = checks.check_policy(args)

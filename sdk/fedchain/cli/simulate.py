@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from fedchain.campaign.command import ArgumentProblem
+from fedchain.demo.checks import check_attack, check_numbers, check_training
 from fedchain.demo.report import TABLE_HEADER, table_row
 from fedchain.simulation import FedAvg, PolicyStrategy, SimConfig, run_simulation
 from fedchain.verification import PolicyError, VerificationPolicy
@@ -74,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--report-json", default=None)
     a = ap.parse_args(argv)
-    attack = None if a.attack in ("none", "") else a.attack
+    if a.attack == "":
+        a.attack = "none"
+    try:  # the demo's argument rules (ranges, TrainConfig, the attack's declared parameters): one line, exit 2
+        check_numbers(a)
+        check_training(a, a.batch_size, a.momentum)
+        attack, attack_params = check_attack(a)
+    except ArgumentProblem as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = PolicySettings(defense=a.defense, norm_factor=a.norm_factor, norm_rel_factor=a.norm_rel,
                                   cosine_min=a.cosine_min, cosine_rel=a.cosine_rel, outlier_factor=a.outlier_factor,
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SimConfig(hospitals=a.hospitals, malicious=a.malicious if attack else 0, attack=attack, rounds=a.rounds,
                     alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
                     warmup_epochs=a.warmup_epochs, seed=a.seed, dataset=a.dataset,
-                    attack_params={k: float(v) for k, v in (p.split("=", 1) for p in a.attack_param)},
+                    attack_params=attack_params,
                     inference_check=a.inference_check, inference_batch=a.inference_batch)
     strategy = FedAvg() if a.defense == "none" else PolicyStrategy(plaintext_verdicts, round_policy)
     if not a.quiet:

@@ -52,7 +52,7 @@ def _int_range(flag: str, value: int, low: int, high: int, why: str = "") -> Non
 
 
 def check_numbers(args: argparse.Namespace) -> None:
-    """Counts, seed, data split and port: the plain ranges, each named by its flag."""
+    """Counts, seed and data split: the plain ranges, each named by its flag (the demo and the simulation)."""
     _int_range("--rounds", args.rounds, 1, MAX_ROUNDS)
     _int_range("--hospitals", args.hospitals, 2, MAX_HOSPITALS,
                f"the checks compare updates with each other; {MAX_HOSPITALS} is the largest measured")
@@ -61,6 +61,10 @@ def check_numbers(args: argparse.Namespace) -> None:
     _int_range("--warmup-epochs", args.warmup_epochs, 0, MAX_WARMUP_EPOCHS)
     if not (math.isfinite(args.alpha) and args.alpha > 0):
         raise ArgumentProblem(f"--alpha must be a positive number (Dirichlet concentration), not {args.alpha}")
+
+
+def check_port(args: argparse.Namespace) -> None:
+    """--base-port leaves room for every port an embedded network takes."""
     _int_range("--base-port", args.base_port, 1024, 65535 - PORTS_PER_NETWORK + 1,
                f"the embedded network uses {PORTS_PER_NETWORK} ports from it")
 
@@ -92,6 +96,8 @@ def check_attack(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
         return attack, get_attack(attack).parse_params(list(args.attack_param))
     except AttackParamError as exc:
         raise ArgumentProblem(str(exc)) from None
+    except KeyError as exc:  # an unknown name (get_attack lists the known ones)
+        raise ArgumentProblem(f"--attack: {exc.args[0]}") from None
 
 
 def check_policy(args: argparse.Namespace) -> tuple[Any, bool]:
